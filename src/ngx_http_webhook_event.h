@@ -1,0 +1,69 @@
+
+/*
+ * Copyright (C) The ngx_http_webhook_module authors
+ */
+
+
+#ifndef _NGX_HTTP_WEBHOOK_EVENT_H_INCLUDED_
+#define _NGX_HTTP_WEBHOOK_EVENT_H_INCLUDED_
+
+
+/*
+ * The event parser and envelope builder: pure functions over a request
+ * body, no I/O, no pool, so that they can be unit-tested and fuzzed
+ * outside of nginx.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <cjson/cJSON.h>
+
+
+#define NGX_HTTP_WEBHOOK_SINGLE   0
+#define NGX_HTTP_WEBHOOK_BATCH    1
+#define NGX_HTTP_WEBHOOK_TEST     2
+
+/* room for "-9007199254740992" */
+#define NGX_HTTP_WEBHOOK_INT_LEN  24
+
+
+typedef struct {
+    ngx_str_t    payload;      /* the event object as received */
+    ngx_str_t    model;        /* not escaped; len 0: none */
+    ngx_str_t    event;        /* not escaped; len 0: none */
+    ngx_str_t    event_id;     /* JSON text: a number or a string */
+    ngx_str_t    id_key;       /* the idempotency key: the id, unquoted */
+    ngx_str_t    record_id;    /* JSON text of an integer; len 0: none */
+    ngx_int_t    priority;     /* -1: not given */
+
+    u_char       event_id_buf[NGX_HTTP_WEBHOOK_INT_LEN];
+    u_char       record_id_buf[NGX_HTTP_WEBHOOK_INT_LEN];
+} ngx_http_webhook_event_t;
+
+
+ngx_int_t ngx_http_webhook_json_flatten(u_char *p, size_t len);
+ngx_int_t ngx_http_webhook_json_elements(ngx_str_t *body, const char *name,
+    ngx_str_t *elts, ngx_uint_t n);
+
+ngx_int_t ngx_http_webhook_payload_kind(cJSON *root);
+ngx_int_t ngx_http_webhook_event_read(cJSON *obj, ngx_uint_t schema_any,
+    ngx_http_webhook_event_t *ev, const char **err);
+ngx_int_t ngx_http_webhook_priority(u_char *p, size_t len);
+
+size_t ngx_http_webhook_envelope_len(ngx_http_webhook_event_t *ev,
+    ngx_str_t *id, ngx_str_t *received_at, ngx_str_t *priority);
+u_char *ngx_http_webhook_envelope_write(u_char *p,
+    ngx_http_webhook_event_t *ev, ngx_str_t *id, ngx_str_t *received_at,
+    ngx_str_t *priority);
+u_char *ngx_http_webhook_time(u_char *p, time_t sec, ngx_uint_t msec);
+int64_t ngx_http_webhook_time_parse(u_char *p, size_t len);
+
+size_t ngx_http_webhook_json_escape_len(u_char *src, size_t size);
+u_char *ngx_http_webhook_json_escape(u_char *dst, u_char *src, size_t size);
+
+
+#define NGX_HTTP_WEBHOOK_TIME_LEN  (sizeof("1970-01-01T00:00:00.000Z") - 1)
+
+
+#endif /* _NGX_HTTP_WEBHOOK_EVENT_H_INCLUDED_ */

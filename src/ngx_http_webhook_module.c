@@ -1,0 +1,744 @@
+
+/*
+ * Copyright (C) The ngx_http_webhook_module authors
+ *
+ * Module glue: the directives, their configurations and checks, and the
+ * worker's start and exit.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_webhook_module.h"
+#include "ngx_http_webhook_auth.h"
+#include "ngx_http_webhook_redis.h"
+#include "ngx_http_webhook_stats.h"
+
+
+#define NGX_HTTP_WEBHOOK_REDIS_PORT  6379
+
+
+static ngx_int_t ngx_http_webhook_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_webhook_postconfiguration(ngx_conf_t *cf);
+static void *ngx_http_webhook_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_webhook_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_webhook_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_webhook_add_queue(ngx_conf_t *cf,
+    ngx_http_webhook_main_conf_t *wmcf, ngx_http_webhook_loc_conf_t *wlcf);
+
+static char *ngx_http_webhook_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_webhook_redis_password_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_webhook_receive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_webhook_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_webhook_set_enum(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_webhook_set_sec_or_off(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_webhook_set_num_or_off(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+
+static ngx_int_t ngx_http_webhook_init_process(ngx_cycle_t *cycle);
+static void ngx_http_webhook_exit_process(ngx_cycle_t *cycle);
+
+
+ngx_str_t  ngx_http_webhook_priorities[] = {
+    ngx_string("high"),
+    ngx_string("medium"),
+    ngx_string("low")
+};
+
+
+/* in the order of ngx_http_webhook_result_e */
+
+ngx_str_t  ngx_http_webhook_results[] = {
+    ngx_string("queued"),
+    ngx_string("duplicate"),
+    ngx_string("test"),
+    ngx_string("unauthorized"),
+    ngx_string("invalid"),
+    ngx_string("unsupported_media_type"),
+    ngx_string("too_large"),
+    ngx_string("method_not_allowed"),
+    ngx_string("unavailable"),
+    ngx_string("overloaded"),
+    ngx_string("probe"),
+    ngx_string("error")
+};
+
+
+static ngx_conf_enum_t  ngx_http_webhook_priority_names[] = {
+    { ngx_string("high"), NGX_HTTP_WEBHOOK_HIGH },
+    { ngx_string("medium"), NGX_HTTP_WEBHOOK_MEDIUM },
+    { ngx_string("low"), NGX_HTTP_WEBHOOK_LOW },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_webhook_schema_names[] = {
+    { ngx_string("event"), 0 },
+    { ngx_string("any"), 1 },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_command_t  ngx_http_webhook_commands[] = {
+
+    { ngx_string("webhook_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_redis_db"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_webhook_main_conf_t, db),
+      NULL },
+
+    { ngx_string("webhook_redis_password_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_redis_password_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_redis_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_webhook_main_conf_t, connect_timeout),
+      NULL },
+
+    { ngx_string("webhook_redis_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_webhook_main_conf_t, timeout),
+      NULL },
+
+    { ngx_string("webhook_receive"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_webhook_receive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_webhook_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_queue"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_loc_conf_t, queue),
+      NULL },
+
+    { ngx_string("webhook_token_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_loc_conf_t, token_file),
+      NULL },
+
+    { ngx_string("webhook_api_key_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_loc_conf_t, api_key_header),
+      NULL },
+
+    { ngx_string("webhook_default_priority"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_set_enum,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_loc_conf_t, default_priority),
+      &ngx_http_webhook_priority_names },
+
+    { ngx_string("webhook_schema"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_set_enum,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_loc_conf_t, schema_any),
+      &ngx_http_webhook_schema_names },
+
+    { ngx_string("webhook_batch_max"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_loc_conf_t, batch_max),
+      NULL },
+
+    { ngx_string("webhook_dedupe"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_set_sec_or_off,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_loc_conf_t, dedupe),
+      NULL },
+
+    { ngx_string("webhook_max_depth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_set_num_or_off,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_loc_conf_t, max_depth),
+      NULL },
+
+    { ngx_string("webhook_retry_after"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_loc_conf_t, retry_after),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_webhook_module_ctx = {
+    ngx_http_webhook_preconfiguration,     /* preconfiguration */
+    ngx_http_webhook_postconfiguration,    /* postconfiguration */
+
+    ngx_http_webhook_create_main_conf,     /* create main configuration */
+    ngx_http_webhook_init_main_conf,       /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_webhook_create_loc_conf,      /* create location configuration */
+    ngx_http_webhook_merge_loc_conf        /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_webhook_module = {
+    NGX_MODULE_V1,
+    &ngx_http_webhook_module_ctx,          /* module context */
+    ngx_http_webhook_commands,             /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_webhook_init_process,         /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_webhook_exit_process,         /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_int_t
+ngx_http_webhook_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_webhook_receive_variables(cf);
+}
+
+
+static ngx_int_t
+ngx_http_webhook_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    static ngx_str_t  request_id = ngx_string("request_id");
+
+    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_webhook_module);
+
+    if (!wmcf->used) {
+        return NGX_OK;
+    }
+
+    wmcf->request_id_index = ngx_http_get_variable_index(cf, &request_id);
+    if (wmcf->request_id_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_webhook_scripts(wmcf);
+
+    if (ngx_http_webhook_stats_zone(cf, wmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_webhook_receive_filter_init(cf);
+}
+
+
+static void *
+ngx_http_webhook_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    wmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_webhook_main_conf_t));
+    if (wmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     wmcf->addr_text = { 0, NULL };
+     *     wmcf->host = { 0, NULL };
+     *     wmcf->port = 0;
+     *     wmcf->unix_path = { 0, NULL };
+     *     wmcf->user = { 0, NULL };
+     *     wmcf->password = { 0, NULL };
+     *     wmcf->used = 0;
+     *     wmcf->shm_zone = NULL;
+     *     wmcf->stats = NULL;
+     */
+
+    wmcf->db = NGX_CONF_UNSET;
+    wmcf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    wmcf->timeout = NGX_CONF_UNSET_MSEC;
+
+    if (ngx_array_init(&wmcf->queues, cf->pool, 4, sizeof(ngx_str_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return wmcf;
+}
+
+
+static char *
+ngx_http_webhook_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_webhook_main_conf_t  *wmcf = conf;
+
+    ngx_conf_init_value(wmcf->db, 0);
+    ngx_conf_init_msec_value(wmcf->connect_timeout, 1000);
+    ngx_conf_init_msec_value(wmcf->timeout, 2000);
+
+    if (wmcf->db < 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"webhook_redis_db\" must not be negative");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_webhook_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_webhook_loc_conf_t  *wlcf;
+
+    wlcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_webhook_loc_conf_t));
+    if (wlcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     wlcf->receive = 0;
+     *     wlcf->status = 0;
+     *     wlcf->queue = { 0, NULL };
+     *     wlcf->queue_index = 0;
+     *     wlcf->token_file = { 0, NULL };
+     *     wlcf->tokens = NULL;
+     *     wlcf->api_key_header = { 0, NULL };
+     */
+
+    wlcf->default_priority = NGX_CONF_UNSET_UINT;
+    wlcf->schema_any = NGX_CONF_UNSET_UINT;
+    wlcf->batch_max = NGX_CONF_UNSET_UINT;
+    wlcf->dedupe = NGX_CONF_UNSET;
+    wlcf->max_depth = NGX_CONF_UNSET;
+    wlcf->retry_after = NGX_CONF_UNSET;
+
+    return wlcf;
+}
+
+
+static char *
+ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_webhook_loc_conf_t  *prev = parent;
+    ngx_http_webhook_loc_conf_t  *conf = child;
+
+    char                          *rv;
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    ngx_conf_merge_str_value(conf->queue, prev->queue, "{webhook}");
+    ngx_conf_merge_str_value(conf->api_key_header, prev->api_key_header, "");
+    ngx_conf_merge_uint_value(conf->default_priority, prev->default_priority,
+                              NGX_HTTP_WEBHOOK_MEDIUM);
+    ngx_conf_merge_uint_value(conf->schema_any, prev->schema_any, 0);
+    ngx_conf_merge_uint_value(conf->batch_max, prev->batch_max, 1000);
+    ngx_conf_merge_sec_value(conf->dedupe, prev->dedupe, 3600);
+    ngx_conf_merge_value(conf->max_depth, prev->max_depth, 0);
+    ngx_conf_merge_sec_value(conf->retry_after, prev->retry_after, 5);
+
+    if (conf->token_file.data == NULL) {
+        conf->token_file = prev->token_file;
+        conf->tokens = prev->tokens;
+
+    } else if (conf->tokens == NULL) {
+        rv = ngx_http_webhook_read_tokens(cf, &conf->token_file,
+                                          &conf->tokens);
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
+    }
+
+    if (!conf->receive && !conf->status) {
+        return NGX_CONF_OK;
+    }
+
+    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_webhook_module);
+
+    if (wmcf->addr_text.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" requires \"webhook_redis\" in the http "
+                           "block", conf->receive ? "webhook_receive"
+                                                  : "webhook_status");
+        return NGX_CONF_ERROR;
+    }
+
+    wmcf->used = 1;
+
+    if (!conf->receive) {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->tokens == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"webhook_receive\" requires "
+                           "\"webhook_token_file\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->queue.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"webhook_queue\" must not be empty");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->batch_max == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"webhook_batch_max\" must be at least 1");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_webhook_add_queue(cf, wmcf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_add_queue(ngx_conf_t *cf, ngx_http_webhook_main_conf_t *wmcf,
+    ngx_http_webhook_loc_conf_t *wlcf)
+{
+    ngx_str_t   *queue;
+    ngx_uint_t   i;
+
+    queue = wmcf->queues.elts;
+
+    for (i = 0; i < wmcf->queues.nelts; i++) {
+        if (queue[i].len == wlcf->queue.len
+            && ngx_strncmp(queue[i].data, wlcf->queue.data, queue[i].len)
+               == 0)
+        {
+            wlcf->queue_index = i;
+            return NGX_OK;
+        }
+    }
+
+    if (wmcf->queues.nelts == NGX_HTTP_WEBHOOK_MAX_QUEUES
+        || wlcf->queue.len > NGX_HTTP_WEBHOOK_MAX_NAME)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"webhook_queue\": at most %d queues of at most "
+                           "%d characters", NGX_HTTP_WEBHOOK_MAX_QUEUES,
+                           NGX_HTTP_WEBHOOK_MAX_NAME);
+        return NGX_ERROR;
+    }
+
+    queue = ngx_array_push(&wmcf->queues);
+    if (queue == NULL) {
+        return NGX_ERROR;
+    }
+
+    *queue = wlcf->queue;
+    wlcf->queue_index = wmcf->queues.nelts - 1;
+
+    return NGX_OK;
+}
+
+
+/* webhook_redis 127.0.0.1:6379 | [::1]:6379 | host:port | unix:/path */
+
+static char *
+ngx_http_webhook_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_webhook_main_conf_t  *wmcf = conf;
+
+    size_t      len;
+    ngx_url_t   u;
+    ngx_str_t  *value;
+
+    if (wmcf->addr_text.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    wmcf->addr_text = value[1];
+
+    if (value[1].len > 5 && ngx_strncmp(value[1].data, "unix:", 5) == 0) {
+        wmcf->unix_path.len = value[1].len - 5;
+        wmcf->unix_path.data = ngx_pnalloc(cf->pool, wmcf->unix_path.len + 1);
+        if (wmcf->unix_path.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_cpystrn(wmcf->unix_path.data, value[1].data + 5,
+                    wmcf->unix_path.len + 1);
+        wmcf->port = 0;
+
+        return NGX_CONF_OK;
+    }
+
+    /*
+     * resolved now: hiredis would resolve a name with a blocking
+     * getaddrinfo() in the worker
+     */
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = value[1];
+    u.default_port = NGX_HTTP_WEBHOOK_REDIS_PORT;
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.uri.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"webhook_redis\": %s in \"%V\"",
+                           u.err ? u.err : "not an address", &u.url);
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"webhook_redis\": no address for \"%V\"",
+                           &u.url);
+        return NGX_CONF_ERROR;
+    }
+
+    wmcf->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+    if (wmcf->host.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
+                        wmcf->host.data, NGX_SOCKADDR_STRLEN, 0);
+    wmcf->host.data[len] = '\0';
+    wmcf->host.len = len;
+    wmcf->port = u.port;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_webhook_redis_password_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_webhook_main_conf_t  *wmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (wmcf->password.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    return ngx_http_webhook_read_secret(cf, &value[1], &wmcf->user,
+                                        &wmcf->password);
+}
+
+
+static char *
+ngx_http_webhook_receive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_webhook_loc_conf_t  *wlcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (wlcf->receive || wlcf->status) {
+        return "is duplicate";
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_webhook_receive_handler;
+
+    wlcf->receive = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_webhook_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_webhook_loc_conf_t  *wlcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (wlcf->receive || wlcf->status) {
+        return "is duplicate";
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_webhook_status_handler;
+
+    wlcf->status = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/* like ngx_conf_set_enum_slot(), with a message that names the choices */
+
+static char *
+ngx_http_webhook_set_enum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    u_char           *last;
+    ngx_str_t        *value;
+    ngx_uint_t       *np, i;
+    ngx_conf_enum_t  *e;
+    u_char            names[128];
+
+    np = (ngx_uint_t *) (p + cmd->offset);
+
+    if (*np != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    e = cmd->post;
+
+    for (i = 0; e[i].name.len != 0; i++) {
+        if (e[i].name.len == value[1].len
+            && ngx_strcasecmp(e[i].name.data, value[1].data) == 0)
+        {
+            *np = e[i].value;
+            return NGX_CONF_OK;
+        }
+    }
+
+    last = names;
+
+    for (i = 0; e[i].name.len != 0; i++) {
+        last = ngx_slprintf(last, names + sizeof(names), "%s\"%V\"",
+                            i ? ", " : "", &e[i].name);
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"%V\" directive, "
+                       "it must be one of %*s",
+                       &value[1], &cmd->name, last - names, names);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_webhook_set_sec_or_off(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    char  *p = conf;
+
+    time_t     *sp;
+    ngx_str_t  *value;
+
+    sp = (time_t *) (p + cmd->offset);
+
+    if (*sp != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        *sp = 0;
+        return NGX_CONF_OK;
+    }
+
+    *sp = ngx_parse_time(&value[1], 1);
+
+    if (*sp == (time_t) NGX_ERROR || *sp == 0) {
+        return "must be a time of at least 1s, or \"off\"";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_webhook_set_num_or_off(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    char  *p = conf;
+
+    ngx_int_t  *np;
+    ngx_str_t  *value;
+
+    np = (ngx_int_t *) (p + cmd->offset);
+
+    if (*np != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        *np = 0;
+        return NGX_CONF_OK;
+    }
+
+    *np = ngx_atoi(value[1].data, value[1].len);
+
+    if (*np == NGX_ERROR || *np == 0) {
+        return "must be a positive number, or \"off\"";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    wmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_webhook_module);
+
+    if (wmcf == NULL || !wmcf->used) {
+        return NGX_OK;
+    }
+
+    return ngx_http_webhook_redis_init(cycle, wmcf);
+}
+
+
+static void
+ngx_http_webhook_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_webhook_redis_exit();
+}

@@ -1,0 +1,111 @@
+
+/*
+ * Copyright (C) The ngx_http_webhook_module authors
+ */
+
+
+#ifndef _NGX_HTTP_WEBHOOK_MODULE_H_INCLUDED_
+#define _NGX_HTTP_WEBHOOK_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+#define NGX_HTTP_WEBHOOK_VERSION  "0.1.0"
+
+
+#define NGX_HTTP_WEBHOOK_HIGH     0
+#define NGX_HTTP_WEBHOOK_MEDIUM   1
+#define NGX_HTTP_WEBHOOK_LOW      2
+#define NGX_HTTP_WEBHOOK_NPRIO    3
+
+
+#define NGX_HTTP_WEBHOOK_MAX_QUEUES  64
+
+
+/* answers of a receive location, the values of $webhook_result */
+typedef enum {
+    ngx_http_webhook_queued = 0,
+    ngx_http_webhook_duplicate,
+    ngx_http_webhook_test,
+    ngx_http_webhook_unauthorized,
+    ngx_http_webhook_invalid,
+    ngx_http_webhook_unsupported_media_type,
+    ngx_http_webhook_too_large,
+    ngx_http_webhook_method_not_allowed,
+    ngx_http_webhook_unavailable,
+    ngx_http_webhook_overloaded,
+    ngx_http_webhook_probe,
+    ngx_http_webhook_error,
+    ngx_http_webhook_nresults
+} ngx_http_webhook_result_e;
+
+
+typedef struct ngx_http_webhook_stats_s     ngx_http_webhook_stats_t;
+typedef struct ngx_http_webhook_counters_s  ngx_http_webhook_counters_t;
+
+
+typedef struct {
+    ngx_str_t                    addr_text;   /* as configured */
+    ngx_str_t                    host;        /* numeric, null-terminated */
+    ngx_int_t                    port;        /* 0 for a unix socket */
+    ngx_str_t                    unix_path;   /* null-terminated */
+    ngx_int_t                    db;
+    ngx_str_t                    user;
+    ngx_str_t                    password;
+    ngx_msec_t                   connect_timeout;
+    ngx_msec_t                   timeout;
+
+    ngx_array_t                  queues;      /* of ngx_str_t */
+    ngx_uint_t                   used;        /* any webhook location */
+
+    ngx_str_t                    script;      /* enqueue script */
+    u_char                       script_sha[40];
+    ngx_str_t                    status_script;
+    u_char                       status_sha[40];
+
+    ngx_shm_zone_t              *shm_zone;
+    ngx_http_webhook_stats_t    *stats;
+    ngx_http_webhook_counters_t *counters[NGX_HTTP_WEBHOOK_MAX_QUEUES];
+    ngx_int_t                    request_id_index;
+} ngx_http_webhook_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                   receive;
+    ngx_flag_t                   status;
+    ngx_str_t                    queue;
+    ngx_uint_t                   queue_index; /* in the main conf's queues */
+    ngx_str_t                    token_file;
+    ngx_array_t                 *tokens;      /* of ngx_str_t */
+    ngx_str_t                    api_key_header;
+    ngx_uint_t                   default_priority;
+    ngx_uint_t                   schema_any;
+    ngx_uint_t                   batch_max;
+    time_t                       dedupe;      /* seconds, 0: off */
+    ngx_int_t                    max_depth;   /* 0: off */
+    time_t                       retry_after;
+} ngx_http_webhook_loc_conf_t;
+
+
+extern ngx_module_t  ngx_http_webhook_module;
+
+extern ngx_str_t     ngx_http_webhook_priorities[];
+extern ngx_str_t     ngx_http_webhook_results[];
+
+
+/* ngx_http_webhook_receive.c */
+ngx_int_t ngx_http_webhook_receive_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_webhook_receive_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_webhook_receive_variables(ngx_conf_t *cf);
+
+/* ngx_http_webhook_status.c */
+ngx_int_t ngx_http_webhook_status_handler(ngx_http_request_t *r);
+
+/* ngx_http_webhook_script.c */
+void ngx_http_webhook_scripts(ngx_http_webhook_main_conf_t *wmcf);
+
+
+#endif /* _NGX_HTTP_WEBHOOK_MODULE_H_INCLUDED_ */

@@ -1,0 +1,1423 @@
+
+/*
+ * Copyright (C) The ngx_http_webhook_module authors
+ *
+ * The receive location: methods, auth, content type, the body, the
+ * enqueue script call and the JSON answer of every outcome, including
+ * the errors nginx itself raises in the location (413 and others).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_webhook_module.h"
+#include "ngx_http_webhook_auth.h"
+#include "ngx_http_webhook_event.h"
+#include "ngx_http_webhook_redis.h"
+#include "ngx_http_webhook_stats.h"
+
+
+/* EVALSHA sha numkeys, keys, then ARGV: ttl max n, and a pair per event */
+#define NGX_HTTP_WEBHOOK_CMD_ARGS     3
+#define NGX_HTTP_WEBHOOK_SCRIPT_ARGS  3
+
+
+typedef struct {
+    ngx_http_request_t           *request;
+    ngx_http_webhook_cmd_t       *cmd;
+    ngx_event_t                   timer;
+    uint64_t                      start;       /* body complete, usec */
+
+    ngx_uint_t                    result;
+    ngx_int_t                     priority;    /* -1: not yet known */
+    ngx_str_t                     event_id;
+    ngx_uint_t                    batch;
+    ngx_uint_t                    nevents;
+    ngx_str_t                    *ids;         /* envelope id per event */
+    ngx_uint_t                   *priorities;  /* per event */
+
+    int                           argc;
+    const char                  **argv;
+    size_t                       *argvlen;
+
+    ngx_str_t                     error_body;  /* for nginx's own errors */
+
+    unsigned                      responded:1;
+    unsigned                      replace_body:1;
+    unsigned                      eval:1;
+} ngx_http_webhook_ctx_t;
+
+
+static ngx_http_webhook_ctx_t *ngx_http_webhook_ctx(ngx_http_request_t *r);
+static ngx_int_t ngx_http_webhook_head(ngx_http_request_t *r,
+    ngx_http_webhook_ctx_t *ctx);
+static ngx_uint_t ngx_http_webhook_json_type(ngx_http_request_t *r);
+static void ngx_http_webhook_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_webhook_process(ngx_http_request_t *r,
+    ngx_http_webhook_ctx_t *ctx, ngx_str_t *body);
+static ngx_int_t ngx_http_webhook_read_body(ngx_http_request_t *r,
+    ngx_str_t *body);
+static ngx_int_t ngx_http_webhook_prepare(ngx_http_request_t *r,
+    ngx_http_webhook_ctx_t *ctx, ngx_http_webhook_event_t *ev,
+    ngx_uint_t n, ngx_str_t *idempotency);
+static ngx_int_t ngx_http_webhook_header_priority(ngx_http_request_t *r,
+    ngx_int_t *priority);
+static ngx_int_t ngx_http_webhook_enqueue(ngx_http_request_t *r,
+    ngx_http_webhook_ctx_t *ctx);
+static void ngx_http_webhook_enqueued(void *data, redisReply *reply);
+static ngx_int_t ngx_http_webhook_answer(ngx_http_request_t *r,
+    ngx_http_webhook_ctx_t *ctx, redisReply *reply);
+static void ngx_http_webhook_timeout(ngx_event_t *ev);
+static void ngx_http_webhook_cleanup(void *data);
+
+static ngx_int_t ngx_http_webhook_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_uint_t result, u_char *body, size_t len);
+static ngx_int_t ngx_http_webhook_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_uint_t result, char *code, u_char *message,
+    size_t len);
+static ngx_int_t ngx_http_webhook_error_json(ngx_pool_t *pool,
+    ngx_str_t *out, char *code, u_char *message, size_t len);
+static ngx_int_t ngx_http_webhook_refuse(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_uint_t result, char *code, char *message);
+
+static ngx_int_t ngx_http_webhook_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_webhook_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+
+static ngx_int_t ngx_http_webhook_result_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_webhook_priority_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_webhook_event_id_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+static ngx_str_t  ngx_http_webhook_json = ngx_string("application/json");
+
+
+static ngx_http_variable_t  ngx_http_webhook_vars[] = {
+
+    { ngx_string("webhook_result"), NULL,
+      ngx_http_webhook_result_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("webhook_priority"), NULL,
+      ngx_http_webhook_priority_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("webhook_event_id"), NULL,
+      ngx_http_webhook_event_id_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+ngx_int_t
+ngx_http_webhook_receive_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                     rc;
+    ngx_http_webhook_ctx_t       *ctx;
+    ngx_http_webhook_loc_conf_t  *wlcf;
+
+    if (r != r->main) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    ctx = ngx_http_webhook_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (r->method == NGX_HTTP_HEAD) {
+        return ngx_http_webhook_head(r, ctx);
+    }
+
+    if (r->method != NGX_HTTP_POST) {
+        return ngx_http_webhook_refuse(r, NGX_HTTP_NOT_ALLOWED,
+                                       ngx_http_webhook_method_not_allowed,
+                                       "method_not_allowed",
+                                       "only POST (and HEAD) are allowed");
+    }
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
+
+    if (ngx_http_webhook_authorized(r, wlcf) != NGX_OK) {
+        return ngx_http_webhook_refuse(r, NGX_HTTP_UNAUTHORIZED,
+                                       ngx_http_webhook_unauthorized,
+                                       "unauthorized",
+                                       "a valid Bearer token is required");
+    }
+
+    if (!ngx_http_webhook_json_type(r)) {
+        return ngx_http_webhook_refuse(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                       ngx_http_webhook_unsupported_media_type,
+                                       "unsupported_media_type",
+                                       "Content-Type must be "
+                                       "application/json");
+    }
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_webhook_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        /* nginx's own error: the header filter gives it a JSON body */
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static ngx_http_webhook_ctx_t *
+ngx_http_webhook_ctx(ngx_http_request_t *r)
+{
+    ngx_http_webhook_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_webhook_module);
+    if (ctx) {
+        return ctx;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_webhook_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    ctx->request = r;
+    ctx->result = ngx_http_webhook_nresults;
+    ctx->priority = -1;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_webhook_module);
+
+    return ctx;
+}
+
+
+/* Odoo's "test connection" probes the URL with a bare HEAD first */
+
+static ngx_int_t
+ngx_http_webhook_head(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ctx->result = ngx_http_webhook_probe;
+    ctx->responded = 1;
+    ngx_http_webhook_count_result(r, ctx->result);
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_type = ngx_http_webhook_json;
+    r->headers_out.content_type_len = ngx_http_webhook_json.len;
+    r->headers_out.content_length_n = 0;
+    r->header_only = 1;
+
+    return ngx_http_send_header(r);
+}
+
+
+/* "application/json", any case, optionally with parameters */
+
+static ngx_uint_t
+ngx_http_webhook_json_type(ngx_http_request_t *r)
+{
+    u_char     *p;
+    size_t      len;
+    ngx_str_t  *type;
+
+    if (r->headers_in.content_type == NULL) {
+        return 0;
+    }
+
+    type = &r->headers_in.content_type->value;
+    p = type->data;
+    len = ngx_http_webhook_json.len;
+
+    if (type->len < len
+        || ngx_strncasecmp(p, ngx_http_webhook_json.data, len) != 0)
+    {
+        return 0;
+    }
+
+    return type->len == len || p[len] == ';' || p[len] == ' '
+           || p[len] == '\t';
+}
+
+
+static void
+ngx_http_webhook_body_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                rc;
+    ngx_str_t                body;
+    ngx_http_webhook_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_webhook_module);
+
+    ctx->start = ngx_http_webhook_now_usec();
+
+    if (ngx_http_webhook_read_body(r, &body) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    rc = ngx_http_webhook_process(r, ctx, &body);
+
+    if (rc == NGX_DONE) {
+        /* waiting for Redis: finalized by the reply or the timer */
+        return;
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static ngx_int_t
+ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
+    ngx_str_t *body)
+{
+    u_char                       *p;
+    cJSON                        *root, *events, *elt;
+    ngx_int_t                     rc, kind, n, i;
+    ngx_str_t                    *spans, idempotency;
+    const char                   *err, *at;
+    ngx_table_elt_t              *h;
+    ngx_http_webhook_event_t     *ev;
+    ngx_http_webhook_loc_conf_t  *wlcf;
+    u_char                        msg[256];
+
+    static ngx_str_t  idempotency_key = ngx_string("Idempotency-Key");
+    static ngx_str_t  webhook_id = ngx_string("webhook-id");
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
+
+    if (ngx_http_webhook_json_flatten(body->data, body->len) != NGX_OK) {
+        return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                       ngx_http_webhook_invalid,
+                                       "invalid_json",
+                                       "the body is not valid JSON "
+                                       "(unterminated string or control "
+                                       "character in a string)");
+    }
+
+    root = cJSON_ParseWithLength((char *) body->data, body->len);
+
+    if (root == NULL) {
+        at = cJSON_GetErrorPtr();
+        p = ngx_snprintf(msg, sizeof(msg),
+                         "the body is not valid JSON (at byte %uz)",
+                         at ? (size_t) ((u_char *) at - body->data) : 0);
+
+        return ngx_http_webhook_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                           ngx_http_webhook_invalid,
+                                           "invalid_json", msg, p - msg);
+    }
+
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                       ngx_http_webhook_invalid,
+                                       "invalid_payload",
+                                       "the body must be a JSON object");
+    }
+
+    kind = ngx_http_webhook_payload_kind(root);
+
+    if (kind == NGX_HTTP_WEBHOOK_TEST) {
+        cJSON_Delete(root);
+        p = (u_char *) "{\"status\":\"ok\",\"test\":true}";
+        return ngx_http_webhook_send_json(r, NGX_HTTP_OK,
+                                          ngx_http_webhook_test,
+                                          p, ngx_strlen(p));
+    }
+
+    if (kind == NGX_HTTP_WEBHOOK_SINGLE) {
+        ev = ngx_palloc(r->pool, sizeof(ngx_http_webhook_event_t));
+        if (ev == NULL) {
+            cJSON_Delete(root);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (ngx_http_webhook_event_read(root, wlcf->schema_any, ev, &err)
+            != NGX_OK)
+        {
+            cJSON_Delete(root);
+            return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                           ngx_http_webhook_invalid,
+                                           "invalid_payload", (char *) err);
+        }
+
+        ev->payload = *body;
+
+        while (ev->payload.len && ev->payload.data[0] == ' ') {
+            ev->payload.data++;
+            ev->payload.len--;
+        }
+
+        while (ev->payload.len
+               && ev->payload.data[ev->payload.len - 1] == ' ')
+        {
+            ev->payload.len--;
+        }
+
+        idempotency.len = 0;
+
+        if (ev->id_key.len == 0) {
+            h = ngx_http_webhook_find_header(r, &idempotency_key);
+            if (h == NULL) {
+                h = ngx_http_webhook_find_header(r, &webhook_id);
+            }
+
+            if (h && h->value.len) {
+                idempotency = h->value;
+            }
+        }
+
+        rc = ngx_http_webhook_prepare(r, ctx, ev, 1, &idempotency);
+
+        cJSON_Delete(root);
+
+        return rc;
+    }
+
+    /* a batch */
+
+    events = cJSON_GetObjectItemCaseSensitive(root, "events");
+
+    if (!cJSON_IsArray(events) || cJSON_GetArraySize(events) == 0) {
+        cJSON_Delete(root);
+        return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                       ngx_http_webhook_invalid,
+                                       "invalid_payload",
+                                       "field \"events\" of a batch must be "
+                                       "a non-empty array");
+    }
+
+    n = cJSON_GetArraySize(events);
+
+    if ((ngx_uint_t) n > wlcf->batch_max) {
+        cJSON_Delete(root);
+        p = ngx_snprintf(msg, sizeof(msg),
+                         "a batch holds at most %ui events, this one %i",
+                         wlcf->batch_max, n);
+        return ngx_http_webhook_send_error(r,
+                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                           ngx_http_webhook_too_large,
+                                           "too_large", msg, p - msg);
+    }
+
+    ev = ngx_palloc(r->pool, n * sizeof(ngx_http_webhook_event_t));
+    spans = ngx_palloc(r->pool, n * sizeof(ngx_str_t));
+    if (ev == NULL || spans == NULL) {
+        cJSON_Delete(root);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_webhook_json_elements(body, "events", spans, n) != n) {
+        cJSON_Delete(root);
+        return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                       ngx_http_webhook_invalid,
+                                       "invalid_payload",
+                                       "field \"events\" must appear once, "
+                                       "written without escapes");
+    }
+
+    i = 0;
+
+    cJSON_ArrayForEach(elt, events) {
+        if (ngx_http_webhook_event_read(elt, wlcf->schema_any, &ev[i], &err)
+            != NGX_OK)
+        {
+            cJSON_Delete(root);
+            p = ngx_snprintf(msg, sizeof(msg), "events[%i]: %s", i, err);
+            return ngx_http_webhook_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                               ngx_http_webhook_invalid,
+                                               "invalid_payload",
+                                               msg, p - msg);
+        }
+
+        ev[i].payload = spans[i];
+        i++;
+    }
+
+    ctx->batch = 1;
+    idempotency.len = 0;
+
+    rc = ngx_http_webhook_prepare(r, ctx, ev, n, &idempotency);
+
+    cJSON_Delete(root);
+
+    return rc;
+}
+
+
+/* the whole body, in memory or in a temporary file, in one buffer */
+
+static ngx_int_t
+ngx_http_webhook_read_body(ngx_http_request_t *r, ngx_str_t *body)
+{
+    u_char       *p;
+    size_t        len;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    body->len = 0;
+    body->data = (u_char *) "";
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+        len += b->in_file ? (size_t) (b->file_last - b->file_pos)
+                          : (size_t) (b->last - b->pos);
+    }
+
+    p = ngx_pnalloc(r->pool, len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+    body->len = len;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!b->in_file) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            continue;
+        }
+
+        len = (size_t) (b->file_last - b->file_pos);
+
+        n = ngx_read_file(b->file, p, len, b->file_pos);
+
+        if (n == NGX_ERROR || (size_t) n != len) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "webhook: reading the body from \"%V\" failed",
+                          &b->file->name);
+            return NGX_ERROR;
+        }
+
+        p += n;
+    }
+
+    *p = '\0';
+
+    return NGX_OK;
+}
+
+
+/*
+ * Builds the enqueue script call: the envelopes, their list keys and
+ * their idempotency keys.  Runs while the cJSON tree is alive.
+ */
+
+static ngx_int_t
+ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
+    ngx_http_webhook_event_t *ev, ngx_uint_t n, ngx_str_t *idempotency)
+{
+    u_char                        *p;
+    size_t                         len;
+    ngx_int_t                      priority, header_priority;
+    ngx_uint_t                     i, k, nseen, argv0;
+    ngx_str_t                     *id, *prio, at, *key;
+    ngx_time_t                    *tp;
+    ngx_http_variable_value_t     *vv;
+    ngx_http_webhook_loc_conf_t   *wlcf;
+    ngx_http_webhook_main_conf_t  *wmcf;
+    u_char                         time[NGX_HTTP_WEBHOOK_TIME_LEN];
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
+    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+
+    if (ngx_http_webhook_header_priority(r, &header_priority) != NGX_OK) {
+        return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                       ngx_http_webhook_invalid,
+                                       "invalid_priority",
+                                       "header X-Webhook-Priority must be "
+                                       "high, medium or low");
+    }
+
+    vv = ngx_http_get_indexed_variable(r, wmcf->request_id_index);
+    if (vv == NULL || vv->not_found) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    tp = ngx_timeofday();
+
+    at.data = time;
+    at.len = ngx_http_webhook_time(time, tp->sec, tp->msec) - time;
+
+    ctx->nevents = n;
+    ctx->ids = ngx_palloc(r->pool, n * sizeof(ngx_str_t));
+    ctx->priorities = ngx_palloc(r->pool, n * sizeof(ngx_uint_t));
+
+    /*
+     * laid out as if every event had an idempotency key; the keys of
+     * the events without one are squeezed out at the end
+     */
+
+    argv0 = NGX_HTTP_WEBHOOK_CMD_ARGS + 2 * n;
+    ctx->argc = argv0 + NGX_HTTP_WEBHOOK_SCRIPT_ARGS + 2 * n;
+    ctx->argv = ngx_palloc(r->pool, ctx->argc * sizeof(char *));
+    ctx->argvlen = ngx_palloc(r->pool, ctx->argc * sizeof(size_t));
+
+    if (ctx->ids == NULL || ctx->priorities == NULL || ctx->argv == NULL
+        || ctx->argvlen == NULL)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    nseen = 0;
+    key = NULL;
+
+    for (i = 0; i < n; i++) {
+
+        priority = ev[i].priority;
+
+        if (priority == -1) {
+            priority = header_priority;
+        }
+
+        if (priority == -1) {
+            priority = wlcf->default_priority;
+        }
+
+        ctx->priorities[i] = priority;
+        prio = &ngx_http_webhook_priorities[priority];
+
+        /* the envelope id: $request_id, with "-<index>" in a batch */
+
+        id = &ctx->ids[i];
+        id->data = ngx_pnalloc(r->pool, vv->len + 1 + NGX_INT_T_LEN);
+        if (id->data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        id->len = (ctx->batch ? ngx_sprintf(id->data, "%v-%ui", vv, i)
+                              : ngx_sprintf(id->data, "%v", vv))
+                  - id->data;
+
+        len = ngx_http_webhook_envelope_len(&ev[i], id, &at, prio);
+
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        k = argv0 + NGX_HTTP_WEBHOOK_SCRIPT_ARGS + 2 * i;
+
+        ctx->argv[k + 1] = (char *) p;
+        ctx->argvlen[k + 1] =
+                    ngx_http_webhook_envelope_write(p, &ev[i], id, &at, prio)
+                    - p;
+
+        /* the list key: <queue>:queue:<priority> */
+
+        k = NGX_HTTP_WEBHOOK_CMD_ARGS + i;
+
+        p = ngx_pnalloc(r->pool, wlcf->queue.len + sizeof(":queue:medium"));
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->argv[k] = (char *) p;
+        ctx->argvlen[k] = ngx_sprintf(p, "%V:queue:%V", &wlcf->queue, prio)
+                          - p;
+
+        /* the idempotency key: <queue>:seen:<id> or <queue>:seen:key:<id> */
+
+        k = argv0 + NGX_HTTP_WEBHOOK_SCRIPT_ARGS + 2 * i;
+
+        if (wlcf->dedupe == 0
+            || (ev[i].id_key.len == 0 && idempotency->len == 0))
+        {
+            ctx->argv[k] = "0";
+            ctx->argvlen[k] = 1;
+            continue;
+        }
+
+        key = ev[i].id_key.len ? &ev[i].id_key : idempotency;
+
+        p = ngx_pnalloc(r->pool, wlcf->queue.len + sizeof(":seen:key:")
+                                 + key->len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->argv[NGX_HTTP_WEBHOOK_CMD_ARGS + n + nseen] = (char *) p;
+        ctx->argvlen[NGX_HTTP_WEBHOOK_CMD_ARGS + n + nseen] =
+            (ev[i].id_key.len ? ngx_sprintf(p, "%V:seen:%V", &wlcf->queue, key)
+                              : ngx_sprintf(p, "%V:seen:key:%V",
+                                            &wlcf->queue, key))
+            - p;
+
+        nseen++;
+
+        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->argv[k] = (char *) p;
+        ctx->argvlen[k] = ngx_sprintf(p, "%ui", nseen) - p;
+    }
+
+    if (n == 1) {
+        ctx->priority = ctx->priorities[0];
+
+        if (key) {
+            ctx->event_id.len = key->len;
+            ctx->event_id.data = ngx_pstrdup(r->pool, key);
+            if (ctx->event_id.data == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+        } else if (ev[0].id_key.len) {
+            ctx->event_id.len = ev[0].id_key.len;
+            ctx->event_id.data = ngx_pstrdup(r->pool, &ev[0].id_key);
+            if (ctx->event_id.data == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
+    }
+
+    /* EVALSHA <sha> <numkeys> ... <ttl> <max depth> <n> ... */
+
+    ctx->argv[0] = "EVALSHA";
+    ctx->argvlen[0] = sizeof("EVALSHA") - 1;
+    ctx->argv[1] = (char *) wmcf->script_sha;
+    ctx->argvlen[1] = 40;
+
+    p = ngx_pnalloc(r->pool, 4 * NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->argv[2] = (char *) p;
+    p = ngx_sprintf(p, "%ui", n + nseen);
+    ctx->argvlen[2] = p - (u_char *) ctx->argv[2];
+
+    ctx->argv[argv0] = (char *) p;
+    p = ngx_sprintf(p, "%T", wlcf->dedupe);
+    ctx->argvlen[argv0] = p - (u_char *) ctx->argv[argv0];
+
+    ctx->argv[argv0 + 1] = (char *) p;
+    p = ngx_sprintf(p, "%i", wlcf->max_depth);
+    ctx->argvlen[argv0 + 1] = p - (u_char *) ctx->argv[argv0 + 1];
+
+    ctx->argv[argv0 + 2] = (char *) p;
+    p = ngx_sprintf(p, "%ui", n);
+    ctx->argvlen[argv0 + 2] = p - (u_char *) ctx->argv[argv0 + 2];
+
+    if (nseen < n) {
+        k = NGX_HTTP_WEBHOOK_CMD_ARGS + n + nseen;
+        len = ctx->argc - argv0;
+
+        ngx_memmove(&ctx->argv[k], &ctx->argv[argv0], len * sizeof(char *));
+        ngx_memmove(&ctx->argvlen[k], &ctx->argvlen[argv0],
+                    len * sizeof(size_t));
+
+        ctx->argc -= n - nseen;
+    }
+
+    return ngx_http_webhook_enqueue(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_http_webhook_header_priority(ngx_http_request_t *r, ngx_int_t *priority)
+{
+    ngx_table_elt_t  *h;
+
+    static ngx_str_t  name = ngx_string("X-Webhook-Priority");
+
+    *priority = -1;
+
+    h = ngx_http_webhook_find_header(r, &name);
+    if (h == NULL) {
+        return NGX_OK;
+    }
+
+    *priority = ngx_http_webhook_priority(h->value.data, h->value.len);
+
+    return *priority == NGX_ERROR ? NGX_ERROR : NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_enqueue(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx)
+{
+    ngx_http_cleanup_t            *cln;
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+
+    if (ctx->timer.handler == NULL) {
+        cln = ngx_http_cleanup_add(r, 0);
+        if (cln == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        cln->handler = ngx_http_webhook_cleanup;
+        cln->data = ctx;
+
+        ctx->timer.handler = ngx_http_webhook_timeout;
+        ctx->timer.data = ctx;
+        ctx->timer.log = r->connection->log;
+    }
+
+    ctx->cmd = ngx_http_webhook_redis_send(ctx->argc, ctx->argv,
+                                           ctx->argvlen,
+                                           ngx_http_webhook_enqueued, ctx);
+    if (ctx->cmd == NULL) {
+        return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       ngx_http_webhook_unavailable,
+                                       "unavailable",
+                                       "the queue is unavailable, "
+                                       "retry later");
+    }
+
+    /* not cancelable: a graceful shutdown waits for the answer */
+
+    if (!ctx->timer.timer_set) {
+        ngx_add_timer(&ctx->timer, wmcf->timeout);
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_webhook_enqueued(void *data, redisReply *reply)
+{
+    ngx_http_webhook_ctx_t  *ctx = data;
+
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+    ctx->cmd = NULL;
+
+    rc = ngx_http_webhook_answer(r, ctx, reply);
+
+    if (rc == NGX_DONE) {
+        /* sent again as EVAL */
+        return;
+    }
+
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_int_t
+ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
+    redisReply *reply)
+{
+    u_char                        *p, *last;
+    size_t                         len;
+    ngx_uint_t                     i, queued;
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    if (reply == NULL) {
+        return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       ngx_http_webhook_unavailable,
+                                       "unavailable",
+                                       "the queue is unavailable, "
+                                       "retry later");
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+
+        if (!ctx->eval && reply->len >= 8
+            && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
+        {
+            /* the script cache was flushed: send the script itself */
+
+            wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+
+            ctx->eval = 1;
+            ctx->argv[0] = "EVAL";
+            ctx->argvlen[0] = sizeof("EVAL") - 1;
+            ctx->argv[1] = (char *) wmcf->script.data;
+            ctx->argvlen[1] = wmcf->script.len;
+
+            return ngx_http_webhook_enqueue(r, ctx);
+        }
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "webhook: redis refused the events: %*s",
+                      (size_t) reply->len, reply->str);
+
+        return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       ngx_http_webhook_unavailable,
+                                       "unavailable",
+                                       "the queue refused the event, "
+                                       "retry later");
+    }
+
+    if (reply->type == REDIS_REPLY_INTEGER) {
+        return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       ngx_http_webhook_overloaded,
+                                       "overloaded",
+                                       "the queue is full, retry later");
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != ctx->nevents)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "webhook: unexpected reply of the enqueue script");
+
+        return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       ngx_http_webhook_unavailable,
+                                       "unavailable",
+                                       "the queue gave an unexpected answer, "
+                                       "retry later");
+    }
+
+    ngx_http_webhook_count_duration(r, ngx_http_webhook_now_usec() - ctx->start);
+
+    queued = 0;
+
+    for (i = 0; i < ctx->nevents; i++) {
+        if (reply->element[i]->integer == 1) {
+            queued++;
+            ngx_http_webhook_count_events(r, ctx->priorities[i], 1);
+        }
+    }
+
+    if (!ctx->batch) {
+        len = sizeof("{\"status\":\"duplicate\",\"id\":\"\","
+                     "\"priority\":\"medium\",\"event_id\":\"\"}")
+              + ngx_http_webhook_json_escape_len(ctx->ids[0].data,
+                                                 ctx->ids[0].len)
+              + ngx_http_webhook_json_escape_len(ctx->event_id.data,
+                                                 ctx->event_id.len);
+
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        last = ngx_sprintf(p, "{\"status\":\"%s\",\"id\":\"",
+                           queued ? "queued" : "duplicate");
+        last = ngx_http_webhook_json_escape(last, ctx->ids[0].data,
+                                            ctx->ids[0].len);
+        last = ngx_sprintf(last, "\",\"priority\":\"%V\"",
+                        &ngx_http_webhook_priorities[ctx->priorities[0]]);
+
+        if (!queued && ctx->event_id.len) {
+            last = ngx_cpymem(last, ",\"event_id\":\"",
+                              sizeof(",\"event_id\":\"") - 1);
+            last = ngx_http_webhook_json_escape(last, ctx->event_id.data,
+                                                ctx->event_id.len);
+            *last++ = '"';
+        }
+
+        *last++ = '}';
+
+        return ngx_http_webhook_send_json(r, NGX_HTTP_OK,
+                                          queued ? ngx_http_webhook_queued
+                                                 : ngx_http_webhook_duplicate,
+                                          p, last - p);
+    }
+
+    len = sizeof("{\"status\":\"duplicate\",\"queued\":,\"duplicates\":,"
+                 "\"ids\":[]}") + 2 * NGX_INT_T_LEN;
+
+    for (i = 0; i < ctx->nevents; i++) {
+        len += ctx->ids[i].len + 3;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    last = ngx_sprintf(p, "{\"status\":\"%s\",\"queued\":%ui,"
+                       "\"duplicates\":%ui,\"ids\":[",
+                       queued ? "queued" : "duplicate",
+                       queued, ctx->nevents - queued);
+
+    for (i = 0; i < ctx->nevents; i++) {
+        if (reply->element[i]->integer != 1) {
+            continue;
+        }
+
+        last = ngx_sprintf(last, "%s\"%V\"",
+                           last[-1] == '[' ? "" : ",", &ctx->ids[i]);
+    }
+
+    last = ngx_cpymem(last, "]}", 2);
+
+    return ngx_http_webhook_send_json(r, NGX_HTTP_OK,
+                                      queued ? ngx_http_webhook_queued
+                                             : ngx_http_webhook_duplicate,
+                                      p, last - p);
+}
+
+
+static void
+ngx_http_webhook_timeout(ngx_event_t *ev)
+{
+    ngx_http_webhook_ctx_t  *ctx = ev->data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    ngx_log_error(NGX_LOG_ERR, c->log, NGX_ETIMEDOUT,
+                  "webhook: redis did not acknowledge the event in time");
+
+    if (ctx->cmd) {
+        ngx_http_webhook_redis_cancel(ctx->cmd);
+        ctx->cmd = NULL;
+    }
+
+    ngx_http_finalize_request(r,
+        ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                ngx_http_webhook_unavailable, "unavailable",
+                                "the queue did not answer in time, "
+                                "retry later"));
+
+    /* a stuck connection fails the other waiting requests at once */
+
+    ngx_http_webhook_redis_timed_out();
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_webhook_cleanup(void *data)
+{
+    ngx_http_webhook_ctx_t  *ctx = data;
+
+    if (ctx->cmd) {
+        ngx_http_webhook_redis_cancel(ctx->cmd);
+        ctx->cmd = NULL;
+    }
+
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_webhook_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_uint_t result, u_char *body, size_t len)
+{
+    ngx_int_t                     rc;
+    ngx_buf_t                    *b;
+    ngx_chain_t                   out;
+    ngx_table_elt_t              *h;
+    ngx_http_webhook_ctx_t       *ctx;
+    ngx_http_webhook_loc_conf_t  *wlcf;
+
+    ctx = ngx_http_webhook_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
+
+    ctx->result = result;
+    ctx->responded = 1;
+
+    /* counted before the answer leaves: a scrape right after sees it */
+    ngx_http_webhook_count_result(r, result);
+
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        h->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+        if (h->value.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->value.len = ngx_sprintf(h->value.data, "%T", wlcf->retry_after)
+                       - h->value.data;
+
+    } else if (status == NGX_HTTP_UNAUTHORIZED) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "WWW-Authenticate");
+        ngx_str_set(&h->value, "Bearer realm=\"webhook\"");
+        r->headers_out.www_authenticate = h;
+
+    } else if (status == NGX_HTTP_NOT_ALLOWED) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Allow");
+        ngx_str_set(&h->value, "POST, HEAD");
+    }
+
+    r->headers_out.status = status;
+    r->headers_out.content_type = ngx_http_webhook_json;
+    r->headers_out.content_type_len = ngx_http_webhook_json.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = len + 1;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_create_temp_buf(r->pool, len + 1);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, body, len);
+    *b->last++ = LF;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_webhook_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_uint_t result, char *code, u_char *message, size_t len)
+{
+    ngx_str_t  body;
+
+    if (ngx_http_webhook_error_json(r->pool, &body, code, message, len)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_webhook_send_json(r, status, result, body.data, body.len);
+}
+
+
+static ngx_int_t
+ngx_http_webhook_error_json(ngx_pool_t *pool, ngx_str_t *out, char *code,
+    u_char *message, size_t len)
+{
+    u_char  *p;
+
+    out->data = ngx_pnalloc(pool,
+                            sizeof("{\"status\":\"error\",\"error\":\"\","
+                                   "\"message\":\"\"}")
+                            + ngx_strlen(code)
+                            + ngx_http_webhook_json_escape_len(message, len));
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(out->data, "{\"status\":\"error\",\"error\":\"%s\","
+                    "\"message\":\"", code);
+    p = ngx_http_webhook_json_escape(p, message, len);
+    p = ngx_cpymem(p, "\"}", 2);
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+/* an answer before or instead of the enqueue: the body is not wanted */
+
+static ngx_int_t
+ngx_http_webhook_refuse(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_uint_t result, char *code, char *message)
+{
+    ngx_int_t  rc;
+
+    if (r->request_body == NULL) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    return ngx_http_webhook_send_error(r, status, result, code,
+                                       (u_char *) message,
+                                       ngx_strlen(message));
+}
+
+
+/*
+ * The errors nginx raises itself in a receive location (a body over
+ * client_max_body_size, a broken chunked body, ...) get a JSON body too:
+ * the sender parses every answer as JSON.
+ */
+
+ngx_int_t
+ngx_http_webhook_receive_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_webhook_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_webhook_body_filter;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_header_filter(ngx_http_request_t *r)
+{
+    char                         *code, *message;
+    ngx_uint_t                    status, result;
+    ngx_http_webhook_ctx_t       *ctx;
+    ngx_http_webhook_loc_conf_t  *wlcf;
+
+    status = r->headers_out.status;
+
+    if (r != r->main || status < NGX_HTTP_BAD_REQUEST) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_webhook_module);
+
+    if (!wlcf->receive || (ctx && ctx->responded)) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx = ngx_http_webhook_ctx(r);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    switch (status) {
+
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        result = ngx_http_webhook_too_large;
+        code = "too_large";
+        message = "the body is larger than the location allows";
+        break;
+
+    case NGX_HTTP_BAD_REQUEST:
+        result = ngx_http_webhook_invalid;
+        code = "bad_request";
+        message = "the request is malformed";
+        break;
+
+    case NGX_HTTP_NOT_ALLOWED:
+        result = ngx_http_webhook_method_not_allowed;
+        code = "method_not_allowed";
+        message = "only POST (and HEAD) are allowed";
+        break;
+
+    case NGX_HTTP_REQUEST_TIME_OUT:
+        result = ngx_http_webhook_error;
+        code = "timeout";
+        message = "the body was not received in time";
+        break;
+
+    default:
+        result = ngx_http_webhook_error;
+        code = status >= NGX_HTTP_INTERNAL_SERVER_ERROR ? "internal_error"
+                                                        : "error";
+        message = "the request could not be processed";
+        break;
+    }
+
+    if (ngx_http_webhook_error_json(r->pool, &ctx->error_body, code,
+                                    (u_char *) message, ngx_strlen(message))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->result = result;
+    ctx->responded = 1;
+    ctx->replace_body = 1;
+
+    ngx_http_webhook_count_result(r, result);
+
+    r->headers_out.content_type = ngx_http_webhook_json;
+    r->headers_out.content_type_len = ngx_http_webhook_json.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.charset.len = 0;
+    r->headers_out.content_length_n = ctx->error_body.len + 1;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_int_t
+ngx_http_webhook_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_buf_t               *b;
+    ngx_chain_t             *cl, out;
+    ngx_http_webhook_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_webhook_module);
+
+    if (ctx == NULL || !ctx->replace_body) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    /* nginx's own (HTML) body is swallowed */
+
+    for (cl = in; cl; cl = cl->next) {
+        cl->buf->pos = cl->buf->last;
+        cl->buf->file_pos = cl->buf->file_last;
+    }
+
+    if (ctx->error_body.len == 0) {
+        return NGX_OK;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = ngx_pnalloc(r->pool, ctx->error_body.len + 1);
+    if (b->pos == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->pos, ctx->error_body.data, ctx->error_body.len);
+    *b->last++ = LF;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    ctx->error_body.len = 0;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_http_webhook_receive_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_webhook_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_result_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_webhook_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_webhook_module);
+
+    if (ctx == NULL || ctx->result >= ngx_http_webhook_nresults) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ngx_http_webhook_results[ctx->result].data;
+    v->len = ngx_http_webhook_results[ctx->result].len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_priority_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_webhook_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_webhook_module);
+
+    if (ctx == NULL || ctx->priority < 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ngx_http_webhook_priorities[ctx->priority].data;
+    v->len = ngx_http_webhook_priorities[ctx->priority].len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_event_id_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_webhook_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_webhook_module);
+
+    if (ctx == NULL || ctx->event_id.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ctx->event_id.data;
+    v->len = ctx->event_id.len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}

@@ -1,0 +1,621 @@
+
+/*
+ * Copyright (C) The ngx_http_webhook_module authors
+ *
+ * The Redis connection of a worker: hiredis's async API driven by
+ * nginx's event loop (an adapter over an ngx_connection_t), the
+ * connect timeout, the handshake (AUTH, SELECT, SCRIPT LOAD) and the
+ * reconnection with a capped backoff.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+
+#include "ngx_http_webhook_redis.h"
+#include "ngx_http_webhook_stats.h"
+
+
+#define NGX_HTTP_WEBHOOK_BACKOFF_MIN  100
+#define NGX_HTTP_WEBHOOK_BACKOFF_MAX  2000
+
+
+struct ngx_http_webhook_cmd_s {
+    ngx_http_webhook_reply_pt      handler;
+    void                          *data;
+};
+
+
+typedef struct {
+    redisAsyncContext             *ac;
+    ngx_connection_t              *connection;
+    ngx_http_webhook_main_conf_t  *wmcf;
+    ngx_log_t                     *log;
+    ngx_event_t                    connect_timer;
+    ngx_event_t                    reconnect_timer;
+    ngx_msec_t                     backoff;
+    unsigned                       connected:1;
+    unsigned                       ready:1;
+    unsigned                       exiting:1;
+    unsigned                       was_up:1;
+} ngx_http_webhook_redis_t;
+
+
+static void ngx_http_webhook_redis_connect(ngx_http_webhook_redis_t *rd);
+static ngx_int_t ngx_http_webhook_redis_attach(ngx_http_webhook_redis_t *rd,
+    redisAsyncContext *ac);
+static void ngx_http_webhook_redis_handshake(ngx_http_webhook_redis_t *rd);
+static void ngx_http_webhook_redis_handshake_reply(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_http_webhook_redis_reply(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void ngx_http_webhook_redis_on_connect(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_webhook_redis_on_disconnect(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_webhook_redis_close(ngx_http_webhook_redis_t *rd);
+static void ngx_http_webhook_redis_schedule(ngx_http_webhook_redis_t *rd);
+static void ngx_http_webhook_redis_connect_timeout(ngx_event_t *ev);
+static void ngx_http_webhook_redis_reconnect(ngx_event_t *ev);
+
+static void ngx_http_webhook_redis_read_handler(ngx_event_t *ev);
+static void ngx_http_webhook_redis_write_handler(ngx_event_t *ev);
+static void ngx_http_webhook_redis_add_read(void *privdata);
+static void ngx_http_webhook_redis_del_read(void *privdata);
+static void ngx_http_webhook_redis_add_write(void *privdata);
+static void ngx_http_webhook_redis_del_write(void *privdata);
+static void ngx_http_webhook_redis_cleanup(void *privdata);
+
+
+static ngx_http_webhook_redis_t  *ngx_http_webhook_redis;
+
+
+ngx_int_t
+ngx_http_webhook_redis_init(ngx_cycle_t *cycle,
+    ngx_http_webhook_main_conf_t *wmcf)
+{
+    ngx_http_webhook_redis_t  *rd;
+
+    rd = ngx_pcalloc(cycle->pool, sizeof(ngx_http_webhook_redis_t));
+    if (rd == NULL) {
+        return NGX_ERROR;
+    }
+
+    rd->wmcf = wmcf;
+    rd->log = cycle->log;
+    rd->backoff = NGX_HTTP_WEBHOOK_BACKOFF_MIN;
+
+    rd->connect_timer.handler = ngx_http_webhook_redis_connect_timeout;
+    rd->connect_timer.data = rd;
+    rd->connect_timer.log = cycle->log;
+    rd->connect_timer.cancelable = 1;
+
+    rd->reconnect_timer.handler = ngx_http_webhook_redis_reconnect;
+    rd->reconnect_timer.data = rd;
+    rd->reconnect_timer.log = cycle->log;
+    rd->reconnect_timer.cancelable = 1;
+
+    ngx_http_webhook_redis = rd;
+
+    ngx_http_webhook_redis_connect(rd);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_webhook_redis_exit(void)
+{
+    ngx_http_webhook_redis_t  *rd;
+
+    rd = ngx_http_webhook_redis;
+    if (rd == NULL) {
+        return;
+    }
+
+    rd->exiting = 1;
+
+    if (rd->reconnect_timer.timer_set) {
+        ngx_del_timer(&rd->reconnect_timer);
+    }
+
+    ngx_http_webhook_redis_close(rd);
+
+    ngx_http_webhook_redis = NULL;
+}
+
+
+ngx_uint_t
+ngx_http_webhook_redis_up(void)
+{
+    return ngx_http_webhook_redis != NULL && ngx_http_webhook_redis->ready;
+}
+
+
+ngx_http_webhook_cmd_t *
+ngx_http_webhook_redis_send(int argc, const char **argv,
+    const size_t *argvlen, ngx_http_webhook_reply_pt handler, void *data)
+{
+    ngx_http_webhook_cmd_t    *cmd;
+    ngx_http_webhook_redis_t  *rd;
+
+    rd = ngx_http_webhook_redis;
+
+    if (rd == NULL || rd->ac == NULL) {
+        return NULL;
+    }
+
+    cmd = ngx_alloc(sizeof(ngx_http_webhook_cmd_t), rd->log);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    cmd->handler = handler;
+    cmd->data = data;
+
+    if (redisAsyncCommandArgv(rd->ac, ngx_http_webhook_redis_reply, cmd,
+                              argc, argv, argvlen)
+        != REDIS_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "webhook: redis command not sent: %s",
+                      rd->ac->errstr[0] ? rd->ac->errstr : "disconnecting");
+        ngx_free(cmd);
+        return NULL;
+    }
+
+    return cmd;
+}
+
+
+void
+ngx_http_webhook_redis_cancel(ngx_http_webhook_cmd_t *cmd)
+{
+    /* the reply callback frees it */
+    cmd->handler = NULL;
+    cmd->data = NULL;
+}
+
+
+void
+ngx_http_webhook_redis_timed_out(void)
+{
+    ngx_http_webhook_redis_t  *rd;
+
+    rd = ngx_http_webhook_redis;
+
+    if (rd == NULL || rd->ac == NULL) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                  "webhook: redis timed out, closing the connection");
+
+    ngx_http_webhook_redis_close(rd);
+}
+
+
+static void
+ngx_http_webhook_redis_connect(ngx_http_webhook_redis_t *rd)
+{
+    redisAsyncContext             *ac;
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    wmcf = rd->wmcf;
+
+    if (wmcf->port == 0) {
+        ac = redisAsyncConnectUnix((char *) wmcf->unix_path.data);
+
+    } else {
+        ac = redisAsyncConnect((char *) wmcf->host.data, (int) wmcf->port);
+    }
+
+    if (ac == NULL) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "webhook: redis context allocation failed");
+        ngx_http_webhook_redis_schedule(rd);
+        return;
+    }
+
+    if (ac->err) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "webhook: redis connect to %V failed: %s",
+                      &wmcf->addr_text, ac->errstr);
+        redisAsyncFree(ac);
+        ngx_http_webhook_redis_schedule(rd);
+        return;
+    }
+
+    if (ngx_http_webhook_redis_attach(rd, ac) != NGX_OK) {
+        redisAsyncFree(ac);
+        ngx_http_webhook_redis_schedule(rd);
+        return;
+    }
+
+    /* the hooks are in place: now hiredis may arm the write event */
+
+    redisAsyncSetConnectCallback(ac, ngx_http_webhook_redis_on_connect);
+    redisAsyncSetDisconnectCallback(ac, ngx_http_webhook_redis_on_disconnect);
+
+    ngx_add_timer(&rd->connect_timer, wmcf->connect_timeout);
+
+    ngx_http_webhook_redis_handshake(rd);
+}
+
+
+static ngx_int_t
+ngx_http_webhook_redis_attach(ngx_http_webhook_redis_t *rd,
+    redisAsyncContext *ac)
+{
+    ngx_connection_t  *c;
+
+    c = ngx_get_connection(ac->c.fd, rd->log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->data = rd;
+    c->log = rd->log;
+    c->read->log = rd->log;
+    c->write->log = rd->log;
+    c->read->handler = ngx_http_webhook_redis_read_handler;
+    c->write->handler = ngx_http_webhook_redis_write_handler;
+
+    rd->ac = ac;
+    rd->connection = c;
+    rd->connected = 0;
+    rd->ready = 0;
+
+    ac->data = rd;
+    ac->ev.data = rd;
+    ac->ev.addRead = ngx_http_webhook_redis_add_read;
+    ac->ev.delRead = ngx_http_webhook_redis_del_read;
+    ac->ev.addWrite = ngx_http_webhook_redis_add_write;
+    ac->ev.delWrite = ngx_http_webhook_redis_del_write;
+    ac->ev.cleanup = ngx_http_webhook_redis_cleanup;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_webhook_redis_handshake(ngx_http_webhook_redis_t *rd)
+{
+    int                            argc;
+    u_char                        *p;
+    size_t                         argvlen[3];
+    const char                    *argv[3];
+    u_char                         db[NGX_INT_T_LEN];
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    wmcf = rd->wmcf;
+
+    /*
+     * commands sent while connecting are buffered by hiredis and go out
+     * first, before any command of a request
+     */
+
+    if (wmcf->password.len) {
+        argc = 0;
+        argv[argc] = "AUTH";
+        argvlen[argc++] = 4;
+
+        if (wmcf->user.len) {
+            argv[argc] = (char *) wmcf->user.data;
+            argvlen[argc++] = wmcf->user.len;
+        }
+
+        argv[argc] = (char *) wmcf->password.data;
+        argvlen[argc++] = wmcf->password.len;
+
+        redisAsyncCommandArgv(rd->ac, ngx_http_webhook_redis_handshake_reply,
+                              "AUTH", argc, argv, argvlen);
+    }
+
+    if (wmcf->db) {
+        p = ngx_sprintf(db, "%i", wmcf->db);
+
+        argv[0] = "SELECT";
+        argvlen[0] = 6;
+        argv[1] = (char *) db;
+        argvlen[1] = p - db;
+
+        redisAsyncCommandArgv(rd->ac, ngx_http_webhook_redis_handshake_reply,
+                              "SELECT", 2, argv, argvlen);
+    }
+
+    argv[0] = "SCRIPT";
+    argvlen[0] = 6;
+    argv[1] = "LOAD";
+    argvlen[1] = 4;
+    argv[2] = (char *) wmcf->script.data;
+    argvlen[2] = wmcf->script.len;
+
+    redisAsyncCommandArgv(rd->ac, ngx_http_webhook_redis_handshake_reply,
+                          "SCRIPT LOAD", 3, argv, argvlen);
+
+    argv[2] = (char *) wmcf->status_script.data;
+    argvlen[2] = wmcf->status_script.len;
+
+    redisAsyncCommandArgv(rd->ac, ngx_http_webhook_redis_handshake_reply,
+                          "SCRIPT LOAD", 3, argv, argvlen);
+}
+
+
+static void
+ngx_http_webhook_redis_handshake_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    redisReply                *rr = reply;
+    ngx_http_webhook_redis_t  *rd;
+
+    rd = ac->data;
+
+    if (rr == NULL) {
+        return;
+    }
+
+    if (rr->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "webhook: redis %s failed: %*s",
+                      (char *) privdata, (size_t) rr->len, rr->str);
+
+        /* deferred by hiredis until this callback returns */
+        redisAsyncFree(ac);
+        return;
+    }
+
+    if (ngx_strcmp((char *) privdata, "SCRIPT LOAD") == 0
+        && rd->connected && !rd->ready)
+    {
+        /* every step of the handshake went through */
+
+        rd->ready = 1;
+        rd->backoff = NGX_HTTP_WEBHOOK_BACKOFF_MIN;
+
+        if (rd->was_up) {
+            ngx_http_webhook_count_reconnect(rd->wmcf);
+        }
+
+        rd->was_up = 1;
+
+        ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
+                      "webhook: connected to redis at %V",
+                      &rd->wmcf->addr_text);
+    }
+}
+
+
+static void
+ngx_http_webhook_redis_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_http_webhook_cmd_t  *cmd = privdata;
+
+    if (cmd->handler) {
+        cmd->handler(cmd->data, reply);
+    }
+
+    ngx_free(cmd);
+}
+
+
+static void
+ngx_http_webhook_redis_on_connect(const redisAsyncContext *ac, int status)
+{
+    ngx_http_webhook_redis_t  *rd;
+
+    rd = ac->data;
+
+    if (rd->connect_timer.timer_set) {
+        ngx_del_timer(&rd->connect_timer);
+    }
+
+    if (status != REDIS_OK) {
+        /* hiredis frees the context itself, the cleanup hook follows */
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "webhook: redis connect to %V failed: %s",
+                      &rd->wmcf->addr_text, ac->errstr);
+        return;
+    }
+
+    rd->connected = 1;
+}
+
+
+static void
+ngx_http_webhook_redis_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    ngx_http_webhook_redis_t  *rd;
+
+    rd = ac->data;
+
+    if (status != REDIS_OK && !rd->exiting) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "webhook: redis connection to %V lost: %s",
+                      &rd->wmcf->addr_text, ac->errstr);
+    }
+}
+
+
+static void
+ngx_http_webhook_redis_close(ngx_http_webhook_redis_t *rd)
+{
+    if (rd->connect_timer.timer_set) {
+        ngx_del_timer(&rd->connect_timer);
+    }
+
+    if (rd->ac) {
+        /*
+         * outside of a hiredis callback this runs at once: pending
+         * commands fail (their handlers get NULL), then the cleanup hook
+         */
+        redisAsyncFree(rd->ac);
+    }
+}
+
+
+static void
+ngx_http_webhook_redis_schedule(ngx_http_webhook_redis_t *rd)
+{
+    if (rd->exiting || ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    if (rd->reconnect_timer.timer_set) {
+        return;
+    }
+
+    ngx_add_timer(&rd->reconnect_timer, rd->backoff);
+
+    rd->backoff *= 2;
+    if (rd->backoff > NGX_HTTP_WEBHOOK_BACKOFF_MAX) {
+        rd->backoff = NGX_HTTP_WEBHOOK_BACKOFF_MAX;
+    }
+}
+
+
+static void
+ngx_http_webhook_redis_connect_timeout(ngx_event_t *ev)
+{
+    ngx_http_webhook_redis_t  *rd = ev->data;
+
+    ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
+                  "webhook: redis connect to %V timed out",
+                  &rd->wmcf->addr_text);
+
+    ngx_http_webhook_redis_close(rd);
+}
+
+
+static void
+ngx_http_webhook_redis_reconnect(ngx_event_t *ev)
+{
+    ngx_http_webhook_redis_t  *rd = ev->data;
+
+    if (rd->ac == NULL && !rd->exiting) {
+        ngx_http_webhook_redis_connect(rd);
+    }
+}
+
+
+/* the event adapter */
+
+
+static void
+ngx_http_webhook_redis_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t          *c = ev->data;
+    ngx_http_webhook_redis_t  *rd = c->data;
+
+    if (rd->ac) {
+        redisAsyncHandleRead(rd->ac);
+    }
+}
+
+
+static void
+ngx_http_webhook_redis_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t          *c = ev->data;
+    ngx_http_webhook_redis_t  *rd = c->data;
+
+    if (rd->ac) {
+        redisAsyncHandleWrite(rd->ac);
+    }
+}
+
+
+/*
+ * level-triggered registration (flags 0): hiredis reads at most 16K
+ * a call, leftover bytes must wake us up again
+ */
+
+static void
+ngx_http_webhook_redis_add_read(void *privdata)
+{
+    ngx_http_webhook_redis_t  *rd = privdata;
+    ngx_event_t               *rev;
+
+    rev = rd->connection->read;
+
+    if (!rev->active) {
+        if (ngx_add_event(rev, NGX_READ_EVENT, 0) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ALERT, rd->log, 0,
+                          "webhook: adding redis read event failed");
+        }
+    }
+}
+
+
+static void
+ngx_http_webhook_redis_del_read(void *privdata)
+{
+    ngx_http_webhook_redis_t  *rd = privdata;
+    ngx_event_t               *rev;
+
+    rev = rd->connection->read;
+
+    if (rev->active) {
+        (void) ngx_del_event(rev, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_webhook_redis_add_write(void *privdata)
+{
+    ngx_http_webhook_redis_t  *rd = privdata;
+    ngx_event_t               *wev;
+
+    wev = rd->connection->write;
+
+    if (!wev->active) {
+        if (ngx_add_event(wev, NGX_WRITE_EVENT, 0) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ALERT, rd->log, 0,
+                          "webhook: adding redis write event failed");
+        }
+    }
+}
+
+
+static void
+ngx_http_webhook_redis_del_write(void *privdata)
+{
+    ngx_http_webhook_redis_t  *rd = privdata;
+    ngx_event_t               *wev;
+
+    wev = rd->connection->write;
+
+    if (wev->active) {
+        (void) ngx_del_event(wev, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_webhook_redis_cleanup(void *privdata)
+{
+    ngx_http_webhook_redis_t  *rd = privdata;
+
+    if (rd->connection == NULL) {
+        return;
+    }
+
+    ngx_close_connection(rd->connection);
+
+    /* redisFree() must not close the descriptor a second time */
+    rd->ac->c.fd = -1;
+
+    rd->connection = NULL;
+    rd->ac = NULL;
+    rd->connected = 0;
+    rd->ready = 0;
+
+    if (rd->connect_timer.timer_set) {
+        ngx_del_timer(&rd->connect_timer);
+    }
+
+    ngx_http_webhook_redis_schedule(rd);
+}

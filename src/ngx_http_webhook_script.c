@@ -1,0 +1,114 @@
+
+/*
+ * Copyright (C) The ngx_http_webhook_module authors
+ *
+ * What runs inside Redis: the enqueue script (deduplication, the depth
+ * limit and the pushes of a whole request, atomically) and the status
+ * script (depths and oldest events in one round trip).  Both are loaded
+ * once per connection (SCRIPT LOAD) and called with EVALSHA.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_sha1.h>
+
+#include "ngx_http_webhook_module.h"
+
+
+/*
+ * KEYS[1..n]     the list of each event: <queue>:queue:<priority>
+ * KEYS[n+1..]    idempotency keys: <queue>:seen:<id>
+ * ARGV[1]        dedupe TTL in seconds (0: off)
+ * ARGV[2]        the depth limit of a list (0: off)
+ * ARGV[3]        n, the number of events
+ * ARGV[2+2i]     the index of event i's idempotency key after KEYS[n],
+ *                0 for none
+ * ARGV[3+2i]     the envelope of event i
+ *
+ * Returns -1 when a list would grow past the limit (nothing is pushed),
+ * else an array: 1 for each event pushed, 0 for each duplicate.
+ */
+
+static char  ngx_http_webhook_enqueue_lua[] =
+"local ttl = tonumber(ARGV[1])\n"
+"local max = tonumber(ARGV[2])\n"
+"local n = tonumber(ARGV[3])\n"
+"local fresh, adds, lists, seen = {}, {}, {}, {}\n"
+"for i = 1, n do\n"
+"  local s = tonumber(ARGV[2 + 2 * i])\n"
+"  local f = 1\n"
+"  if s > 0 then\n"
+"    local k = KEYS[n + s]\n"
+"    if seen[k] or redis.call('EXISTS', k) == 1 then f = 0 end\n"
+"    seen[k] = true\n"
+"  end\n"
+"  fresh[i] = f\n"
+"  if f == 1 then\n"
+"    local l = KEYS[i]\n"
+"    if not adds[l] then adds[l] = 0; lists[#lists + 1] = l end\n"
+"    adds[l] = adds[l] + 1\n"
+"  end\n"
+"end\n"
+"if max > 0 then\n"
+"  for _, l in ipairs(lists) do\n"
+"    if redis.call('LLEN', l) + adds[l] > max then return -1 end\n"
+"  end\n"
+"end\n"
+"for i = 1, n do\n"
+"  if fresh[i] == 1 then\n"
+"    redis.call('LPUSH', KEYS[i], ARGV[3 + 2 * i])\n"
+"    local s = tonumber(ARGV[2 + 2 * i])\n"
+"    if s > 0 and ttl > 0 then\n"
+"      redis.call('SET', KEYS[n + s], '1', 'EX', ttl)\n"
+"    end\n"
+"  end\n"
+"end\n"
+"return fresh\n";
+
+
+/*
+ * KEYS: pairs of <queue>:queue:<priority>, <queue>:dead:<priority>
+ * Returns for each pair: LLEN of the queue, the received_at of its
+ * oldest envelope ("" when empty), LLEN of the dead list.
+ */
+
+static char  ngx_http_webhook_status_lua[] =
+"local r = {}\n"
+"for i = 1, #KEYS, 2 do\n"
+"  r[#r + 1] = redis.call('LLEN', KEYS[i])\n"
+"  local e = redis.call('LINDEX', KEYS[i], -1)\n"
+"  r[#r + 1] = e and string.match(e, '\"received_at\":\"([^\"]*)\"') or ''\n"
+"  r[#r + 1] = redis.call('LLEN', KEYS[i + 1])\n"
+"end\n"
+"return r\n";
+
+
+static void ngx_http_webhook_script_sha(ngx_str_t *script, u_char *hex);
+
+
+void
+ngx_http_webhook_scripts(ngx_http_webhook_main_conf_t *wmcf)
+{
+    wmcf->script.data = (u_char *) ngx_http_webhook_enqueue_lua;
+    wmcf->script.len = sizeof(ngx_http_webhook_enqueue_lua) - 1;
+    ngx_http_webhook_script_sha(&wmcf->script, wmcf->script_sha);
+
+    wmcf->status_script.data = (u_char *) ngx_http_webhook_status_lua;
+    wmcf->status_script.len = sizeof(ngx_http_webhook_status_lua) - 1;
+    ngx_http_webhook_script_sha(&wmcf->status_script, wmcf->status_sha);
+}
+
+
+static void
+ngx_http_webhook_script_sha(ngx_str_t *script, u_char *hex)
+{
+    u_char      sha[20];
+    ngx_sha1_t  ctx;
+
+    ngx_sha1_init(&ctx);
+    ngx_sha1_update(&ctx, script->data, script->len);
+    ngx_sha1_final(sha, &ctx);
+
+    ngx_hex_dump(hex, sha, 20);
+}

@@ -1,0 +1,650 @@
+
+/*
+ * Copyright (C) The ngx_http_webhook_module authors
+ *
+ * The status location: queue depths, dead letters and the age of the
+ * oldest event, read live from Redis in one round trip (a script), and
+ * the shared-memory counters; in JSON or in Prometheus text.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_webhook_module.h"
+#include "ngx_http_webhook_event.h"
+#include "ngx_http_webhook_redis.h"
+#include "ngx_http_webhook_stats.h"
+
+
+/* per queue and priority: LLEN queue, received_at of the oldest, LLEN dead */
+#define NGX_HTTP_WEBHOOK_STATUS_FIELDS  3
+
+
+typedef struct {
+    ngx_int_t                     depth;      /* -1: unknown */
+    ngx_int_t                     dead;
+    int64_t                       age_ms;
+} ngx_http_webhook_depth_t;
+
+
+typedef struct {
+    ngx_http_request_t           *request;
+    ngx_http_webhook_cmd_t       *cmd;
+    ngx_event_t                   timer;
+    ngx_uint_t                    prometheus;
+} ngx_http_webhook_status_ctx_t;
+
+
+static ngx_int_t ngx_http_webhook_status_query(ngx_http_request_t *r,
+    ngx_http_webhook_status_ctx_t *ctx);
+static void ngx_http_webhook_status_reply(void *data, redisReply *reply);
+static void ngx_http_webhook_status_timeout(ngx_event_t *ev);
+static void ngx_http_webhook_status_cleanup(void *data);
+static void ngx_http_webhook_status_done(ngx_http_webhook_status_ctx_t *ctx,
+    redisReply *reply);
+static ngx_int_t ngx_http_webhook_status_send(ngx_http_request_t *r,
+    ngx_uint_t prometheus, ngx_uint_t up, ngx_http_webhook_depth_t *depths);
+static ngx_uint_t ngx_http_webhook_status_wants_text(ngx_http_request_t *r);
+static u_char *ngx_http_webhook_status_json(u_char *p,
+    ngx_http_webhook_main_conf_t *wmcf, ngx_uint_t up,
+    ngx_http_webhook_depth_t *depths);
+static u_char *ngx_http_webhook_status_text(u_char *p,
+    ngx_http_webhook_main_conf_t *wmcf, ngx_uint_t up,
+    ngx_http_webhook_depth_t *depths);
+static u_char *ngx_http_webhook_label(u_char *p, ngx_str_t *value);
+static u_char *ngx_http_webhook_seconds(u_char *p, uint64_t usec);
+
+
+ngx_int_t
+ngx_http_webhook_status_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                       rc;
+    ngx_http_cleanup_t             *cln;
+    ngx_http_webhook_status_ctx_t  *ctx;
+
+    if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_webhook_status_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->request = r;
+    ctx->prometheus = ngx_http_webhook_status_wants_text(r);
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_webhook_status_cleanup;
+    cln->data = ctx;
+
+    if (ngx_http_webhook_status_query(r, ctx) != NGX_OK) {
+        /* Redis is down: an answer all the same, that says so */
+        return ngx_http_webhook_status_send(r, ctx->prometheus, 0, NULL);
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_status_query(ngx_http_request_t *r,
+    ngx_http_webhook_status_ctx_t *ctx)
+{
+    u_char                        *p;
+    size_t                        *argvlen;
+    ngx_str_t                     *queue;
+    ngx_uint_t                     i, k, prio, nkeys;
+    const char                   **argv;
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+
+    if (!ngx_http_webhook_redis_up()) {
+        return NGX_DECLINED;
+    }
+
+    /* EVALSHA <sha> <numkeys> then queue and dead list of each priority */
+
+    nkeys = wmcf->queues.nelts * NGX_HTTP_WEBHOOK_NPRIO * 2;
+
+    argv = ngx_palloc(r->pool, (3 + nkeys) * sizeof(char *));
+    argvlen = ngx_palloc(r->pool, (3 + nkeys) * sizeof(size_t));
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (argv == NULL || argvlen == NULL || p == NULL) {
+        return NGX_ERROR;
+    }
+
+    argv[0] = "EVALSHA";
+    argvlen[0] = sizeof("EVALSHA") - 1;
+    argv[1] = (char *) wmcf->status_sha;
+    argvlen[1] = 40;
+    argv[2] = (char *) p;
+    argvlen[2] = ngx_sprintf(p, "%ui", nkeys) - p;
+
+    queue = wmcf->queues.elts;
+    k = 3;
+
+    for (i = 0; i < wmcf->queues.nelts; i++) {
+        for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
+
+            p = ngx_pnalloc(r->pool, 2 * (queue[i].len
+                                          + sizeof(":queue:medium")));
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            argv[k] = (char *) p;
+            p = ngx_sprintf(p, "%V:queue:%V", &queue[i],
+                            &ngx_http_webhook_priorities[prio]);
+            argvlen[k] = p - (u_char *) argv[k];
+            k++;
+
+            argv[k] = (char *) p;
+            p = ngx_sprintf(p, "%V:dead:%V", &queue[i],
+                            &ngx_http_webhook_priorities[prio]);
+            argvlen[k] = p - (u_char *) argv[k];
+            k++;
+        }
+    }
+
+    ctx->cmd = ngx_http_webhook_redis_send(k, argv, argvlen,
+                                           ngx_http_webhook_status_reply,
+                                           ctx);
+    if (ctx->cmd == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ctx->timer.handler = ngx_http_webhook_status_timeout;
+    ctx->timer.data = ctx;
+    ctx->timer.log = r->connection->log;
+
+    ngx_add_timer(&ctx->timer, wmcf->timeout);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_webhook_status_reply(void *data, redisReply *reply)
+{
+    ngx_http_webhook_status_ctx_t  *ctx = data;
+
+    ctx->cmd = NULL;
+
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
+
+    ngx_http_webhook_status_done(ctx, reply);
+}
+
+
+static void
+ngx_http_webhook_status_timeout(ngx_event_t *ev)
+{
+    ngx_http_webhook_status_ctx_t  *ctx = ev->data;
+
+    ngx_log_error(NGX_LOG_ERR, ev->log, NGX_ETIMEDOUT,
+                  "webhook: redis did not answer the status query in time");
+
+    if (ctx->cmd) {
+        ngx_http_webhook_redis_cancel(ctx->cmd);
+        ctx->cmd = NULL;
+    }
+
+    ngx_http_webhook_status_done(ctx, NULL);
+}
+
+
+static void
+ngx_http_webhook_status_cleanup(void *data)
+{
+    ngx_http_webhook_status_ctx_t  *ctx = data;
+
+    if (ctx->cmd) {
+        ngx_http_webhook_redis_cancel(ctx->cmd);
+        ctx->cmd = NULL;
+    }
+
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
+}
+
+
+static void
+ngx_http_webhook_status_done(ngx_http_webhook_status_ctx_t *ctx,
+    redisReply *reply)
+{
+    int64_t                        oldest, now;
+    ngx_uint_t                     i, n, up;
+    redisReply                   **e;
+    ngx_time_t                    *tp;
+    ngx_connection_t              *c;
+    ngx_http_request_t            *r;
+    ngx_http_webhook_depth_t      *depths;
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    r = ctx->request;
+    c = r->connection;
+    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+
+    n = wmcf->queues.nelts * NGX_HTTP_WEBHOOK_NPRIO;
+    up = 0;
+    depths = NULL;
+
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "webhook: redis refused the status query: %*s",
+                      (size_t) reply->len, reply->str);
+    }
+
+    if (reply && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements == n * NGX_HTTP_WEBHOOK_STATUS_FIELDS)
+    {
+        depths = ngx_palloc(r->pool, n * sizeof(ngx_http_webhook_depth_t));
+    }
+
+    if (depths) {
+        up = 1;
+        e = reply->element;
+        tp = ngx_timeofday();
+        now = (int64_t) tp->sec * 1000 + tp->msec;
+
+        for (i = 0; i < n; i++, e += NGX_HTTP_WEBHOOK_STATUS_FIELDS) {
+            depths[i].depth = e[0]->integer;
+            depths[i].dead = e[2]->integer;
+            depths[i].age_ms = 0;
+
+            if (e[1]->type == REDIS_REPLY_STRING) {
+                oldest = ngx_http_webhook_time_parse((u_char *) e[1]->str,
+                                                     e[1]->len);
+                if (oldest >= 0 && now > oldest) {
+                    depths[i].age_ms = now - oldest;
+                }
+            }
+        }
+    }
+
+    ngx_http_finalize_request(r,
+                 ngx_http_webhook_status_send(r, ctx->prometheus, up, depths));
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_uint_t
+ngx_http_webhook_status_wants_text(ngx_http_request_t *r)
+{
+    ngx_str_t         format;
+    ngx_table_elt_t  *h;
+
+    if (ngx_http_arg(r, (u_char *) "format", 6, &format) == NGX_OK) {
+        return format.len == 10
+               && ngx_strncmp(format.data, "prometheus", 10) == 0;
+    }
+
+    h = r->headers_in.accept;
+
+    if (h == NULL) {
+        return 0;
+    }
+
+    return ngx_strlcasestrn(h->value.data, h->value.data + h->value.len,
+                            (u_char *) "text/plain", 10 - 1) != NULL
+           && ngx_strlcasestrn(h->value.data, h->value.data + h->value.len,
+                               (u_char *) "json", 4 - 1) == NULL;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_status_send(ngx_http_request_t *r, ngx_uint_t prometheus,
+    ngx_uint_t up, ngx_http_webhook_depth_t *depths)
+{
+    size_t                         len;
+    ngx_int_t                      rc;
+    ngx_buf_t                     *b;
+    ngx_str_t                     *queue;
+    ngx_uint_t                     i;
+    ngx_chain_t                    out;
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+
+    /* a bound that depends on the number of queues, not on the traffic */
+
+    len = 8192 + wmcf->addr_text.len * 2;
+    queue = wmcf->queues.elts;
+
+    for (i = 0; i < wmcf->queues.nelts; i++) {
+        len += 6144 + 40 * 2 * queue[i].len;
+    }
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (prometheus) {
+        b->last = ngx_http_webhook_status_text(b->last, wmcf, up, depths);
+        ngx_str_set(&r->headers_out.content_type,
+                    "text/plain; version=0.0.4; charset=utf-8");
+
+    } else {
+        b->last = ngx_http_webhook_status_json(b->last, wmcf, up, depths);
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+    }
+
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static u_char *
+ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
+    ngx_uint_t up, ngx_http_webhook_depth_t *depths)
+{
+    ngx_str_t                    *queue;
+    ngx_uint_t                    i, k, prio;
+    ngx_atomic_uint_t             requests[ngx_http_webhook_nresults];
+    ngx_atomic_uint_t             events[NGX_HTTP_WEBHOOK_NPRIO];
+    ngx_http_webhook_stats_t     *stats;
+    ngx_http_webhook_depth_t     *d;
+    ngx_http_webhook_counters_t  *cnt;
+
+    stats = wmcf->stats;
+    queue = wmcf->queues.elts;
+
+    ngx_memzero(requests, sizeof(requests));
+    ngx_memzero(events, sizeof(events));
+
+    p = ngx_sprintf(p, "{\"version\":\"" NGX_HTTP_WEBHOOK_VERSION "\","
+                    "\"redis\":{\"up\":%s,\"address\":\"",
+                    up ? "true" : "false");
+    p = ngx_http_webhook_json_escape(p, wmcf->addr_text.data,
+                                     wmcf->addr_text.len);
+    p = ngx_sprintf(p, "\",\"reconnects\":%uA},\"queues\":{",
+                    stats->reconnects);
+
+    for (i = 0; i < wmcf->queues.nelts; i++) {
+        cnt = wmcf->counters[i];
+
+        p = ngx_sprintf(p, "%s\"", i ? "," : "");
+        p = ngx_http_webhook_json_escape(p, queue[i].data, queue[i].len);
+        p = ngx_sprintf(p, "\":{");
+
+        for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
+            p = ngx_sprintf(p, "%s\"%V\":{", prio ? "," : "",
+                            &ngx_http_webhook_priorities[prio]);
+
+            if (depths) {
+                d = &depths[i * NGX_HTTP_WEBHOOK_NPRIO + prio];
+                p = ngx_sprintf(p, "\"depth\":%i,\"dead\":%i,"
+                                "\"oldest_age_seconds\":",
+                                d->depth, d->dead);
+                p = ngx_http_webhook_seconds(p, (uint64_t) d->age_ms * 1000);
+
+            } else {
+                p = ngx_sprintf(p, "\"depth\":null,\"dead\":null,"
+                                "\"oldest_age_seconds\":null");
+            }
+
+            p = ngx_sprintf(p, ",\"events\":%uA}", cnt->events[prio]);
+            events[prio] += cnt->events[prio];
+        }
+
+        p = ngx_sprintf(p, ",\"requests\":{");
+
+        for (k = 0; k < ngx_http_webhook_nresults; k++) {
+            p = ngx_sprintf(p, "%s\"%V\":%uA", k ? "," : "",
+                            &ngx_http_webhook_results[k], cnt->requests[k]);
+            requests[k] += cnt->requests[k];
+        }
+
+        p = ngx_sprintf(p, "}}");
+    }
+
+    p = ngx_sprintf(p, "},\"requests\":{");
+
+    for (k = 0; k < ngx_http_webhook_nresults; k++) {
+        p = ngx_sprintf(p, "%s\"%V\":%uA", k ? "," : "",
+                        &ngx_http_webhook_results[k], requests[k]);
+    }
+
+    p = ngx_sprintf(p, "},\"events\":{");
+
+    for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
+        p = ngx_sprintf(p, "%s\"%V\":%uA", prio ? "," : "",
+                        &ngx_http_webhook_priorities[prio], events[prio]);
+    }
+
+    return ngx_sprintf(p, "}}\n");
+}
+
+
+#define ngx_http_webhook_family(p, name, type, help)                         \
+    ngx_cpymem(p, "# HELP " name " " help "\n# TYPE " name " " type "\n",     \
+               sizeof("# HELP " name " " help "\n# TYPE " name " " type "\n") \
+               - 1)
+
+
+static u_char *
+ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
+    ngx_uint_t up, ngx_http_webhook_depth_t *depths)
+{
+    ngx_str_t                    *queue;
+    ngx_uint_t                    i, k, prio;
+    ngx_atomic_uint_t             sum;
+    ngx_http_webhook_stats_t     *stats;
+    ngx_http_webhook_depth_t     *d;
+    ngx_http_webhook_counters_t  *cnt;
+
+    stats = wmcf->stats;
+    queue = wmcf->queues.elts;
+
+    p = ngx_http_webhook_family(p, "nginx_webhook_info", "gauge",
+                                "Version of the nginx webhook module.");
+    p = ngx_sprintf(p, "nginx_webhook_info{version=\""
+                    NGX_HTTP_WEBHOOK_VERSION "\"} 1\n");
+
+    p = ngx_http_webhook_family(p, "nginx_webhook_redis_up", "gauge",
+                                "Whether Redis answered the last query.");
+    p = ngx_sprintf(p, "nginx_webhook_redis_up %ui\n", up);
+
+    p = ngx_http_webhook_family(p, "nginx_webhook_redis_reconnects_total",
+                                "counter",
+                                "Connections to Redis made again after "
+                                "one was lost.");
+    p = ngx_sprintf(p, "nginx_webhook_redis_reconnects_total %uA\n",
+                    stats->reconnects);
+
+    if (depths) {
+        p = ngx_http_webhook_family(p, "nginx_webhook_queue_depth", "gauge",
+                                    "Events waiting in a queue.");
+
+        for (i = 0; i < wmcf->queues.nelts; i++) {
+            for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
+                d = &depths[i * NGX_HTTP_WEBHOOK_NPRIO + prio];
+                p = ngx_sprintf(p, "nginx_webhook_queue_depth{queue=");
+                p = ngx_http_webhook_label(p, &queue[i]);
+                p = ngx_sprintf(p, ",priority=\"%V\"} %i\n",
+                                &ngx_http_webhook_priorities[prio], d->depth);
+            }
+        }
+
+        p = ngx_http_webhook_family(p, "nginx_webhook_dead_letter_depth",
+                                    "gauge",
+                                    "Events in a dead-letter list.");
+
+        for (i = 0; i < wmcf->queues.nelts; i++) {
+            for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
+                d = &depths[i * NGX_HTTP_WEBHOOK_NPRIO + prio];
+                p = ngx_sprintf(p, "nginx_webhook_dead_letter_depth{queue=");
+                p = ngx_http_webhook_label(p, &queue[i]);
+                p = ngx_sprintf(p, ",priority=\"%V\"} %i\n",
+                                &ngx_http_webhook_priorities[prio], d->dead);
+            }
+        }
+
+        p = ngx_http_webhook_family(p,
+                                    "nginx_webhook_oldest_event_age_seconds",
+                                    "gauge",
+                                    "Age of the oldest waiting event, "
+                                    "0 when none waits.");
+
+        for (i = 0; i < wmcf->queues.nelts; i++) {
+            for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
+                d = &depths[i * NGX_HTTP_WEBHOOK_NPRIO + prio];
+                p = ngx_sprintf(p,
+                           "nginx_webhook_oldest_event_age_seconds{queue=");
+                p = ngx_http_webhook_label(p, &queue[i]);
+                p = ngx_sprintf(p, ",priority=\"%V\"} ",
+                                &ngx_http_webhook_priorities[prio]);
+                p = ngx_http_webhook_seconds(p, (uint64_t) d->age_ms * 1000);
+                *p++ = LF;
+            }
+        }
+    }
+
+    p = ngx_http_webhook_family(p, "nginx_webhook_requests_total", "counter",
+                                "Answers of the receive locations, "
+                                "by result.");
+
+    for (i = 0; i < wmcf->queues.nelts; i++) {
+        cnt = wmcf->counters[i];
+
+        for (k = 0; k < ngx_http_webhook_nresults; k++) {
+            p = ngx_sprintf(p, "nginx_webhook_requests_total{queue=");
+            p = ngx_http_webhook_label(p, &queue[i]);
+            p = ngx_sprintf(p, ",result=\"%V\"} %uA\n",
+                            &ngx_http_webhook_results[k], cnt->requests[k]);
+        }
+    }
+
+    p = ngx_http_webhook_family(p, "nginx_webhook_events_total", "counter",
+                                "Events enqueued, by priority.");
+
+    for (i = 0; i < wmcf->queues.nelts; i++) {
+        cnt = wmcf->counters[i];
+
+        for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
+            p = ngx_sprintf(p, "nginx_webhook_events_total{queue=");
+            p = ngx_http_webhook_label(p, &queue[i]);
+            p = ngx_sprintf(p, ",priority=\"%V\"} %uA\n",
+                            &ngx_http_webhook_priorities[prio],
+                            cnt->events[prio]);
+        }
+    }
+
+    p = ngx_http_webhook_family(p, "nginx_webhook_enqueue_duration_seconds",
+                                "histogram",
+                                "Time from the complete body to Redis's "
+                                "acknowledgement.");
+
+    sum = 0;
+
+    for (i = 0; i < NGX_HTTP_WEBHOOK_NBUCKETS; i++) {
+        sum += stats->duration[i];
+        p = ngx_sprintf(p, "nginx_webhook_enqueue_duration_seconds_bucket"
+                        "{le=\"");
+        p = ngx_http_webhook_seconds(p, ngx_http_webhook_buckets[i]);
+        p = ngx_sprintf(p, "\"} %uA\n", sum);
+    }
+
+    sum += stats->duration[NGX_HTTP_WEBHOOK_NBUCKETS];
+
+    p = ngx_sprintf(p, "nginx_webhook_enqueue_duration_seconds_bucket"
+                    "{le=\"+Inf\"} %uA\n"
+                    "nginx_webhook_enqueue_duration_seconds_sum ", sum);
+    p = ngx_http_webhook_seconds(p, stats->duration_usec);
+    p = ngx_sprintf(p, "\nnginx_webhook_enqueue_duration_seconds_count %uA\n",
+                    sum);
+
+    return p;
+}
+
+
+/* a label value, quoted, with \, " and newline escaped */
+
+static u_char *
+ngx_http_webhook_label(u_char *p, ngx_str_t *value)
+{
+    size_t   i;
+    u_char   c;
+
+    *p++ = '"';
+
+    for (i = 0; i < value->len; i++) {
+        c = value->data[i];
+
+        if (c == '\\' || c == '"') {
+            *p++ = '\\';
+            *p++ = c;
+
+        } else if (c == LF) {
+            *p++ = '\\';
+            *p++ = 'n';
+
+        } else {
+            *p++ = c;
+        }
+    }
+
+    *p++ = '"';
+
+    return p;
+}
+
+
+/* microseconds as seconds, no trailing zeros: "3.2", "0.0005", "1" */
+
+static u_char *
+ngx_http_webhook_seconds(u_char *p, uint64_t usec)
+{
+    uint64_t  frac;
+
+    p = ngx_sprintf(p, "%uL", usec / 1000000);
+
+    frac = usec % 1000000;
+
+    if (frac == 0) {
+        return p;
+    }
+
+    p = ngx_sprintf(p, ".%06uL", frac);
+
+    while (p[-1] == '0') {
+        p--;
+    }
+
+    return p;
+}
