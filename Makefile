@@ -31,16 +31,34 @@ $(NGINX_DIR)/objs/Makefile: config
 $(MODULE): $(NGINX_DIR)/objs/Makefile $(SRCS)
 	$(MAKE) -C $(NGINX_DIR) -f objs/Makefile modules
 
-unit: $(BUILD)/test_event
-	$(BUILD)/test_event
+# the pure parts, built outside nginx against its headers
+NGX_INCS = -I $(NGINX_DIR)/src/core -I $(NGINX_DIR)/src/event \
+           -I $(NGINX_DIR)/src/os/unix -I $(NGINX_DIR)/objs -I src
+EVENT    = src/ngx_http_webhook_event.c src/ngx_http_webhook_event.h
+UNIT     = $(BUILD)/test_event
+FUZZER   = $(BUILD)/fuzz_event
+FUZZ_SECONDS ?= 30
 
-$(BUILD)/test_event: t/unit/test_event.c src/ngx_http_webhook_event.c src/ngx_http_webhook_event.h
-	mkdir -p $(BUILD)
+$(UNIT): t/unit/test_event.c $(EVENT) $(NGINX_DIR)/objs/Makefile
 	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
-	    -I t/unit -I src -o $@ t/unit/test_event.c \
+	    $(NGX_INCS) -o $@ t/unit/test_event.c \
 	    src/ngx_http_webhook_event.c -lcjson
 
-test: $(MODULE) unit
+$(FUZZER): t/fuzz/fuzz_event.c $(EVENT) $(NGINX_DIR)/objs/Makefile
+	clang -g -O1 -fsanitize=fuzzer,address,undefined \
+	    $(NGX_INCS) -o $@ t/fuzz/fuzz_event.c \
+	    src/ngx_http_webhook_event.c -lcjson
+
+unit: $(UNIT)
+	$(UNIT)
+
+fuzz: $(FUZZER)
+	mkdir -p $(BUILD)/corpus
+	cp t/fuzz/corpus/* ../shared/samples/*.json $(BUILD)/corpus/ 2>/dev/null || true
+	$(FUZZER) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	    -print_final_stats=1 $(BUILD)/corpus
+
+test: $(MODULE) $(UNIT)
 	prove -I t/lib t/
 
 run: $(MODULE)

@@ -14,7 +14,7 @@
 #include "ngx_http_webhook_event.h"
 
 
-/* integers a double holds exactly: what JSON numbers can promise */
+/* beyond 2^53 a double no longer tells neighbouring integers apart */
 #define NGX_HTTP_WEBHOOK_MAX_EXACT  9007199254740992.0
 
 
@@ -32,8 +32,8 @@ static u_char *ngx_http_webhook_digits(u_char *p, ngx_uint_t n,
 
 /*
  * Makes a valid JSON text one line, in place: CR, LF and TAB outside of
- * strings are white space and become spaces.  A raw control character
- * inside a string is not JSON: NGX_ERROR.
+ * strings are white space and become spaces.  Any other raw control
+ * character, in a string or not, is not JSON: NGX_ERROR.
  */
 
 ngx_int_t
@@ -76,10 +76,57 @@ ngx_http_webhook_json_flatten(u_char *p, size_t len)
         case '\t':
             *p = ' ';
             break;
+
+        default:
+            /* cJSON would take any control character for white space */
+            if (*p < 0x20) {
+                return NGX_ERROR;
+            }
         }
     }
 
     return in_string ? NGX_ERROR : NGX_OK;
+}
+
+
+/*
+ * Parses a request body: one JSON value, one line once flattened, with
+ * nothing but white space after it (cJSON alone stops at the end of the
+ * value and ignores what follows).  NULL on error, with the offset of
+ * the error.
+ */
+
+cJSON *
+ngx_http_webhook_json_parse(u_char *p, size_t len, size_t *error)
+{
+    cJSON       *root;
+    const char  *end;
+
+    *error = 0;
+
+    if (ngx_http_webhook_json_flatten(p, len) != NGX_OK) {
+        return NULL;
+    }
+
+    root = cJSON_ParseWithLengthOpts((char *) p, len, &end, 0);
+
+    if (root == NULL) {
+        end = cJSON_GetErrorPtr();
+        *error = end ? (size_t) ((u_char *) end - p) : 0;
+        return NULL;
+    }
+
+    while ((u_char *) end < p + len && *end == ' ') {
+        end++;
+    }
+
+    if ((u_char *) end != p + len) {
+        *error = (u_char *) end - p;
+        cJSON_Delete(root);
+        return NULL;
+    }
+
+    return root;
 }
 
 
@@ -456,7 +503,7 @@ ngx_http_webhook_event_integer(cJSON *item, u_char *buf, ngx_str_t *s)
 
     d = item->valuedouble;
 
-    if (d > NGX_HTTP_WEBHOOK_MAX_EXACT || d < -NGX_HTTP_WEBHOOK_MAX_EXACT
+    if (d >= NGX_HTTP_WEBHOOK_MAX_EXACT || d <= -NGX_HTTP_WEBHOOK_MAX_EXACT
         || d != (double) (int64_t) d)
     {
         return NGX_ERROR;

@@ -43,6 +43,7 @@ typedef struct {
 
 
 ngx_int_t ngx_http_webhook_json_flatten(u_char *p, size_t len);
+cJSON *ngx_http_webhook_json_parse(u_char *p, size_t len, size_t *error);
 ngx_int_t ngx_http_webhook_json_elements(ngx_str_t *body, const char *name,
     ngx_str_t *elts, ngx_uint_t n);
 

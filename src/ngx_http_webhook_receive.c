@@ -284,8 +284,9 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     u_char                       *p;
     cJSON                        *root, *events, *elt;
     ngx_int_t                     rc, kind, n, i;
+    size_t                        offset;
     ngx_str_t                    *spans, idempotency;
-    const char                   *err, *at;
+    const char                   *err;
     ngx_table_elt_t              *h;
     ngx_http_webhook_event_t     *ev;
     ngx_http_webhook_loc_conf_t  *wlcf;
@@ -296,22 +297,11 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
 
-    if (ngx_http_webhook_json_flatten(body->data, body->len) != NGX_OK) {
-        return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
-                                       ngx_http_webhook_invalid,
-                                       "invalid_json",
-                                       "the body is not valid JSON "
-                                       "(unterminated string or control "
-                                       "character in a string)");
-    }
-
-    root = cJSON_ParseWithLength((char *) body->data, body->len);
+    root = ngx_http_webhook_json_parse(body->data, body->len, &offset);
 
     if (root == NULL) {
-        at = cJSON_GetErrorPtr();
         p = ngx_snprintf(msg, sizeof(msg),
-                         "the body is not valid JSON (at byte %uz)",
-                         at ? (size_t) ((u_char *) at - body->data) : 0);
+                         "the body is not valid JSON (at byte %uz)", offset);
 
         return ngx_http_webhook_send_error(r, NGX_HTTP_BAD_REQUEST,
                                            ngx_http_webhook_invalid,
