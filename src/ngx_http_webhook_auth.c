@@ -18,8 +18,8 @@
 #define NGX_HTTP_WEBHOOK_MAX_FILE  65536
 
 
-static char *ngx_http_webhook_read_file(ngx_conf_t *cf, ngx_str_t *file,
-    ngx_str_t *text);
+static char *ngx_http_webhook_read_file(ngx_conf_t *cf, ngx_str_t *directive,
+    ngx_str_t *file, ngx_str_t *text);
 static u_char *ngx_http_webhook_next_line(u_char *p, u_char *end,
     ngx_str_t *line);
 static ngx_uint_t ngx_http_webhook_token_match(ngx_array_t *tokens,
@@ -34,7 +34,9 @@ ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *file,
     char       *rv;
     ngx_str_t   text, line, *token;
 
-    rv = ngx_http_webhook_read_file(cf, file, &text);
+    static ngx_str_t  name = ngx_string("webhook_token_file");
+
+    rv = ngx_http_webhook_read_file(cf, &name, file, &text);
     if (rv != NGX_CONF_OK) {
         return rv;
     }
@@ -84,14 +86,14 @@ ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *file,
 /* "password" or "user password" (Redis 6 ACL) on the first line */
 
 char *
-ngx_http_webhook_read_secret(ngx_conf_t *cf, ngx_str_t *file,
-    ngx_str_t *user, ngx_str_t *password)
+ngx_http_webhook_read_secret(ngx_conf_t *cf, ngx_str_t *directive,
+    ngx_str_t *file, ngx_str_t *user, ngx_str_t *password)
 {
     u_char     *p, *end, *space;
     char       *rv;
     ngx_str_t   text, line;
 
-    rv = ngx_http_webhook_read_file(cf, file, &text);
+    rv = ngx_http_webhook_read_file(cf, directive, file, &text);
     if (rv != NGX_CONF_OK) {
         return rv;
     }
@@ -105,9 +107,8 @@ ngx_http_webhook_read_secret(ngx_conf_t *cf, ngx_str_t *file,
     }
 
     if (line.len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "webhook_redis_password_file \"%V\" is empty",
-                           file);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": \"%V\" is empty",
+                           directive, file);
         return NGX_CONF_ERROR;
     }
 
@@ -131,8 +132,8 @@ ngx_http_webhook_read_secret(ngx_conf_t *cf, ngx_str_t *file,
 
     if (password->len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "webhook_redis_password_file \"%V\" holds "
-                           "no password", file);
+                           "\"%V\": \"%V\" holds no password",
+                           directive, file);
         return NGX_CONF_ERROR;
     }
 
@@ -149,7 +150,8 @@ ngx_http_webhook_read_secret(ngx_conf_t *cf, ngx_str_t *file,
 
 
 static char *
-ngx_http_webhook_read_file(ngx_conf_t *cf, ngx_str_t *file, ngx_str_t *text)
+ngx_http_webhook_read_file(ngx_conf_t *cf, ngx_str_t *directive,
+    ngx_str_t *file, ngx_str_t *text)
 {
     ssize_t          n;
     ngx_fd_t         fd;
@@ -162,20 +164,22 @@ ngx_http_webhook_read_file(ngx_conf_t *cf, ngx_str_t *file, ngx_str_t *text)
     fd = ngx_open_file(file->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
     if (fd == NGX_INVALID_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%V\" failed", file);
+                           "\"%V\": " ngx_open_file_n " \"%V\" failed",
+                           directive, file);
         return NGX_CONF_ERROR;
     }
 
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_fd_info_n " \"%V\" failed", file);
+                           "\"%V\": " ngx_fd_info_n " \"%V\" failed",
+                           directive, file);
         goto failed;
     }
 
     if (ngx_file_size(&fi) > NGX_HTTP_WEBHOOK_MAX_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" is larger than %d bytes",
-                           file, NGX_HTTP_WEBHOOK_MAX_FILE);
+                           "\"%V\": \"%V\" is larger than %d bytes",
+                           directive, file, NGX_HTTP_WEBHOOK_MAX_FILE);
         goto failed;
     }
 
@@ -189,7 +193,8 @@ ngx_http_webhook_read_file(ngx_conf_t *cf, ngx_str_t *file, ngx_str_t *text)
 
     if (n == -1 || (size_t) n != text->len) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_read_fd_n " \"%V\" failed", file);
+                           "\"%V\": " ngx_read_fd_n " \"%V\" failed",
+                           directive, file);
         goto failed;
     }
 

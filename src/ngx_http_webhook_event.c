@@ -341,7 +341,8 @@ ngx_http_webhook_payload_kind(cJSON *root)
 /*
  * Reads an event: the "event" shape (fields at the top level) or the
  * "instant" shape, whose top level holds the record's own fields and
- * whose event is described by "_webhook_metadata" alone.
+ * whose event is described by "_webhook_metadata" alone.  NGX_DECLINED
+ * for a bad priority, NGX_ERROR for any other invalid field.
  */
 
 ngx_int_t
@@ -390,14 +391,14 @@ ngx_http_webhook_event_read(cJSON *obj, ngx_uint_t schema_any,
     if (item && !cJSON_IsNull(item)) {
         if (!cJSON_IsString(item)) {
             *err = "field \"priority\" must be \"high\", \"medium\" or \"low\"";
-            return NGX_ERROR;
+            return NGX_DECLINED;
         }
 
         ev->priority = ngx_http_webhook_priority((u_char *) item->valuestring,
                                              ngx_strlen(item->valuestring));
         if (ev->priority == NGX_ERROR) {
             *err = "field \"priority\" must be \"high\", \"medium\" or \"low\"";
-            return NGX_ERROR;
+            return NGX_DECLINED;
         }
     }
 

@@ -34,10 +34,8 @@ static char *ngx_http_webhook_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_webhook_redis_password_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
-static char *ngx_http_webhook_receive(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_webhook_status(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
+static char *ngx_http_webhook_set_handler(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_webhook_set_enum(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_webhook_set_sec_or_off(ngx_conf_t *cf,
@@ -128,16 +126,16 @@ static ngx_command_t  ngx_http_webhook_commands[] = {
 
     { ngx_string("webhook_receive"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_webhook_receive,
+      ngx_http_webhook_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_webhook_loc_conf_t, receive),
       NULL },
 
     { ngx_string("webhook_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_webhook_status,
+      ngx_http_webhook_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_webhook_loc_conf_t, status),
       NULL },
 
     { ngx_string("webhook_queue"),
@@ -269,7 +267,9 @@ ngx_http_webhook_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    return ngx_http_webhook_receive_filter_init(cf);
+    ngx_http_webhook_receive_filter_init();
+
+    return NGX_OK;
 }
 
 
@@ -524,16 +524,16 @@ ngx_http_webhook_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     u.url = value[1];
     u.default_port = NGX_HTTP_WEBHOOK_REDIS_PORT;
     if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.uri.len) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"webhook_redis\": %s in \"%V\"",
-                           u.err ? u.err : "not an address", &u.url);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": %s in \"%V\"",
+                           &cmd->name, u.err ? u.err : "not an address",
+                           &u.url);
         return NGX_CONF_ERROR;
     }
 
     if (u.naddrs == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"webhook_redis\": no address for \"%V\"",
-                           &u.url);
+                           "\"%V\": no address for \"%V\"",
+                           &cmd->name, &u.url);
         return NGX_CONF_ERROR;
     }
 
@@ -566,46 +566,37 @@ ngx_http_webhook_redis_password_file(ngx_conf_t *cf, ngx_command_t *cmd,
 
     value = cf->args->elts;
 
-    return ngx_http_webhook_read_secret(cf, &value[1], &wmcf->user,
-                                        &wmcf->password);
+    return ngx_http_webhook_read_secret(cf, &cmd->name, &value[1],
+                                        &wmcf->user, &wmcf->password);
 }
 
 
+/* webhook_receive; and webhook_status;: the content handler */
+
 static char *
-ngx_http_webhook_receive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_webhook_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_webhook_loc_conf_t  *wlcf = conf;
 
     ngx_http_core_loc_conf_t  *clcf;
 
     if (wlcf->receive || wlcf->status) {
-        return "is duplicate";
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": the location already has a webhook "
+                           "handler", &cmd->name);
+        return NGX_CONF_ERROR;
     }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_webhook_receive_handler;
 
-    wlcf->receive = 1;
+    if (cmd->offset == offsetof(ngx_http_webhook_loc_conf_t, receive)) {
+        clcf->handler = ngx_http_webhook_receive_handler;
+        wlcf->receive = 1;
 
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_webhook_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_webhook_loc_conf_t  *wlcf = conf;
-
-    ngx_http_core_loc_conf_t  *clcf;
-
-    if (wlcf->receive || wlcf->status) {
-        return "is duplicate";
+    } else {
+        clcf->handler = ngx_http_webhook_status_handler;
+        wlcf->status = 1;
     }
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_webhook_status_handler;
-
-    wlcf->status = 1;
 
     return NGX_CONF_OK;
 }
@@ -740,5 +731,5 @@ ngx_http_webhook_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_webhook_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_http_webhook_redis_exit();
+    ngx_http_webhook_redis_exit(cycle);
 }

@@ -98,7 +98,7 @@ extern ngx_str_t     ngx_http_webhook_results[];
 
 /* ngx_http_webhook_receive.c */
 ngx_int_t ngx_http_webhook_receive_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_webhook_receive_filter_init(ngx_conf_t *cf);
+void ngx_http_webhook_receive_filter_init(void);
 ngx_int_t ngx_http_webhook_receive_variables(ngx_conf_t *cf);
 
 /* ngx_http_webhook_status.c */

@@ -23,6 +23,10 @@
 #define NGX_HTTP_WEBHOOK_CMD_ARGS     3
 #define NGX_HTTP_WEBHOOK_SCRIPT_ARGS  3
 
+#define NGX_HTTP_WEBHOOK_VAR_RESULT    0
+#define NGX_HTTP_WEBHOOK_VAR_PRIORITY  1
+#define NGX_HTTP_WEBHOOK_VAR_EVENT_ID  2
+
 
 typedef struct {
     ngx_http_request_t           *request;
@@ -86,11 +90,7 @@ static ngx_int_t ngx_http_webhook_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_webhook_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 
-static ngx_int_t ngx_http_webhook_result_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_webhook_priority_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_webhook_event_id_variable(ngx_http_request_t *r,
+static ngx_int_t ngx_http_webhook_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 
@@ -103,14 +103,14 @@ static ngx_str_t  ngx_http_webhook_json = ngx_string("application/json");
 
 static ngx_http_variable_t  ngx_http_webhook_vars[] = {
 
-    { ngx_string("webhook_result"), NULL,
-      ngx_http_webhook_result_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+    { ngx_string("webhook_result"), NULL, ngx_http_webhook_variable,
+      NGX_HTTP_WEBHOOK_VAR_RESULT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
-    { ngx_string("webhook_priority"), NULL,
-      ngx_http_webhook_priority_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+    { ngx_string("webhook_priority"), NULL, ngx_http_webhook_variable,
+      NGX_HTTP_WEBHOOK_VAR_PRIORITY, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
-    { ngx_string("webhook_event_id"), NULL,
-      ngx_http_webhook_event_id_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+    { ngx_string("webhook_event_id"), NULL, ngx_http_webhook_variable,
+      NGX_HTTP_WEBHOOK_VAR_EVENT_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -333,13 +333,16 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (ngx_http_webhook_event_read(root, wlcf->schema_any, ev, &err)
-            != NGX_OK)
-        {
+        rc = ngx_http_webhook_event_read(root, wlcf->schema_any, ev, &err);
+
+        if (rc != NGX_OK) {
             cJSON_Delete(root);
             return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
                                            ngx_http_webhook_invalid,
-                                           "invalid_payload", (char *) err);
+                                           rc == NGX_DECLINED
+                                           ? "invalid_priority"
+                                           : "invalid_payload",
+                                           (char *) err);
         }
 
         ev->payload = *body;
@@ -420,14 +423,16 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     i = 0;
 
     cJSON_ArrayForEach(elt, events) {
-        if (ngx_http_webhook_event_read(elt, wlcf->schema_any, &ev[i], &err)
-            != NGX_OK)
-        {
+        rc = ngx_http_webhook_event_read(elt, wlcf->schema_any, &ev[i],
+                                         &err);
+        if (rc != NGX_OK) {
             cJSON_Delete(root);
             p = ngx_snprintf(msg, sizeof(msg), "events[%i]: %s", i, err);
             return ngx_http_webhook_send_error(r, NGX_HTTP_BAD_REQUEST,
                                                ngx_http_webhook_invalid,
-                                               "invalid_payload",
+                                               rc == NGX_DECLINED
+                                               ? "invalid_priority"
+                                               : "invalid_payload",
                                                msg, p - msg);
         }
 
@@ -1175,16 +1180,14 @@ ngx_http_webhook_refuse(ngx_http_request_t *r, ngx_uint_t status,
  * the sender parses every answer as JSON.
  */
 
-ngx_int_t
-ngx_http_webhook_receive_filter_init(ngx_conf_t *cf)
+void
+ngx_http_webhook_receive_filter_init(void)
 {
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_webhook_header_filter;
 
     ngx_http_next_body_filter = ngx_http_top_body_filter;
     ngx_http_top_body_filter = ngx_http_webhook_body_filter;
-
-    return NGX_OK;
 }
 
 
@@ -1344,67 +1347,43 @@ ngx_http_webhook_receive_variables(ngx_conf_t *cf)
 }
 
 
+/* $webhook_result, $webhook_priority and $webhook_event_id */
+
 static ngx_int_t
-ngx_http_webhook_result_variable(ngx_http_request_t *r,
+ngx_http_webhook_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
+    ngx_str_t               *value;
     ngx_http_webhook_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_webhook_module);
 
-    if (ctx == NULL || ctx->result >= ngx_http_webhook_nresults) {
+    value = NULL;
+
+    if (ctx == NULL) {
+        /* not a webhook request */
+
+    } else if (data == NGX_HTTP_WEBHOOK_VAR_RESULT) {
+        if (ctx->result < ngx_http_webhook_nresults) {
+            value = &ngx_http_webhook_results[ctx->result];
+        }
+
+    } else if (data == NGX_HTTP_WEBHOOK_VAR_PRIORITY) {
+        if (ctx->priority >= 0) {
+            value = &ngx_http_webhook_priorities[ctx->priority];
+        }
+
+    } else if (ctx->event_id.len) {
+        value = &ctx->event_id;
+    }
+
+    if (value == NULL) {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    v->data = ngx_http_webhook_results[ctx->result].data;
-    v->len = ngx_http_webhook_results[ctx->result].len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_webhook_priority_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_http_webhook_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_webhook_module);
-
-    if (ctx == NULL || ctx->priority < 0) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    v->data = ngx_http_webhook_priorities[ctx->priority].data;
-    v->len = ngx_http_webhook_priorities[ctx->priority].len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_webhook_event_id_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_http_webhook_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_webhook_module);
-
-    if (ctx == NULL || ctx->event_id.len == 0) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    v->data = ctx->event_id.data;
-    v->len = ctx->event_id.len;
+    v->data = value->data;
+    v->len = value->len;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;

@@ -105,7 +105,7 @@ ngx_http_webhook_redis_init(ngx_cycle_t *cycle,
 
 
 void
-ngx_http_webhook_redis_exit(void)
+ngx_http_webhook_redis_exit(ngx_cycle_t *cycle)
 {
     ngx_http_webhook_redis_t  *rd;
 
@@ -113,6 +113,9 @@ ngx_http_webhook_redis_exit(void)
     if (rd == NULL) {
         return;
     }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, cycle->log, 0,
+                   "webhook: closing the redis connection");
 
     rd->exiting = 1;
 
@@ -393,9 +396,22 @@ ngx_http_webhook_redis_reply(redisAsyncContext *ac, void *reply,
 {
     ngx_http_webhook_cmd_t  *cmd = privdata;
 
-    if (cmd->handler) {
-        cmd->handler(cmd->data, reply);
+    ngx_http_webhook_redis_t  *rd;
+
+    if (cmd->handler == NULL) {
+        /* its request went away (timed out or closed) */
+        ngx_free(cmd);
+        return;
     }
+
+    if (reply == NULL) {
+        rd = ac->data;
+        ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                      "webhook: redis command failed: %s",
+                      ac->errstr[0] ? ac->errstr : "connection closed");
+    }
+
+    cmd->handler(cmd->data, reply);
 
     ngx_free(cmd);
 }

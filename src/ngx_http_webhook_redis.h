@@ -31,7 +31,7 @@ typedef struct ngx_http_webhook_cmd_s  ngx_http_webhook_cmd_t;
 
 ngx_int_t ngx_http_webhook_redis_init(ngx_cycle_t *cycle,
     ngx_http_webhook_main_conf_t *wmcf);
-void ngx_http_webhook_redis_exit(void);
+void ngx_http_webhook_redis_exit(ngx_cycle_t *cycle);
 
 ngx_http_webhook_cmd_t *ngx_http_webhook_redis_send(int argc,
     const char **argv, const size_t *argvlen,
