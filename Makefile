@@ -62,7 +62,7 @@ test: $(MODULE) $(UNIT)
 	prove -I t/lib t/
 
 run: $(MODULE)
-	sh docker/run.sh
+	scripts/run-example
 
 clean:
 	rm -rf $(BUILD)
