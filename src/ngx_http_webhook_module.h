@@ -48,6 +48,12 @@ typedef struct ngx_http_webhook_counters_s  ngx_http_webhook_counters_t;
 
 
 typedef struct {
+    ngx_str_t                    text;
+    u_char                       sha[40];     /* hex SHA1, for EVALSHA */
+} ngx_http_webhook_script_t;
+
+
+typedef struct {
     ngx_str_t                    addr_text;   /* as configured */
     ngx_str_t                    host;        /* numeric, null-terminated */
     ngx_int_t                    port;        /* 0 for a unix socket */
@@ -61,10 +67,8 @@ typedef struct {
     ngx_array_t                  queues;      /* of ngx_str_t */
     ngx_uint_t                   used;        /* any webhook location */
 
-    ngx_str_t                    script;      /* enqueue script */
-    u_char                       script_sha[40];
-    ngx_str_t                    status_script;
-    u_char                       status_sha[40];
+    ngx_http_webhook_script_t    enqueue;     /* run inside Redis */
+    ngx_http_webhook_script_t    status;
 
     ngx_shm_zone_t              *shm_zone;
     ngx_http_webhook_stats_t    *stats;

@@ -50,7 +50,6 @@ typedef struct {
 
     unsigned                      responded:1;
     unsigned                      replace_body:1;
-    unsigned                      eval:1;
 } ngx_http_webhook_ctx_t;
 
 
@@ -690,11 +689,6 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
     /* EVALSHA <sha> <numkeys> ... <ttl> <max depth> <n> ... */
 
-    ctx->argv[0] = "EVALSHA";
-    ctx->argvlen[0] = sizeof("EVALSHA") - 1;
-    ctx->argv[1] = (char *) wmcf->script_sha;
-    ctx->argvlen[1] = 40;
-
     p = ngx_pnalloc(r->pool, 4 * NGX_INT_T_LEN);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -759,22 +753,13 @@ ngx_http_webhook_enqueue(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx)
 
     wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
 
-    if (ctx->timer.handler == NULL) {
-        cln = ngx_http_cleanup_add(r, 0);
-        if (cln == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        cln->handler = ngx_http_webhook_cleanup;
-        cln->data = ctx;
-
-        ctx->timer.handler = ngx_http_webhook_timeout;
-        ctx->timer.data = ctx;
-        ctx->timer.log = r->connection->log;
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->cmd = ngx_http_webhook_redis_send(ctx->argc, ctx->argv,
-                                           ctx->argvlen,
+    ctx->cmd = ngx_http_webhook_redis_eval(&wmcf->enqueue, ctx->argc,
+                                           ctx->argv, ctx->argvlen,
                                            ngx_http_webhook_enqueued, ctx);
     if (ctx->cmd == NULL) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -784,11 +769,16 @@ ngx_http_webhook_enqueue(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx)
                                        "retry later");
     }
 
+    cln->handler = ngx_http_webhook_cleanup;
+    cln->data = ctx;
+
     /* not cancelable: a graceful shutdown waits for the answer */
 
-    if (!ctx->timer.timer_set) {
-        ngx_add_timer(&ctx->timer, wmcf->timeout);
-    }
+    ctx->timer.handler = ngx_http_webhook_timeout;
+    ctx->timer.data = ctx;
+    ctx->timer.log = r->connection->log;
+
+    ngx_add_timer(&ctx->timer, wmcf->timeout);
 
     return NGX_DONE;
 }
@@ -809,11 +799,6 @@ ngx_http_webhook_enqueued(void *data, redisReply *reply)
 
     rc = ngx_http_webhook_answer(r, ctx, reply);
 
-    if (rc == NGX_DONE) {
-        /* sent again as EVAL */
-        return;
-    }
-
     if (ctx->timer.timer_set) {
         ngx_del_timer(&ctx->timer);
     }
@@ -830,7 +815,6 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     u_char                        *p, *last;
     size_t                         len;
     ngx_uint_t                     i, queued;
-    ngx_http_webhook_main_conf_t  *wmcf;
 
     if (reply == NULL) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -841,23 +825,6 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-
-        if (!ctx->eval && reply->len >= 8
-            && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
-        {
-            /* the script cache was flushed: send the script itself */
-
-            wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
-
-            ctx->eval = 1;
-            ctx->argv[0] = "EVAL";
-            ctx->argvlen[0] = sizeof("EVAL") - 1;
-            ctx->argv[1] = (char *) wmcf->script.data;
-            ctx->argvlen[1] = wmcf->script.len;
-
-            return ngx_http_webhook_enqueue(r, ctx);
-        }
-
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "webhook: redis refused the events: %*s",
                       (size_t) reply->len, reply->str);

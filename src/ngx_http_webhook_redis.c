@@ -24,6 +24,11 @@
 struct ngx_http_webhook_cmd_s {
     ngx_http_webhook_reply_pt      handler;
     void                          *data;
+    ngx_http_webhook_script_t     *script;
+    int                            argc;
+    const char                   **argv;
+    size_t                        *argvlen;
+    unsigned                       retried:1;
 };
 
 
@@ -50,6 +55,7 @@ static void ngx_http_webhook_redis_handshake_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
 static void ngx_http_webhook_redis_reply(redisAsyncContext *ac, void *reply,
     void *privdata);
+static ngx_uint_t ngx_http_webhook_redis_noscript(redisReply *reply);
 static void ngx_http_webhook_redis_on_connect(const redisAsyncContext *ac,
     int status);
 static void ngx_http_webhook_redis_on_disconnect(const redisAsyncContext *ac,
@@ -137,8 +143,9 @@ ngx_http_webhook_redis_up(void)
 
 
 ngx_http_webhook_cmd_t *
-ngx_http_webhook_redis_send(int argc, const char **argv,
-    const size_t *argvlen, ngx_http_webhook_reply_pt handler, void *data)
+ngx_http_webhook_redis_eval(ngx_http_webhook_script_t *script, int argc,
+    const char **argv, size_t *argvlen, ngx_http_webhook_reply_pt handler,
+    void *data)
 {
     ngx_http_webhook_cmd_t    *cmd;
     ngx_http_webhook_redis_t  *rd;
@@ -156,6 +163,16 @@ ngx_http_webhook_redis_send(int argc, const char **argv,
 
     cmd->handler = handler;
     cmd->data = data;
+    cmd->script = script;
+    cmd->argc = argc;
+    cmd->argv = argv;
+    cmd->argvlen = argvlen;
+    cmd->retried = 0;
+
+    argv[0] = "EVALSHA";
+    argvlen[0] = sizeof("EVALSHA") - 1;
+    argv[1] = (char *) script->sha;
+    argvlen[1] = sizeof(script->sha);
 
     if (redisAsyncCommandArgv(rd->ac, ngx_http_webhook_redis_reply, cmd,
                               argc, argv, argvlen)
@@ -332,14 +349,14 @@ ngx_http_webhook_redis_handshake(ngx_http_webhook_redis_t *rd)
     argvlen[0] = 6;
     argv[1] = "LOAD";
     argvlen[1] = 4;
-    argv[2] = (char *) wmcf->script.data;
-    argvlen[2] = wmcf->script.len;
+    argv[2] = (char *) wmcf->enqueue.text.data;
+    argvlen[2] = wmcf->enqueue.text.len;
 
     redisAsyncCommandArgv(rd->ac, ngx_http_webhook_redis_handshake_reply,
                           "SCRIPT LOAD", 3, argv, argvlen);
 
-    argv[2] = (char *) wmcf->status_script.data;
-    argvlen[2] = wmcf->status_script.len;
+    argv[2] = (char *) wmcf->status.text.data;
+    argvlen[2] = wmcf->status.text.len;
 
     redisAsyncCommandArgv(rd->ac, ngx_http_webhook_redis_handshake_reply,
                           "SCRIPT LOAD", 3, argv, argvlen);
@@ -404,16 +421,46 @@ ngx_http_webhook_redis_reply(redisAsyncContext *ac, void *reply,
         return;
     }
 
+    rd = ac->data;
+
     if (reply == NULL) {
-        rd = ac->data;
         ngx_log_error(NGX_LOG_INFO, rd->log, 0,
                       "webhook: redis command failed: %s",
                       ac->errstr[0] ? ac->errstr : "connection closed");
+
+    } else if (ngx_http_webhook_redis_noscript(reply) && !cmd->retried) {
+
+        /* the script cache was flushed: send the script itself */
+
+        cmd->retried = 1;
+        cmd->argv[0] = "EVAL";
+        cmd->argvlen[0] = sizeof("EVAL") - 1;
+        cmd->argv[1] = (char *) cmd->script->text.data;
+        cmd->argvlen[1] = cmd->script->text.len;
+
+        if (redisAsyncCommandArgv(ac, ngx_http_webhook_redis_reply, cmd,
+                                  cmd->argc, cmd->argv, cmd->argvlen)
+            == REDIS_OK)
+        {
+            return;
+        }
+
+        reply = NULL;
     }
 
     cmd->handler(cmd->data, reply);
 
     ngx_free(cmd);
+}
+
+
+static ngx_uint_t
+ngx_http_webhook_redis_noscript(redisReply *reply)
+{
+    return reply->type == REDIS_REPLY_ERROR
+           && reply->len >= sizeof("NOSCRIPT") - 1
+           && ngx_strncmp(reply->str, "NOSCRIPT", sizeof("NOSCRIPT") - 1)
+              == 0;
 }
 
 

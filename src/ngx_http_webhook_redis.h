@@ -33,9 +33,9 @@ ngx_int_t ngx_http_webhook_redis_init(ngx_cycle_t *cycle,
     ngx_http_webhook_main_conf_t *wmcf);
 void ngx_http_webhook_redis_exit(ngx_cycle_t *cycle);
 
-ngx_http_webhook_cmd_t *ngx_http_webhook_redis_send(int argc,
-    const char **argv, const size_t *argvlen,
-    ngx_http_webhook_reply_pt handler, void *data);
+ngx_http_webhook_cmd_t *ngx_http_webhook_redis_eval(
+    ngx_http_webhook_script_t *script, int argc, const char **argv,
+    size_t *argvlen, ngx_http_webhook_reply_pt handler, void *data);
 void ngx_http_webhook_redis_cancel(ngx_http_webhook_cmd_t *cmd);
 void ngx_http_webhook_redis_timed_out(void);
 ngx_uint_t ngx_http_webhook_redis_up(void);

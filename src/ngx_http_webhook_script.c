@@ -84,31 +84,36 @@ static char  ngx_http_webhook_status_lua[] =
 "return r\n";
 
 
-static void ngx_http_webhook_script_sha(ngx_str_t *script, u_char *hex);
+static void ngx_http_webhook_script_init(ngx_http_webhook_script_t *script,
+    char *text, size_t len);
 
 
 void
 ngx_http_webhook_scripts(ngx_http_webhook_main_conf_t *wmcf)
 {
-    wmcf->script.data = (u_char *) ngx_http_webhook_enqueue_lua;
-    wmcf->script.len = sizeof(ngx_http_webhook_enqueue_lua) - 1;
-    ngx_http_webhook_script_sha(&wmcf->script, wmcf->script_sha);
+    ngx_http_webhook_script_init(&wmcf->enqueue,
+                                 ngx_http_webhook_enqueue_lua,
+                                 sizeof(ngx_http_webhook_enqueue_lua) - 1);
 
-    wmcf->status_script.data = (u_char *) ngx_http_webhook_status_lua;
-    wmcf->status_script.len = sizeof(ngx_http_webhook_status_lua) - 1;
-    ngx_http_webhook_script_sha(&wmcf->status_script, wmcf->status_sha);
+    ngx_http_webhook_script_init(&wmcf->status,
+                                 ngx_http_webhook_status_lua,
+                                 sizeof(ngx_http_webhook_status_lua) - 1);
 }
 
 
 static void
-ngx_http_webhook_script_sha(ngx_str_t *script, u_char *hex)
+ngx_http_webhook_script_init(ngx_http_webhook_script_t *script, char *text,
+    size_t len)
 {
     u_char      sha[20];
     ngx_sha1_t  ctx;
 
+    script->text.data = (u_char *) text;
+    script->text.len = len;
+
     ngx_sha1_init(&ctx);
-    ngx_sha1_update(&ctx, script->data, script->len);
+    ngx_sha1_update(&ctx, text, len);
     ngx_sha1_final(sha, &ctx);
 
-    ngx_hex_dump(hex, sha, 20);
+    ngx_hex_dump(script->sha, sha, 20);
 }

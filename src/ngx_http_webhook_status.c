@@ -128,10 +128,6 @@ ngx_http_webhook_status_query(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    argv[0] = "EVALSHA";
-    argvlen[0] = sizeof("EVALSHA") - 1;
-    argv[1] = (char *) wmcf->status_sha;
-    argvlen[1] = 40;
     argv[2] = (char *) p;
     argvlen[2] = ngx_sprintf(p, "%ui", nkeys) - p;
 
@@ -161,7 +157,7 @@ ngx_http_webhook_status_query(ngx_http_request_t *r,
         }
     }
 
-    ctx->cmd = ngx_http_webhook_redis_send(k, argv, argvlen,
+    ctx->cmd = ngx_http_webhook_redis_eval(&wmcf->status, k, argv, argvlen,
                                            ngx_http_webhook_status_reply,
                                            ctx);
     if (ctx->cmd == NULL) {

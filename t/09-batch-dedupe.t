@@ -1,0 +1,328 @@
+#!/usr/bin/perl
+# Deduplication: <queue>:seen:<event_id> with the webhook_dedupe TTL, the
+# instant shape's _webhook_metadata.event_id, Idempotency-Key / webhook-id
+# for events without an id, webhook_dedupe off, duplicates across and
+# within batches.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time);
+use WebhookTest;
+
+require_module();
+
+my $R = '/api/v1/webhooks/receive';
+my $TOKEN = 'tok-dedupe-5d02c8f3a1b7';
+
+my $redis = start_redis();
+my $ng = start_nginx(
+    workers => 2,
+    files => { 'webhook.tokens' => "$TOKEN\n" },
+    http => 'webhook_redis 127.0.0.1:' . $redis->port . ";\n"
+        . "webhook_redis_timeout 5s;\n"
+        . "    server {\n        listen 127.0.0.1:%%PORT%%;\n        server_name localhost;\n"
+        . receive_location(queue => '{webhook}')    # webhook_dedupe: default (1h)
+        . receive_location(path => '/ttl10', queue => '{ttl}', extra => 'webhook_dedupe 10s;')
+        . receive_location(path => '/nodedupe', queue => '{nod}', extra => 'webhook_dedupe off;')
+        . "        location / { return 404; }\n    }\n",
+);
+
+# post($body, header => value, ..., path => ...)
+sub post {
+    my ($body, %h) = @_;
+    my $path = delete $h{path} // $R;
+    my %headers = ('Content-Type' => 'application/json', Authorization => "Bearer $TOKEN", %h);
+    return $ng->request('POST', $path, \%headers, $body, timeout => 30);
+}
+
+sub ev {
+    my ($id, $prio, %f) = @_;
+    return { (defined $id ? (event_id => $id) : ()), model => 'sale.order', record_id => 5,
+        event => 'write', (defined $prio ? (priority => $prio) : ()), %f };
+}
+
+sub instant {
+    my ($meta_id, %top) = @_;
+    return { id => 77, name => 'Azure Interior', %top,
+        _webhook_metadata => { (defined $meta_id ? (event_id => $meta_id) : ()),
+            event_type => 'write', model => 'res.partner', record_id => 77 } };
+}
+
+sub batch { json_encode({ batch => JSON::PP::true(), timestamp => '2026-11-27T09:16:00.000000', events => [@_] }) }
+
+sub json_scalar { JSON::PP->new->allow_nonref->canonical->encode($_[0]) }
+
+sub seen_keys { grep { /:seen:/ } $redis->keys }
+
+sub all_envelopes {
+    my ($q) = @_;
+    $q //= '{webhook}';
+    return map { json_decode($_) } map { $redis->lrange("$q:queue:$_") } qw(high medium low);
+}
+
+sub is_dup {
+    my ($res, $name) = @_;
+    my $ok = ok($res->{status} == 200 && ref $res->{json} eq 'HASH'
+        && ($res->{json}{status} // '') eq 'duplicate'
+        && ($res->{headers}{'content-type'} // '') =~ m{^application/json\b}i,
+        "$name: 200 {\"status\":\"duplicate\",...}");
+    diag dump_res($res) unless $ok;
+    return $ok;
+}
+
+sub ttl_between {
+    my ($key, $lo, $hi, $name) = @_;
+    my $ttl = $redis->cli('TTL', $key) // 'undef';
+    ok($ttl =~ /^-?\d+\z/ && $ttl >= $lo && $ttl <= $hi, "$name: TTL of $key in [$lo, $hi]")
+        or diag "TTL $key: $ttl";
+}
+
+sub is_batch_answer {
+    my ($res, $want, $name) = @_;
+    my @why;
+    push @why, "status $res->{status}, want 200" unless $res->{status} == 200;
+    my $ct = $res->{headers} ? $res->{headers}{'content-type'} // '' : '';
+    push @why, "content-type '$ct' is not application/json" unless $ct =~ m{^application/json\b}i;
+    my $j = $res->{json};
+    if (ref $j ne 'HASH') {
+        push @why, 'body is not a JSON object';
+    } else {
+        my @keys = sort keys %$j;
+        push @why, "fields (@keys), want (duplicates ids queued status)"
+            unless "@keys" eq 'duplicates ids queued status';
+        for my $f (qw(status queued duplicates)) {
+            push @why, "$f is " . json_scalar($j->{$f}) . ", want " . json_scalar($want->{$f})
+                unless json_scalar($j->{$f}) eq json_scalar($want->{$f});
+        }
+        push @why, 'ids is not an array' unless ref $j->{ids} eq 'ARRAY';
+    }
+    ok(!@why, $name) or diag join("\n", @why) . "\n" . dump_res($res);
+    return ref $j eq 'HASH' && ref $j->{ids} eq 'ARRAY' ? @{ $j->{ids} } : ();
+}
+
+sub subtest_fresh {
+    my ($name, $code) = @_;
+    $redis->flushall;
+    subtest $name, $code;
+}
+
+# ================================================================ single events
+
+subtest_fresh 'default dedupe (1h): event shape' => sub {
+    my $body = sample_text('odoo-event.json');
+    my $res = post($body);
+    is_queued($res, 'high', 'first delivery: queued');
+    is($redis->cli('EXISTS', '{webhook}:seen:48213'), '1', '{webhook}:seen:48213 exists');
+    ttl_between('{webhook}:seen:48213', 3590, 3600, 'default dedupe');
+    is_deeply([seen_keys()], ['{webhook}:seen:48213'], 'the only seen key');
+
+    $res = post($body);
+    is_dup($res, 'second delivery');
+    $res = post($body);
+    is_dup($res, 'third delivery');
+    is($redis->llen('{webhook}:queue:high'), 1, 'the high list did not grow');
+
+    # same event_id, other content and priority: still a duplicate
+    $res = post(json_encode(ev(48213, 'low', record_id => 9)));
+    is_dup($res, 'other body with the same event_id');
+    is($redis->llen('{webhook}:queue:low'), 0, 'nothing on the low list');
+
+    $res = post(json_encode(ev(48299, 'high')));
+    is_queued($res, 'high', 'another event_id: queued');
+    is($redis->llen('{webhook}:queue:high'), 2, 'two envelopes');
+};
+
+subtest_fresh 'instant shape uses _webhook_metadata.event_id' => sub {
+    my $body = sample_text('odoo-instant.json');
+    my $res = post($body);
+    is_queued($res, 'medium', 'instant sample: queued');
+    is($redis->cli('EXISTS', '{webhook}:seen:48214'), '1', '{webhook}:seen:48214 exists');
+    ttl_between('{webhook}:seen:48214', 3590, 3600, 'instant');
+    $res = post($body);
+    is_dup($res, 'instant sample again');
+    is($redis->llen('{webhook}:queue:medium'), 1, 'the medium list did not grow');
+
+    # top-level event_id is record data: ignored
+    $res = post(json_encode(instant(601, event_id => 999)));
+    is_queued($res, 'medium', 'instant, metadata 601, top-level event_id 999: queued');
+    $res = post(json_encode(instant(602, event_id => 999)));
+    is_queued($res, 'medium', 'instant, metadata 602, same top-level event_id 999: queued');
+    is($redis->llen('{webhook}:queue:medium'), 3, 'both envelopes there');
+    is_deeply([sort(seen_keys())], [sort map { "{webhook}:seen:$_" } 48214, 601, 602],
+        'seen keys from the metadata ids only (no seen:999)');
+
+    # metadata without event_id, top-level event_id: an event without id
+    $res = post(json_encode(instant(undef, event_id => 999)));
+    is_queued($res, 'medium', 'instant without metadata event_id (top-level 999): queued');
+    $res = post(json_encode(instant(undef, event_id => 999)));
+    is_queued($res, 'medium', 'the same again: queued again (no id to dedupe on)');
+    is($redis->llen('{webhook}:queue:medium'), 5, 'two more envelopes');
+    is($redis->cli('EXISTS', '{webhook}:seen:999'), '0', 'no {webhook}:seen:999');
+};
+
+subtest_fresh 'webhook_dedupe 10s' => sub {
+    my $t0 = time;
+    my $res = post(json_encode(ev(700, 'high')), path => '/ttl10');
+    is_queued($res, 'high', 'queued');
+    my $ttl = $redis->cli('TTL', '{ttl}:seen:700') // 'undef';
+    my $elapsed = time - $t0;    # request and TTL query: the key can only be this much older
+    my $lo = 10 - int($elapsed) - 1;
+    ok($ttl =~ /^\d+\z/ && $ttl >= $lo && $ttl <= 10, "webhook_dedupe 10s: TTL of {ttl}:seen:700 in [$lo, 10]")
+        or diag "TTL: $ttl";
+    $res = post(json_encode(ev(700, 'high')), path => '/ttl10');
+    is_dup($res, 'again within 10s');
+    is($redis->llen('{ttl}:queue:high'), 1, 'one envelope');
+};
+
+subtest_fresh 'webhook_dedupe off' => sub {
+    my $body = sample_text('odoo-event.json');
+    is_queued(post($body, path => '/nodedupe'), 'high', 'first: queued');
+    is_queued(post($body, path => '/nodedupe'), 'high', 'second: queued');
+    is($redis->llen('{nod}:queue:high'), 2, 'two envelopes');
+    is_queued(post(json_encode(ev(undef)), path => '/nodedupe', 'Idempotency-Key' => 'abc'), 'medium',
+        'no event_id, Idempotency-Key: queued');
+    is_queued(post(json_encode(ev(undef)), path => '/nodedupe', 'Idempotency-Key' => 'abc'), 'medium',
+        'no event_id, same Idempotency-Key: queued');
+    is_deeply([seen_keys()], [], 'no seen key');
+
+    my $res = post(batch(ev(710, 'low'), ev(710, 'low')), path => '/nodedupe');
+    is_batch_answer($res, { status => 'queued', queued => 2, duplicates => 0 }, 'batch repeating an event_id: both queued');
+    $res = post(batch(ev(710, 'low'), ev(710, 'low')), path => '/nodedupe');
+    is_batch_answer($res, { status => 'queued', queued => 2, duplicates => 0 }, 'the same batch again: both queued');
+    is($redis->llen('{nod}:queue:low'), 4, 'four low envelopes');
+    is_deeply([seen_keys()], [], 'still no seen key');
+};
+
+subtest_fresh 'no event_id: queued every time, unless an idempotency header' => sub {
+    my $body = json_encode(ev(undef));
+    is_queued(post($body), 'medium', 'no event_id: queued');
+    is_queued(post($body), 'medium', 'no event_id again: queued');
+    is($redis->llen('{webhook}:queue:medium'), 2, 'two envelopes');
+    is_deeply([seen_keys()], [], 'no seen key');
+    $redis->flushall;
+
+    my $res = post($body, 'Idempotency-Key' => 'abc');
+    is_queued($res, 'medium', 'Idempotency-Key abc: queued');
+    is_deeply([seen_keys()], ['{webhook}:seen:key:abc'], 'key {webhook}:seen:key:abc');
+    ttl_between('{webhook}:seen:key:abc', 3590, 3600, 'Idempotency-Key');
+    is_dup(post($body, 'Idempotency-Key' => 'abc'), 'Idempotency-Key abc again');
+    is_dup(post(json_encode(ev(undef, 'low', record_id => 8)), 'Idempotency-Key' => 'abc'),
+        'other body, same Idempotency-Key');
+    is_queued(post($body, 'Idempotency-Key' => 'abd'), 'medium', 'Idempotency-Key abd: queued');
+    is($redis->llen('{webhook}:queue:medium'), 2, 'two medium envelopes (abc, abd)');
+    is($redis->llen('{webhook}:queue:low'), 0, 'no low envelope');
+    $redis->flushall;
+
+    $res = post($body, 'webhook-id' => 'abc');
+    is_queued($res, 'medium', 'webhook-id abc: queued');
+    is_deeply([seen_keys()], ['{webhook}:seen:key:abc'], 'webhook-id: key {webhook}:seen:key:abc');
+    is_dup(post($body, 'webhook-id' => 'abc'), 'webhook-id abc again');
+    is_dup(post($body, 'Idempotency-Key' => 'abc'), 'Idempotency-Key abc after webhook-id abc');
+    is($redis->llen('{webhook}:queue:medium'), 1, 'one envelope');
+    $redis->flushall;
+
+    # namespaces: header value 5 vs event_id 5
+    is_queued(post($body, 'Idempotency-Key' => '5'), 'medium', 'no event_id, Idempotency-Key 5: queued');
+    is_queued(post(json_encode(ev(5))), 'medium', 'event_id 5: queued (no collision with the header key)');
+    is_deeply([sort(seen_keys())], ['{webhook}:seen:5', '{webhook}:seen:key:5'], 'seen:5 and seen:key:5');
+    is_dup(post(json_encode(ev(5))), 'event_id 5 again');
+    is_dup(post($body, 'Idempotency-Key' => '5'), 'Idempotency-Key 5 again');
+    is($redis->llen('{webhook}:queue:medium'), 2, 'two envelopes');
+    $redis->flushall;
+
+    # with an event_id, the header is not the idempotency key
+    is_queued(post(json_encode(ev(70)), 'Idempotency-Key' => 'same'), 'medium', 'event_id 70 with Idempotency-Key: queued');
+    is_queued(post(json_encode(ev(71)), 'Idempotency-Key' => 'same'), 'medium',
+        'event_id 71, same Idempotency-Key: queued (event_id counts)');
+    is_deeply([sort(seen_keys())], ['{webhook}:seen:70', '{webhook}:seen:71'], 'keys from the event ids');
+};
+
+# ================================================================ batches
+
+subtest_fresh 'batch: headers are ignored, each element\'s event_id counts' => sub {
+    my $body = batch(ev(undef, 'high'), ev(undef, 'low'));
+    my $res = post($body, 'Idempotency-Key' => 'bk', 'webhook-id' => 'bw');
+    is_batch_answer($res, { status => 'queued', queued => 2, duplicates => 0 }, 'batch without ids, with headers: queued');
+    $res = post($body, 'Idempotency-Key' => 'bk', 'webhook-id' => 'bw');
+    is_batch_answer($res, { status => 'queued', queued => 2, duplicates => 0 }, 'the same batch again: queued again');
+    is_deeply([seen_keys()], [], 'no seen key (headers ignored in a batch)');
+
+    $res = post(batch(ev(801, 'high'), ev(802, 'low')), 'Idempotency-Key' => 'bk');
+    is_batch_answer($res, { status => 'queued', queued => 2, duplicates => 0 }, 'batch with ids and a header: queued');
+    is_deeply([sort(seen_keys())], ['{webhook}:seen:801', '{webhook}:seen:802'], 'seen keys of the elements only');
+    $res = post(batch(ev(803, 'high')), 'Idempotency-Key' => 'bk');
+    is_batch_answer($res, { status => 'queued', queued => 1, duplicates => 0 },
+        'another batch with the same header: queued');
+    ttl_between('{webhook}:seen:801', 3590, 3600, 'batch element');
+    is($redis->llen('{webhook}:queue:high'), 4, 'four high envelopes');
+    is($redis->llen('{webhook}:queue:low'), 3, 'three low envelopes');
+};
+
+subtest_fresh 'batch sent twice' => sub {
+    my $text = sample_text('odoo-batch.json');
+    my $res = post($text);
+    is_batch_answer($res, { status => 'queued', queued => 3, duplicates => 0 }, 'first: queued 3');
+    is_deeply([sort(seen_keys())], [map { "{webhook}:seen:$_" } 48215, 48216, 48217], 'three seen keys');
+    my %before = map { $_ => [$redis->lrange("{webhook}:queue:$_")] } qw(high medium low);
+
+    $res = post($text);
+    is($res->{status}, 200, 'second: 200');
+    is_deeply($res->{json}, { status => 'duplicate', queued => 0, duplicates => 3, ids => [] },
+        'second: {"status":"duplicate","queued":0,"duplicates":3,"ids":[]}') or diag dump_res($res);
+    my %after = map { $_ => [$redis->lrange("{webhook}:queue:$_")] } qw(high medium low);
+    is_deeply(\%after, \%before, 'lists unchanged');
+
+    # a single event with an id seen in a batch is a duplicate too
+    is_dup(post(json_encode(ev(48216, 'low'))), 'single event 48216 after the batch');
+};
+
+subtest_fresh 'repeats within one batch' => sub {
+    my @ev = (ev(900, 'high', record_id => 1), ev(901, 'medium'), ev(900, 'low', record_id => 2));
+    my $res = post(batch(@ev));
+    my @ids = is_batch_answer($res, { status => 'queued', queued => 2, duplicates => 1 },
+        'batch with event 900 twice: queued 2, duplicates 1');
+    my ($rid) = ($ids[0] // '') =~ /^([0-9a-f]{32})-0\z/;
+    is_deeply(\@ids, [map { ($rid // '?') . "-$_" } 0, 1], 'ids: the first two elements');
+    my @env = all_envelopes();
+    my @e900 = grep { ($_->{event_id} // '') eq '900' } @env;
+    is(scalar @e900, 1, 'one envelope for event 900');
+    is($e900[0]{priority}, 'high', 'the first occurrence was kept (high)') if @e900;
+    is_deeply($e900[0]{payload}, $ev[0], 'the kept envelope is the first element') if @e900;
+    is($redis->llen('{webhook}:queue:low'), 0, 'the skipped repeat is not on the low list');
+    is(scalar @env, 2, 'two envelopes in all');
+
+    # a batch made only of repeats of one new id
+    $res = post(batch(ev(950), ev(950), ev(950)));
+    @ids = is_batch_answer($res, { status => 'queued', queued => 1, duplicates => 2 },
+        'batch of three copies of a new event: queued 1, duplicates 2');
+    like($ids[0] // '', qr/^[0-9a-f]{32}-0\z/, 'the queued id is element 0');
+    is(scalar(grep { ($_->{event_id} // '') eq '950' } all_envelopes()), 1, 'one envelope for event 950');
+};
+
+subtest_fresh 'batch mixing new and already seen events' => sub {
+    is_queued(post(json_encode(ev(910, 'high'))), 'high', 'event 910 alone');
+    is_queued(post(json_encode(ev(911, 'low'))), 'low', 'event 911 alone');
+    my %before = map { $_ => $redis->llen("{webhook}:queue:$_") } qw(high medium low);
+
+    my $res = post(batch(ev(910, 'high'), ev(912, 'medium'), ev(911, 'low')));
+    my @ids = is_batch_answer($res, { status => 'queued', queued => 1, duplicates => 2 },
+        '1 new + 2 seen: queued 1, duplicates 2');
+    is(scalar @ids, 1, 'one id');
+    like($ids[0] // '', qr/^[0-9a-f]{32}-1\z/, 'the id of element 1');
+    is($redis->llen('{webhook}:queue:high'), $before{high}, 'high list unchanged');
+    is($redis->llen('{webhook}:queue:low'), $before{low}, 'low list unchanged');
+    my @m = map { json_decode($_) } $redis->lrange('{webhook}:queue:medium');
+    is(scalar @m, 1, 'one medium envelope');
+    is($m[0]{id}, $ids[0], 'its id is the answered id') if @m;
+    is($m[0]{event_id}, 912, 'it is event 912') if @m;
+    ok($redis->cli('EXISTS', '{webhook}:seen:912') eq '1', 'event 912 now seen');
+};
+
+ok($ng->stop, 'nginx stops gracefully');
+unlike($ng->error_log, qr/\[(alert|emerg|crit)\]|open socket/, 'no alert/emerg/crit/open socket in the error log')
+    or diag join "\n", grep { /\[(alert|emerg|crit)\]|open socket/ } split /\n/, $ng->error_log;
+
+done_testing;
