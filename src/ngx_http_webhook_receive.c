@@ -77,6 +77,8 @@ static void ngx_http_webhook_cleanup(void *data);
 
 static ngx_int_t ngx_http_webhook_send_json(ngx_http_request_t *r,
     ngx_uint_t status, ngx_uint_t result, u_char *body, size_t len);
+static ngx_table_elt_t *ngx_http_webhook_add_header(ngx_http_request_t *r,
+    char *key);
 static ngx_int_t ngx_http_webhook_send_error(ngx_http_request_t *r,
     ngx_uint_t status, ngx_uint_t result, char *code, u_char *message,
     size_t len);
@@ -1011,14 +1013,14 @@ ngx_http_webhook_send_json(ngx_http_request_t *r, ngx_uint_t status,
     /* counted before the answer leaves: a scrape right after sees it */
     ngx_http_webhook_count_result(r, result);
 
+    h = NULL;
+
     if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
-        h = ngx_list_push(&r->headers_out.headers);
+        h = ngx_http_webhook_add_header(r, "Retry-After");
         if (h == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        h->hash = 1;
-        ngx_str_set(&h->key, "Retry-After");
         h->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
         if (h->value.data == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1028,24 +1030,20 @@ ngx_http_webhook_send_json(ngx_http_request_t *r, ngx_uint_t status,
                        - h->value.data;
 
     } else if (status == NGX_HTTP_UNAUTHORIZED) {
-        h = ngx_list_push(&r->headers_out.headers);
+        h = ngx_http_webhook_add_header(r, "WWW-Authenticate");
         if (h == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        h->hash = 1;
-        ngx_str_set(&h->key, "WWW-Authenticate");
         ngx_str_set(&h->value, "Bearer realm=\"webhook\"");
         r->headers_out.www_authenticate = h;
 
     } else if (status == NGX_HTTP_NOT_ALLOWED) {
-        h = ngx_list_push(&r->headers_out.headers);
+        h = ngx_http_webhook_add_header(r, "Allow");
         if (h == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        h->hash = 1;
-        ngx_str_set(&h->key, "Allow");
         ngx_str_set(&h->value, "POST, HEAD");
     }
 
@@ -1075,6 +1073,24 @@ ngx_http_webhook_send_json(ngx_http_request_t *r, ngx_uint_t status,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_table_elt_t *
+ngx_http_webhook_add_header(ngx_http_request_t *r, char *key)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NULL;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) key;
+    h->key.len = ngx_strlen(key);
+
+    return h;
 }
 
 

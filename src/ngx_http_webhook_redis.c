@@ -71,6 +71,8 @@ static void ngx_http_webhook_redis_add_read(void *privdata);
 static void ngx_http_webhook_redis_del_read(void *privdata);
 static void ngx_http_webhook_redis_add_write(void *privdata);
 static void ngx_http_webhook_redis_del_write(void *privdata);
+static void ngx_http_webhook_redis_event(ngx_http_webhook_redis_t *rd,
+    ngx_event_t *ev, ngx_int_t event, ngx_uint_t add);
 static void ngx_http_webhook_redis_cleanup(void *privdata);
 
 
@@ -599,16 +601,8 @@ static void
 ngx_http_webhook_redis_add_read(void *privdata)
 {
     ngx_http_webhook_redis_t  *rd = privdata;
-    ngx_event_t               *rev;
 
-    rev = rd->connection->read;
-
-    if (!rev->active) {
-        if (ngx_add_event(rev, NGX_READ_EVENT, 0) != NGX_OK) {
-            ngx_log_error(NGX_LOG_ALERT, rd->log, 0,
-                          "webhook: adding redis read event failed");
-        }
-    }
+    ngx_http_webhook_redis_event(rd, rd->connection->read, NGX_READ_EVENT, 1);
 }
 
 
@@ -616,13 +610,8 @@ static void
 ngx_http_webhook_redis_del_read(void *privdata)
 {
     ngx_http_webhook_redis_t  *rd = privdata;
-    ngx_event_t               *rev;
 
-    rev = rd->connection->read;
-
-    if (rev->active) {
-        (void) ngx_del_event(rev, NGX_READ_EVENT, 0);
-    }
+    ngx_http_webhook_redis_event(rd, rd->connection->read, NGX_READ_EVENT, 0);
 }
 
 
@@ -630,16 +619,9 @@ static void
 ngx_http_webhook_redis_add_write(void *privdata)
 {
     ngx_http_webhook_redis_t  *rd = privdata;
-    ngx_event_t               *wev;
 
-    wev = rd->connection->write;
-
-    if (!wev->active) {
-        if (ngx_add_event(wev, NGX_WRITE_EVENT, 0) != NGX_OK) {
-            ngx_log_error(NGX_LOG_ALERT, rd->log, 0,
-                          "webhook: adding redis write event failed");
-        }
-    }
+    ngx_http_webhook_redis_event(rd, rd->connection->write, NGX_WRITE_EVENT,
+                                 1);
 }
 
 
@@ -647,12 +629,26 @@ static void
 ngx_http_webhook_redis_del_write(void *privdata)
 {
     ngx_http_webhook_redis_t  *rd = privdata;
-    ngx_event_t               *wev;
 
-    wev = rd->connection->write;
+    ngx_http_webhook_redis_event(rd, rd->connection->write, NGX_WRITE_EVENT,
+                                 0);
+}
 
-    if (wev->active) {
-        (void) ngx_del_event(wev, NGX_WRITE_EVENT, 0);
+
+/* hiredis calls the hooks again and again: they must be idempotent */
+
+static void
+ngx_http_webhook_redis_event(ngx_http_webhook_redis_t *rd, ngx_event_t *ev,
+    ngx_int_t event, ngx_uint_t add)
+{
+    if (add && !ev->active) {
+        if (ngx_add_event(ev, event, 0) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ALERT, rd->log, 0,
+                          "webhook: adding a redis event failed");
+        }
+
+    } else if (!add && ev->active) {
+        (void) ngx_del_event(ev, event, 0);
     }
 }
 

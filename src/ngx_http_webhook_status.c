@@ -53,6 +53,8 @@ static u_char *ngx_http_webhook_status_json(u_char *p,
 static u_char *ngx_http_webhook_status_text(u_char *p,
     ngx_http_webhook_main_conf_t *wmcf, ngx_uint_t up,
     ngx_http_webhook_depth_t *depths);
+static u_char *ngx_http_webhook_series(u_char *p, char *name,
+    ngx_str_t *queue, char *label, ngx_str_t *value);
 static u_char *ngx_http_webhook_label(u_char *p, ngx_str_t *value);
 static u_char *ngx_http_webhook_seconds(u_char *p, uint64_t usec);
 
@@ -457,12 +459,11 @@ static u_char *
 ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
     ngx_uint_t up, ngx_http_webhook_depth_t *depths)
 {
-    ngx_str_t                    *queue;
-    ngx_uint_t                    i, k, prio;
-    ngx_atomic_uint_t             sum;
-    ngx_http_webhook_stats_t     *stats;
-    ngx_http_webhook_depth_t     *d;
-    ngx_http_webhook_counters_t  *cnt;
+    ngx_str_t                 *queue;
+    ngx_uint_t                 i, k, prio;
+    ngx_atomic_uint_t          sum;
+    ngx_http_webhook_stats_t  *stats;
+    ngx_http_webhook_depth_t  *d;
 
     stats = wmcf->stats;
     queue = wmcf->queues.elts;
@@ -490,10 +491,10 @@ ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
         for (i = 0; i < wmcf->queues.nelts; i++) {
             for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
                 d = &depths[i * NGX_HTTP_WEBHOOK_NPRIO + prio];
-                p = ngx_sprintf(p, "nginx_webhook_queue_depth{queue=");
-                p = ngx_http_webhook_label(p, &queue[i]);
-                p = ngx_sprintf(p, ",priority=\"%V\"} %i\n",
-                                &ngx_http_webhook_priorities[prio], d->depth);
+                p = ngx_http_webhook_series(p, "nginx_webhook_queue_depth",
+                                    &queue[i], "priority",
+                                    &ngx_http_webhook_priorities[prio]);
+                p = ngx_sprintf(p, "%i\n", d->depth);
             }
         }
 
@@ -504,10 +505,11 @@ ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
         for (i = 0; i < wmcf->queues.nelts; i++) {
             for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
                 d = &depths[i * NGX_HTTP_WEBHOOK_NPRIO + prio];
-                p = ngx_sprintf(p, "nginx_webhook_dead_letter_depth{queue=");
-                p = ngx_http_webhook_label(p, &queue[i]);
-                p = ngx_sprintf(p, ",priority=\"%V\"} %i\n",
-                                &ngx_http_webhook_priorities[prio], d->dead);
+                p = ngx_http_webhook_series(p,
+                                    "nginx_webhook_dead_letter_depth",
+                                    &queue[i], "priority",
+                                    &ngx_http_webhook_priorities[prio]);
+                p = ngx_sprintf(p, "%i\n", d->dead);
             }
         }
 
@@ -520,11 +522,10 @@ ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
         for (i = 0; i < wmcf->queues.nelts; i++) {
             for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
                 d = &depths[i * NGX_HTTP_WEBHOOK_NPRIO + prio];
-                p = ngx_sprintf(p,
-                           "nginx_webhook_oldest_event_age_seconds{queue=");
-                p = ngx_http_webhook_label(p, &queue[i]);
-                p = ngx_sprintf(p, ",priority=\"%V\"} ",
-                                &ngx_http_webhook_priorities[prio]);
+                p = ngx_http_webhook_series(p,
+                                    "nginx_webhook_oldest_event_age_seconds",
+                                    &queue[i], "priority",
+                                    &ngx_http_webhook_priorities[prio]);
                 p = ngx_http_webhook_seconds(p, (uint64_t) d->age_ms * 1000);
                 *p++ = LF;
             }
@@ -536,13 +537,11 @@ ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
                                 "by result.");
 
     for (i = 0; i < wmcf->queues.nelts; i++) {
-        cnt = wmcf->counters[i];
-
         for (k = 0; k < ngx_http_webhook_nresults; k++) {
-            p = ngx_sprintf(p, "nginx_webhook_requests_total{queue=");
-            p = ngx_http_webhook_label(p, &queue[i]);
-            p = ngx_sprintf(p, ",result=\"%V\"} %uA\n",
-                            &ngx_http_webhook_results[k], cnt->requests[k]);
+            p = ngx_http_webhook_series(p, "nginx_webhook_requests_total",
+                                        &queue[i], "result",
+                                        &ngx_http_webhook_results[k]);
+            p = ngx_sprintf(p, "%uA\n", wmcf->counters[i]->requests[k]);
         }
     }
 
@@ -550,14 +549,11 @@ ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
                                 "Events enqueued, by priority.");
 
     for (i = 0; i < wmcf->queues.nelts; i++) {
-        cnt = wmcf->counters[i];
-
         for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
-            p = ngx_sprintf(p, "nginx_webhook_events_total{queue=");
-            p = ngx_http_webhook_label(p, &queue[i]);
-            p = ngx_sprintf(p, ",priority=\"%V\"} %uA\n",
-                            &ngx_http_webhook_priorities[prio],
-                            cnt->events[prio]);
+            p = ngx_http_webhook_series(p, "nginx_webhook_events_total",
+                                        &queue[i], "priority",
+                                        &ngx_http_webhook_priorities[prio]);
+            p = ngx_sprintf(p, "%uA\n", wmcf->counters[i]->events[prio]);
         }
     }
 
@@ -586,6 +582,19 @@ ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
                     sum);
 
     return p;
+}
+
+
+/* name{queue="...",label="value"} and the space before the value */
+
+static u_char *
+ngx_http_webhook_series(u_char *p, char *name, ngx_str_t *queue,
+    char *label, ngx_str_t *value)
+{
+    p = ngx_sprintf(p, "%s{queue=", name);
+    p = ngx_http_webhook_label(p, queue);
+
+    return ngx_sprintf(p, ",%s=\"%V\"} ", label, value);
 }
 
 
