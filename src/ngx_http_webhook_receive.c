@@ -19,9 +19,10 @@
 #include "ngx_http_webhook_stats.h"
 
 
-/* EVALSHA sha numkeys, keys, then ARGV: ttl max n, and a pair per event */
+/* EVALSHA sha numkeys, keys, then ARGV: ttl max n, and 3 per event */
 #define NGX_HTTP_WEBHOOK_CMD_ARGS     3
 #define NGX_HTTP_WEBHOOK_SCRIPT_ARGS  3
+#define NGX_HTTP_WEBHOOK_EVENT_ARGS   3   /* seen key index, id, envelope */
 
 #define NGX_HTTP_WEBHOOK_VAR_RESULT    0
 #define NGX_HTTP_WEBHOOK_VAR_PRIORITY  1
@@ -72,6 +73,7 @@ static ngx_int_t ngx_http_webhook_enqueue(ngx_http_request_t *r,
 static void ngx_http_webhook_enqueued(void *data, redisReply *reply);
 static ngx_int_t ngx_http_webhook_answer(ngx_http_request_t *r,
     ngx_http_webhook_ctx_t *ctx, redisReply *reply);
+static ngx_uint_t ngx_http_webhook_pushed(redisReply *element);
 static void ngx_http_webhook_timeout(ngx_event_t *ev);
 static void ngx_http_webhook_cleanup(void *data);
 
@@ -565,7 +567,8 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
      */
 
     argv0 = NGX_HTTP_WEBHOOK_CMD_ARGS + 2 * n;
-    ctx->argc = argv0 + NGX_HTTP_WEBHOOK_SCRIPT_ARGS + 2 * n;
+    ctx->argc = argv0 + NGX_HTTP_WEBHOOK_SCRIPT_ARGS
+                + NGX_HTTP_WEBHOOK_EVENT_ARGS * n;
     ctx->argv = ngx_palloc(r->pool, ctx->argc * sizeof(char *));
     ctx->argvlen = ngx_palloc(r->pool, ctx->argc * sizeof(size_t));
 
@@ -612,10 +615,13 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        k = argv0 + NGX_HTTP_WEBHOOK_SCRIPT_ARGS + 2 * i;
+        k = argv0 + NGX_HTTP_WEBHOOK_SCRIPT_ARGS
+            + NGX_HTTP_WEBHOOK_EVENT_ARGS * i;
 
-        ctx->argv[k + 1] = (char *) p;
-        ctx->argvlen[k + 1] =
+        ctx->argv[k + 1] = (char *) id->data;
+        ctx->argvlen[k + 1] = id->len;
+        ctx->argv[k + 2] = (char *) p;
+        ctx->argvlen[k + 2] =
                     ngx_http_webhook_envelope_write(p, &ev[i], id, &at, prio)
                     - p;
 
@@ -634,7 +640,8 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
         /* the idempotency key: <queue>:seen:<id> or <queue>:seen:key:<id> */
 
-        k = argv0 + NGX_HTTP_WEBHOOK_SCRIPT_ARGS + 2 * i;
+        k = argv0 + NGX_HTTP_WEBHOOK_SCRIPT_ARGS
+            + NGX_HTTP_WEBHOOK_EVENT_ARGS * i;
 
         if (wlcf->dedupe == 0
             || (ev[i].id_key.len == 0 && idempotency->len == 0))
@@ -816,6 +823,7 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 {
     u_char                        *p, *last;
     size_t                         len;
+    ngx_str_t                      id;
     ngx_uint_t                     i, queued;
 
     if (reply == NULL) {
@@ -863,17 +871,24 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     queued = 0;
 
     for (i = 0; i < ctx->nevents; i++) {
-        if (reply->element[i]->integer == 1) {
+        if (ngx_http_webhook_pushed(reply->element[i])) {
             queued++;
             ngx_http_webhook_count_events(r, ctx->priorities[i], 1);
         }
     }
 
     if (!ctx->batch) {
+        id = ctx->ids[0];
+
+        if (!queued && reply->element[0]->type == REDIS_REPLY_STRING) {
+            /* the id of the envelope queued the first time */
+            id.data = (u_char *) reply->element[0]->str;
+            id.len = reply->element[0]->len;
+        }
+
         len = sizeof("{\"status\":\"duplicate\",\"id\":\"\","
                      "\"priority\":\"medium\",\"event_id\":\"\"}")
-              + ngx_http_webhook_json_escape_len(ctx->ids[0].data,
-                                                 ctx->ids[0].len)
+              + ngx_http_webhook_json_escape_len(id.data, id.len)
               + ngx_http_webhook_json_escape_len(ctx->event_id.data,
                                                  ctx->event_id.len);
 
@@ -884,8 +899,7 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
         last = ngx_sprintf(p, "{\"status\":\"%s\",\"id\":\"",
                            queued ? "queued" : "duplicate");
-        last = ngx_http_webhook_json_escape(last, ctx->ids[0].data,
-                                            ctx->ids[0].len);
+        last = ngx_http_webhook_json_escape(last, id.data, id.len);
         last = ngx_sprintf(last, "\",\"priority\":\"%V\"",
                         &ngx_http_webhook_priorities[ctx->priorities[0]]);
 
@@ -923,7 +937,7 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
                        queued, ctx->nevents - queued);
 
     for (i = 0; i < ctx->nevents; i++) {
-        if (reply->element[i]->integer != 1) {
+        if (!ngx_http_webhook_pushed(reply->element[i])) {
             continue;
         }
 
@@ -937,6 +951,15 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
                                       queued ? ngx_http_webhook_queued
                                              : ngx_http_webhook_duplicate,
                                       p, last - p);
+}
+
+
+/* the script's answer for an event: 1 when pushed, else the first id */
+
+static ngx_uint_t
+ngx_http_webhook_pushed(redisReply *element)
+{
+    return element->type == REDIS_REPLY_INTEGER && element->integer == 1;
 }
 
 

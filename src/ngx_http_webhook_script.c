@@ -22,29 +22,32 @@
  * ARGV[1]        dedupe TTL in seconds (0: off)
  * ARGV[2]        the depth limit of a list (0: off)
  * ARGV[3]        n, the number of events
- * ARGV[2+2i]     the index of event i's idempotency key after KEYS[n],
- *                0 for none
- * ARGV[3+2i]     the envelope of event i
+ * then for each event i, from ARGV[4]:
+ *                the index of its idempotency key after KEYS[n], 0: none
+ *                its envelope id
+ *                its envelope
  *
  * Returns -1 when a list would grow past the limit (nothing is pushed),
- * else an array: 1 for each event pushed, 0 for each duplicate.
+ * else an array: 1 for each event pushed, and for each duplicate the id
+ * of the envelope pushed the first time (kept in its idempotency key).
  */
 
 static char  ngx_http_webhook_enqueue_lua[] =
 "local ttl = tonumber(ARGV[1])\n"
 "local max = tonumber(ARGV[2])\n"
 "local n = tonumber(ARGV[3])\n"
-"local fresh, adds, lists, seen = {}, {}, {}, {}\n"
+"local res, adds, lists, seen = {}, {}, {}, {}\n"
 "for i = 1, n do\n"
-"  local s = tonumber(ARGV[2 + 2 * i])\n"
-"  local f = 1\n"
+"  local b = 3 * i\n"
+"  local s = tonumber(ARGV[b + 1])\n"
+"  local r = 1\n"
 "  if s > 0 then\n"
 "    local k = KEYS[n + s]\n"
-"    if seen[k] or redis.call('EXISTS', k) == 1 then f = 0 end\n"
-"    seen[k] = true\n"
+"    local first = seen[k] or redis.call('GET', k)\n"
+"    if first then r = first else seen[k] = ARGV[b + 2] end\n"
 "  end\n"
-"  fresh[i] = f\n"
-"  if f == 1 then\n"
+"  res[i] = r\n"
+"  if r == 1 then\n"
 "    local l = KEYS[i]\n"
 "    if not adds[l] then adds[l] = 0; lists[#lists + 1] = l end\n"
 "    adds[l] = adds[l] + 1\n"
@@ -56,15 +59,16 @@ static char  ngx_http_webhook_enqueue_lua[] =
 "  end\n"
 "end\n"
 "for i = 1, n do\n"
-"  if fresh[i] == 1 then\n"
-"    redis.call('LPUSH', KEYS[i], ARGV[3 + 2 * i])\n"
-"    local s = tonumber(ARGV[2 + 2 * i])\n"
+"  if res[i] == 1 then\n"
+"    local b = 3 * i\n"
+"    redis.call('LPUSH', KEYS[i], ARGV[b + 3])\n"
+"    local s = tonumber(ARGV[b + 1])\n"
 "    if s > 0 and ttl > 0 then\n"
-"      redis.call('SET', KEYS[n + s], '1', 'EX', ttl)\n"
+"      redis.call('SET', KEYS[n + s], ARGV[b + 2], 'EX', ttl)\n"
 "    end\n"
 "  end\n"
 "end\n"
-"return fresh\n";
+"return res\n";
 
 
 /*

@@ -128,6 +128,11 @@ subtest_fresh 'default dedupe (1h): event shape' => sub {
     # same event_id, other content and priority: still a duplicate
     $res = post(json_encode(ev(48213, 'low', record_id => 9)));
     is_dup($res, 'other body with the same event_id');
+
+    # a retry learns the id of the envelope queued the first time
+    my ($first) = map { json_decode($_)->{id} } $redis->lrange('{webhook}:queue:high');
+    is($res->{json}{id}, $first, 'the duplicate answer carries the first envelope id');
+    is($redis->cli('GET', '{webhook}:seen:48213'), $first, 'which the seen key keeps');
     is($redis->llen('{webhook}:queue:low'), 0, 'nothing on the low list');
 
     $res = post(json_encode(ev(48299, 'high')));
