@@ -68,8 +68,6 @@ sub ev {
 
 sub batch { json_encode({ batch => JSON::PP::true(), timestamp => '2026-11-27T09:16:00.000000', events => [@_] }) }
 
-sub json_scalar { JSON::PP->new->allow_nonref->canonical->encode($_[0]) }
-
 sub redis_empty {
     my ($name) = @_;
     my @k = $redis->keys;
@@ -79,35 +77,6 @@ sub redis_empty {
 sub queue_keys {
     my ($prefix) = @_;
     return grep { index($_, $prefix) == 0 } $redis->keys;
-}
-
-# is_batch_answer($res, {status =>, queued =>, duplicates =>, nids =>}, $name):
-# 200, JSON with exactly status, queued, duplicates, ids.  Returns the ids.
-sub is_batch_answer {
-    my ($res, $want, $name) = @_;
-    my @why;
-    push @why, "status $res->{status}, want 200" unless $res->{status} == 200;
-    my $ct = $res->{headers} ? $res->{headers}{'content-type'} // '' : '';
-    push @why, "content-type '$ct' is not application/json" unless $ct =~ m{^application/json\b}i;
-    my $j = $res->{json};
-    if (ref $j ne 'HASH') {
-        push @why, 'body is not a JSON object';
-    } else {
-        my @keys = sort keys %$j;
-        push @why, "fields (@keys), want (duplicates ids queued status)"
-            unless "@keys" eq 'duplicates ids queued status';
-        for my $f (qw(status queued duplicates)) {
-            push @why, "$f is " . json_scalar($j->{$f}) . ", want " . json_scalar($want->{$f})
-                unless json_scalar($j->{$f}) eq json_scalar($want->{$f});
-        }
-        if (ref $j->{ids} ne 'ARRAY') {
-            push @why, 'ids is not an array';
-        } elsif (defined $want->{nids} && @{ $j->{ids} } != $want->{nids}) {
-            push @why, scalar(@{ $j->{ids} }) . " ids, want $want->{nids}";
-        }
-    }
-    ok(!@why, $name) or diag join("\n", @why) . "\n" . dump_res($res);
-    return ref $j eq 'HASH' && ref $j->{ids} eq 'ARRAY' ? @{ $j->{ids} } : ();
 }
 
 sub check_received_at {

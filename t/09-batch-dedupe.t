@@ -53,8 +53,6 @@ sub instant {
 
 sub batch { json_encode({ batch => JSON::PP::true(), timestamp => '2026-11-27T09:16:00.000000', events => [@_] }) }
 
-sub json_scalar { JSON::PP->new->allow_nonref->canonical->encode($_[0]) }
-
 sub seen_keys { grep { /:seen:/ } $redis->keys }
 
 sub all_envelopes {
@@ -78,29 +76,6 @@ sub ttl_between {
     my $ttl = $redis->cli('TTL', $key) // 'undef';
     ok($ttl =~ /^-?\d+\z/ && $ttl >= $lo && $ttl <= $hi, "$name: TTL of $key in [$lo, $hi]")
         or diag "TTL $key: $ttl";
-}
-
-sub is_batch_answer {
-    my ($res, $want, $name) = @_;
-    my @why;
-    push @why, "status $res->{status}, want 200" unless $res->{status} == 200;
-    my $ct = $res->{headers} ? $res->{headers}{'content-type'} // '' : '';
-    push @why, "content-type '$ct' is not application/json" unless $ct =~ m{^application/json\b}i;
-    my $j = $res->{json};
-    if (ref $j ne 'HASH') {
-        push @why, 'body is not a JSON object';
-    } else {
-        my @keys = sort keys %$j;
-        push @why, "fields (@keys), want (duplicates ids queued status)"
-            unless "@keys" eq 'duplicates ids queued status';
-        for my $f (qw(status queued duplicates)) {
-            push @why, "$f is " . json_scalar($j->{$f}) . ", want " . json_scalar($want->{$f})
-                unless json_scalar($j->{$f}) eq json_scalar($want->{$f});
-        }
-        push @why, 'ids is not an array' unless ref $j->{ids} eq 'ARRAY';
-    }
-    ok(!@why, $name) or diag join("\n", @why) . "\n" . dump_res($res);
-    return ref $j eq 'HASH' && ref $j->{ids} eq 'ARRAY' ? @{ $j->{ids} } : ();
 }
 
 sub subtest_fresh {

@@ -41,7 +41,7 @@ our @EXPORT = qw(
     http_request chunked_request raw_request
     samples_dir sample_text sample_json json_encode json_decode
     receive_location wait_until
-    is_json_error is_queued dump_res
+    is_json_error is_queued is_batch_answer json_scalar dump_res
     redis_envelopes
 );
 
@@ -870,6 +870,38 @@ sub is_json_error {
     my $ok = $tb->ok(!@why, $name);
     $tb->diag(join("\n", @why) . "\n" . dump_res($res)) unless $ok;
     return $ok;
+}
+
+sub json_scalar { JSON::PP->new->allow_nonref->canonical->encode($_[0]) }
+
+# is_batch_answer($res, {status =>, queued =>, duplicates =>, nids =>}, $name):
+# 200, JSON with exactly status, queued, duplicates, ids.  Returns the ids.
+sub is_batch_answer {
+    my ($res, $want, $name) = @_;
+    my @why;
+    push @why, "status $res->{status}, want 200" unless $res->{status} == 200;
+    my $ct = $res->{headers} ? $res->{headers}{'content-type'} // '' : '';
+    push @why, "content-type '$ct' is not application/json" unless $ct =~ m{^application/json\b}i;
+    my $j = $res->{json};
+    if (ref $j ne 'HASH') {
+        push @why, 'body is not a JSON object';
+    } else {
+        my @keys = sort keys %$j;
+        push @why, "fields (@keys), want (duplicates ids queued status)"
+            unless "@keys" eq 'duplicates ids queued status';
+        for my $f (qw(status queued duplicates)) {
+            push @why, "$f is " . json_scalar($j->{$f}) . ", want " . json_scalar($want->{$f})
+                unless json_scalar($j->{$f}) eq json_scalar($want->{$f});
+        }
+        if (ref $j->{ids} ne 'ARRAY') {
+            push @why, 'ids is not an array';
+        } elsif (defined $want->{nids} && @{ $j->{ids} } != $want->{nids}) {
+            push @why, scalar(@{ $j->{ids} }) . " ids, want $want->{nids}";
+        }
+    }
+    my $tb = Test::More->builder;
+    $tb->ok(!@why, $name) or $tb->diag(join("\n", @why) . "\n" . dump_res($res));
+    return ref $j eq 'HASH' && ref $j->{ids} eq 'ARRAY' ? @{ $j->{ids} } : ();
 }
 
 # is_queued($res, $priority, $name): 200, JSON {"status":"queued","id":..,"priority":..}
