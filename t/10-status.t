@@ -56,7 +56,6 @@ my $ng = start_nginx(
 
 # ================================================================ helpers
 
-sub json_scalar { JSON::PP->new->allow_nonref->encode($_[0]) }
 
 # a JSON number (not a string, not null, not a boolean)
 sub is_json_number {
