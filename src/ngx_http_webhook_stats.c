@@ -4,7 +4,7 @@
  *
  * Counters in shared memory: they add up across workers and survive a
  * reload (the new zone takes the old one's data).  Updated with atomic
- * adds, read without locks, like nginx's own stub status module.
+ * adds and read without locks.
  */
 
 
