@@ -42,7 +42,6 @@ our @EXPORT = qw(
     samples_dir sample_text sample_json json_encode json_decode
     receive_location wait_until
     is_json_error is_queued is_batch_answer json_scalar dump_res
-    redis_envelopes
 );
 
 $SIG{PIPE} = 'IGNORE';
@@ -848,28 +847,42 @@ sub dump_res {
     return $s;
 }
 
-# is_json_error($res, $status, $code_or_arrayref_of_codes, $name)
-sub is_json_error {
-    my ($res, $status, $code, $name) = @_;
-    my $tb = Test::More->builder;
-    my @codes = ref $code ? @$code : ($code);
+# _json_answer($res, $status): what is wrong with the status line and the
+# JSON object body (a list of reasons), and the decoded object
+sub _json_answer {
+    my ($res, $status) = @_;
     my @why;
     push @why, "status $res->{status}, want $status" unless $res->{status} == $status;
     my $ct = $res->{headers} ? $res->{headers}{'content-type'} // '' : '';
     push @why, "content-type '$ct' is not application/json" unless $ct =~ m{^application/json\b}i;
     my $j = $res->{json};
-    if (ref $j ne 'HASH') {
-        push @why, 'body is not a JSON object';
-    } else {
-        push @why, "status field is not 'error'" unless ($j->{status} // '') eq 'error';
-        push @why, "error field '" . ($j->{error} // 'undef') . "' not in (@codes)"
+    push @why, 'body is not a JSON object' unless ref $j eq 'HASH';
+    return (\@why, ref $j eq 'HASH' ? $j : undef);
+}
+
+# _verdict($res, $why, $name): one test, with the reasons and the answer
+# as diagnostics when it fails
+sub _verdict {
+    my ($res, $why, $name) = @_;
+    my $tb = Test::More->builder;
+    my $ok = $tb->ok(!@$why, $name);
+    $tb->diag(join("\n", @$why) . "\n" . dump_res($res)) unless $ok;
+    return $ok;
+}
+
+# is_json_error($res, $status, $code_or_arrayref_of_codes, $name)
+sub is_json_error {
+    my ($res, $status, $code, $name) = @_;
+    my @codes = ref $code ? @$code : ($code);
+    my ($why, $j) = _json_answer($res, $status);
+    if ($j) {
+        push @$why, "status field is not 'error'" unless ($j->{status} // '') eq 'error';
+        push @$why, "error field '" . ($j->{error} // 'undef') . "' not in (@codes)"
             unless defined $j->{error} && grep { $_ eq $j->{error} } @codes;
-        push @why, 'message missing or empty'
+        push @$why, 'message missing or empty'
             unless defined $j->{message} && !ref $j->{message} && length $j->{message};
     }
-    my $ok = $tb->ok(!@why, $name);
-    $tb->diag(join("\n", @why) . "\n" . dump_res($res)) unless $ok;
-    return $ok;
+    return _verdict($res, $why, $name);
 }
 
 sub json_scalar { JSON::PP->new->allow_nonref->canonical->encode($_[0]) }
@@ -878,54 +891,38 @@ sub json_scalar { JSON::PP->new->allow_nonref->canonical->encode($_[0]) }
 # 200, JSON with exactly status, queued, duplicates, ids.  Returns the ids.
 sub is_batch_answer {
     my ($res, $want, $name) = @_;
-    my @why;
-    push @why, "status $res->{status}, want 200" unless $res->{status} == 200;
-    my $ct = $res->{headers} ? $res->{headers}{'content-type'} // '' : '';
-    push @why, "content-type '$ct' is not application/json" unless $ct =~ m{^application/json\b}i;
-    my $j = $res->{json};
-    if (ref $j ne 'HASH') {
-        push @why, 'body is not a JSON object';
-    } else {
+    my ($why, $j) = _json_answer($res, 200);
+    if ($j) {
         my @keys = sort keys %$j;
-        push @why, "fields (@keys), want (duplicates ids queued status)"
+        push @$why, "fields (@keys), want (duplicates ids queued status)"
             unless "@keys" eq 'duplicates ids queued status';
         for my $f (qw(status queued duplicates)) {
-            push @why, "$f is " . json_scalar($j->{$f}) . ", want " . json_scalar($want->{$f})
+            push @$why, "$f is " . json_scalar($j->{$f}) . ", want " . json_scalar($want->{$f})
                 unless json_scalar($j->{$f}) eq json_scalar($want->{$f});
         }
         if (ref $j->{ids} ne 'ARRAY') {
-            push @why, 'ids is not an array';
+            push @$why, 'ids is not an array';
         } elsif (defined $want->{nids} && @{ $j->{ids} } != $want->{nids}) {
-            push @why, scalar(@{ $j->{ids} }) . " ids, want $want->{nids}";
+            push @$why, scalar(@{ $j->{ids} }) . " ids, want $want->{nids}";
         }
     }
-    my $tb = Test::More->builder;
-    $tb->ok(!@why, $name) or $tb->diag(join("\n", @why) . "\n" . dump_res($res));
-    return ref $j eq 'HASH' && ref $j->{ids} eq 'ARRAY' ? @{ $j->{ids} } : ();
+    _verdict($res, $why, $name);
+    return $j && ref $j->{ids} eq 'ARRAY' ? @{ $j->{ids} } : ();
 }
 
 # is_queued($res, $priority, $name): 200, JSON {"status":"queued","id":..,"priority":..}
 sub is_queued {
     my ($res, $priority, $name) = @_;
-    my $tb = Test::More->builder;
-    my @why;
-    push @why, "status $res->{status}, want 200" unless $res->{status} == 200;
-    my $ct = $res->{headers} ? $res->{headers}{'content-type'} // '' : '';
-    push @why, "content-type '$ct' is not application/json" unless $ct =~ m{^application/json\b}i;
-    my $j = $res->{json};
-    if (ref $j ne 'HASH') {
-        push @why, 'body is not a JSON object';
-    } else {
-        push @why, "status field is not 'queued'" unless ($j->{status} // '') eq 'queued';
-        push @why, "id is not 32 hex digits" unless ($j->{id} // '') =~ /^[0-9a-f]{32}\z/;
-        push @why, "priority '" . ($j->{priority} // 'undef') . "', want '$priority'"
+    my ($why, $j) = _json_answer($res, 200);
+    if ($j) {
+        push @$why, "status field is not 'queued'" unless ($j->{status} // '') eq 'queued';
+        push @$why, "id is not 32 hex digits" unless ($j->{id} // '') =~ /^[0-9a-f]{32}\z/;
+        push @$why, "priority '" . ($j->{priority} // 'undef') . "', want '$priority'"
             if defined $priority && ($j->{priority} // '') ne $priority;
         my @extra = grep { !/^(status|id|priority)\z/ } keys %$j;
-        push @why, "unexpected fields: @extra" if @extra;
+        push @$why, "unexpected fields: @extra" if @extra;
     }
-    my $ok = $tb->ok(!@why, $name);
-    $tb->diag(join("\n", @why) . "\n" . dump_res($res)) unless $ok;
-    return $ok;
+    return _verdict($res, $why, $name);
 }
 
 1;
