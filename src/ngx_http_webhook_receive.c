@@ -528,7 +528,7 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     u_char                        *p;
     size_t                         len;
     ngx_int_t                      priority, header_priority;
-    ngx_uint_t                     i, k, nseen, argv0;
+    ngx_uint_t                     i, k, s, nseen, argv0;
     ngx_str_t                     *id, *prio, at, *key;
     ngx_time_t                    *tp;
     ngx_http_variable_value_t     *vv;
@@ -561,12 +561,17 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     ctx->ids = ngx_palloc(r->pool, n * sizeof(ngx_str_t));
     ctx->priorities = ngx_palloc(r->pool, n * sizeof(ngx_uint_t));
 
-    /*
-     * laid out as if every event had an idempotency key; the keys of
-     * the events without one are squeezed out at the end
-     */
+    /* the events with an idempotency key: their seen keys are KEYS too */
 
-    argv0 = NGX_HTTP_WEBHOOK_CMD_ARGS + 2 * n;
+    nseen = 0;
+
+    for (i = 0; wlcf->dedupe && i < n; i++) {
+        if (ev[i].id_key.len || idempotency->len) {
+            nseen++;
+        }
+    }
+
+    argv0 = NGX_HTTP_WEBHOOK_CMD_ARGS + n + nseen;      /* ARGV[1] */
     ctx->argc = argv0 + NGX_HTTP_WEBHOOK_SCRIPT_ARGS
                 + NGX_HTTP_WEBHOOK_EVENT_ARGS * n;
     ctx->argv = ngx_palloc(r->pool, ctx->argc * sizeof(char *));
@@ -578,8 +583,7 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    nseen = 0;
-    key = NULL;
+    s = 0;
 
     for (i = 0; i < n; i++) {
 
@@ -643,9 +647,7 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
         k = argv0 + NGX_HTTP_WEBHOOK_SCRIPT_ARGS
             + NGX_HTTP_WEBHOOK_EVENT_ARGS * i;
 
-        if (wlcf->dedupe == 0
-            || (ev[i].id_key.len == 0 && idempotency->len == 0))
-        {
+        if (nseen == 0 || (ev[i].id_key.len == 0 && idempotency->len == 0)) {
             ctx->argv[k] = "0";
             ctx->argvlen[k] = 1;
             continue;
@@ -659,14 +661,14 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ctx->argv[NGX_HTTP_WEBHOOK_CMD_ARGS + n + nseen] = (char *) p;
-        ctx->argvlen[NGX_HTTP_WEBHOOK_CMD_ARGS + n + nseen] =
+        ctx->argv[NGX_HTTP_WEBHOOK_CMD_ARGS + n + s] = (char *) p;
+        ctx->argvlen[NGX_HTTP_WEBHOOK_CMD_ARGS + n + s] =
             (ev[i].id_key.len ? ngx_sprintf(p, "%V:seen:%V", &wlcf->queue, key)
                               : ngx_sprintf(p, "%V:seen:key:%V",
                                             &wlcf->queue, key))
             - p;
 
-        nseen++;
+        s++;
 
         p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
         if (p == NULL) {
@@ -674,22 +676,19 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
         }
 
         ctx->argv[k] = (char *) p;
-        ctx->argvlen[k] = ngx_sprintf(p, "%ui", nseen) - p;
+        ctx->argvlen[k] = ngx_sprintf(p, "%ui", s) - p;
     }
 
     if (n == 1) {
+        /* for $webhook_priority and $webhook_event_id */
+
         ctx->priority = ctx->priorities[0];
 
-        if (key) {
+        key = ev[0].id_key.len ? &ev[0].id_key : idempotency;
+
+        if (key->len) {
             ctx->event_id.len = key->len;
             ctx->event_id.data = ngx_pstrdup(r->pool, key);
-            if (ctx->event_id.data == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-        } else if (ev[0].id_key.len) {
-            ctx->event_id.len = ev[0].id_key.len;
-            ctx->event_id.data = ngx_pstrdup(r->pool, &ev[0].id_key);
             if (ctx->event_id.data == NULL) {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
@@ -718,17 +717,6 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     ctx->argv[argv0 + 2] = (char *) p;
     p = ngx_sprintf(p, "%ui", n);
     ctx->argvlen[argv0 + 2] = p - (u_char *) ctx->argv[argv0 + 2];
-
-    if (nseen < n) {
-        k = NGX_HTTP_WEBHOOK_CMD_ARGS + n + nseen;
-        len = ctx->argc - argv0;
-
-        ngx_memmove(&ctx->argv[k], &ctx->argv[argv0], len * sizeof(char *));
-        ngx_memmove(&ctx->argvlen[k], &ctx->argvlen[argv0],
-                    len * sizeof(size_t));
-
-        ctx->argc -= n - nseen;
-    }
 
     return ngx_http_webhook_enqueue(r, ctx);
 }
