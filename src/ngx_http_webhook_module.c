@@ -293,7 +293,6 @@ ngx_http_webhook_create_main_conf(ngx_conf_t *cf)
      *     wmcf->user = { 0, NULL };
      *     wmcf->password = { 0, NULL };
      *     wmcf->used = 0;
-     *     wmcf->shm_zone = NULL;
      *     wmcf->stats = NULL;
      */
 

@@ -70,7 +70,6 @@ typedef struct {
     ngx_http_webhook_script_t    enqueue;     /* run inside Redis */
     ngx_http_webhook_script_t    status;
 
-    ngx_shm_zone_t              *shm_zone;
     ngx_http_webhook_stats_t    *stats;
     ngx_http_webhook_counters_t *counters[NGX_HTTP_WEBHOOK_MAX_QUEUES];
     ngx_int_t                    request_id_index;

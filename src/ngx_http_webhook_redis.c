@@ -40,7 +40,6 @@ typedef struct {
     ngx_event_t                    connect_timer;
     ngx_event_t                    reconnect_timer;
     ngx_msec_t                     backoff;
-    unsigned                       connected:1;
     unsigned                       ready:1;
     unsigned                       exiting:1;
     unsigned                       was_up:1;
@@ -286,7 +285,6 @@ ngx_http_webhook_redis_attach(ngx_http_webhook_redis_t *rd,
 
     rd->ac = ac;
     rd->connection = c;
-    rd->connected = 0;
     rd->ready = 0;
 
     ac->data = rd;
@@ -388,9 +386,7 @@ ngx_http_webhook_redis_handshake_reply(redisAsyncContext *ac, void *reply,
         return;
     }
 
-    if (ngx_strcmp((char *) privdata, "SCRIPT LOAD") == 0
-        && rd->connected && !rd->ready)
-    {
+    if (ngx_strcmp((char *) privdata, "SCRIPT LOAD") == 0 && !rd->ready) {
         /* every step of the handshake went through */
 
         rd->ready = 1;
@@ -482,10 +478,7 @@ ngx_http_webhook_redis_on_connect(const redisAsyncContext *ac, int status)
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "webhook: redis connect to %V failed: %s",
                       &rd->wmcf->addr_text, ac->errstr);
-        return;
     }
-
-    rd->connected = 1;
 }
 
 
@@ -669,7 +662,6 @@ ngx_http_webhook_redis_cleanup(void *privdata)
 
     rd->connection = NULL;
     rd->ac = NULL;
-    rd->connected = 0;
     rd->ready = 0;
 
     if (rd->connect_timer.timer_set) {

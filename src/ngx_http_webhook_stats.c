@@ -35,13 +35,6 @@ ngx_http_webhook_stats_zone(ngx_conf_t *cf,
 
     static ngx_str_t  name = ngx_string("ngx_http_webhook_stats");
 
-    if (wmcf->queues.nelts > NGX_HTTP_WEBHOOK_MAX_QUEUES) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"webhook_queue\": at most %d different queues",
-                           NGX_HTTP_WEBHOOK_MAX_QUEUES);
-        return NGX_ERROR;
-    }
-
     shm_zone = ngx_shared_memory_add(cf, &name,
                                      NGX_HTTP_WEBHOOK_STATS_SIZE,
                                      &ngx_http_webhook_module);
@@ -51,9 +44,6 @@ ngx_http_webhook_stats_zone(ngx_conf_t *cf,
 
     shm_zone->init = ngx_http_webhook_stats_init_zone;
     shm_zone->data = wmcf;
-    shm_zone->noreuse = 0;
-
-    wmcf->shm_zone = shm_zone;
 
     return NGX_OK;
 }
