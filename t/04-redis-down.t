@@ -133,16 +133,8 @@ subtest 'slow Redis (DEBUG SLEEP 3) with webhook_redis_timeout 1s' => sub {
     recover($slow, 'warm-up', in_row => 2);
     $redis->flushall;
 
-    my $pid = fork;
-    die "fork: $!" unless defined $pid;
-    if (!$pid) {
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>&', \*STDOUT;
-        exec('redis-cli', '-h', '127.0.0.1', '-p', $redis->port, 'DEBUG', 'SLEEP', '3')
-            or POSIX::_exit(127);
-    }
     my $t_sleep = time;
-    sleep 0.3;    # let Redis block
+    my $pid = $redis->sleep_in_background(3);
 
     expect_503_fast($slow, 2.5, 'during DEBUG SLEEP');
     my $res = post($slow);

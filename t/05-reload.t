@@ -152,15 +152,7 @@ subtest 'reload with requests in flight' => sub {
 };
 
 subtest 'reload while requests wait for Redis (DEBUG SLEEP 1)' => sub {
-    my $pid = fork;
-    die "fork: $!" unless defined $pid;
-    if (!$pid) {
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>&', \*STDOUT;
-        exec('redis-cli', '-h', '127.0.0.1', '-p', $redis->port, 'DEBUG', 'SLEEP', '1')
-            or POSIX::_exit(127);
-    }
-    sleep 0.2;
+    my $pid = $redis->sleep_in_background(1, 0.2);
     my ($lines, $hung) = run_children(4, sub { post_line(7000 + $_[0]) },
         while_running => sub { sleep 0.2; ok($ng->reload, 'reload: new workers up') });
     waitpid($pid, 0);

@@ -926,20 +926,7 @@ subtest_fresh 'several queues: each its own counters' => sub {
 
 subtest 'slow Redis: the scrape waits for it, or answers "up": false after webhook_redis_timeout' => sub {
     my @workers = sort { $a <=> $b } $ng->workers;
-    # background DEBUG SLEEP; returns the pid of redis-cli
-    my $sleep = sub {
-        my ($secs) = @_;
-        my $pid = fork;
-        die "fork: $!" unless defined $pid;
-        if (!$pid) {
-            open STDOUT, '>', '/dev/null';
-            open STDERR, '>&', \*STDOUT;
-            exec('redis-cli', '-h', '127.0.0.1', '-p', $redis->port, 'DEBUG', 'SLEEP', $secs)
-                or POSIX::_exit(127);
-        }
-        sleep 0.3;    # let Redis start sleeping
-        return $pid;
-    };
+    my $sleep = sub { $redis->sleep_in_background($_[0]) };
 
     # 1 s: within webhook_redis_timeout (3 s)
     my $pid = $sleep->(1);

@@ -364,6 +364,23 @@ sub keys {
 
 sub flushall { $_[0]->cli('FLUSHALL') }
 
+# sleep_in_background($secs, $settle): DEBUG SLEEP from a child redis-cli,
+# so Redis hangs while the test goes on; waits $settle s (default 0.3) for
+# Redis to block, returns the child's pid (waitpid it).
+sub sleep_in_background {
+    my ($self, $secs, $settle) = @_;
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if (!$pid) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>&', \*STDOUT;
+        exec($REDIS_CLI, '-h', '127.0.0.1', '-p', $self->{port}, 'DEBUG', 'SLEEP', $secs)
+            or POSIX::_exit(127);
+    }
+    Time::HiRes::sleep($settle // 0.3);
+    return $pid;
+}
+
 # Fetch and delete all envelopes of a list, oldest first, JSON-decoded.
 # Each element is { raw => string, env => decoded-or-undef }.
 sub take {
