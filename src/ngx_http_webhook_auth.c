@@ -12,10 +12,13 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <ngx_sha1.h>
+
 #include "ngx_http_webhook_auth.h"
 
 
 #define NGX_HTTP_WEBHOOK_MAX_FILE  65536
+#define NGX_HTTP_WEBHOOK_DIGEST    20
 
 
 static char *ngx_http_webhook_read_file(ngx_conf_t *cf, ngx_str_t *directive,
@@ -32,7 +35,9 @@ ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *file,
 {
     u_char     *p, *end;
     char       *rv;
-    ngx_str_t   text, line, *token;
+    u_char     *digest;
+    ngx_str_t   text, line;
+    ngx_sha1_t  sha1;
 
     static ngx_str_t  name = ngx_string("webhook_token_file");
 
@@ -41,7 +46,9 @@ ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *file,
         return rv;
     }
 
-    *tokens = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+    /* only digests are kept: see ngx_http_webhook_token_match() */
+
+    *tokens = ngx_array_create(cf->pool, 4, NGX_HTTP_WEBHOOK_DIGEST);
     if (*tokens == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -65,13 +72,17 @@ ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *file,
             return NGX_CONF_ERROR;
         }
 
-        token = ngx_array_push(*tokens);
-        if (token == NULL) {
+        digest = ngx_array_push(*tokens);
+        if (digest == NULL) {
             return NGX_CONF_ERROR;
         }
 
-        *token = line;
+        ngx_sha1_init(&sha1);
+        ngx_sha1_update(&sha1, line.data, line.len);
+        ngx_sha1_final(digest, &sha1);
     }
+
+    ngx_explicit_memzero(text.data, text.len);
 
     if ((*tokens)->nelts == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -174,6 +185,13 @@ ngx_http_webhook_read_file(ngx_conf_t *cf, ngx_str_t *directive,
                            "\"%V\": " ngx_fd_info_n " \"%V\" failed",
                            directive, file);
         goto failed;
+    }
+
+    if (ngx_file_access(&fi) & S_IROTH) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"%V\": \"%V\" is readable by every user: "
+                           "it holds secrets, make it readable by root "
+                           "only (chmod 600)", directive, file);
     }
 
     if (ngx_file_size(&fi) > NGX_HTTP_WEBHOOK_MAX_FILE) {
@@ -281,30 +299,36 @@ ngx_http_webhook_authorized(ngx_http_request_t *r,
 
 
 /*
- * Every token is compared, each over the whole presented value, so the
- * time taken does not tell which bytes or which token matched.
+ * The presented value is hashed once and its digest compared with the
+ * digest of every token, each over all of its bytes: the time taken
+ * tells neither which token matched, nor how many bytes did, nor the
+ * length of any token.
  */
 
 static ngx_uint_t
 ngx_http_webhook_token_match(ngx_array_t *tokens, u_char *value, size_t len)
 {
-    size_t       i;
-    u_char       diff;
-    ngx_str_t   *token;
-    ngx_uint_t   n, match;
+    u_char      *token, diff;
+    u_char       digest[NGX_HTTP_WEBHOOK_DIGEST];
+    ngx_uint_t   i, n, match;
+    ngx_sha1_t   sha1;
 
     if (len == 0) {
         return 0;
     }
 
+    ngx_sha1_init(&sha1);
+    ngx_sha1_update(&sha1, value, len);
+    ngx_sha1_final(digest, &sha1);
+
     token = tokens->elts;
     match = 0;
 
     for (n = 0; n < tokens->nelts; n++) {
-        diff = (token[n].len != len);
+        diff = 0;
 
-        for (i = 0; i < len; i++) {
-            diff |= value[i] ^ token[n].data[i % token[n].len];
+        for (i = 0; i < NGX_HTTP_WEBHOOK_DIGEST; i++) {
+            diff |= digest[i] ^ token[n * NGX_HTTP_WEBHOOK_DIGEST + i];
         }
 
         match |= (diff == 0);

@@ -82,7 +82,7 @@ typedef struct {
     ngx_str_t                    queue;
     ngx_uint_t                   queue_index; /* in the main conf's queues */
     ngx_str_t                    token_file;
-    ngx_array_t                 *tokens;      /* of ngx_str_t */
+    ngx_array_t                 *tokens;      /* SHA-1 digests */
     ngx_str_t                    api_key_header;
     ngx_uint_t                   default_priority;
     ngx_uint_t                   schema_any;
