@@ -420,7 +420,8 @@ sub write_conf {
     File::Path::make_path(map { "$dir/$_" } qw(logs tmp/client_body tmp/proxy tmp/fastcgi tmp/uwsgi tmp/scgi));
     chmod 0755, map { "$dir/$_" } qw(logs tmp);
     for my $name (sort keys %{ $self->{files} || {} }) {
-        WebhookTest::write_file("$dir/$name", $self->{files}{$name});
+        # secrets (token and password files): readable by root only
+        WebhookTest::write_file("$dir/$name", $self->{files}{$name}, 0600);
     }
     my $http = $self->{http} // '';
     $http =~ s/%%PORT%%/$self->{port}/g;
