@@ -39,53 +39,111 @@ static u_char *ngx_http_webhook_digits(u_char *p, ngx_uint_t n,
 ngx_int_t
 ngx_http_webhook_json_flatten(u_char *p, size_t len)
 {
-    u_char      *end;
-    ngx_uint_t   in_string, escaped;
+    u_char  *end;
 
-    in_string = 0;
-    escaped = 0;
+    /* 1: a byte that ends the plain run of a string */
 
-    for (end = p + len; p < end; p++) {
+    static u_char  special[256] = {
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,    /* " */
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0     /* \ */
+    };
 
-        if (in_string) {
-            if (*p < 0x20) {
-                return NGX_ERROR;
+    end = p + len;
+
+    while (p < end) {
+
+        if (*p == '"') {
+
+            for ( ;; ) {
+                p++;
+
+                while (p < end && !special[*p]) {
+                    p++;
+                }
+
+                if (p == end || *p < 0x20) {
+                    return NGX_ERROR;
+                }
+
+                if (*p == '"') {
+                    break;
+                }
+
+                /* a backslash: the escaped byte is no control either */
+
+                if (++p == end || *p < 0x20) {
+                    return NGX_ERROR;
+                }
             }
 
-            if (escaped) {
-                escaped = 0;
+        } else if (*p < 0x20) {
 
-            } else if (*p == '\\') {
-                escaped = 1;
-
-            } else if (*p == '"') {
-                in_string = 0;
-            }
-
-            continue;
-        }
-
-        switch (*p) {
-
-        case '"':
-            in_string = 1;
-            break;
-
-        case CR:
-        case LF:
-        case '\t':
-            *p = ' ';
-            break;
-
-        default:
             /* cJSON would take any control character for white space */
-            if (*p < 0x20) {
+
+            if (*p != CR && *p != LF && *p != '\t') {
                 return NGX_ERROR;
             }
+
+            *p = ' ';
         }
+
+        p++;
     }
 
-    return in_string ? NGX_ERROR : NGX_OK;
+    return NGX_OK;
+}
+
+
+/*
+ * cJSON allocates each node and string with its own malloc().  A parse
+ * takes them from this arena instead, reset on each parse, so that a
+ * tree costs no malloc() and no free() in the common case; what does not
+ * fit falls back to malloc() and is freed by ngx_http_webhook_json_free().
+ * A worker is single-threaded and keeps one tree alive at a time.
+ */
+
+static u_char      ngx_http_webhook_arena[NGX_HTTP_WEBHOOK_ARENA_SIZE];
+static u_char     *ngx_http_webhook_arena_pos;
+static ngx_uint_t  ngx_http_webhook_arena_spilled;
+
+
+static void *
+ngx_http_webhook_arena_alloc(size_t size)
+{
+    u_char  *p;
+
+    size = ngx_align(size, 16);
+
+    p = ngx_http_webhook_arena_pos;
+
+    if (p == NULL
+        || size > (size_t) (ngx_http_webhook_arena
+                            + NGX_HTTP_WEBHOOK_ARENA_SIZE - p))
+    {
+        ngx_http_webhook_arena_spilled = 1;
+        return malloc(size);
+    }
+
+    ngx_http_webhook_arena_pos = p + size;
+
+    return p;
+}
+
+
+static void
+ngx_http_webhook_arena_free(void *p)
+{
+    if ((u_char *) p >= ngx_http_webhook_arena
+        && (u_char *) p < ngx_http_webhook_arena + NGX_HTTP_WEBHOOK_ARENA_SIZE)
+    {
+        return;
+    }
+
+    free(p);
 }
 
 
@@ -93,7 +151,7 @@ ngx_http_webhook_json_flatten(u_char *p, size_t len)
  * Parses a request body: one JSON value, one line once flattened, with
  * nothing but white space after it (cJSON alone stops at the end of the
  * value and ignores what follows).  NULL on error, with the offset of
- * the error.
+ * the error.  The tree is given back with ngx_http_webhook_json_free().
  */
 
 cJSON *
@@ -102,17 +160,27 @@ ngx_http_webhook_json_parse(u_char *p, size_t len, size_t *error)
     cJSON       *root;
     const char  *end;
 
+    static cJSON_Hooks  hooks = {
+        ngx_http_webhook_arena_alloc, ngx_http_webhook_arena_free
+    };
+
     *error = 0;
 
     if (ngx_http_webhook_json_flatten(p, len) != NGX_OK) {
         return NULL;
     }
 
+    cJSON_InitHooks(&hooks);
+
+    ngx_http_webhook_arena_pos = ngx_http_webhook_arena;
+    ngx_http_webhook_arena_spilled = 0;
+
     root = cJSON_ParseWithLengthOpts((char *) p, len, &end, 0);
 
     if (root == NULL) {
         end = cJSON_GetErrorPtr();
         *error = end ? (size_t) ((u_char *) end - p) : 0;
+        ngx_http_webhook_json_free(NULL);
         return NULL;
     }
 
@@ -122,11 +190,24 @@ ngx_http_webhook_json_parse(u_char *p, size_t len, size_t *error)
 
     if ((u_char *) end != p + len) {
         *error = (u_char *) end - p;
-        cJSON_Delete(root);
+        ngx_http_webhook_json_free(root);
         return NULL;
     }
 
     return root;
+}
+
+
+void
+ngx_http_webhook_json_free(cJSON *root)
+{
+    /* only what spilled out of the arena is freed one by one */
+
+    if (root && ngx_http_webhook_arena_spilled) {
+        cJSON_Delete(root);
+    }
+
+    ngx_http_webhook_arena_pos = NULL;
 }
 
 

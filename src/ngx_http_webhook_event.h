@@ -24,6 +24,9 @@
 #define NGX_HTTP_WEBHOOK_BATCH    1
 #define NGX_HTTP_WEBHOOK_TEST     2
 
+/* cJSON's allocations while a body is parsed */
+#define NGX_HTTP_WEBHOOK_ARENA_SIZE  (256 * 1024)
+
 /* room for "-9007199254740992" */
 #define NGX_HTTP_WEBHOOK_INT_LEN  24
 
@@ -44,6 +47,7 @@ typedef struct {
 
 ngx_int_t ngx_http_webhook_json_flatten(u_char *p, size_t len);
 cJSON *ngx_http_webhook_json_parse(u_char *p, size_t len, size_t *error);
+void ngx_http_webhook_json_free(cJSON *root);
 ngx_int_t ngx_http_webhook_json_elements(ngx_str_t *body, const char *name,
     ngx_str_t *elts, ngx_uint_t n);
 

@@ -312,7 +312,7 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     }
 
     if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
+        ngx_http_webhook_json_free(root);
         return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
                                        ngx_http_webhook_invalid,
                                        "invalid_payload",
@@ -322,7 +322,7 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     kind = ngx_http_webhook_payload_kind(root);
 
     if (kind == NGX_HTTP_WEBHOOK_TEST) {
-        cJSON_Delete(root);
+        ngx_http_webhook_json_free(root);
         p = (u_char *) "{\"status\":\"ok\",\"test\":true}";
         return ngx_http_webhook_send_json(r, NGX_HTTP_OK,
                                           ngx_http_webhook_test,
@@ -332,14 +332,14 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     if (kind == NGX_HTTP_WEBHOOK_SINGLE) {
         ev = ngx_palloc(r->pool, sizeof(ngx_http_webhook_event_t));
         if (ev == NULL) {
-            cJSON_Delete(root);
+            ngx_http_webhook_json_free(root);
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         rc = ngx_http_webhook_event_read(root, wlcf->schema_any, ev, &err);
 
         if (rc != NGX_OK) {
-            cJSON_Delete(root);
+            ngx_http_webhook_json_free(root);
             return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
                                            ngx_http_webhook_invalid,
                                            rc == NGX_DECLINED
@@ -376,7 +376,7 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
         rc = ngx_http_webhook_prepare(r, ctx, ev, 1, &idempotency);
 
-        cJSON_Delete(root);
+        ngx_http_webhook_json_free(root);
 
         return rc;
     }
@@ -386,7 +386,7 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     events = cJSON_GetObjectItemCaseSensitive(root, "events");
 
     if (!cJSON_IsArray(events) || cJSON_GetArraySize(events) == 0) {
-        cJSON_Delete(root);
+        ngx_http_webhook_json_free(root);
         return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
                                        ngx_http_webhook_invalid,
                                        "invalid_payload",
@@ -397,7 +397,7 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     n = cJSON_GetArraySize(events);
 
     if ((ngx_uint_t) n > wlcf->batch_max) {
-        cJSON_Delete(root);
+        ngx_http_webhook_json_free(root);
         p = ngx_snprintf(msg, sizeof(msg),
                          "a batch holds at most %ui events, this one %i",
                          wlcf->batch_max, n);
@@ -410,12 +410,12 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     ev = ngx_palloc(r->pool, n * sizeof(ngx_http_webhook_event_t));
     spans = ngx_palloc(r->pool, n * sizeof(ngx_str_t));
     if (ev == NULL || spans == NULL) {
-        cJSON_Delete(root);
+        ngx_http_webhook_json_free(root);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (ngx_http_webhook_json_elements(body, "events", spans, n) != n) {
-        cJSON_Delete(root);
+        ngx_http_webhook_json_free(root);
         return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
                                        ngx_http_webhook_invalid,
                                        "invalid_payload",
@@ -429,7 +429,7 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
         rc = ngx_http_webhook_event_read(elt, wlcf->schema_any, &ev[i],
                                          &err);
         if (rc != NGX_OK) {
-            cJSON_Delete(root);
+            ngx_http_webhook_json_free(root);
             p = ngx_snprintf(msg, sizeof(msg), "events[%i]: %s", i, err);
             return ngx_http_webhook_send_error(r, NGX_HTTP_BAD_REQUEST,
                                                ngx_http_webhook_invalid,
@@ -448,7 +448,7 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
     rc = ngx_http_webhook_prepare(r, ctx, ev, n, &idempotency);
 
-    cJSON_Delete(root);
+    ngx_http_webhook_json_free(root);
 
     return rc;
 }

@@ -85,7 +85,7 @@ test_parse(void)
 
     root = ngx_http_webhook_json_parse(a, sizeof(a) - 1, &error);
     ok(root != NULL, "parse takes trailing white space");
-    cJSON_Delete(root);
+    ngx_http_webhook_json_free(root);
 
     ok(ngx_http_webhook_json_parse(b, sizeof(b) - 1, &error) == NULL
        && error == 9, "parse refuses a second value after the first");
@@ -98,6 +98,59 @@ test_parse(void)
 
     ok(ngx_http_webhook_json_parse(e, sizeof(e) - 1, &error) == NULL
        && error > 0, "parse refuses malformed JSON with an offset");
+}
+
+
+/* a tree larger than the arena spills to malloc() and is freed whole */
+
+static void
+test_parse_spill(void)
+{
+    u_char      *big, *p;
+    cJSON       *root;
+    size_t       error, n;
+    ngx_uint_t   i, count;
+
+    n = NGX_HTTP_WEBHOOK_ARENA_SIZE / 8;
+    big = malloc(2 * n + 16);
+    if (big == NULL) {
+        abort();
+    }
+
+    p = big;
+    *p++ = '[';
+
+    for (i = 0; i < n; i++) {
+        *p++ = i ? ',' : ' ';
+        *p++ = '7';
+    }
+
+    *p++ = ']';
+
+    root = ngx_http_webhook_json_parse(big, p - big, &error);
+
+    count = 0;
+    if (root) {
+        count = cJSON_GetArraySize(root);
+    }
+
+    ok(count == n, "an array bigger than the arena parses whole");
+
+    ngx_http_webhook_json_free(root);
+
+    /* a broken text past the arena: the partial tree is freed too */
+
+    p[-1] = ',';
+    ok(ngx_http_webhook_json_parse(big, p - big, &error) == NULL,
+       "a broken text past the arena is refused");
+
+    root = ngx_http_webhook_json_parse((u_char *) "{\"a\": [1]}", 10,
+                                       &error);
+    ok(cJSON_IsArray(cJSON_GetObjectItem(root, "a")),
+       "the arena serves the next parse");
+    ngx_http_webhook_json_free(root);
+
+    free(big);
 }
 
 
@@ -369,6 +422,7 @@ main(void)
 {
     test_flatten();
     test_parse();
+    test_parse_spill();
     test_elements();
     test_event_shape();
     test_kind();
