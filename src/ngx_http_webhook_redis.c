@@ -20,6 +20,9 @@
 #define NGX_HTTP_WEBHOOK_BACKOFF_MIN  100
 #define NGX_HTTP_WEBHOOK_BACKOFF_MAX  2000
 
+/* commands up to this size are formatted here, not by hiredis */
+#define NGX_HTTP_WEBHOOK_CMD_BUF      65536
+
 
 struct ngx_http_webhook_cmd_s {
     ngx_http_webhook_reply_pt      handler;
@@ -40,6 +43,7 @@ typedef struct {
     ngx_event_t                    connect_timer;
     ngx_event_t                    reconnect_timer;
     ngx_msec_t                     backoff;
+    u_char                        *buf;         /* CMD_BUF bytes */
     unsigned                       ready:1;
     unsigned                       exiting:1;
     unsigned                       was_up:1;
@@ -52,6 +56,9 @@ static ngx_int_t ngx_http_webhook_redis_attach(ngx_http_webhook_redis_t *rd,
 static void ngx_http_webhook_redis_handshake(ngx_http_webhook_redis_t *rd);
 static void ngx_http_webhook_redis_handshake_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
+static int ngx_http_webhook_redis_send(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_cmd_t *cmd);
+static u_char *ngx_http_webhook_redis_bulk_len(u_char *p, size_t len);
 static void ngx_http_webhook_redis_reply(redisAsyncContext *ac, void *reply,
     void *privdata);
 static ngx_uint_t ngx_http_webhook_redis_noscript(redisReply *reply);
@@ -86,6 +93,11 @@ ngx_http_webhook_redis_init(ngx_cycle_t *cycle,
 
     rd = ngx_pcalloc(cycle->pool, sizeof(ngx_http_webhook_redis_t));
     if (rd == NULL) {
+        return NGX_ERROR;
+    }
+
+    rd->buf = ngx_palloc(cycle->pool, NGX_HTTP_WEBHOOK_CMD_BUF);
+    if (rd->buf == NULL) {
         return NGX_ERROR;
     }
 
@@ -175,10 +187,7 @@ ngx_http_webhook_redis_eval(ngx_http_webhook_script_t *script, int argc,
     argv[1] = (char *) script->sha;
     argvlen[1] = sizeof(script->sha);
 
-    if (redisAsyncCommandArgv(rd->ac, ngx_http_webhook_redis_reply, cmd,
-                              argc, argv, argvlen)
-        != REDIS_OK)
-    {
+    if (ngx_http_webhook_redis_send(rd, cmd) != REDIS_OK) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "webhook: redis command not sent: %s",
                       rd->ac->errstr[0] ? rd->ac->errstr : "disconnecting");
@@ -187,6 +196,73 @@ ngx_http_webhook_redis_eval(ngx_http_webhook_script_t *script, int argc,
     }
 
     return cmd;
+}
+
+
+/*
+ * hiredis formats an argv command with sdscatfmt() and reallocations,
+ * then copies it to its output buffer.  A command that fits the worker's
+ * buffer is written there in RESP at once and handed over formatted: one
+ * copy, no allocation.
+ */
+
+static int
+ngx_http_webhook_redis_send(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_cmd_t *cmd)
+{
+    int      i;
+    u_char  *p;
+    size_t   len;
+
+    len = sizeof("*\r\n") - 1 + NGX_INT_T_LEN;
+
+    for (i = 0; i < cmd->argc; i++) {
+        len += sizeof("$\r\n\r\n") - 1 + NGX_SIZE_T_LEN + cmd->argvlen[i];
+    }
+
+    if (len > NGX_HTTP_WEBHOOK_CMD_BUF) {
+        return redisAsyncCommandArgv(rd->ac, ngx_http_webhook_redis_reply,
+                                     cmd, cmd->argc, cmd->argv,
+                                     cmd->argvlen);
+    }
+
+    p = rd->buf;
+    *p++ = '*';
+    p = ngx_http_webhook_redis_bulk_len(p, cmd->argc);
+
+    for (i = 0; i < cmd->argc; i++) {
+        *p++ = '$';
+        p = ngx_http_webhook_redis_bulk_len(p, cmd->argvlen[i]);
+        p = ngx_cpymem(p, cmd->argv[i], cmd->argvlen[i]);
+        *p++ = CR;
+        *p++ = LF;
+    }
+
+    return redisAsyncFormattedCommand(rd->ac, ngx_http_webhook_redis_reply,
+                                      cmd, (char *) rd->buf, p - rd->buf);
+}
+
+
+/* "<len>\r\n" */
+
+static u_char *
+ngx_http_webhook_redis_bulk_len(u_char *p, size_t len)
+{
+    u_char   digits[NGX_SIZE_T_LEN];
+    u_char  *d;
+
+    d = digits + NGX_SIZE_T_LEN;
+
+    do {
+        *--d = (u_char) ('0' + len % 10);
+        len /= 10;
+    } while (len);
+
+    p = ngx_cpymem(p, d, digits + NGX_SIZE_T_LEN - d);
+    *p++ = CR;
+    *p++ = LF;
+
+    return p;
 }
 
 
@@ -436,10 +512,7 @@ ngx_http_webhook_redis_reply(redisAsyncContext *ac, void *reply,
         cmd->argv[1] = (char *) cmd->script->text.data;
         cmd->argvlen[1] = cmd->script->text.len;
 
-        if (redisAsyncCommandArgv(ac, ngx_http_webhook_redis_reply, cmd,
-                                  cmd->argc, cmd->argv, cmd->argvlen)
-            == REDIS_OK)
-        {
+        if (ngx_http_webhook_redis_send(rd, cmd) == REDIS_OK) {
             return;
         }
 
