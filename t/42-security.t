@@ -64,10 +64,9 @@ subtest 'secret files readable by every user are warned about' => sub {
 };
 
 subtest 'nginx -T shows file names, never the secrets' => sub {
-    my ($rc, $out) = nginx_t(http_conf('webhook.tokens'), files => \%files);
     my $n = WebhookTest::Nginx->new(http => http_conf('webhook.tokens'), files => \%files);
     $n->write_conf;
-    ($rc, $out) = WebhookTest::run_cmd(['/usr/sbin/nginx', '-T', '-p', $n->dir . '/',
+    my ($rc, $out) = WebhookTest::run_cmd([$ENV{NGINX_BIN} || '/usr/sbin/nginx', '-T', '-p', $n->dir . '/',
         '-c', $n->dir . '/nginx.conf']);
     is($rc, 0, 'nginx -T passes');
     like($out, qr/webhook_redis_password_file \S+redis\.pass;/, 'it names the password file');
