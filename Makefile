@@ -1,5 +1,8 @@
 # Builds ngx_http_webhook_module.so against the installed nginx
-# (Debian: the nginx-dev package), runs the tests and the example.
+# (Debian: the nginx-dev package), checks that the target nginx
+# (NGINX_BIN) would load it, installs it like Debian's libnginx-mod-*
+# packages (make install / make uninstall, DESTDIR and PREFIX honoured),
+# runs the tests and the example.
 
 SHELL       = /bin/bash
 NGINX_SRC  ?= /usr/share/nginx/src
@@ -9,12 +12,22 @@ MODULE      = $(NGINX_DIR)/objs/ngx_http_webhook_module.so
 CC         ?= cc
 CFLAGS_EXTRA ?= -Wall -Wextra -Werror
 LDFLAGS_EXTRA ?=
+# the nginx the module is for: `make` refuses a version or signature that
+# does not match (empty: not checked)
+NGINX_BIN  ?= /usr/sbin/nginx
+
+# make install: Debian's layout
+PREFIX     ?= /usr
+MODULES_DIR ?= $(PREFIX)/lib/nginx/modules
+NGINX_CONFDIR ?= /etc/nginx
+AVAILABLE   = $(PREFIX)/share/nginx/modules-available/mod-http-webhook.conf
+ENABLED     = $(NGINX_CONFDIR)/modules-enabled/50-mod-http-webhook.conf
 
 SRCS = $(wildcard src/*.c src/*.h) config
 
-.PHONY: all test unit fuzz run clean
+.PHONY: all check-nginx install uninstall test unit fuzz run clean
 
-all: $(MODULE)
+all: check-nginx
 
 $(NGINX_DIR)/objs/Makefile: config
 	rm -rf $(NGINX_DIR)
@@ -30,6 +43,39 @@ $(NGINX_DIR)/objs/Makefile: config
 
 $(MODULE): $(NGINX_DIR)/objs/Makefile $(SRCS)
 	$(MAKE) -C $(NGINX_DIR) -f objs/Makefile modules
+
+check-nginx: $(MODULE)
+	scripts/check-nginx-compat $(MODULE) $(NGINX_DIR) "$(NGINX_BIN)"
+
+# the .so, the load line in modules-available and its link in
+# modules-enabled, as libnginx-mod-* packages have them; the load line is
+# relative to nginx's prefix where MODULES_DIR is Debian's
+install: all
+	install -d $(DESTDIR)$(MODULES_DIR) $(DESTDIR)$(dir $(AVAILABLE)) \
+	    $(DESTDIR)$(dir $(ENABLED))
+	install -m 0644 $(MODULE) \
+	    $(DESTDIR)$(MODULES_DIR)/ngx_http_webhook_module.so
+	if [ "$(MODULES_DIR)" = /usr/lib/nginx/modules ]; then \
+	    install -m 0644 conf.d/mod-http-webhook.conf $(DESTDIR)$(AVAILABLE); \
+	else \
+	    sed 's|modules/ngx_http|$(MODULES_DIR)/ngx_http|' \
+	        conf.d/mod-http-webhook.conf > $(DESTDIR)$(AVAILABLE); \
+	    chmod 0644 $(DESTDIR)$(AVAILABLE); \
+	fi
+	ln -sfn $(AVAILABLE) $(DESTDIR)$(ENABLED)
+	@echo "installed; next: a configuration from conf.d/, nginx -t," \
+	      "nginx -s reload"
+
+uninstall:
+	rm -f $(DESTDIR)$(ENABLED) $(DESTDIR)$(AVAILABLE) \
+	    $(DESTDIR)$(MODULES_DIR)/ngx_http_webhook_module.so
+	@used=$$(grep -rlsE '^[[:space:]]*webhook_' \
+	          $(DESTDIR)$(NGINX_CONFDIR) || true); \
+	if [ -n "$$used" ]; then \
+	    echo "note: nginx -t fails until these files no longer use" \
+	         "webhook_* directives:"; \
+	    echo "$$used"; \
+	fi
 
 # the pure parts, built outside nginx against its headers
 NGX_INCS = -I $(NGINX_DIR)/src/core -I $(NGINX_DIR)/src/event \
