@@ -1,0 +1,390 @@
+#!/usr/bin/env python3
+"""Unit tests of webhook_consumer.py (standard library unittest).
+
+The pure functions are tested alone; the Redis scenarios start a private
+redis-server (REDIS_SERVER, default redis-server) on a free loopback port and
+are skipped when there is none.  t/30-consumer.t runs this file; by hand:
+
+    /usr/bin/python3 docker/consumer/test_webhook_consumer.py -v
+"""
+
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import redis  # noqa: E402
+
+import webhook_consumer as wc  # noqa: E402
+
+# the consumer's log lines only with CONSUMER_TEST_LOG=1
+if not os.environ.get("CONSUMER_TEST_LOG"):
+    wc.log.addHandler(logging.NullHandler())
+    wc.log.propagate = False
+
+
+def envelope(eid, priority="medium", model="sale.order"):
+    return json.dumps({"id": eid, "priority": priority, "model": model,
+                       "record_id": 1, "event": "write", "event_id": eid,
+                       "payload": {}}, separators=(",", ":")).encode()
+
+
+class PureTest(unittest.TestCase):
+
+    def test_keys(self):
+        k = wc.Keys("{webhook}")
+        self.assertEqual(k.queue("high"), "{webhook}:queue:high")
+        self.assertEqual(k.dead("low"), "{webhook}:dead:low")
+        self.assertEqual(k.retry("medium"), "{webhook}:retry:medium")
+        self.assertEqual(k.processing("w1"), "{webhook}:processing:w1")
+        self.assertEqual(k.lease("w1"), "{webhook}:consumer:w1")
+        self.assertEqual(k.processing_pattern(), "{webhook}:processing:*")
+        self.assertEqual(wc.Keys("a*b[c]?\\").processing_pattern(),
+                         "a\\*b\\[c\\]\\?\\\\:processing:*")
+
+    def test_backoff(self):
+        self.assertEqual([wc.backoff_delay(n, 1.0, 5.0) for n in (1, 2, 3, 4)],
+                         [1.0, 2.0, 4.0, 5.0])
+        self.assertAlmostEqual(wc.backoff_delay(2, 0.05, 10), 0.1)
+
+    def test_envelope(self):
+        raw = envelope("abc", "high")
+        self.assertEqual(wc.envelope_id(raw), "abc")
+        self.assertEqual(wc.envelope_priority(raw), "high")
+        for bad in (b"garbage", b"[1]", b"\xff\xfe", b'{"id":7}', b"{}"):
+            self.assertTrue(wc.envelope_id(bad).startswith("sha1:"), bad)
+            self.assertEqual(wc.envelope_priority(bad, "low"), "low")
+        self.assertEqual(wc.envelope_priority(b'{"priority":"urgent"}'),
+                         "medium")
+        with self.assertRaises(ValueError):
+            wc.parse_envelope(b"[1]")
+        with self.assertRaises(ValueError):
+            wc.parse_envelope(b"{")
+
+    def test_load_handler(self):
+        self.assertIs(wc.load_handler("webhook_consumer:log_event"),
+                      wc.log_event)
+        self.assertIs(wc.load_handler("json:JSONDecoder.decode"),
+                      json.JSONDecoder.decode)
+        for bad in ("webhook_consumer", ":x", "webhook_consumer:",
+                    "webhook_consumer:__version__"):
+            with self.assertRaises(ValueError, msg=bad):
+                wc.load_handler(bad)
+        with self.assertRaises(ImportError):
+            wc.load_handler("no_such_module_xyz:f")
+        with self.assertRaises(AttributeError):
+            wc.load_handler("webhook_consumer:no_such_function")
+
+    def test_config(self):
+        self.assertEqual(wc.Config(name="a").check(), [])
+        self.assertTrue(wc.Config(name="a", max_attempts=0).check())
+        self.assertTrue(wc.Config(name="a", backoff_base=0).check())
+        self.assertTrue(wc.Config(name="a", backoff_base=2,
+                                  backoff_max=1).check())
+        self.assertTrue(wc.Config(name="a", block_timeout=20,
+                                  lease_ttl=30).check())
+        self.assertTrue(wc.Config(name="a", queue="").check())
+        self.assertEqual(wc.Config().name, socket.gethostname())
+
+    def test_config_from_env(self):
+        old = dict(os.environ)
+        try:
+            os.environ.update({"REDIS_URL": "redis://r:1/2",
+                               "WEBHOOK_QUEUE": "{t}", "CONSUMER_NAME": "c9",
+                               "MAX_ATTEMPTS": "7", "BACKOFF_BASE": "0.5"})
+            c = wc.Config.from_env()
+            self.assertEqual((c.redis_url, c.queue, c.name, c.max_attempts,
+                              c.backoff_base),
+                             ("redis://r:1/2", "{t}", "c9", 7, 0.5))
+            os.environ["MAX_ATTEMPTS"] = "many"
+            with self.assertRaises(SystemExit):
+                wc.Config.from_env()
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+
+    def test_redact(self):
+        self.assertEqual(wc.redact_url("redis://u:secret@h:6379/0"),
+                         "redis://***@h:6379/0")
+        self.assertEqual(wc.redact_url("redis://h:6379/0"), "redis://h:6379/0")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class RedisTest(unittest.TestCase):
+    """Scenarios against a real redis-server."""
+
+    @classmethod
+    def setUpClass(cls):
+        binary = shutil.which(os.environ.get("REDIS_SERVER", "redis-server"))
+        if not binary:
+            raise unittest.SkipTest("no redis-server")
+        cls.dir = tempfile.mkdtemp(prefix="consumer-unit-")
+        cls.port = free_port()
+        cls.proc = subprocess.Popen(
+            [binary, "--port", str(cls.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", cls.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cls.url = "redis://127.0.0.1:%d/0" % cls.port
+        cls.r = redis.Redis.from_url(cls.url)
+        deadline = time.time() + 10
+        while True:
+            try:
+                cls.r.ping()
+                break
+            except redis.ConnectionError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.terminate()
+        cls.proc.wait(10)
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def setUp(self):
+        self.r.flushall()
+        self.k = wc.Keys("{webhook}")
+        self.seen = []
+
+    def consumer(self, handler=None, **kw):
+        cfg = dict(redis_url=self.url, name="unit", max_attempts=3,
+                   backoff_base=0.05, backoff_max=1.0, block_timeout=0.2,
+                   lease_ttl=3, drain=True)
+        cfg.update(kw)
+        return wc.Consumer(wc.Config(**cfg), handler or self.record)
+
+    def record(self, env):
+        self.seen.append(env["id"])
+
+    def test_priority_and_fifo(self):
+        for i in range(3):
+            for p in ("low", "medium", "high"):
+                self.r.lpush(self.k.queue(p), envelope("%s%d" % (p, i), p))
+        self.assertEqual(self.consumer().run(), 0)
+        self.assertEqual(self.seen, ["high0", "high1", "high2", "medium0",
+                                     "medium1", "medium2", "low0", "low1",
+                                     "low2"])
+        self.assertEqual(self.r.keys("*"), [])
+
+    def test_retry_then_success(self):
+        failures = {"x": 2}
+
+        def flaky(env):
+            self.seen.append((env["id"], time.monotonic()))
+            if failures.get(env["id"], 0) > 0:
+                failures[env["id"]] -= 1
+                raise RuntimeError("downstream down")
+
+        self.r.lpush(self.k.queue("low"), envelope("x", "low"))
+        self.assertEqual(self.consumer(flaky).run(), 0)
+        self.assertEqual([s[0] for s in self.seen], ["x", "x", "x"])
+        gaps = [b[1] - a[1] for a, b in zip(self.seen, self.seen[1:])]
+        self.assertGreaterEqual(gaps[0], 0.05 * 0.9)
+        self.assertGreaterEqual(gaps[1], 0.10 * 0.9)
+        # success forgets the attempts; nothing is left behind
+        self.assertEqual(self.r.keys("*"), [])
+
+    def test_retry_goes_to_the_front_earliest_due_first(self):
+        raws = [envelope("a"), envelope("b")]
+        c = self.consumer()
+        for raw in raws:
+            self.r.lpush(self.k.queue("medium"), raw)
+            self.assertEqual(c.take(), ("medium", raw))
+            c.fail("medium", raw, wc.envelope_id(raw), "err")
+        self.r.lpush(self.k.queue("medium"), envelope("newer"))
+        time.sleep(0.1)
+        c.config.drain = False
+        order = [wc.envelope_id(c.take()[1]) for _ in range(3)]
+        self.assertEqual(order, ["a", "b", "newer"])
+
+    def test_dead_after_max_attempts_and_redrive(self):
+        def always_fails(env):
+            self.seen.append(env["id"])
+            raise ValueError("no such partner")
+
+        raw = envelope("d1", "high")
+        self.r.lpush(self.k.queue("high"), raw)
+        self.assertEqual(self.consumer(always_fails).run(), 0)
+        self.assertEqual(self.seen, ["d1"] * 3)
+        self.assertEqual(self.r.lrange(self.k.dead("high"), 0, -1), [raw])
+        info = json.loads(self.r.hget(self.k.failures, "d1"))
+        self.assertEqual((info["attempts"], info["error"], info["consumer"],
+                          info["priority"]),
+                         (3, "ValueError: no such partner", "unit", "high"))
+        self.assertFalse(self.r.exists(self.k.attempts))
+        letters = list(self.consumer().dead_letters())
+        self.assertEqual([(d["id"], d["priority"]) for d in letters],
+                         [("d1", "high")])
+        self.assertEqual(letters[0]["envelope"], raw.decode())
+
+        moved = self.consumer().redrive()
+        self.assertEqual(moved, {"high": 1, "medium": 0, "low": 0})
+        self.assertEqual(self.r.lrange(self.k.queue("high"), 0, -1), [raw])
+        self.assertFalse(self.r.exists(self.k.failures))
+        # a redriven event gets all its attempts again
+        self.seen = []
+        self.assertEqual(self.consumer(always_fails).run(), 0)
+        self.assertEqual(self.seen, ["d1"] * 3)
+
+    def test_redrive_count_and_priority(self):
+        for i in range(5):
+            self.r.lpush(self.k.dead("low"), envelope("l%d" % i, "low"))
+            self.r.lpush(self.k.dead("medium"), envelope("m%d" % i))
+        c = self.consumer()
+        self.assertEqual(c.redrive(["low"], 2), {"low": 2})
+        # oldest first, to the back (left end) of the queue
+        self.assertEqual([wc.envelope_id(x) for x in
+                          self.r.lrange(self.k.queue("low"), 0, -1)],
+                         ["l1", "l0"])
+        self.assertEqual(self.r.llen(self.k.dead("low")), 3)
+        self.assertEqual(self.r.llen(self.k.dead("medium")), 5)
+        self.assertEqual([d["id"] for d in c.dead_letters(["medium"], 2)],
+                         ["m0", "m1"])
+
+    def test_reject_and_invalid_go_dead_at_once(self):
+        def rejects(env):
+            self.seen.append(env["id"])
+            raise wc.Reject("unknown model")
+
+        self.r.lpush(self.k.queue("medium"), envelope("r1"))
+        self.r.lpush(self.k.queue("low"), b"not json")
+        self.assertEqual(self.consumer(rejects).run(), 0)
+        self.assertEqual(self.seen, ["r1"])
+        self.assertEqual(self.r.lrange(self.k.dead("medium"), 0, -1),
+                         [envelope("r1")])
+        self.assertEqual(self.r.lrange(self.k.dead("low"), 0, -1),
+                         [b"not json"])
+        info = json.loads(self.r.hget(self.k.failures, "r1"))
+        self.assertEqual((info["attempts"], info["error"]),
+                         (1, "rejected: unknown model"))
+
+    def test_recover_own_list_counts_an_attempt(self):
+        raw = envelope("c1", "low")
+        self.r.lpush(self.k.processing("unit"), raw)
+        self.r.hset(self.k.attempts, "c1", 1)
+        self.assertEqual(self.consumer().run(), 0)
+        self.assertEqual(self.seen, ["c1"])
+        self.assertEqual(self.r.keys("*"), [])
+
+    def test_recover_crash_loop_ends_dead(self):
+        raw = envelope("poison", "high")
+        self.r.lpush(self.k.processing("unit"), raw)
+        self.r.hset(self.k.attempts, "poison", 2)
+        self.assertEqual(self.consumer().run(), 0)
+        self.assertEqual(self.seen, [])
+        self.assertEqual(self.r.lrange(self.k.dead("high"), 0, -1), [raw])
+        self.assertIn("died while handling",
+                      json.loads(self.r.hget(self.k.failures,
+                                             "poison"))["error"])
+
+    def test_recover_all_skips_live_consumers(self):
+        self.r.lpush(self.k.processing("ghost"), envelope("g1", "low"))
+        self.r.lpush(self.k.processing("alive"), envelope("a1", "low"))
+        self.r.set(self.k.lease("alive"), "someone", ex=60)
+        c = self.consumer()
+        self.assertEqual(c.recover_all(), {"ghost": 1})
+        self.assertFalse(self.r.exists(self.k.processing("ghost")))
+        self.assertFalse(self.r.exists(self.k.lease("ghost")))
+        self.assertEqual(self.r.zcard(self.k.retry("low")), 1)
+        self.assertEqual(self.r.llen(self.k.processing("alive")), 1)
+
+    def test_name_in_use(self):
+        self.r.set(self.k.lease("unit"), "another-process", ex=60)
+        self.r.lpush(self.k.queue("high"), envelope("h"))
+        t0 = time.monotonic()
+        self.assertEqual(self.consumer(lease_ttl=1, block_timeout=0.1).run(),
+                         3)
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assertEqual(self.seen, [])
+        self.assertEqual(self.r.llen(self.k.queue("high")), 1)
+
+    def test_lease_taken_over_stops(self):
+        c = self.consumer(drain=False, lease_ttl=1, block_timeout=0.1)
+
+        def steal(env):
+            self.seen.append(env["id"])
+            self.r.set(self.k.lease("unit"), "thief", ex=60)
+            time.sleep(0.5)
+
+        c.handler = steal
+        self.r.lpush(self.k.queue("high"), envelope("h1", "high"))
+        self.assertEqual(c.run(), 3)
+        self.assertEqual(self.seen, ["h1"])
+        self.assertEqual(self.r.get(self.k.lease("unit")), b"thief")
+
+    def test_lease_released_on_stop(self):
+        c = self.consumer()
+        self.assertEqual(c.run(), 0)
+        self.assertFalse(self.r.exists(self.k.lease("unit")))
+
+    def test_ack_after_recovery_elsewhere(self):
+        c = self.consumer()
+        raw = envelope("z")
+        self.r.lpush(self.k.queue("medium"), raw)
+        self.assertEqual(c.take(), ("medium", raw))
+        self.r.delete(self.k.processing("unit"))
+        self.assertFalse(c.ack(raw, "z"))
+        self.assertEqual(c.fail("medium", raw, "z", "e"), ("gone", 0, 0.0))
+
+    def test_resync_requeues_to_the_front(self):
+        c = self.consumer()
+        self.r.lpush(self.k.queue("medium"), envelope("later"))
+        self.r.lpush(self.k.processing("unit"), envelope("lost"))
+        c._resync()
+        self.assertEqual([wc.envelope_id(x) for x in
+                          self.r.lrange(self.k.queue("medium"), 0, -1)],
+                         ["later", "lost"])
+        self.assertFalse(self.r.exists(self.k.processing("unit")))
+        self.assertFalse(self.r.exists(self.k.attempts))
+
+    def test_take_blocks_on_high(self):
+        c = self.consumer(drain=False, block_timeout=2)
+        t0 = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(0.3)
+            redis.Redis.from_url(self.url).lpush(self.k.queue("high"),
+                                                 envelope("late", "high"))
+            os._exit(0)
+        got = c.take()
+        os.waitpid(pid, 0)
+        self.assertEqual(got, ("high", envelope("late", "high")))
+        self.assertLess(time.monotonic() - t0, 1.9)
+
+    def test_cli(self):
+        self.r.lpush(self.k.dead("low"), envelope("cli1", "low"))
+        env = dict(os.environ, REDIS_URL=self.url, PYTHONDONTWRITEBYTECODE="1")
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                              "webhook_consumer.py")
+        out = subprocess.run([sys.executable, script, "dead"], env=env,
+                             capture_output=True, check=True).stdout
+        self.assertEqual(json.loads(out)["id"], "cli1")
+        out = subprocess.run([sys.executable, script, "redrive", "--priority",
+                              "low"], env=env, capture_output=True,
+                             check=True).stdout
+        self.assertEqual(json.loads(out), {"low": 1})
+        bad = subprocess.run([sys.executable, script, "run", "--handler",
+                              "nope"], env=env, capture_output=True)
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn(b"cannot load handler", bad.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
