@@ -182,10 +182,12 @@ ngx_http_webhook_redis_eval(ngx_http_webhook_script_t *script, int argc,
     cmd->argvlen = argvlen;
     cmd->retried = 0;
 
-    argv[0] = "EVALSHA";
-    argvlen[0] = sizeof("EVALSHA") - 1;
-    argv[1] = (char *) script->sha;
-    argvlen[1] = sizeof(script->sha);
+    if (script) {
+        argv[0] = "EVALSHA";
+        argvlen[0] = sizeof("EVALSHA") - 1;
+        argv[1] = (char *) script->sha;
+        argvlen[1] = sizeof(script->sha);
+    }
 
     if (ngx_http_webhook_redis_send(rd, cmd) != REDIS_OK) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
@@ -502,7 +504,9 @@ ngx_http_webhook_redis_reply(redisAsyncContext *ac, void *reply,
                       "webhook: redis command failed: %s",
                       ac->errstr[0] ? ac->errstr : "connection closed");
 
-    } else if (ngx_http_webhook_redis_noscript(reply) && !cmd->retried) {
+    } else if (cmd->script && !cmd->retried
+               && ngx_http_webhook_redis_noscript(reply))
+    {
 
         /* the script cache was flushed: send the script itself */
 

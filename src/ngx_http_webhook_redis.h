@@ -33,6 +33,8 @@ ngx_int_t ngx_http_webhook_redis_init(ngx_cycle_t *cycle,
     ngx_http_webhook_main_conf_t *wmcf);
 void ngx_http_webhook_redis_exit(ngx_cycle_t *cycle);
 
+/* EVALSHA of the script, argv[0] and argv[1] left for it; with no script,
+ * argv is a command of its own */
 ngx_http_webhook_cmd_t *ngx_http_webhook_redis_eval(
     ngx_http_webhook_script_t *script, int argc, const char **argv,
     size_t *argvlen, ngx_http_webhook_reply_pt handler, void *data);
