@@ -112,7 +112,6 @@ run: $(MODULE)
 
 clean:
 	rm -rf $(BUILD)
-	rm -rf $(BUILD)
 
 # the benchmark of issue 5 (bench/run): every row, results in bench/;
 # bench-smoke: every row once, 1 s each, for CI (non-zero only if broken)
