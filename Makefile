@@ -80,7 +80,8 @@ uninstall:
 # the pure parts, built outside nginx against its headers
 NGX_INCS = -I $(NGINX_DIR)/src/core -I $(NGINX_DIR)/src/event \
            -I $(NGINX_DIR)/src/os/unix -I $(NGINX_DIR)/objs -I src
-EVENT    = src/ngx_http_webhook_event.c src/ngx_http_webhook_event.h
+EVENT    = src/ngx_http_webhook_event.c src/ngx_http_webhook_event.h \
+           src/ngx_http_webhook_json.c src/ngx_http_webhook_json.h
 UNIT     = $(BUILD)/test_event
 FUZZER   = $(BUILD)/fuzz_event
 FUZZ_SECONDS ?= 30
@@ -88,12 +89,12 @@ FUZZ_SECONDS ?= 30
 $(UNIT): t/unit/test_event.c $(EVENT) $(NGINX_DIR)/objs/Makefile
 	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
 	    $(NGX_INCS) -o $@ t/unit/test_event.c \
-	    src/ngx_http_webhook_event.c -lcjson
+	    src/ngx_http_webhook_event.c src/ngx_http_webhook_json.c -lcjson
 
 $(FUZZER): t/fuzz/fuzz_event.c $(EVENT) $(NGINX_DIR)/objs/Makefile
 	clang -g -O1 -fsanitize=fuzzer,address,undefined \
 	    $(NGX_INCS) -o $@ t/fuzz/fuzz_event.c \
-	    src/ngx_http_webhook_event.c -lcjson
+	    src/ngx_http_webhook_event.c src/ngx_http_webhook_json.c -lcjson
 
 unit: $(UNIT)
 	$(UNIT)

@@ -18,399 +18,36 @@
 #define NGX_HTTP_WEBHOOK_MAX_EXACT  9007199254740992.0
 
 
-static u_char *ngx_http_webhook_json_skip_space(u_char *p, u_char *end);
-static u_char *ngx_http_webhook_json_skip_string(u_char *p, u_char *end);
-static u_char *ngx_http_webhook_json_skip_value(u_char *p, u_char *end);
-static ngx_int_t ngx_http_webhook_event_string(cJSON *item, ngx_str_t *s);
-static ngx_int_t ngx_http_webhook_event_integer(cJSON *item, u_char *buf,
-    ngx_str_t *s);
-static ngx_int_t ngx_http_webhook_event_id(cJSON *item,
-    ngx_http_webhook_event_t *ev);
+static ngx_int_t ngx_http_webhook_event_string(ngx_str_t *value,
+    ngx_str_t *s, u_char **scratch);
+static ngx_int_t ngx_http_webhook_event_integer(ngx_str_t *value,
+    u_char *buf, ngx_str_t *s);
+static ngx_int_t ngx_http_webhook_event_id(ngx_str_t *value,
+    ngx_http_webhook_event_t *ev, u_char **scratch);
 static u_char *ngx_http_webhook_digits(u_char *p, ngx_uint_t n,
     ngx_uint_t width);
 
 
-/*
- * Makes a valid JSON text one line, in place: CR, LF and TAB outside of
- * strings are white space and become spaces.  Any other raw control
- * character, in a string or not, is not JSON: NGX_ERROR.
- */
-
 ngx_int_t
-ngx_http_webhook_json_flatten(u_char *p, size_t len)
+ngx_http_webhook_payload_kind(ngx_str_t *root)
 {
-    u_char  *end;
+    ngx_str_t  v[4];
 
-    /* 1: a byte that ends the plain run of a string */
-
-    static u_char  special[256] = {
-        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-        0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,    /* " */
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0     /* \ */
+    static ngx_str_t  names[] = {
+        ngx_string("batch"),
+        ngx_string("test"),
+        ngx_string("_webhook_metadata"),
+        ngx_string("model")
     };
 
-    end = p + len;
+    ngx_http_webhook_json_members(root, names, v, 4);
 
-    while (p < end) {
-
-        if (*p == '"') {
-
-            for ( ;; ) {
-                p++;
-
-                while (p < end && !special[*p]) {
-                    p++;
-                }
-
-                if (p == end || *p < 0x20) {
-                    return NGX_ERROR;
-                }
-
-                if (*p == '"') {
-                    break;
-                }
-
-                /* a backslash: the escaped byte is no control either */
-
-                if (++p == end || *p < 0x20) {
-                    return NGX_ERROR;
-                }
-            }
-
-        } else if (*p < 0x20) {
-
-            /* cJSON would take any control character for white space */
-
-            if (*p != CR && *p != LF && *p != '\t') {
-                return NGX_ERROR;
-            }
-
-            *p = ' ';
-        }
-
-        p++;
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * cJSON allocates each node and string with its own malloc().  A parse
- * takes them from this arena instead, reset on each parse, so that a
- * tree costs no malloc() and no free() in the common case; what does not
- * fit falls back to malloc() and is freed by ngx_http_webhook_json_free().
- * A worker is single-threaded and keeps one tree alive at a time.
- */
-
-static u_char      ngx_http_webhook_arena[NGX_HTTP_WEBHOOK_ARENA_SIZE];
-static u_char     *ngx_http_webhook_arena_pos;
-static ngx_uint_t  ngx_http_webhook_arena_spilled;
-
-
-static void *
-ngx_http_webhook_arena_alloc(size_t size)
-{
-    u_char  *p;
-
-    size = ngx_align(size, 16);
-
-    p = ngx_http_webhook_arena_pos;
-
-    if (p == NULL
-        || size > (size_t) (ngx_http_webhook_arena
-                            + NGX_HTTP_WEBHOOK_ARENA_SIZE - p))
-    {
-        ngx_http_webhook_arena_spilled = 1;
-        return malloc(size);
-    }
-
-    ngx_http_webhook_arena_pos = p + size;
-
-    return p;
-}
-
-
-static void
-ngx_http_webhook_arena_free(void *p)
-{
-    if ((u_char *) p >= ngx_http_webhook_arena
-        && (u_char *) p < ngx_http_webhook_arena + NGX_HTTP_WEBHOOK_ARENA_SIZE)
-    {
-        return;
-    }
-
-    free(p);
-}
-
-
-/*
- * Parses a request body: one JSON value, one line once flattened, with
- * nothing but white space after it (cJSON alone stops at the end of the
- * value and ignores what follows).  NULL on error, with the offset of
- * the error.  The tree is given back with ngx_http_webhook_json_free().
- */
-
-cJSON *
-ngx_http_webhook_json_parse(u_char *p, size_t len, size_t *error)
-{
-    cJSON       *root;
-    const char  *end;
-
-    static cJSON_Hooks  hooks = {
-        ngx_http_webhook_arena_alloc, ngx_http_webhook_arena_free
-    };
-
-    *error = 0;
-
-    if (ngx_http_webhook_json_flatten(p, len) != NGX_OK) {
-        return NULL;
-    }
-
-    cJSON_InitHooks(&hooks);
-
-    ngx_http_webhook_arena_pos = ngx_http_webhook_arena;
-    ngx_http_webhook_arena_spilled = 0;
-
-    root = cJSON_ParseWithLengthOpts((char *) p, len, &end, 0);
-
-    if (root == NULL) {
-        end = cJSON_GetErrorPtr();
-        *error = end ? (size_t) ((u_char *) end - p) : 0;
-        ngx_http_webhook_json_free(NULL);
-        return NULL;
-    }
-
-    while ((u_char *) end < p + len && *end == ' ') {
-        end++;
-    }
-
-    if ((u_char *) end != p + len) {
-        *error = (u_char *) end - p;
-        ngx_http_webhook_json_free(root);
-        return NULL;
-    }
-
-    return root;
-}
-
-
-void
-ngx_http_webhook_json_free(cJSON *root)
-{
-    /* only what spilled out of the arena is freed one by one */
-
-    if (root && ngx_http_webhook_arena_spilled) {
-        cJSON_Delete(root);
-    }
-
-    ngx_http_webhook_arena_pos = NULL;
-}
-
-
-/*
- * Finds the top-level member "name" of the object in a valid JSON text
- * and sets elts[] to the exact text of each element of its array value.
- * Returns the number of elements, or NGX_ERROR when there is no such
- * array or it has more than n elements.
- */
-
-ngx_int_t
-ngx_http_webhook_json_elements(ngx_str_t *body, const char *name,
-    ngx_str_t *elts, ngx_uint_t n)
-{
-    u_char      *p, *end, *key, *value;
-    size_t       name_len;
-    ngx_uint_t   i, found;
-
-    p = body->data;
-    end = p + body->len;
-    name_len = ngx_strlen(name);
-
-    p = ngx_http_webhook_json_skip_space(p, end);
-    if (p == end || *p++ != '{') {
-        return NGX_ERROR;
-    }
-
-    for ( ;; ) {
-        p = ngx_http_webhook_json_skip_space(p, end);
-        if (p == end || *p != '"') {
-            return NGX_ERROR;
-        }
-
-        key = p;
-        p = ngx_http_webhook_json_skip_string(p, end);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        found = ((size_t) (p - key) == name_len + 2
-                 && ngx_strncmp(key + 1, name, name_len) == 0);
-
-        p = ngx_http_webhook_json_skip_space(p, end);
-        if (p == end || *p++ != ':') {
-            return NGX_ERROR;
-        }
-
-        value = ngx_http_webhook_json_skip_space(p, end);
-        p = ngx_http_webhook_json_skip_value(value, end);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        if (found) {
-            break;
-        }
-
-        p = ngx_http_webhook_json_skip_space(p, end);
-        if (p == end || *p++ != ',') {
-            return NGX_ERROR;
-        }
-    }
-
-    if (*value != '[') {
-        return NGX_ERROR;
-    }
-
-    p = ngx_http_webhook_json_skip_space(value + 1, end);
-    if (p < end && *p == ']') {
-        return 0;
-    }
-
-    for (i = 0; /* void */; i++) {
-        if (i == n) {
-            return NGX_ERROR;
-        }
-
-        elts[i].data = ngx_http_webhook_json_skip_space(p, end);
-        p = ngx_http_webhook_json_skip_value(elts[i].data, end);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        elts[i].len = p - elts[i].data;
-
-        p = ngx_http_webhook_json_skip_space(p, end);
-        if (p == end) {
-            return NGX_ERROR;
-        }
-
-        if (*p == ']') {
-            return i + 1;
-        }
-
-        if (*p++ != ',') {
-            return NGX_ERROR;
-        }
-    }
-}
-
-
-static u_char *
-ngx_http_webhook_json_skip_space(u_char *p, u_char *end)
-{
-    while (p < end && (*p == ' ' || *p == CR || *p == LF || *p == '\t')) {
-        p++;
-    }
-
-    return p;
-}
-
-
-/* p points to the opening quote; returns the end of the string or NULL */
-
-static u_char *
-ngx_http_webhook_json_skip_string(u_char *p, u_char *end)
-{
-    for (p++; p < end; p++) {
-        if (*p == '\\') {
-            p++;
-            continue;
-        }
-
-        if (*p == '"') {
-            return p + 1;
-        }
-    }
-
-    return NULL;
-}
-
-
-static u_char *
-ngx_http_webhook_json_skip_value(u_char *p, u_char *end)
-{
-    ngx_uint_t  depth;
-
-    if (p == end) {
-        return NULL;
-    }
-
-    if (*p == '"') {
-        return ngx_http_webhook_json_skip_string(p, end);
-    }
-
-    if (*p != '{' && *p != '[') {
-        /* a number, true, false or null */
-
-        while (p < end && *p != ',' && *p != '}' && *p != ']'
-               && *p != ' ' && *p != CR && *p != LF && *p != '\t')
-        {
-            p++;
-        }
-
-        return p;
-    }
-
-    depth = 0;
-
-    while (p < end) {
-        switch (*p) {
-
-        case '"':
-            p = ngx_http_webhook_json_skip_string(p, end);
-            if (p == NULL) {
-                return NULL;
-            }
-            continue;
-
-        case '{':
-        case '[':
-            depth++;
-            break;
-
-        case '}':
-        case ']':
-            if (--depth == 0) {
-                return p + 1;
-            }
-            break;
-        }
-
-        p++;
-    }
-
-    return NULL;
-}
-
-
-ngx_int_t
-ngx_http_webhook_payload_kind(cJSON *root)
-{
-    cJSON  *item;
-
-    item = cJSON_GetObjectItemCaseSensitive(root, "batch");
-    if (cJSON_IsTrue(item)) {
+    if (ngx_http_webhook_json_is_true(&v[0])) {
         return NGX_HTTP_WEBHOOK_BATCH;
     }
 
-    item = cJSON_GetObjectItemCaseSensitive(root, "test");
-    if (cJSON_IsTrue(item)
-        && cJSON_GetObjectItemCaseSensitive(root, "_webhook_metadata") == NULL
-        && cJSON_GetObjectItemCaseSensitive(root, "model") == NULL)
+    if (ngx_http_webhook_json_is_true(&v[1]) && v[2].len == 0
+        && v[3].len == 0)
     {
         return NGX_HTTP_WEBHOOK_TEST;
     }
@@ -423,15 +60,44 @@ ngx_http_webhook_payload_kind(cJSON *root)
  * Reads an event: the "event" shape (fields at the top level) or the
  * "instant" shape, whose top level holds the record's own fields and
  * whose event is described by "_webhook_metadata" alone.  NGX_DECLINED
- * for a bad priority, NGX_ERROR for any other invalid field.
+ * for a bad priority, NGX_ERROR for any other invalid field.  Strings
+ * written with escapes are unescaped to *scratch, which moves on; room
+ * for the length of the text is always enough.
  */
 
+#define NGX_HTTP_WEBHOOK_F_META      0
+#define NGX_HTTP_WEBHOOK_F_EVENT_ID  1
+#define NGX_HTTP_WEBHOOK_F_PRIORITY  2
+#define NGX_HTTP_WEBHOOK_F_MODEL     3
+#define NGX_HTTP_WEBHOOK_F_RECORD    4
+#define NGX_HTTP_WEBHOOK_F_EVENT     5
+#define NGX_HTTP_WEBHOOK_F_N         6
+
 ngx_int_t
-ngx_http_webhook_event_read(cJSON *obj, ngx_uint_t schema_any,
-    ngx_http_webhook_event_t *ev, const char **err)
+ngx_http_webhook_event_read(ngx_str_t *obj, ngx_uint_t schema_any,
+    ngx_http_webhook_event_t *ev, u_char **scratch, const char **err)
 {
-    cJSON       *meta, *item;
-    const char  *event_name;
+    ngx_str_t   *names, meta, prio, *item;
+    ngx_uint_t   is_meta;
+    ngx_str_t    f[NGX_HTTP_WEBHOOK_F_N];
+
+    static ngx_str_t  event_names[] = {
+        ngx_string("_webhook_metadata"),
+        ngx_string("event_id"),
+        ngx_string("priority"),
+        ngx_string("model"),
+        ngx_string("record_id"),
+        ngx_string("event")
+    };
+
+    static ngx_str_t  meta_names[] = {
+        ngx_string("_webhook_metadata"),
+        ngx_string("event_id"),
+        ngx_string("priority"),
+        ngx_string("model"),
+        ngx_string("record_id"),
+        ngx_string("event_type")
+    };
 
     ev->model.len = 0;
     ev->event.len = 0;
@@ -440,61 +106,63 @@ ngx_http_webhook_event_read(cJSON *obj, ngx_uint_t schema_any,
     ev->record_id.len = 0;
     ev->priority = -1;
 
-    if (!cJSON_IsObject(obj)) {
+    if (!ngx_http_webhook_json_is_object(obj)) {
         *err = "the event is not a JSON object";
         return NGX_ERROR;
     }
 
-    meta = cJSON_GetObjectItemCaseSensitive(obj, "_webhook_metadata");
+    names = event_names;
+    ngx_http_webhook_json_members(obj, names, f, NGX_HTTP_WEBHOOK_F_N);
 
-    if (meta) {
-        if (!cJSON_IsObject(meta)) {
+    is_meta = (f[NGX_HTTP_WEBHOOK_F_META].len != 0);
+
+    if (is_meta) {
+        meta = f[NGX_HTTP_WEBHOOK_F_META];
+
+        if (!ngx_http_webhook_json_is_object(&meta)) {
             *err = "field \"_webhook_metadata\" must be an object";
             return NGX_ERROR;
         }
 
-        obj = meta;
-        event_name = "event_type";
-
-    } else {
-        event_name = "event";
+        names = meta_names;
+        ngx_http_webhook_json_members(&meta, names, f, NGX_HTTP_WEBHOOK_F_N);
     }
 
-    item = cJSON_GetObjectItemCaseSensitive(obj, "event_id");
-    if (item && !cJSON_IsNull(item)
-        && ngx_http_webhook_event_id(item, ev) != NGX_OK)
+    item = &f[NGX_HTTP_WEBHOOK_F_EVENT_ID];
+    if (item->len && !ngx_http_webhook_json_is_null(item)
+        && ngx_http_webhook_event_id(item, ev, scratch) != NGX_OK)
     {
         *err = "field \"event_id\" must be an integer or a non-empty string";
         return NGX_ERROR;
     }
 
-    item = cJSON_GetObjectItemCaseSensitive(obj, "priority");
-    if (item && !cJSON_IsNull(item)) {
-        if (!cJSON_IsString(item)) {
-            *err = "field \"priority\" must be \"high\", \"medium\" or \"low\"";
-            return NGX_DECLINED;
-        }
-
-        ev->priority = ngx_http_webhook_priority((u_char *) item->valuestring,
-                                             ngx_strlen(item->valuestring));
-        if (ev->priority == NGX_ERROR) {
+    item = &f[NGX_HTTP_WEBHOOK_F_PRIORITY];
+    if (item->len && !ngx_http_webhook_json_is_null(item)) {
+        if (!ngx_http_webhook_json_is_string(item)
+            || ngx_http_webhook_event_string(item, &prio, scratch) != NGX_OK
+            || (ev->priority = ngx_http_webhook_priority(prio.data, prio.len))
+               == NGX_ERROR)
+        {
+            ev->priority = -1;
             *err = "field \"priority\" must be \"high\", \"medium\" or \"low\"";
             return NGX_DECLINED;
         }
     }
 
-    item = cJSON_GetObjectItemCaseSensitive(obj, "model");
-    if (item && ngx_http_webhook_event_string(item, &ev->model) != NGX_OK) {
+    item = &f[NGX_HTTP_WEBHOOK_F_MODEL];
+    if (item->len
+        && ngx_http_webhook_event_string(item, &ev->model, scratch) != NGX_OK)
+    {
         if (!schema_any) {
             *err = "field \"model\" must be a non-empty string";
             return NGX_ERROR;
         }
     }
 
-    item = cJSON_GetObjectItemCaseSensitive(obj, "record_id");
-    if (item && ngx_http_webhook_event_integer(item, ev->record_id_buf,
-                                               &ev->record_id)
-                != NGX_OK)
+    item = &f[NGX_HTTP_WEBHOOK_F_RECORD];
+    if (item->len && ngx_http_webhook_event_integer(item, ev->record_id_buf,
+                                                    &ev->record_id)
+                     != NGX_OK)
     {
         if (!schema_any) {
             *err = "field \"record_id\" must be an integer";
@@ -502,12 +170,14 @@ ngx_http_webhook_event_read(cJSON *obj, ngx_uint_t schema_any,
         }
     }
 
-    item = cJSON_GetObjectItemCaseSensitive(obj, event_name);
-    if (item && ngx_http_webhook_event_string(item, &ev->event) != NGX_OK) {
+    item = &f[NGX_HTTP_WEBHOOK_F_EVENT];
+    if (item->len
+        && ngx_http_webhook_event_string(item, &ev->event, scratch) != NGX_OK)
+    {
         if (!schema_any) {
-            *err = meta ? "field \"_webhook_metadata.event_type\" must be "
-                          "a non-empty string"
-                        : "field \"event\" must be a non-empty string";
+            *err = is_meta ? "field \"_webhook_metadata.event_type\" must be "
+                             "a non-empty string"
+                           : "field \"event\" must be a non-empty string";
             return NGX_ERROR;
         }
     }
@@ -517,20 +187,20 @@ ngx_http_webhook_event_read(cJSON *obj, ngx_uint_t schema_any,
     }
 
     if (ev->model.len == 0) {
-        *err = meta ? "field \"_webhook_metadata.model\" is missing"
-                    : "field \"model\" is missing";
+        *err = is_meta ? "field \"_webhook_metadata.model\" is missing"
+                       : "field \"model\" is missing";
         return NGX_ERROR;
     }
 
     if (ev->record_id.len == 0) {
-        *err = meta ? "field \"_webhook_metadata.record_id\" is missing"
-                    : "field \"record_id\" is missing";
+        *err = is_meta ? "field \"_webhook_metadata.record_id\" is missing"
+                       : "field \"record_id\" is missing";
         return NGX_ERROR;
     }
 
     if (ev->event.len == 0) {
-        *err = meta ? "field \"_webhook_metadata.event_type\" is missing"
-                    : "field \"event\" is missing";
+        *err = is_meta ? "field \"_webhook_metadata.event_type\" is missing"
+                       : "field \"event\" is missing";
         return NGX_ERROR;
     }
 
@@ -557,33 +227,43 @@ ngx_http_webhook_priority(u_char *p, size_t len)
 }
 
 
+/* a non-empty string, unescaped up to a \u0000 as cJSON would */
+
 static ngx_int_t
-ngx_http_webhook_event_string(cJSON *item, ngx_str_t *s)
+ngx_http_webhook_event_string(ngx_str_t *value, ngx_str_t *s,
+    u_char **scratch)
 {
-    if (!cJSON_IsString(item) || item->valuestring[0] == '\0') {
+    if (!ngx_http_webhook_json_is_string(value)) {
         return NGX_ERROR;
     }
 
-    s->data = (u_char *) item->valuestring;
-    s->len = ngx_strlen(item->valuestring);
+    if (ngx_strlchr(value->data, value->data + value->len, '\\') == NULL) {
+        s->data = value->data + 1;
+        s->len = value->len - 2;
 
-    return NGX_OK;
+    } else {
+        s->data = *scratch;
+        s->len = ngx_http_webhook_json_unescape(*scratch, value);
+        *scratch += s->len;
+    }
+
+    return s->len ? NGX_OK : NGX_ERROR;
 }
 
 
 static ngx_int_t
-ngx_http_webhook_event_integer(cJSON *item, u_char *buf, ngx_str_t *s)
+ngx_http_webhook_event_integer(ngx_str_t *value, u_char *buf, ngx_str_t *s)
 {
     u_char     *p, *last;
     double      d;
     uint64_t    n;
     ngx_uint_t  negative;
 
-    if (!cJSON_IsNumber(item)) {
+    if (!ngx_http_webhook_json_is_number(value)
+        || ngx_http_webhook_json_number(value, &d) != NGX_OK)
+    {
         return NGX_ERROR;
     }
-
-    d = item->valuedouble;
 
     if (d >= NGX_HTTP_WEBHOOK_MAX_EXACT || d <= -NGX_HTTP_WEBHOOK_MAX_EXACT
         || d != (double) (int64_t) d)
@@ -616,10 +296,11 @@ ngx_http_webhook_event_integer(cJSON *item, u_char *buf, ngx_str_t *s)
 
 
 static ngx_int_t
-ngx_http_webhook_event_id(cJSON *item, ngx_http_webhook_event_t *ev)
+ngx_http_webhook_event_id(ngx_str_t *value, ngx_http_webhook_event_t *ev,
+    u_char **scratch)
 {
-    if (cJSON_IsNumber(item)) {
-        if (ngx_http_webhook_event_integer(item, ev->event_id_buf,
+    if (ngx_http_webhook_json_is_number(value)) {
+        if (ngx_http_webhook_event_integer(value, ev->event_id_buf,
                                            &ev->event_id)
             != NGX_OK)
         {
@@ -630,7 +311,9 @@ ngx_http_webhook_event_id(cJSON *item, ngx_http_webhook_event_t *ev)
         return NGX_OK;
     }
 
-    if (ngx_http_webhook_event_string(item, &ev->id_key) != NGX_OK) {
+    if (ngx_http_webhook_event_string(value, &ev->id_key, scratch)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

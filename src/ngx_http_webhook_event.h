@@ -17,15 +17,13 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
-#include <cjson/cJSON.h>
+
+#include "ngx_http_webhook_json.h"
 
 
 #define NGX_HTTP_WEBHOOK_SINGLE   0
 #define NGX_HTTP_WEBHOOK_BATCH    1
 #define NGX_HTTP_WEBHOOK_TEST     2
-
-/* cJSON's allocations while a body is parsed */
-#define NGX_HTTP_WEBHOOK_ARENA_SIZE  (256 * 1024)
 
 /* room for "-9007199254740992" */
 #define NGX_HTTP_WEBHOOK_INT_LEN  24
@@ -45,15 +43,9 @@ typedef struct {
 } ngx_http_webhook_event_t;
 
 
-ngx_int_t ngx_http_webhook_json_flatten(u_char *p, size_t len);
-cJSON *ngx_http_webhook_json_parse(u_char *p, size_t len, size_t *error);
-void ngx_http_webhook_json_free(cJSON *root);
-ngx_int_t ngx_http_webhook_json_elements(ngx_str_t *body, const char *name,
-    ngx_str_t *elts, ngx_uint_t n);
-
-ngx_int_t ngx_http_webhook_payload_kind(cJSON *root);
-ngx_int_t ngx_http_webhook_event_read(cJSON *obj, ngx_uint_t schema_any,
-    ngx_http_webhook_event_t *ev, const char **err);
+ngx_int_t ngx_http_webhook_payload_kind(ngx_str_t *root);
+ngx_int_t ngx_http_webhook_event_read(ngx_str_t *obj, ngx_uint_t schema_any,
+    ngx_http_webhook_event_t *ev, u_char **scratch, const char **err);
 ngx_int_t ngx_http_webhook_priority(u_char *p, size_t len);
 
 size_t ngx_http_webhook_envelope_len(ngx_http_webhook_event_t *ev,

@@ -288,11 +288,10 @@ static ngx_int_t
 ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     ngx_str_t *body)
 {
-    u_char                       *p;
-    cJSON                        *root, *events, *elt;
+    u_char                       *p, *scratch;
     ngx_int_t                     rc, kind, n, i;
     size_t                        offset;
-    ngx_str_t                    *spans, idempotency;
+    ngx_str_t                     root, events, *spans, idempotency;
     const char                   *err;
     ngx_table_elt_t              *h;
     ngx_http_webhook_event_t     *ev;
@@ -301,49 +300,56 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
     static ngx_str_t  idempotency_key = ngx_string("Idempotency-Key");
     static ngx_str_t  webhook_id = ngx_string("webhook-id");
+    static ngx_str_t  events_name = ngx_string("events");
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
 
-    root = ngx_http_webhook_json_parse(body->data, body->len, &offset);
-
-    if (root == NULL) {
-        p = ngx_snprintf(msg, sizeof(msg),
-                         "the body is not valid JSON (at byte %uz)", offset);
+    if (ngx_http_webhook_json_check(body->data, body->len, &root, &offset)
+        != NGX_OK)
+    {
+        p = offset ? ngx_snprintf(msg, sizeof(msg), "the body is not valid "
+                                  "JSON (at byte %uz)", offset)
+                   : ngx_cpymem(msg, "the body is not valid JSON",
+                                sizeof("the body is not valid JSON") - 1);
 
         return ngx_http_webhook_send_error(r, NGX_HTTP_BAD_REQUEST,
                                            ngx_http_webhook_invalid,
                                            "invalid_json", msg, p - msg);
     }
 
-    if (!cJSON_IsObject(root)) {
-        ngx_http_webhook_json_free(root);
+    if (!ngx_http_webhook_json_is_object(&root)) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
                                        ngx_http_webhook_invalid,
                                        "invalid_payload",
                                        "the body must be a JSON object");
     }
 
-    kind = ngx_http_webhook_payload_kind(root);
+    kind = ngx_http_webhook_payload_kind(&root);
 
     if (kind == NGX_HTTP_WEBHOOK_TEST) {
-        ngx_http_webhook_json_free(root);
         p = (u_char *) "{\"status\":\"ok\",\"test\":true}";
         return ngx_http_webhook_send_json(r, NGX_HTTP_OK,
                                           ngx_http_webhook_test,
                                           p, ngx_strlen(p));
     }
 
+    /* unescaped strings: never longer than the body */
+
+    scratch = ngx_pnalloc(r->pool, body->len);
+    if (scratch == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     if (kind == NGX_HTTP_WEBHOOK_SINGLE) {
         ev = ngx_palloc(r->pool, sizeof(ngx_http_webhook_event_t));
         if (ev == NULL) {
-            ngx_http_webhook_json_free(root);
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        rc = ngx_http_webhook_event_read(root, wlcf->schema_any, ev, &err);
+        rc = ngx_http_webhook_event_read(&root, wlcf->schema_any, ev,
+                                         &scratch, &err);
 
         if (rc != NGX_OK) {
-            ngx_http_webhook_json_free(root);
             return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
                                            ngx_http_webhook_invalid,
                                            rc == NGX_DECLINED
@@ -352,18 +358,7 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
                                            (char *) err);
         }
 
-        ev->payload = *body;
-
-        while (ev->payload.len && ev->payload.data[0] == ' ') {
-            ev->payload.data++;
-            ev->payload.len--;
-        }
-
-        while (ev->payload.len
-               && ev->payload.data[ev->payload.len - 1] == ' ')
-        {
-            ev->payload.len--;
-        }
+        ev->payload = root;
 
         idempotency.len = 0;
 
@@ -378,19 +373,17 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
             }
         }
 
-        rc = ngx_http_webhook_prepare(r, ctx, ev, 1, &idempotency);
-
-        ngx_http_webhook_json_free(root);
-
-        return rc;
+        return ngx_http_webhook_prepare(r, ctx, ev, 1, &idempotency);
     }
 
     /* a batch */
 
-    events = cJSON_GetObjectItemCaseSensitive(root, "events");
+    ngx_http_webhook_json_members(&root, &events_name, &events, 1);
 
-    if (!cJSON_IsArray(events) || cJSON_GetArraySize(events) == 0) {
-        ngx_http_webhook_json_free(root);
+    n = ngx_http_webhook_json_is_array(&events)
+        ? ngx_http_webhook_json_elements(&events, NULL, 0) : NGX_ERROR;
+
+    if (n <= 0) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
                                        ngx_http_webhook_invalid,
                                        "invalid_payload",
@@ -398,10 +391,7 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
                                        "a non-empty array");
     }
 
-    n = cJSON_GetArraySize(events);
-
     if ((ngx_uint_t) n > wlcf->batch_max) {
-        ngx_http_webhook_json_free(root);
         p = ngx_snprintf(msg, sizeof(msg),
                          "a batch holds at most %ui events, this one %i",
                          wlcf->batch_max, n);
@@ -414,26 +404,15 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     ev = ngx_palloc(r->pool, n * sizeof(ngx_http_webhook_event_t));
     spans = ngx_palloc(r->pool, n * sizeof(ngx_str_t));
     if (ev == NULL || spans == NULL) {
-        ngx_http_webhook_json_free(root);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_webhook_json_elements(body, "events", spans, n) != n) {
-        ngx_http_webhook_json_free(root);
-        return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
-                                       ngx_http_webhook_invalid,
-                                       "invalid_payload",
-                                       "field \"events\" must appear once, "
-                                       "written without escapes");
-    }
+    ngx_http_webhook_json_elements(&events, spans, n);
 
-    i = 0;
-
-    cJSON_ArrayForEach(elt, events) {
-        rc = ngx_http_webhook_event_read(elt, wlcf->schema_any, &ev[i],
-                                         &err);
+    for (i = 0; i < n; i++) {
+        rc = ngx_http_webhook_event_read(&spans[i], wlcf->schema_any, &ev[i],
+                                         &scratch, &err);
         if (rc != NGX_OK) {
-            ngx_http_webhook_json_free(root);
             p = ngx_snprintf(msg, sizeof(msg), "events[%i]: %s", i, err);
             return ngx_http_webhook_send_error(r, NGX_HTTP_BAD_REQUEST,
                                                ngx_http_webhook_invalid,
@@ -444,17 +423,12 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
         }
 
         ev[i].payload = spans[i];
-        i++;
     }
 
     ctx->batch = 1;
     idempotency.len = 0;
 
-    rc = ngx_http_webhook_prepare(r, ctx, ev, n, &idempotency);
-
-    ngx_http_webhook_json_free(root);
-
-    return rc;
+    return ngx_http_webhook_prepare(r, ctx, ev, n, &idempotency);
 }
 
 
@@ -522,7 +496,7 @@ ngx_http_webhook_read_body(ngx_http_request_t *r, ngx_str_t *body)
 
 /*
  * Builds the enqueue script call: the envelopes, their list keys and
- * their idempotency keys.  Runs while the cJSON tree is alive.
+ * their idempotency keys.
  */
 
 static ngx_int_t

@@ -1,0 +1,706 @@
+
+/*
+ * Copyright (C) The ngx_http_webhook_module authors
+ *
+ * The JSON scanner of request bodies.  A body is checked once, strictly
+ * (RFC 8259, at most NGX_HTTP_WEBHOOK_JSON_DEPTH levels deep); after
+ * that, the members an event needs are found in the checked text and
+ * handed out as spans of it: no tree, no allocation, no copy.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_http_webhook_json.h"
+
+
+#define NGX_HTTP_WEBHOOK_JSON_NUMBER  63
+
+
+static u_char *ngx_http_webhook_json_value(u_char *p, u_char *end,
+    ngx_uint_t depth);
+static u_char *ngx_http_webhook_json_container(u_char *p, u_char *end,
+    ngx_uint_t depth);
+static u_char *ngx_http_webhook_json_string(u_char *p, u_char *end);
+static u_char *ngx_http_webhook_json_digits(u_char *p, u_char *end);
+static u_char *ngx_http_webhook_json_num(u_char *p, u_char *end);
+static u_char *ngx_http_webhook_json_literal(u_char *p, u_char *end,
+    char *literal, size_t len);
+static ngx_int_t ngx_http_webhook_json_hex4(u_char *p);
+static u_char *ngx_http_webhook_json_fail(u_char *p);
+static u_char *ngx_http_webhook_json_space(u_char *p, u_char *end);
+static u_char *ngx_http_webhook_json_skip(u_char *p);
+static ngx_uint_t ngx_http_webhook_json_key_is(ngx_str_t *key,
+    ngx_str_t *name);
+static size_t ngx_http_webhook_json_decode(u_char *dst, ngx_str_t *string,
+    size_t max);
+
+
+/* 1: '"', '[', ']', '{', '}' */
+
+static u_char  ngx_http_webhook_json_structural[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0
+};
+
+
+/* where the last check failed (a worker is single-threaded) */
+static u_char  *ngx_http_webhook_json_failed;
+
+
+/* 1: a byte that ends the plain run of a string: '"', '\\', a control */
+
+static u_char  ngx_http_webhook_json_special[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0
+};
+
+
+/*
+ * Checks that a text is one JSON value, with nothing but white space
+ * around it.  The text is made one line on the way: CR, LF and TAB
+ * outside of strings become spaces.  Sets "value" to the value's span;
+ * on error, "error" is the offset where the text stops being JSON.
+ */
+
+ngx_int_t
+ngx_http_webhook_json_check(u_char *p, size_t len, ngx_str_t *value,
+    size_t *error)
+{
+    u_char  *start, *end, *last;
+
+    end = p + len;
+    start = ngx_http_webhook_json_space(p, end);
+
+    last = ngx_http_webhook_json_value(start, end, 0);
+
+    if (last == NULL) {
+        *error = ngx_http_webhook_json_failed - p;
+        return NGX_ERROR;
+    }
+
+    value->data = start;
+    value->len = last - start;
+
+    last = ngx_http_webhook_json_space(last, end);
+
+    if (last != end) {
+        *error = last - p;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* each returns the end of what it checked, or NULL when it is not JSON */
+
+static u_char *
+ngx_http_webhook_json_value(u_char *p, u_char *end, ngx_uint_t depth)
+{
+    if (p == end) {
+        return ngx_http_webhook_json_fail(p);
+    }
+
+    switch (*p) {
+
+    case '"':
+        return ngx_http_webhook_json_string(p, end);
+
+    case '{':
+    case '[':
+        if (depth >= NGX_HTTP_WEBHOOK_JSON_DEPTH) {
+            return ngx_http_webhook_json_fail(p);
+        }
+
+        return ngx_http_webhook_json_container(p, end, depth + 1);
+
+    case 't':
+        return ngx_http_webhook_json_literal(p, end, "true", 4);
+
+    case 'f':
+        return ngx_http_webhook_json_literal(p, end, "false", 5);
+
+    case 'n':
+        return ngx_http_webhook_json_literal(p, end, "null", 4);
+
+    default:
+        return ngx_http_webhook_json_num(p, end);
+    }
+}
+
+
+static u_char *
+ngx_http_webhook_json_container(u_char *p, u_char *end, ngx_uint_t depth)
+{
+    u_char      close;
+    ngx_uint_t  object;
+
+    object = (*p == '{');
+    close = object ? '}' : ']';
+
+    p = ngx_http_webhook_json_space(p + 1, end);
+
+    if (p < end && *p == close) {
+        return p + 1;
+    }
+
+    for ( ;; ) {
+
+        if (object) {
+            if (p == end || *p != '"') {
+                return ngx_http_webhook_json_fail(p);
+            }
+
+            p = ngx_http_webhook_json_string(p, end);
+            if (p == NULL) {
+                return NULL;
+            }
+
+            p = ngx_http_webhook_json_space(p, end);
+
+            if (p == end || *p != ':') {
+                return ngx_http_webhook_json_fail(p);
+            }
+
+            p = ngx_http_webhook_json_space(p + 1, end);
+        }
+
+        p = ngx_http_webhook_json_value(p, end, depth);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        p = ngx_http_webhook_json_space(p, end);
+
+        if (p == end) {
+            return ngx_http_webhook_json_fail(p);
+        }
+
+        if (*p == close) {
+            return p + 1;
+        }
+
+        if (*p != ',') {
+            return ngx_http_webhook_json_fail(p);
+        }
+
+        p = ngx_http_webhook_json_space(p + 1, end);
+    }
+}
+
+
+static u_char *
+ngx_http_webhook_json_string(u_char *p, u_char *end)
+{
+    ngx_int_t  u;
+
+    for (p++; /* void */; /* void */) {
+
+        while (p < end && !ngx_http_webhook_json_special[*p]) {
+            p++;
+        }
+
+        if (p == end || *p < 0x20) {
+            return ngx_http_webhook_json_fail(p);
+        }
+
+        if (*p == '"') {
+            return p + 1;
+        }
+
+        /* an escape */
+
+        if (end - p < 2) {
+            return ngx_http_webhook_json_fail(p);
+        }
+
+        switch (p[1]) {
+
+        case '"': case '\\': case '/':
+        case 'b': case 'f': case 'n': case 'r': case 't':
+            p += 2;
+            break;
+
+        case 'u':
+            if (end - p < 6) {
+                return ngx_http_webhook_json_fail(p);
+            }
+
+            u = ngx_http_webhook_json_hex4(p + 2);
+
+            if (u == NGX_ERROR || (u >= 0xdc00 && u <= 0xdfff)) {
+                return ngx_http_webhook_json_fail(p);
+            }
+
+            if (u >= 0xd800 && u <= 0xdbff) {
+
+                /* a high surrogate: its low one must follow */
+
+                if (end - p < 12 || p[6] != '\\' || p[7] != 'u') {
+                    return ngx_http_webhook_json_fail(p);
+                }
+
+                u = ngx_http_webhook_json_hex4(p + 8);
+
+                if (u < 0xdc00 || u > 0xdfff) {
+                    return ngx_http_webhook_json_fail(p);
+                }
+
+                p += 12;
+                break;
+            }
+
+            p += 6;
+            break;
+
+        default:
+            return ngx_http_webhook_json_fail(p);
+        }
+    }
+}
+
+
+/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+
+static u_char *
+ngx_http_webhook_json_num(u_char *p, u_char *end)
+{
+    if (p < end && *p == '-') {
+        p++;
+    }
+
+    if (p == end) {
+        return ngx_http_webhook_json_fail(p);
+    }
+
+    if (*p == '0') {
+        p++;
+
+    } else {
+        p = ngx_http_webhook_json_digits(p, end);
+        if (p == NULL) {
+            return NULL;
+        }
+    }
+
+    if (p < end && *p == '.') {
+        p = ngx_http_webhook_json_digits(p + 1, end);
+        if (p == NULL) {
+            return NULL;
+        }
+    }
+
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+
+        if (p < end && (*p == '+' || *p == '-')) {
+            p++;
+        }
+
+        p = ngx_http_webhook_json_digits(p, end);
+    }
+
+    return p;
+}
+
+
+/* one or more digits */
+
+static u_char *
+ngx_http_webhook_json_digits(u_char *p, u_char *end)
+{
+    u_char  *start;
+
+    start = p;
+
+    while (p < end && *p >= '0' && *p <= '9') {
+        p++;
+    }
+
+    return p == start ? ngx_http_webhook_json_fail(p) : p;
+}
+
+
+static u_char *
+ngx_http_webhook_json_literal(u_char *p, u_char *end, char *literal,
+    size_t len)
+{
+    if ((size_t) (end - p) < len || ngx_strncmp(p, literal, len) != 0) {
+        return ngx_http_webhook_json_fail(p);
+    }
+
+    return p + len;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_json_hex4(u_char *p)
+{
+    u_char      c;
+    ngx_int_t   u;
+    ngx_uint_t  i;
+
+    u = 0;
+
+    for (i = 0; i < 4; i++) {
+        c = p[i];
+
+        if (c >= '0' && c <= '9') {
+            u = u * 16 + (c - '0');
+
+        } else {
+            c |= 0x20;
+
+            if (c < 'a' || c > 'f') {
+                return NGX_ERROR;
+            }
+
+            u = u * 16 + (c - 'a' + 10);
+        }
+    }
+
+    return u;
+}
+
+
+static u_char *
+ngx_http_webhook_json_fail(u_char *p)
+{
+    ngx_http_webhook_json_failed = p;
+
+    return NULL;
+}
+
+
+/* white space, made spaces: the envelope stays one line */
+
+static u_char *
+ngx_http_webhook_json_space(u_char *p, u_char *end)
+{
+    while (p < end) {
+
+        switch (*p) {
+
+        case CR:
+        case LF:
+        case '\t':
+            *p = ' ';
+            /* fall through */
+
+        case ' ':
+            p++;
+            continue;
+        }
+
+        break;
+    }
+
+    return p;
+}
+
+
+/* the end of a value of checked text, or of a string from its quote */
+
+static u_char *
+ngx_http_webhook_json_skip(u_char *p)
+{
+    ngx_uint_t  depth;
+
+    if (*p == '"') {
+        for (p++; /* void */; p += 2) {
+            while (!ngx_http_webhook_json_special[*p]) {
+                p++;
+            }
+
+            if (*p == '"') {
+                return p + 1;
+            }
+        }
+    }
+
+    if (*p != '{' && *p != '[') {
+        /* a number or a literal */
+
+        while (*p != ',' && *p != '}' && *p != ']' && *p != ' ') {
+            p++;
+        }
+
+        return p;
+    }
+
+    depth = 0;
+
+    for ( ;; ) {
+        while (!ngx_http_webhook_json_structural[*p]) {
+            p++;
+        }
+
+        switch (*p) {
+
+        case '"':
+            p = ngx_http_webhook_json_skip(p);
+            continue;
+
+        case '{':
+        case '[':
+            depth++;
+            break;
+
+        default:                                        /* '}' or ']' */
+            if (--depth == 0) {
+                return p + 1;
+            }
+        }
+
+        p++;
+    }
+}
+
+
+/*
+ * Finds in a checked object the first member named names[i], for each i:
+ * values[i] is its value, or empty.  Returns how many were found.
+ */
+
+ngx_uint_t
+ngx_http_webhook_json_members(ngx_str_t *object, ngx_str_t *names,
+    ngx_str_t *values, ngx_uint_t n)
+{
+    u_char      *p, *end;
+    ngx_str_t    key;
+    ngx_uint_t   i, found;
+
+    for (i = 0; i < n; i++) {
+        values[i].len = 0;
+    }
+
+    p = object->data + 1;
+    end = object->data + object->len - 1;
+    found = 0;
+
+    for ( ;; ) {
+        p = ngx_http_webhook_json_space(p, end);
+
+        if (p == end) {
+            return found;
+        }
+
+        key.data = p;
+        p = ngx_http_webhook_json_skip(p);
+        key.len = p - key.data;
+
+        p = ngx_http_webhook_json_space(p, end) + 1;     /* ':' */
+        p = ngx_http_webhook_json_space(p, end);
+
+        for (i = 0; i < n; i++) {
+            if (values[i].len == 0
+                && ngx_http_webhook_json_key_is(&key, &names[i]))
+            {
+                break;
+            }
+        }
+
+        if (i < n) {
+            values[i].data = p;
+            p = ngx_http_webhook_json_skip(p);
+            values[i].len = p - values[i].data;
+
+            if (++found == n) {
+                return found;
+            }
+
+        } else {
+            p = ngx_http_webhook_json_skip(p);
+        }
+
+        p = ngx_http_webhook_json_space(p, end);
+
+        if (p < end) {
+            p++;                                        /* ',' */
+        }
+    }
+}
+
+
+/*
+ * The elements of a checked array, as spans: their number, or NGX_ERROR
+ * when there are more than n.  With no elts, just their number.
+ */
+
+ngx_int_t
+ngx_http_webhook_json_elements(ngx_str_t *array, ngx_str_t *elts,
+    ngx_uint_t n)
+{
+    u_char      *p, *end;
+    ngx_uint_t   i;
+
+    p = array->data + 1;
+    end = array->data + array->len - 1;
+
+    for (i = 0; /* void */; i++) {
+        p = ngx_http_webhook_json_space(p, end);
+
+        if (p == end) {
+            return i;
+        }
+
+        if (elts == NULL) {
+            p = ngx_http_webhook_json_skip(p);
+
+        } else {
+            if (i == n) {
+                return NGX_ERROR;
+            }
+
+            elts[i].data = p;
+            p = ngx_http_webhook_json_skip(p);
+            elts[i].len = p - elts[i].data;
+        }
+
+        p = ngx_http_webhook_json_space(p, end);
+
+        if (p < end) {
+            p++;                                        /* ',' */
+        }
+    }
+}
+
+
+/* a key, escaped or not, compared as cJSON does: up to a \u0000 */
+
+static ngx_uint_t
+ngx_http_webhook_json_key_is(ngx_str_t *key, ngx_str_t *name)
+{
+    size_t   len;
+    u_char   buf[64 + 4];
+
+    if (key->len < name->len + 2) {
+        return 0;
+    }
+
+    if (ngx_strlchr(key->data + 1, key->data + key->len - 1, '\\') == NULL) {
+        return key->len == name->len + 2
+               && ngx_memcmp(key->data + 1, name->data, name->len) == 0;
+    }
+
+    if (name->len >= 64) {
+        return 0;
+    }
+
+    len = ngx_http_webhook_json_decode(buf, key, name->len + 1);
+
+    return len == name->len && ngx_memcmp(buf, name->data, len) == 0;
+}
+
+
+/*
+ * The text of a checked string, unescaped into dst (room for the
+ * string's length), up to a \u0000 as cJSON's C strings end there.
+ */
+
+size_t
+ngx_http_webhook_json_unescape(u_char *dst, ngx_str_t *string)
+{
+    return ngx_http_webhook_json_decode(dst, string, string->len);
+}
+
+
+/* at most max bytes, plus a UTF-8 sequence that starts before max */
+
+static size_t
+ngx_http_webhook_json_decode(u_char *dst, ngx_str_t *string, size_t max)
+{
+    u_char    *p, *end, *d, *last;
+    uint32_t   u;
+
+    p = string->data + 1;
+    end = string->data + string->len - 1;
+    d = dst;
+    last = dst + max;
+
+    while (p < end && d < last) {
+
+        if (*p != '\\') {
+            *d++ = *p++;
+            continue;
+        }
+
+        p++;
+
+        switch (*p++) {
+        case 'b': *d++ = '\b'; continue;
+        case 'f': *d++ = '\f'; continue;
+        case 'n': *d++ = '\n'; continue;
+        case 'r': *d++ = '\r'; continue;
+        case 't': *d++ = '\t'; continue;
+        case 'u': break;
+        default: *d++ = p[-1]; continue;
+        }
+
+        u = (uint32_t) ngx_http_webhook_json_hex4(p);
+        p += 4;
+
+        if (u >= 0xd800 && u <= 0xdbff) {
+            u = 0x10000 + ((u - 0xd800) << 10)
+                + ((uint32_t) ngx_http_webhook_json_hex4(p + 2) - 0xdc00);
+            p += 6;
+        }
+
+        if (u == 0) {
+            break;
+        }
+
+        if (u < 0x80) {
+            *d++ = (u_char) u;
+
+        } else if (u < 0x800) {
+            *d++ = (u_char) (0xc0 | (u >> 6));
+            *d++ = (u_char) (0x80 | (u & 0x3f));
+
+        } else if (u < 0x10000) {
+            *d++ = (u_char) (0xe0 | (u >> 12));
+            *d++ = (u_char) (0x80 | ((u >> 6) & 0x3f));
+            *d++ = (u_char) (0x80 | (u & 0x3f));
+
+        } else {
+            *d++ = (u_char) (0xf0 | (u >> 18));
+            *d++ = (u_char) (0x80 | ((u >> 12) & 0x3f));
+            *d++ = (u_char) (0x80 | ((u >> 6) & 0x3f));
+            *d++ = (u_char) (0x80 | (u & 0x3f));
+        }
+    }
+
+    return d - dst;
+}
+
+
+/* the value of a checked number, as cJSON reads it (strtod) */
+
+ngx_int_t
+ngx_http_webhook_json_number(ngx_str_t *number, double *d)
+{
+    u_char  buf[NGX_HTTP_WEBHOOK_JSON_NUMBER + 1];
+
+    if (number->len > NGX_HTTP_WEBHOOK_JSON_NUMBER) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(buf, number->data, number->len);
+    buf[number->len] = '\0';
+
+    *d = strtod((char *) buf, NULL);
+
+    return NGX_OK;
+}

@@ -1,0 +1,50 @@
+
+/*
+ * Copyright (C) The ngx_http_webhook_module authors
+ */
+
+
+#ifndef _NGX_HTTP_WEBHOOK_JSON_H_INCLUDED_
+#define _NGX_HTTP_WEBHOOK_JSON_H_INCLUDED_
+
+
+/*
+ * A strict JSON scanner (RFC 8259) that builds no tree: one pass checks a
+ * whole text, then the members an event needs are found in place, as
+ * spans of the text.  No allocation, no I/O.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+/* as deep as cJSON goes */
+#define NGX_HTTP_WEBHOOK_JSON_DEPTH  1000
+
+
+ngx_int_t ngx_http_webhook_json_check(u_char *p, size_t len,
+    ngx_str_t *value, size_t *error);
+
+ngx_uint_t ngx_http_webhook_json_members(ngx_str_t *object,
+    ngx_str_t *names, ngx_str_t *values, ngx_uint_t n);
+ngx_int_t ngx_http_webhook_json_elements(ngx_str_t *array, ngx_str_t *elts,
+    ngx_uint_t n);
+
+size_t ngx_http_webhook_json_unescape(u_char *dst, ngx_str_t *string);
+ngx_int_t ngx_http_webhook_json_number(ngx_str_t *number, double *d);
+
+
+#define ngx_http_webhook_json_is(v, c)                                       \
+    ((v)->len && (v)->data[0] == (c))
+#define ngx_http_webhook_json_is_object(v)  ngx_http_webhook_json_is(v, '{')
+#define ngx_http_webhook_json_is_array(v)   ngx_http_webhook_json_is(v, '[')
+#define ngx_http_webhook_json_is_string(v)  ngx_http_webhook_json_is(v, '"')
+#define ngx_http_webhook_json_is_true(v)    ngx_http_webhook_json_is(v, 't')
+#define ngx_http_webhook_json_is_null(v)    ngx_http_webhook_json_is(v, 'n')
+#define ngx_http_webhook_json_is_number(v)                                   \
+    ((v)->len && ((v)->data[0] == '-'                                        \
+                  || ((v)->data[0] >= '0' && (v)->data[0] <= '9')))
+
+
+#endif /* _NGX_HTTP_WEBHOOK_JSON_H_INCLUDED_ */
