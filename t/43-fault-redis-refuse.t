@@ -161,6 +161,57 @@ subtest 'LOADING (DEBUG RELOAD of a slowly loaded dataset)' => sub {
 };
 
 clean_log($ng, 'OOM, READONLY, LOADING');
+
+# Redis crashes and, started again, loads its dataset for a few seconds: the
+# module reconnects into LOADING (its handshake fails), refuses with 503,
+# and serves once the dataset is loaded
+subtest 'LOADING after a restart (the handshake meets LOADING)' => sub {
+    my $r2 = start_redis(extra => [qw(--key-load-delay 100 --loading-process-events-interval-bytes 1024)]);
+    is($r2->cli('DEBUG', 'POPULATE', 20000, 'filler'), 'OK', 'DEBUG POPULATE 20000 keys');
+    is($r2->cli('SAVE'), 'OK', 'SAVE');
+    my $ng2 = webhook_nginx($r2);
+    serves($ng2, 'before the crash');
+    $r2->cli('DEL', map { "{webhook}:queue:$_" } qw(high medium low));
+    WebhookLoad::kill_redis($r2);
+    my $loaded_at;
+    my ($recs, $bad) = run_clients(
+        n => 2, dir => $ng2->path('results-loading'), timeout => 60,
+        work => sub {
+            my ($c) = @_;
+            my ($row, @r) = (0);
+            my $t0 = time;
+            while ($row < 3 && time - $t0 < 30) {
+                my $id = 700000 + $c * 1000 + @r;
+                my $res = $ng2->request('POST', $R, \%H, json_encode({ event_id => $id,
+                    model => 'stock.picking', record_id => 1, event => 'write' }), timeout => 20);
+                push @r, { %{ WebhookLoad::Client->record($id, $res) }, answer => sprintf('%.3f', time) };
+                $row = $res->{status} == 200 ? $row + 1 : 0;
+                sleep 0.05;
+            }
+            return @r;
+        },
+        while_running => sub { sleep 0.5; $r2->start; $loaded_at = time },
+    );
+    is_deeply($bad, [], 'the clients finished');
+    my $s = summarize($recs);
+    my @early = grep { $_->{status} == 200 && $_->{answer} < $loaded_at - 0.5 } @$recs;
+    diag sprintf 'LOADING after a restart: %d requests, %d x 503 while Redis was down or loading, '
+        . '%d x 200 after, %d other; max latency %.3fs', $s->{sent}, $s->{unavailable}, $s->{ok},
+        $s->{other} + $s->{conn_error}, $s->{max};
+    cmp_ok($s->{unavailable}, '>', 0, 'refused while Redis was down or loading');
+    is($s->{other} + $s->{conn_error}, 0, 'only 503 and 200');
+    is($s->{no_retry_after}, 0, 'every 503 has Retry-After');
+    is_deeply(\@early, [], 'no 200 before Redis had loaded its dataset');
+    cmp_ok($s->{max}, '<', 2 + $MARGIN, sprintf('answered within the timeout (max %.3fs)', $s->{max}));
+    like($ng2->error_log, qr/webhook: redis (AUTH|SELECT|SCRIPT LOAD) failed: LOADING/,
+        'the handshake meeting LOADING is logged');
+    my %ok = map { $_->{id} => 1 } grep { $_->{status} == 200 } @$recs;
+    my @queued = map { $_->{event_id} } envelopes($r2);
+    is_deeply([sort @queued], [sort keys %ok], 'Redis holds exactly the events answered 200');
+    clean_log($ng2, 'LOADING after a restart');
+    ok($ng2->stop(timeout => 20), 'nginx stops gracefully');
+    $r2->stop;
+};
 ok($ng->stop(timeout => 20), 'nginx stops gracefully');
 $redis->stop;
 

@@ -23,6 +23,9 @@
 # with 200, nginx exits without a hang and without "open socket left", and
 # every request is either answered (and logged) or was never accepted (and
 # is neither logged nor queued).
+#
+# Last, `nginx -s stop` (SIGTERM, fast shutdown) while requests wait for
+# Redis: no crash, no hang, and each waiting client gets an answer.
 
 use strict;
 use warnings;
@@ -197,5 +200,40 @@ my %in = map { ($_->{event_id} // '') => 1 } envelopes($redis);
 is_deeply([grep { $in{ $_->{id} } } @never], [], 'quit: no request without an answer was queued');
 is_deeply([bad_log_lines()], [], 'quit: no open socket, alert nor crash in error.log');
 unlike($ng->error_log, qr/\[alert\]|open socket/, 'quit: error.log is clean');
+$redis->flushall;
+
+# ------------------------------------------------------------ fast stop
+subtest 'nginx -s stop (SIGTERM) while requests wait for Redis' => sub {
+    my $ng2 = fault_nginx(redis => $redis, token => $TOKEN, timeout => '3s');
+    is_queued($ng2->request('POST', $R, \%H, body(2)), 'medium', 'warm-up');
+    my $sleeper = $redis->sleep_in_background(1.5, 0.2);
+    my $exited_in;
+    my ($recs, $bad) = run_clients(
+        n => 8, dir => $ng2->path('results-stop'), timeout => 60,
+        work => sub {
+            my $id = 400000 + $_[0];
+            WebhookLoad::Client->record($id, $ng2->request('POST', $R, \%H, body($id), timeout => 20));
+        },
+        while_running => sub {
+            sleep 0.4;
+            my $t0 = time;
+            kill 'TERM', $ng2->pid;
+            delete $ng2->{pid} if WebhookTest::wait_pid($ng2->pid, 20);
+            $exited_in = time - $t0;
+        },
+    );
+    waitpid($sleeper, 0);
+    is_deeply($bad, [], 'every client finished');
+    ok(!$ng2->pid, sprintf('nginx exited %.2fs after SIGTERM', $exited_in));
+    my $s = summarize($recs);
+    diag sprintf 'stop (SIGTERM) with %d requests waiting for Redis: %d x 503, %d x 200, '
+        . '%d without an answer; nginx exited in %.2fs', $s->{sent}, $s->{unavailable}, $s->{ok},
+        $s->{conn_error}, $exited_in;
+    is($s->{unavailable} + $s->{ok}, $s->{sent}, 'each waiting request got an answer (503: the worker was leaving)');
+    my %in = map { ($_->{event_id} // '') => 1 } envelopes($redis);
+    is_deeply([grep { !$in{ $_->{id} } } grep { $_->{status} == 200 } @$recs], [],
+        'every event answered 200 is in Redis');
+    unlike($ng2->error_log, qr/exited on signal|\[alert\]|open socket/, 'no crash, alert nor open socket');
+};
 
 done_testing;

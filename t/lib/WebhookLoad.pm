@@ -10,6 +10,7 @@ package WebhookLoad;
 #                         request the server closed before any byte)
 #   kill_redis($redis)    SIGKILL redis-server, like a crash
 #   envelopes($redis, $queue)   every envelope of the three lists, decoded
+#   redis_hangs($redis)   true when Redis does not answer a PING in 0.3 s
 #   fault_nginx(...)      nginx with a receive location and chaos.log
 #   take_log($ng)         the chaos.log lines since the last call
 #   serves_again(...)     one test: 200s again, on every worker
@@ -25,11 +26,13 @@ use warnings;
 use Exporter 'import';
 use POSIX ();
 use Test::More ();
+use IO::Select;
+use IO::Socket::INET;
 use Time::HiRes qw(time sleep);
 use WebhookTest;
 
 our @EXPORT = qw(load_scale slow_nginx run_clients kill_redis envelopes
-    to_line from_line summarize fault_nginx take_log serves_again);
+    to_line from_line summarize fault_nginx take_log serves_again redis_hangs);
 
 my @FIELDS = qw(id status elapsed retry_after answer answer_status retried error);
 
@@ -156,6 +159,18 @@ sub envelopes {
             $redis->lrange("$queue:queue:$p");
     }
     return @e;
+}
+
+# redis_hangs($redis): true when Redis takes the connection but does not
+# answer a PING within 0.3 s (DEBUG SLEEP, CLIENT PAUSE, SIGSTOP)
+sub redis_hangs {
+    my ($redis) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $redis->port,
+        Proto => 'tcp', Timeout => 1) or return 0;
+    syswrite($s, "PING\r\n");
+    my $answered = IO::Select->new($s)->can_read(0.3);
+    close $s;
+    return $answered ? 0 : 1;
 }
 
 # fault_nginx(redis => $redis, token => T, timeout => '2s', priority =>
