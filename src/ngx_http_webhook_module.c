@@ -67,6 +67,7 @@ ngx_str_t  ngx_http_webhook_results[] = {
     ngx_string("method_not_allowed"),
     ngx_string("unavailable"),
     ngx_string("overloaded"),
+    ngx_string("rate_limited"),
     ngx_string("probe"),
     ngx_string("error")
 };

@@ -37,6 +37,7 @@ typedef enum {
     ngx_http_webhook_method_not_allowed,
     ngx_http_webhook_unavailable,
     ngx_http_webhook_overloaded,
+    ngx_http_webhook_rate_limited,
     ngx_http_webhook_probe,
     ngx_http_webhook_error,
     ngx_http_webhook_nresults

@@ -83,6 +83,7 @@ static void ngx_http_webhook_cleanup(void *data);
 
 static ngx_int_t ngx_http_webhook_send_json(ngx_http_request_t *r,
     ngx_uint_t status, ngx_uint_t result, u_char *body, size_t len);
+static ngx_int_t ngx_http_webhook_retry_after(ngx_http_request_t *r);
 static ngx_table_elt_t *ngx_http_webhook_add_header(ngx_http_request_t *r,
     char *key);
 static ngx_int_t ngx_http_webhook_send_error(ngx_http_request_t *r,
@@ -1059,19 +1060,16 @@ static ngx_int_t
 ngx_http_webhook_send_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_uint_t result, u_char *body, size_t len)
 {
-    ngx_int_t                     rc;
-    ngx_buf_t                    *b;
-    ngx_chain_t                   out;
-    ngx_table_elt_t              *h;
-    ngx_http_webhook_ctx_t       *ctx;
-    ngx_http_webhook_loc_conf_t  *wlcf;
+    ngx_int_t                rc;
+    ngx_buf_t               *b;
+    ngx_chain_t              out;
+    ngx_table_elt_t         *h;
+    ngx_http_webhook_ctx_t  *ctx;
 
     ctx = ngx_http_webhook_ctx(r);
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
 
     ctx->result = result;
     ctx->responded = 1;
@@ -1082,18 +1080,9 @@ ngx_http_webhook_send_json(ngx_http_request_t *r, ngx_uint_t status,
     h = NULL;
 
     if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
-        h = ngx_http_webhook_add_header(r, "Retry-After");
-        if (h == NULL) {
+        if (ngx_http_webhook_retry_after(r) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        h->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
-        if (h->value.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->value.len = ngx_sprintf(h->value.data, "%T", wlcf->retry_after)
-                       - h->value.data;
 
     } else if (status == NGX_HTTP_UNAUTHORIZED) {
         h = ngx_http_webhook_add_header(r, "WWW-Authenticate");
@@ -1139,6 +1128,58 @@ ngx_http_webhook_send_json(ngx_http_request_t *r, ngx_uint_t status,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/* "Retry-After: webhook_retry_after", unless the answer has one */
+
+static ngx_int_t
+ngx_http_webhook_retry_after(ngx_http_request_t *r)
+{
+    ngx_uint_t                    i;
+    ngx_list_part_t              *part;
+    ngx_table_elt_t              *h;
+    ngx_http_webhook_loc_conf_t  *wlcf;
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash && h[i].key.len == sizeof("Retry-After") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Retry-After",
+                               sizeof("Retry-After") - 1) == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
+
+    h = ngx_http_webhook_add_header(r, "Retry-After");
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+    if (h->value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->value.len = ngx_sprintf(h->value.data, "%T", wlcf->retry_after)
+                   - h->value.data;
+
+    return NGX_OK;
 }
 
 
@@ -1290,6 +1331,18 @@ ngx_http_webhook_header_filter(ngx_http_request_t *r)
         result = ngx_http_webhook_error;
         code = "timeout";
         message = "the body was not received in time";
+        break;
+
+    case NGX_HTTP_TOO_MANY_REQUESTS:
+        /* limit_req or limit_conn in the location: the sender retries */
+        result = ngx_http_webhook_rate_limited;
+        code = "rate_limited";
+        message = "too many requests, retry later";
+
+        if (ngx_http_webhook_retry_after(r) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
         break;
 
     default:

@@ -22,7 +22,7 @@ my $TOKEN = 'tok-status-4c1e9a7b2d';
 my $VERSION = '0.1.0';
 my @PRIOS = qw(high medium low);
 my @RESULTS = qw(queued duplicate test unauthorized invalid unsupported_media_type
-    too_large method_not_allowed unavailable overloaded probe error);
+    too_large method_not_allowed unavailable overloaded rate_limited probe error);
 my @LE = qw(0.0005 0.001 0.0025 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 +Inf);
 my $PROM_CT = 'text/plain; version=0.0.4; charset=utf-8';
 my $Q = '{webhook}';
