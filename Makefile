@@ -93,6 +93,7 @@ $(UNIT): t/unit/test_event.c $(EVENT) $(NGINX_DIR)/objs/Makefile
 
 $(FUZZER): t/fuzz/fuzz_event.c $(EVENT) $(NGINX_DIR)/objs/Makefile
 	clang -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined \
 	    $(NGX_INCS) -o $@ t/fuzz/fuzz_event.c \
 	    src/ngx_http_webhook_event.c src/ngx_http_webhook_json.c -lcjson
 
@@ -103,6 +104,7 @@ fuzz: $(FUZZER)
 	mkdir -p $(BUILD)/corpus
 	cp t/fuzz/corpus/* t/data/*.json $(BUILD)/corpus/
 	$(FUZZER) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	    -dict=t/fuzz/json.dict -timeout=10 -rss_limit_mb=1024 \
 	    -print_final_stats=1 $(BUILD)/corpus
 
 test: $(MODULE) $(UNIT)
