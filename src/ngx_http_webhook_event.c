@@ -227,7 +227,10 @@ ngx_http_webhook_priority(u_char *p, size_t len)
 }
 
 
-/* a non-empty string, unescaped up to a \u0000 as cJSON would */
+/*
+ * A non-empty string, unescaped.  A \u0000 would cut it short: the
+ * envelope and the dedupe key would hold less than the payload.
+ */
 
 static ngx_int_t
 ngx_http_webhook_event_string(ngx_str_t *value, ngx_str_t *s,
@@ -240,6 +243,9 @@ ngx_http_webhook_event_string(ngx_str_t *value, ngx_str_t *s,
     if (ngx_strlchr(value->data, value->data + value->len, '\\') == NULL) {
         s->data = value->data + 1;
         s->len = value->len - 2;
+
+    } else if (ngx_http_webhook_json_has_nul(value)) {
+        return NGX_ERROR;
 
     } else {
         s->data = *scratch;

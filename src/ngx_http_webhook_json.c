@@ -578,7 +578,11 @@ ngx_http_webhook_json_elements(ngx_str_t *array, ngx_str_t *elts,
 }
 
 
-/* a key, escaped or not, compared as cJSON does: up to a \u0000 */
+/*
+ * A key, escaped or not, compared unescaped.  A key holding a \u0000 is
+ * no name the module reads: cut there, it would be read as another key
+ * than the one a consumer sees.
+ */
 
 static ngx_uint_t
 ngx_http_webhook_json_key_is(ngx_str_t *key, ngx_str_t *name)
@@ -595,7 +599,7 @@ ngx_http_webhook_json_key_is(ngx_str_t *key, ngx_str_t *name)
                && ngx_memcmp(key->data + 1, name->data, name->len) == 0;
     }
 
-    if (name->len >= 64) {
+    if (name->len >= 64 || ngx_http_webhook_json_has_nul(key)) {
         return 0;
     }
 
@@ -607,13 +611,39 @@ ngx_http_webhook_json_key_is(ngx_str_t *key, ngx_str_t *name)
 
 /*
  * The text of a checked string, unescaped into dst (room for the
- * string's length), up to a \u0000 as cJSON's C strings end there.
+ * string's length), up to a \u0000 (see ngx_http_webhook_json_has_nul()).
  */
 
 size_t
 ngx_http_webhook_json_unescape(u_char *dst, ngx_str_t *string)
 {
     return ngx_http_webhook_json_decode(dst, string, string->len);
+}
+
+
+/* whether a checked string holds a \u0000, which a C string cannot */
+
+ngx_uint_t
+ngx_http_webhook_json_has_nul(ngx_str_t *string)
+{
+    u_char  *p, *end;
+
+    end = string->data + string->len - 1;
+
+    for (p = string->data + 1; p < end; p++) {
+
+        if (*p != '\\') {
+            continue;
+        }
+
+        p++;
+
+        if (*p == 'u' && ngx_strncmp(p + 1, "0000", 4) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

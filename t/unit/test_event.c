@@ -271,10 +271,11 @@ test_elements(void)
     ngx_str_set(&names[1], "event");
     ngx_str_set(&names[2], "missing");
 
-    ok(ngx_http_webhook_json_members(&root, names, values, 3) == 2
-       && str_is(&values[0], "1") && str_is(&values[1], "3")
+    ok(ngx_http_webhook_json_members(&root, names, values, 3) == 1
+       && str_is(&values[0], "1") && values[1].len == 0
        && values[2].len == 0,
-       "keys match unescaped, the first one wins, up to a \\u0000");
+       "keys match unescaped, the first one wins, \"event\\u0000x\" is "
+       "not \"event\"");
 }
 
 
@@ -335,6 +336,33 @@ test_event_shape(void)
        && str_is(&ev.record_id, "-7") && str_is(&ev.id_key, "abc-1")
        && ev.event_id.data == NULL,
        "a string event_id and a negative record_id are accepted");
+
+    /* a \u0000 would cut the value short: the dedupe key, the envelope */
+
+    ok(read_event("{\"model\": \"a\", \"record_id\": 1, \"event\": \"w\", "
+                  "\"event_id\": \"x\\u0000y\"}", 0, &ev, &err) == NGX_ERROR
+       && strstr(err, "event_id"),
+       "a \\u0000 in a string event_id is refused");
+
+    ok(read_event("{\"model\": \"a\\u0000b\", \"record_id\": 1, "
+                  "\"event\": \"w\"}", 0, &ev, &err) == NGX_ERROR
+       && strstr(err, "model"),
+       "a \\u0000 in the model is refused");
+
+    ok(read_event("{\"model\": \"a\", \"record_id\": 1, \"event\": \"w\", "
+                  "\"priority\": \"high\\u0000\"}", 0, &ev, &err)
+       == NGX_DECLINED,
+       "a \\u0000 in the priority is refused");
+
+    ok(read_event("{\"model\": \"a\\\\u0000\", \"record_id\": 1, "
+                  "\"event\": \"w\", \"data\": \"\\u0000\"}", 0, &ev, &err)
+       == NGX_OK && str_is(&ev.model, "a\\u0000"),
+       "an escaped backslash before u0000 is no NUL, nor one in the payload");
+
+    ok(read_event("{\"model\\u0000\": \"evil\", \"model\": \"a\", "
+                  "\"record_id\": 1, \"event\": \"w\"}", 0, &ev, &err)
+       == NGX_OK && str_is(&ev.model, "a"),
+       "a key \"model\\u0000\" is not \"model\"");
 
     ok(read_event("{\"model\": \"a\", \"record_id\": 9007199254740993, "
                   "\"event\": \"w\"}", 0, &ev, &err) == NGX_ERROR,
