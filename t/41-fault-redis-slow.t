@@ -31,7 +31,7 @@ my $TOKEN = 'tok-chaos-slow-77b0e2';
 my %H = ('Content-Type' => 'application/json', Authorization => "Bearer $TOKEN");
 my $TIMEOUT = 1;
 my $MARGIN = slow_nginx() ? 8 : 1;
-my $HANG = slow_nginx() ? 6 : 3;    # longer than the timeout, by far
+my $HANG = slow_nginx() ? 4 : 3;    # longer than the timeout, by far
 my $CLIENTS = slow_nginx() ? 4 : 10;
 
 my $redis = start_redis();
