@@ -508,7 +508,7 @@ is_deeply([sort { $a <=> $b } $ng->workers], [sort { $a <=> $b } @WORKERS],
     'the worker is the one that started (none died)');
 my $after = post(event_text(event_id => '"after-all"'));
 is_queued($after, 'medium', 'still serving');
-ok($ng->stop, 'nginx stops gracefully');
+ok($ng->stop(timeout => 60), 'nginx stops gracefully');    # valgrind takes its time
 my @bad = grep { /\[(crit|alert|emerg)\]|exited on signal|open socket/ } split /\n/, $ng->error_log;
 is_deeply(\@bad, [], 'error.log: no crit, alert, emerg, "exited on signal" or open socket');
 
