@@ -25,7 +25,8 @@
  *  - its event_id, model, record_id, event are the reference's (values
  *    are compared member by member, in order: duplicate keys count);
  *  - unescaped strings stay inside the scratch room the handler gives;
- *  - the JSON string escaper round-trips any bytes.
+ *  - the JSON string escaper round-trips any bytes, and received_at any
+ *    time.
  *
  * Build and run: make fuzz FUZZ_SECONDS=60 (see the Makefile).
  */
@@ -638,6 +639,33 @@ fuzz_escape(const uint8_t *data, size_t size)
 }
 
 
+/* received_at: any time of years 1970 to 9999 reads back */
+
+static void
+fuzz_time(const uint8_t *data, size_t size)
+{
+    u_char      buf[NGX_HTTP_WEBHOOK_TIME_LEN];
+    uint64_t    v;
+    time_t      sec;
+    ngx_uint_t  msec;
+
+    if (size < 8) {
+        return;
+    }
+
+    memcpy(&v, data, 8);
+
+    sec = (time_t) (v % 253402300800ULL);
+    msec = (ngx_uint_t) (v >> 48) % 1000;
+
+    fuzz_check(ngx_http_webhook_time(buf, sec, msec) - buf
+               == NGX_HTTP_WEBHOOK_TIME_LEN, "time length");
+    fuzz_check(ngx_http_webhook_time_parse(buf, NGX_HTTP_WEBHOOK_TIME_LEN)
+               == (int64_t) sec * 1000 + (int64_t) msec,
+               "time does not read back");
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -649,6 +677,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_uint_t   any, fields;
 
     fuzz_escape(data, size);
+    fuzz_time(data, size);
 
     copy = malloc(size + 1);
     fuzz_check(copy != NULL, "malloc");
