@@ -26,7 +26,7 @@ END {
         printf "\"%s\"", keys[i]
         lim = rps[keys[i], "limit"]
         for (c = 1; c <= nc; c++)
-            printf "\t%.3f", lim ? rps[keys[i], name[c]] / lim : 0
+            printf "\t%.6f", lim ? rps[keys[i], name[c]] / lim : 0
         print ""
     }
 }
