@@ -901,7 +901,8 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
                                        "retry later");
     }
 
-    ngx_http_webhook_count_duration(r, ngx_http_webhook_now_usec() - ctx->start);
+    ngx_http_webhook_count_duration(r,
+                                    ngx_http_webhook_now_usec() - ctx->start);
 
     queued = 0;
 
