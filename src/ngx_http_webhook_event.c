@@ -236,6 +236,8 @@ static ngx_int_t
 ngx_http_webhook_event_string(ngx_str_t *value, ngx_str_t *s,
     u_char **scratch)
 {
+    ngx_int_t  n;
+
     if (!ngx_http_webhook_json_is_string(value)) {
         return NGX_ERROR;
     }
@@ -244,13 +246,15 @@ ngx_http_webhook_event_string(ngx_str_t *value, ngx_str_t *s,
         s->data = value->data + 1;
         s->len = value->len - 2;
 
-    } else if (ngx_http_webhook_json_has_nul(value)) {
-        return NGX_ERROR;
-
     } else {
+        n = ngx_http_webhook_json_unescape(*scratch, value);
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
         s->data = *scratch;
-        s->len = ngx_http_webhook_json_unescape(*scratch, value);
-        *scratch += s->len;
+        s->len = n;
+        *scratch += n;
     }
 
     return s->len ? NGX_OK : NGX_ERROR;

@@ -33,8 +33,8 @@ static u_char *ngx_http_webhook_json_space(u_char *p, u_char *end);
 static u_char *ngx_http_webhook_json_skip(u_char *p);
 static ngx_uint_t ngx_http_webhook_json_key_is(ngx_str_t *key,
     ngx_str_t *name);
-static size_t ngx_http_webhook_json_decode(u_char *dst, ngx_str_t *string,
-    size_t max);
+static ngx_int_t ngx_http_webhook_json_decode(u_char *dst,
+    ngx_str_t *string, size_t max);
 
 
 /* 1: '"', '[', ']', '{', '}' */
@@ -587,8 +587,8 @@ ngx_http_webhook_json_elements(ngx_str_t *array, ngx_str_t *elts,
 static ngx_uint_t
 ngx_http_webhook_json_key_is(ngx_str_t *key, ngx_str_t *name)
 {
-    size_t   len;
-    u_char   buf[64 + 4];
+    u_char     buf[64 + 4];
+    ngx_int_t  len;
 
     if (key->len < name->len + 2) {
         return 0;
@@ -599,57 +599,37 @@ ngx_http_webhook_json_key_is(ngx_str_t *key, ngx_str_t *name)
                && ngx_memcmp(key->data + 1, name->data, name->len) == 0;
     }
 
-    if (name->len >= 64 || ngx_http_webhook_json_has_nul(key)) {
+    if (name->len >= 64) {
         return 0;
     }
 
     len = ngx_http_webhook_json_decode(buf, key, name->len + 1);
 
-    return len == name->len && ngx_memcmp(buf, name->data, len) == 0;
+    return len == (ngx_int_t) name->len
+           && ngx_memcmp(buf, name->data, len) == 0;
 }
 
 
 /*
  * The text of a checked string, unescaped into dst (room for the
- * string's length), up to a \u0000 (see ngx_http_webhook_json_has_nul()).
+ * string's length): its length, or NGX_ERROR when it holds a \u0000,
+ * which no field the module reads may hold (cut there, it would name
+ * less than the payload says).
  */
 
-size_t
+ngx_int_t
 ngx_http_webhook_json_unescape(u_char *dst, ngx_str_t *string)
 {
     return ngx_http_webhook_json_decode(dst, string, string->len);
 }
 
 
-/* whether a checked string holds a \u0000, which a C string cannot */
+/*
+ * At most max bytes, plus a UTF-8 sequence that starts before max; a
+ * \u0000 among them is NGX_ERROR.
+ */
 
-ngx_uint_t
-ngx_http_webhook_json_has_nul(ngx_str_t *string)
-{
-    u_char  *p, *end;
-
-    end = string->data + string->len - 1;
-
-    for (p = string->data + 1; p < end; p++) {
-
-        if (*p != '\\') {
-            continue;
-        }
-
-        p++;
-
-        if (*p == 'u' && ngx_strncmp(p + 1, "0000", 4) == 0) {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-/* at most max bytes, plus a UTF-8 sequence that starts before max */
-
-static size_t
+static ngx_int_t
 ngx_http_webhook_json_decode(u_char *dst, ngx_str_t *string, size_t max)
 {
     u_char    *p, *end, *d, *last;
@@ -689,7 +669,7 @@ ngx_http_webhook_json_decode(u_char *dst, ngx_str_t *string, size_t max)
         }
 
         if (u == 0) {
-            break;
+            return NGX_ERROR;
         }
 
         if (u < 0x80) {

@@ -31,8 +31,7 @@ ngx_uint_t ngx_http_webhook_json_members(ngx_str_t *object,
 ngx_int_t ngx_http_webhook_json_elements(ngx_str_t *array, ngx_str_t *elts,
     ngx_uint_t n);
 
-size_t ngx_http_webhook_json_unescape(u_char *dst, ngx_str_t *string);
-ngx_uint_t ngx_http_webhook_json_has_nul(ngx_str_t *string);
+ngx_int_t ngx_http_webhook_json_unescape(u_char *dst, ngx_str_t *string);
 ngx_int_t ngx_http_webhook_json_number(ngx_str_t *number, double *d);
 
 
