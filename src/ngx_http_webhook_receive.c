@@ -308,10 +308,8 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     if (ngx_http_webhook_json_check(body->data, body->len, &root, &offset)
         != NGX_OK)
     {
-        p = offset ? ngx_snprintf(msg, sizeof(msg), "the body is not valid "
-                                  "JSON (at byte %uz)", offset)
-                   : ngx_cpymem(msg, "the body is not valid JSON",
-                                sizeof("the body is not valid JSON") - 1);
+        p = ngx_snprintf(msg, sizeof(msg),
+                         "the body is not valid JSON (at byte %uz)", offset);
 
         return ngx_http_webhook_send_error(r, NGX_HTTP_BAD_REQUEST,
                                            ngx_http_webhook_invalid,
@@ -334,11 +332,15 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
                                           p, ngx_strlen(p));
     }
 
-    /* unescaped strings: never longer than the body */
+    /* room for unescaped strings, never longer than the body, if any */
 
-    scratch = ngx_pnalloc(r->pool, body->len);
-    if (scratch == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    scratch = NULL;
+
+    if (ngx_strlchr(root.data, root.data + root.len, '\\')) {
+        scratch = ngx_pnalloc(r->pool, root.len);
+        if (scratch == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     if (kind == NGX_HTTP_WEBHOOK_SINGLE) {
@@ -381,10 +383,34 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
     ngx_http_webhook_json_members(&root, &events_name, &events, 1);
 
-    n = ngx_http_webhook_json_is_array(&events)
-        ? ngx_http_webhook_json_elements(&events, NULL, 0) : NGX_ERROR;
+    n = 0;
 
-    if (n <= 0) {
+    if (ngx_http_webhook_json_is_array(&events)) {
+
+        /* an element and its comma take two bytes at least */
+
+        n = ngx_min(wlcf->batch_max, (events.len + 1) / 2);
+
+        spans = ngx_palloc(r->pool, n * sizeof(ngx_str_t));
+        if (spans == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        n = ngx_http_webhook_json_elements(&events, spans, n);
+    }
+
+    if (n == NGX_ERROR) {
+        p = ngx_snprintf(msg, sizeof(msg),
+                         "a batch holds at most %ui events, this one %i",
+                         wlcf->batch_max,
+                         ngx_http_webhook_json_elements(&events, NULL, 0));
+        return ngx_http_webhook_send_error(r,
+                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                           ngx_http_webhook_too_large,
+                                           "too_large", msg, p - msg);
+    }
+
+    if (n == 0) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
                                        ngx_http_webhook_invalid,
                                        "invalid_payload",
@@ -392,23 +418,10 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
                                        "a non-empty array");
     }
 
-    if ((ngx_uint_t) n > wlcf->batch_max) {
-        p = ngx_snprintf(msg, sizeof(msg),
-                         "a batch holds at most %ui events, this one %i",
-                         wlcf->batch_max, n);
-        return ngx_http_webhook_send_error(r,
-                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                           ngx_http_webhook_too_large,
-                                           "too_large", msg, p - msg);
-    }
-
     ev = ngx_palloc(r->pool, n * sizeof(ngx_http_webhook_event_t));
-    spans = ngx_palloc(r->pool, n * sizeof(ngx_str_t));
-    if (ev == NULL || spans == NULL) {
+    if (ev == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    ngx_http_webhook_json_elements(&events, spans, n);
 
     for (i = 0; i < n; i++) {
         rc = ngx_http_webhook_event_read(&spans[i], wlcf->schema_any, &ev[i],
