@@ -881,31 +881,22 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
                                        "retry later");
     }
 
-    if (ctx->lpush) {
-        if (reply->type != REDIS_REPLY_INTEGER) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "webhook: unexpected reply of LPUSH");
-
-            return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                           ngx_http_webhook_unavailable,
-                                           "unavailable",
-                                           "the queue gave an unexpected "
-                                           "answer, retry later");
-        }
-
-    } else if (reply->type == REDIS_REPLY_INTEGER) {
+    if (!ctx->lpush && reply->type == REDIS_REPLY_INTEGER) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                        ngx_http_webhook_overloaded,
                                        "overloaded",
                                        "the queue is full, retry later");
     }
 
-    if (!ctx->lpush
-        && (reply->type != REDIS_REPLY_ARRAY
-            || reply->elements != ctx->nevents))
+    /* LPUSH answers the list's length, the script one element an event */
+
+    if (ctx->lpush ? reply->type != REDIS_REPLY_INTEGER
+                   : reply->type != REDIS_REPLY_ARRAY
+                     || reply->elements != ctx->nevents)
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "webhook: unexpected reply of the enqueue script");
+                      "webhook: unexpected reply of %s",
+                      ctx->lpush ? "LPUSH" : "the enqueue script");
 
         return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                        ngx_http_webhook_unavailable,
@@ -1145,38 +1136,13 @@ ngx_http_webhook_send_json(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-/* "Retry-After: webhook_retry_after", unless the answer has one */
+/* "Retry-After: webhook_retry_after" */
 
 static ngx_int_t
 ngx_http_webhook_retry_after(ngx_http_request_t *r)
 {
-    ngx_uint_t                    i;
-    ngx_list_part_t              *part;
     ngx_table_elt_t              *h;
     ngx_http_webhook_loc_conf_t  *wlcf;
-
-    part = &r->headers_out.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash && h[i].key.len == sizeof("Retry-After") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Retry-After",
-                               sizeof("Retry-After") - 1) == 0)
-        {
-            return NGX_OK;
-        }
-    }
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
 
