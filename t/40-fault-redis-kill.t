@@ -82,7 +82,7 @@ my ($recs, $bad) = run_clients(
         for my $k (1, 2) {
             my $target = int($TOTAL * $k / 4);
             wait_until(sub { queued_count() >= $target }, timeout => 30, interval => 0.05);
-            WebhookLoad::kill_redis($redis);
+            $redis->stop(signal => 'KILL');
             my $t = time;
             note "SIGKILL $k to Redis";
             sleep 1;

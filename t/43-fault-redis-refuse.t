@@ -172,7 +172,7 @@ subtest 'LOADING after a restart (the handshake meets LOADING)' => sub {
     my $ng2 = webhook_nginx($r2);
     serves($ng2, 'before the crash');
     $r2->cli('DEL', map { "{webhook}:queue:$_" } qw(high medium low));
-    WebhookLoad::kill_redis($r2);
+    $r2->stop(signal => 'KILL');
     my $loaded_at;
     my ($recs, $bad) = run_clients(
         n => 2, dir => $ng2->path('results-loading'), timeout => 60,

@@ -8,7 +8,6 @@ package WebhookLoad;
 #   run_clients(...)      forked clients, their result records collected
 #   WebhookLoad::Client   a keep-alive HTTP client (optionally retrying a
 #                         request the server closed before any byte)
-#   kill_redis($redis)    SIGKILL redis-server, like a crash
 #   envelopes($redis, $queue)   every envelope of the three lists, decoded
 #   redis_hangs($redis)   true when Redis does not answer a PING in 0.3 s
 #   fault_nginx(...)      nginx with a receive location and chaos.log
@@ -31,7 +30,7 @@ use IO::Socket::INET;
 use Time::HiRes qw(time sleep);
 use WebhookTest;
 
-our @EXPORT = qw(load_scale slow_nginx run_clients kill_redis envelopes
+our @EXPORT = qw(load_scale slow_nginx run_clients envelopes
     to_line from_line summarize fault_nginx take_log serves_again redis_hangs);
 
 my @FIELDS = qw(id status elapsed retry_after answer answer_status retried error);
@@ -138,15 +137,6 @@ sub summarize {
         }
     }
     return \%s;
-}
-
-# kill_redis($redis): SIGKILL, as a crash; the object can start() again in
-# the same directory (its AOF is then loaded) on the same port
-sub kill_redis {
-    my ($redis) = @_;
-    my $pid = delete $redis->{pid} or return;
-    kill 'KILL', $pid;
-    waitpid($pid, 0);
 }
 
 # envelopes($redis, $queue): the decoded envelopes of the three lists

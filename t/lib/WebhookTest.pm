@@ -313,10 +313,12 @@ sub start {
     return $self;
 }
 
+# stop(signal => 'KILL'): TERM by default; KILL is a crash (start() again
+# in the same directory loads its AOF, on the same port)
 sub stop {
-    my ($self) = @_;
+    my ($self, %o) = @_;
     my $pid = delete $self->{pid} or return;
-    kill 'TERM', $pid;
+    kill $o{signal} // 'TERM', $pid;
     unless (WebhookTest::wait_pid($pid, 10)) {
         kill 'KILL', $pid;
         waitpid($pid, 0);
