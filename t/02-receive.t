@@ -57,8 +57,6 @@ sub redis_empty {
     is_deeply(\@k, [], "nothing in Redis: $name") or diag "keys: @k";
 }
 
-sub json_scalar { JSON::PP->new->allow_nonref->encode($_[0]) }
-
 # take_one($key, $name): the list holds exactly one envelope; returns it decoded.
 sub take_one {
     my ($key, $name) = @_;
