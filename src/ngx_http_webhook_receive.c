@@ -69,8 +69,7 @@ static ngx_int_t ngx_http_webhook_prepare(ngx_http_request_t *r,
     ngx_uint_t n, ngx_str_t *idempotency);
 static ngx_int_t ngx_http_webhook_header_priority(ngx_http_request_t *r,
     ngx_int_t *priority);
-static ngx_int_t ngx_http_webhook_plain_push(ngx_http_request_t *r,
-    ngx_http_webhook_ctx_t *ctx);
+static ngx_uint_t ngx_http_webhook_plain_push(ngx_http_webhook_ctx_t *ctx);
 static ngx_int_t ngx_http_webhook_enqueue(ngx_http_request_t *r,
     ngx_http_webhook_ctx_t *ctx);
 static void ngx_http_webhook_enqueued(void *data, redisReply *reply);
@@ -687,6 +686,12 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
         }
     }
 
+    if (nseen == 0 && wlcf->max_depth == 0
+        && ngx_http_webhook_plain_push(ctx))
+    {
+        return ngx_http_webhook_enqueue(r, ctx);
+    }
+
     /* EVALSHA <sha> <numkeys> ... <ttl> <max depth> <n> ... */
 
     p = ngx_pnalloc(r->pool, 4 * NGX_INT_T_LEN);
@@ -710,12 +715,6 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     p = ngx_sprintf(p, "%ui", n);
     ctx->argvlen[argv0 + 2] = p - (u_char *) ctx->argv[argv0 + 2];
 
-    if (nseen == 0 && wlcf->max_depth == 0
-        && ngx_http_webhook_plain_push(r, ctx) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     return ngx_http_webhook_enqueue(r, ctx);
 }
 
@@ -723,49 +722,39 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 /*
  * Nothing to check before the push (no idempotency key, no depth limit)
  * and every event on one list: one LPUSH of all the envelopes does what
- * the script would, as atomically, for a fraction of Redis's time.
+ * the script would, as atomically, for a fraction of Redis's time.  The
+ * script's arguments become LPUSH's in place (each moves down).
  */
 
-static ngx_int_t
-ngx_http_webhook_plain_push(ngx_http_request_t *r,
-    ngx_http_webhook_ctx_t *ctx)
+static ngx_uint_t
+ngx_http_webhook_plain_push(ngx_http_webhook_ctx_t *ctx)
 {
-    size_t       *argvlen;
-    ngx_uint_t    i, k;
-    const char  **argv;
+    ngx_uint_t  i, k;
 
     for (i = 1; i < ctx->nevents; i++) {
         if (ctx->priorities[i] != ctx->priorities[0]) {
-            return NGX_OK;
+            return 0;
         }
     }
 
-    argv = ngx_palloc(r->pool, (ctx->nevents + 2) * sizeof(char *));
-    argvlen = ngx_palloc(r->pool, (ctx->nevents + 2) * sizeof(size_t));
-    if (argv == NULL || argvlen == NULL) {
-        return NGX_ERROR;
-    }
-
-    argv[0] = "LPUSH";
-    argvlen[0] = sizeof("LPUSH") - 1;
-    argv[1] = ctx->argv[NGX_HTTP_WEBHOOK_CMD_ARGS];
-    argvlen[1] = ctx->argvlen[NGX_HTTP_WEBHOOK_CMD_ARGS];
+    ctx->argv[0] = "LPUSH";
+    ctx->argvlen[0] = sizeof("LPUSH") - 1;
+    ctx->argv[1] = ctx->argv[NGX_HTTP_WEBHOOK_CMD_ARGS];
+    ctx->argvlen[1] = ctx->argvlen[NGX_HTTP_WEBHOOK_CMD_ARGS];
 
     for (i = 0; i < ctx->nevents; i++) {
         k = NGX_HTTP_WEBHOOK_CMD_ARGS + ctx->nevents
             + NGX_HTTP_WEBHOOK_SCRIPT_ARGS + NGX_HTTP_WEBHOOK_EVENT_ARGS * i
             + 2;
 
-        argv[i + 2] = ctx->argv[k];
-        argvlen[i + 2] = ctx->argvlen[k];
+        ctx->argv[i + 2] = ctx->argv[k];
+        ctx->argvlen[i + 2] = ctx->argvlen[k];
     }
 
     ctx->argc = ctx->nevents + 2;
-    ctx->argv = argv;
-    ctx->argvlen = argvlen;
     ctx->lpush = 1;
 
-    return NGX_OK;
+    return 1;
 }
 
 
