@@ -335,7 +335,7 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
     scratch = NULL;
 
-    if (ngx_strlchr(root.data, root.data + root.len, '\\')) {
+    if (memchr(root.data, '\\', root.len)) {
         scratch = ngx_pnalloc(r->pool, root.len);
         if (scratch == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
