@@ -383,6 +383,7 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     ngx_http_webhook_json_members(&root, &events_name, &events, 1);
 
     n = 0;
+    spans = NULL;
 
     if (ngx_http_webhook_json_is_array(&events)) {
 
