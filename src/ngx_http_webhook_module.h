@@ -102,7 +102,11 @@ extern ngx_str_t     ngx_http_webhook_results[];
 
 /* ngx_http_webhook_receive.c */
 ngx_int_t ngx_http_webhook_receive_handler(ngx_http_request_t *r);
+
+/* ngx_http_webhook_respond.c */
 void ngx_http_webhook_receive_filter_init(void);
+
+/* ngx_http_webhook_variables.c */
 ngx_int_t ngx_http_webhook_receive_variables(ngx_conf_t *cf);
 
 /* ngx_http_webhook_status.c */

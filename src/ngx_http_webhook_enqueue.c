@@ -1,0 +1,582 @@
+
+/*
+ * Copyright (C) The ngx_http_webhook_module authors
+ *
+ * The enqueue of a request's events: the script call (or a plain LPUSH)
+ * with their envelopes, list keys and idempotency keys, its reply turned
+ * into the answer, and the timer of the wait.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_webhook_module.h"
+#include "ngx_http_webhook_auth.h"
+#include "ngx_http_webhook_receive.h"
+#include "ngx_http_webhook_stats.h"
+
+
+/* EVALSHA sha numkeys, keys, then ARGV: ttl max n, and 3 per event */
+#define NGX_HTTP_WEBHOOK_CMD_ARGS     3
+#define NGX_HTTP_WEBHOOK_SCRIPT_ARGS  3
+#define NGX_HTTP_WEBHOOK_EVENT_ARGS   3   /* seen key index, id, envelope */
+
+
+static ngx_int_t ngx_http_webhook_header_priority(ngx_http_request_t *r,
+    ngx_int_t *priority);
+static ngx_uint_t ngx_http_webhook_plain_push(ngx_http_webhook_ctx_t *ctx);
+static ngx_int_t ngx_http_webhook_enqueue(ngx_http_request_t *r,
+    ngx_http_webhook_ctx_t *ctx);
+static void ngx_http_webhook_enqueued(void *data, redisReply *reply);
+static ngx_int_t ngx_http_webhook_answer(ngx_http_request_t *r,
+    ngx_http_webhook_ctx_t *ctx, redisReply *reply);
+static ngx_uint_t ngx_http_webhook_pushed(ngx_http_webhook_ctx_t *ctx,
+    redisReply *reply, ngx_uint_t i);
+static void ngx_http_webhook_timeout(ngx_event_t *ev);
+static void ngx_http_webhook_cleanup(void *data);
+
+
+/*
+ * Builds the enqueue script call: the envelopes, their list keys and
+ * their idempotency keys.
+ */
+
+ngx_int_t
+ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
+    ngx_http_webhook_event_t *ev, ngx_uint_t n, ngx_str_t *idempotency)
+{
+    u_char                        *p;
+    size_t                         len;
+    ngx_int_t                      priority, header_priority;
+    ngx_uint_t                     i, k, s, nseen, argv0;
+    ngx_str_t                     *id, *prio, at, *key;
+    ngx_time_t                    *tp;
+    ngx_http_variable_value_t     *vv;
+    ngx_http_webhook_loc_conf_t   *wlcf;
+    ngx_http_webhook_main_conf_t  *wmcf;
+    u_char                         time[NGX_HTTP_WEBHOOK_TIME_LEN];
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
+    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+
+    if (ngx_http_webhook_header_priority(r, &header_priority) != NGX_OK) {
+        return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                       ngx_http_webhook_invalid,
+                                       "invalid_priority",
+                                       "header X-Webhook-Priority must be "
+                                       "high, medium or low");
+    }
+
+    vv = ngx_http_get_indexed_variable(r, wmcf->request_id_index);
+    if (vv == NULL || vv->not_found) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    tp = ngx_timeofday();
+
+    at.data = time;
+    at.len = ngx_http_webhook_time(time, tp->sec, tp->msec) - time;
+
+    ctx->nevents = n;
+    ctx->ids = ngx_palloc(r->pool, n * sizeof(ngx_str_t));
+    ctx->priorities = ngx_palloc(r->pool, n * sizeof(ngx_uint_t));
+
+    /* the events with an idempotency key: their seen keys are KEYS too */
+
+    nseen = 0;
+
+    for (i = 0; wlcf->dedupe && i < n; i++) {
+        if (ev[i].id_key.len || idempotency->len) {
+            nseen++;
+        }
+    }
+
+    argv0 = NGX_HTTP_WEBHOOK_CMD_ARGS + n + nseen;      /* ARGV[1] */
+    ctx->argc = argv0 + NGX_HTTP_WEBHOOK_SCRIPT_ARGS
+                + NGX_HTTP_WEBHOOK_EVENT_ARGS * n;
+    ctx->argv = ngx_palloc(r->pool, ctx->argc * sizeof(char *));
+    ctx->argvlen = ngx_palloc(r->pool, ctx->argc * sizeof(size_t));
+
+    if (ctx->ids == NULL || ctx->priorities == NULL || ctx->argv == NULL
+        || ctx->argvlen == NULL)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    s = 0;
+
+    for (i = 0; i < n; i++) {
+
+        priority = ev[i].priority;
+
+        if (priority == -1) {
+            priority = header_priority;
+        }
+
+        if (priority == -1) {
+            priority = wlcf->default_priority;
+        }
+
+        ctx->priorities[i] = priority;
+        prio = &ngx_http_webhook_priorities[priority];
+
+        /* the envelope id: $request_id, with "-<index>" in a batch */
+
+        id = &ctx->ids[i];
+        id->data = ngx_pnalloc(r->pool, vv->len + 1 + NGX_INT_T_LEN);
+        if (id->data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        id->len = (ctx->batch ? ngx_sprintf(id->data, "%v-%ui", vv, i)
+                              : ngx_sprintf(id->data, "%v", vv))
+                  - id->data;
+
+        len = ngx_http_webhook_envelope_len(&ev[i], id, &at, prio);
+
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        k = argv0 + NGX_HTTP_WEBHOOK_SCRIPT_ARGS
+            + NGX_HTTP_WEBHOOK_EVENT_ARGS * i;
+
+        ctx->argv[k + 1] = (char *) id->data;
+        ctx->argvlen[k + 1] = id->len;
+        ctx->argv[k + 2] = (char *) p;
+        ctx->argvlen[k + 2] =
+                    ngx_http_webhook_envelope_write(p, &ev[i], id, &at, prio)
+                    - p;
+
+        /* the list key: <queue>:queue:<priority> */
+
+        k = NGX_HTTP_WEBHOOK_CMD_ARGS + i;
+
+        p = ngx_pnalloc(r->pool, wlcf->queue.len + sizeof(":queue:medium"));
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->argv[k] = (char *) p;
+        ctx->argvlen[k] = ngx_sprintf(p, "%V:queue:%V", &wlcf->queue, prio)
+                          - p;
+
+        /* the idempotency key: <queue>:seen:<id> or <queue>:seen:key:<id> */
+
+        k = argv0 + NGX_HTTP_WEBHOOK_SCRIPT_ARGS
+            + NGX_HTTP_WEBHOOK_EVENT_ARGS * i;
+
+        if (nseen == 0 || (ev[i].id_key.len == 0 && idempotency->len == 0)) {
+            ctx->argv[k] = "0";
+            ctx->argvlen[k] = 1;
+            continue;
+        }
+
+        key = ev[i].id_key.len ? &ev[i].id_key : idempotency;
+
+        p = ngx_pnalloc(r->pool, wlcf->queue.len + sizeof(":seen:key:")
+                                 + key->len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->argv[NGX_HTTP_WEBHOOK_CMD_ARGS + n + s] = (char *) p;
+        ctx->argvlen[NGX_HTTP_WEBHOOK_CMD_ARGS + n + s] =
+            (ev[i].id_key.len ? ngx_sprintf(p, "%V:seen:%V", &wlcf->queue, key)
+                              : ngx_sprintf(p, "%V:seen:key:%V",
+                                            &wlcf->queue, key))
+            - p;
+
+        s++;
+
+        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->argv[k] = (char *) p;
+        ctx->argvlen[k] = ngx_sprintf(p, "%ui", s) - p;
+    }
+
+    if (n == 1) {
+        /* for $webhook_priority and $webhook_event_id */
+
+        ctx->priority = ctx->priorities[0];
+
+        key = ev[0].id_key.len ? &ev[0].id_key : idempotency;
+
+        if (key->len) {
+            ctx->event_id.len = key->len;
+            ctx->event_id.data = ngx_pstrdup(r->pool, key);
+            if (ctx->event_id.data == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
+    }
+
+    if (nseen == 0 && wlcf->max_depth == 0
+        && ngx_http_webhook_plain_push(ctx))
+    {
+        return ngx_http_webhook_enqueue(r, ctx);
+    }
+
+    /* EVALSHA <sha> <numkeys> ... <ttl> <max depth> <n> ... */
+
+    p = ngx_pnalloc(r->pool, 4 * NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->argv[2] = (char *) p;
+    p = ngx_sprintf(p, "%ui", n + nseen);
+    ctx->argvlen[2] = p - (u_char *) ctx->argv[2];
+
+    ctx->argv[argv0] = (char *) p;
+    p = ngx_sprintf(p, "%T", wlcf->dedupe);
+    ctx->argvlen[argv0] = p - (u_char *) ctx->argv[argv0];
+
+    ctx->argv[argv0 + 1] = (char *) p;
+    p = ngx_sprintf(p, "%i", wlcf->max_depth);
+    ctx->argvlen[argv0 + 1] = p - (u_char *) ctx->argv[argv0 + 1];
+
+    ctx->argv[argv0 + 2] = (char *) p;
+    p = ngx_sprintf(p, "%ui", n);
+    ctx->argvlen[argv0 + 2] = p - (u_char *) ctx->argv[argv0 + 2];
+
+    return ngx_http_webhook_enqueue(r, ctx);
+}
+
+
+/*
+ * Nothing to check before the push (no idempotency key, no depth limit)
+ * and every event on one list: one LPUSH of all the envelopes does what
+ * the script would, as atomically, for a fraction of Redis's time.  The
+ * script's arguments become LPUSH's in place (each moves down).
+ */
+
+static ngx_uint_t
+ngx_http_webhook_plain_push(ngx_http_webhook_ctx_t *ctx)
+{
+    ngx_uint_t  i, k;
+
+    for (i = 1; i < ctx->nevents; i++) {
+        if (ctx->priorities[i] != ctx->priorities[0]) {
+            return 0;
+        }
+    }
+
+    ctx->argv[0] = "LPUSH";
+    ctx->argvlen[0] = sizeof("LPUSH") - 1;
+    ctx->argv[1] = ctx->argv[NGX_HTTP_WEBHOOK_CMD_ARGS];
+    ctx->argvlen[1] = ctx->argvlen[NGX_HTTP_WEBHOOK_CMD_ARGS];
+
+    for (i = 0; i < ctx->nevents; i++) {
+        k = NGX_HTTP_WEBHOOK_CMD_ARGS + ctx->nevents
+            + NGX_HTTP_WEBHOOK_SCRIPT_ARGS + NGX_HTTP_WEBHOOK_EVENT_ARGS * i
+            + 2;
+
+        ctx->argv[i + 2] = ctx->argv[k];
+        ctx->argvlen[i + 2] = ctx->argvlen[k];
+    }
+
+    ctx->argc = ctx->nevents + 2;
+    ctx->lpush = 1;
+
+    return 1;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_header_priority(ngx_http_request_t *r, ngx_int_t *priority)
+{
+    ngx_table_elt_t  *h;
+
+    static ngx_str_t  name = ngx_string("X-Webhook-Priority");
+
+    *priority = -1;
+
+    h = ngx_http_webhook_find_header(r, &name);
+    if (h == NULL) {
+        return NGX_OK;
+    }
+
+    *priority = ngx_http_webhook_priority(h->value.data, h->value.len);
+
+    return *priority == NGX_ERROR ? NGX_ERROR : NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_enqueue(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx)
+{
+    ngx_http_cleanup_t            *cln;
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->cmd = ngx_http_webhook_redis_eval(ctx->lpush ? NULL : &wmcf->enqueue,
+                                           ctx->argc, ctx->argv, ctx->argvlen,
+                                           ngx_http_webhook_enqueued, ctx);
+    if (ctx->cmd == NULL) {
+        return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       ngx_http_webhook_unavailable,
+                                       "unavailable",
+                                       "the queue is unavailable, "
+                                       "retry later");
+    }
+
+    cln->handler = ngx_http_webhook_cleanup;
+    cln->data = ctx;
+
+    /* not cancelable: a graceful shutdown waits for the answer */
+
+    ctx->timer.handler = ngx_http_webhook_timeout;
+    ctx->timer.data = ctx;
+    ctx->timer.log = r->connection->log;
+
+    ngx_add_timer(&ctx->timer, wmcf->timeout);
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_webhook_enqueued(void *data, redisReply *reply)
+{
+    ngx_http_webhook_ctx_t  *ctx = data;
+
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+    ctx->cmd = NULL;
+
+    rc = ngx_http_webhook_answer(r, ctx, reply);
+
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_int_t
+ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
+    redisReply *reply)
+{
+    u_char                        *p, *last;
+    size_t                         len;
+    ngx_str_t                      id;
+    ngx_uint_t                     i, queued;
+
+    if (reply == NULL) {
+        return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       ngx_http_webhook_unavailable,
+                                       "unavailable",
+                                       "the queue is unavailable, "
+                                       "retry later");
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "webhook: redis refused the events: %*s",
+                      (size_t) reply->len, reply->str);
+
+        return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       ngx_http_webhook_unavailable,
+                                       "unavailable",
+                                       "the queue refused the event, "
+                                       "retry later");
+    }
+
+    if (!ctx->lpush && reply->type == REDIS_REPLY_INTEGER) {
+        return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       ngx_http_webhook_overloaded,
+                                       "overloaded",
+                                       "the queue is full, retry later");
+    }
+
+    /* LPUSH answers the list's length, the script one element an event */
+
+    if (ctx->lpush ? reply->type != REDIS_REPLY_INTEGER
+                   : reply->type != REDIS_REPLY_ARRAY
+                     || reply->elements != ctx->nevents)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "webhook: unexpected reply of %s",
+                      ctx->lpush ? "LPUSH" : "the enqueue script");
+
+        return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       ngx_http_webhook_unavailable,
+                                       "unavailable",
+                                       "the queue gave an unexpected answer, "
+                                       "retry later");
+    }
+
+    ngx_http_webhook_count_duration(r,
+                                    ngx_http_webhook_now_usec() - ctx->start);
+
+    queued = 0;
+
+    for (i = 0; i < ctx->nevents; i++) {
+        if (ngx_http_webhook_pushed(ctx, reply, i)) {
+            queued++;
+            ngx_http_webhook_count_events(r, ctx->priorities[i], 1);
+        }
+    }
+
+    if (!ctx->batch) {
+        id = ctx->ids[0];
+
+        if (!queued && reply->element[0]->type == REDIS_REPLY_STRING) {
+            /* the id of the envelope queued the first time */
+            id.data = (u_char *) reply->element[0]->str;
+            id.len = reply->element[0]->len;
+        }
+
+        len = sizeof("{\"status\":\"duplicate\",\"id\":\"\","
+                     "\"priority\":\"medium\",\"event_id\":\"\"}")
+              + ngx_http_webhook_json_escape_len(id.data, id.len)
+              + ngx_http_webhook_json_escape_len(ctx->event_id.data,
+                                                 ctx->event_id.len);
+
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        last = ngx_sprintf(p, "{\"status\":\"%s\",\"id\":\"",
+                           queued ? "queued" : "duplicate");
+        last = ngx_http_webhook_json_escape(last, id.data, id.len);
+        last = ngx_sprintf(last, "\",\"priority\":\"%V\"",
+                        &ngx_http_webhook_priorities[ctx->priorities[0]]);
+
+        if (!queued && ctx->event_id.len) {
+            last = ngx_cpymem(last, ",\"event_id\":\"",
+                              sizeof(",\"event_id\":\"") - 1);
+            last = ngx_http_webhook_json_escape(last, ctx->event_id.data,
+                                                ctx->event_id.len);
+            *last++ = '"';
+        }
+
+        *last++ = '}';
+
+        return ngx_http_webhook_send_json(r, NGX_HTTP_OK,
+                                          queued ? ngx_http_webhook_queued
+                                                 : ngx_http_webhook_duplicate,
+                                          p, last - p);
+    }
+
+    len = sizeof("{\"status\":\"duplicate\",\"queued\":,\"duplicates\":,"
+                 "\"ids\":[]}") + 2 * NGX_INT_T_LEN;
+
+    for (i = 0; i < ctx->nevents; i++) {
+        len += ctx->ids[i].len + 3;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    last = ngx_sprintf(p, "{\"status\":\"%s\",\"queued\":%ui,"
+                       "\"duplicates\":%ui,\"ids\":[",
+                       queued ? "queued" : "duplicate",
+                       queued, ctx->nevents - queued);
+
+    for (i = 0; i < ctx->nevents; i++) {
+        if (!ngx_http_webhook_pushed(ctx, reply, i)) {
+            continue;
+        }
+
+        last = ngx_sprintf(last, "%s\"%V\"",
+                           last[-1] == '[' ? "" : ",", &ctx->ids[i]);
+    }
+
+    last = ngx_cpymem(last, "]}", 2);
+
+    return ngx_http_webhook_send_json(r, NGX_HTTP_OK,
+                                      queued ? ngx_http_webhook_queued
+                                             : ngx_http_webhook_duplicate,
+                                      p, last - p);
+}
+
+
+/*
+ * Whether event i was pushed: always with a plain LPUSH; with the script,
+ * its answer for the event is 1, else the id of the first envelope.
+ */
+
+static ngx_uint_t
+ngx_http_webhook_pushed(ngx_http_webhook_ctx_t *ctx, redisReply *reply,
+    ngx_uint_t i)
+{
+    if (ctx->lpush) {
+        return 1;
+    }
+
+    return reply->element[i]->type == REDIS_REPLY_INTEGER
+           && reply->element[i]->integer == 1;
+}
+
+
+static void
+ngx_http_webhook_timeout(ngx_event_t *ev)
+{
+    ngx_http_webhook_ctx_t  *ctx = ev->data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    ngx_log_error(NGX_LOG_ERR, c->log, NGX_ETIMEDOUT,
+                  "webhook: redis did not acknowledge the event in time");
+
+    if (ctx->cmd) {
+        ngx_http_webhook_redis_cancel(ctx->cmd);
+        ctx->cmd = NULL;
+    }
+
+    ngx_http_finalize_request(r,
+        ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                ngx_http_webhook_unavailable, "unavailable",
+                                "the queue did not answer in time, "
+                                "retry later"));
+
+    /* a stuck connection fails the other waiting requests at once */
+
+    ngx_http_webhook_redis_timed_out();
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_webhook_cleanup(void *data)
+{
+    ngx_http_webhook_ctx_t  *ctx = data;
+
+    if (ctx->cmd) {
+        ngx_http_webhook_redis_cancel(ctx->cmd);
+        ctx->cmd = NULL;
+    }
+
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
+}
+

@@ -1,0 +1,71 @@
+
+/*
+ * Copyright (C) The ngx_http_webhook_module authors
+ *
+ * What the files of the receive location share: the request's context
+ * and the answers every step may give.
+ */
+
+
+#ifndef _NGX_HTTP_WEBHOOK_RECEIVE_H_INCLUDED_
+#define _NGX_HTTP_WEBHOOK_RECEIVE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_webhook_module.h"
+#include "ngx_http_webhook_event.h"
+#include "ngx_http_webhook_redis.h"
+
+
+
+typedef struct {
+    ngx_http_request_t           *request;
+    ngx_http_webhook_cmd_t       *cmd;
+    ngx_event_t                   timer;
+    uint64_t                      start;       /* body complete, usec */
+
+    ngx_uint_t                    result;
+    ngx_int_t                     priority;    /* -1: not yet known */
+    ngx_str_t                     event_id;
+    ngx_uint_t                    batch;
+    ngx_uint_t                    nevents;
+    ngx_str_t                    *ids;         /* envelope id per event */
+    ngx_uint_t                   *priorities;  /* per event */
+
+    int                           argc;
+    const char                  **argv;
+    size_t                       *argvlen;
+
+    ngx_str_t                     error_body;  /* for nginx's own errors */
+
+    unsigned                      lpush:1;     /* a plain LPUSH, no script */
+    unsigned                      responded:1;
+    unsigned                      replace_body:1;
+} ngx_http_webhook_ctx_t;
+
+
+extern ngx_str_t  ngx_http_webhook_content_type;
+
+
+/* ngx_http_webhook_receive.c */
+ngx_http_webhook_ctx_t *ngx_http_webhook_ctx(ngx_http_request_t *r);
+
+/* ngx_http_webhook_enqueue.c */
+ngx_int_t ngx_http_webhook_prepare(ngx_http_request_t *r,
+    ngx_http_webhook_ctx_t *ctx, ngx_http_webhook_event_t *ev,
+    ngx_uint_t n, ngx_str_t *idempotency);
+
+/* ngx_http_webhook_respond.c */
+ngx_int_t ngx_http_webhook_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_uint_t result, u_char *body, size_t len);
+ngx_int_t ngx_http_webhook_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_uint_t result, char *code, u_char *message,
+    size_t len);
+ngx_int_t ngx_http_webhook_refuse(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_uint_t result, char *code, char *message);
+
+
+#endif /* _NGX_HTTP_WEBHOOK_RECEIVE_H_INCLUDED_ */
