@@ -42,7 +42,9 @@ ngx_http_webhook_payload_kind(ngx_str_t *root)
 
     ngx_http_webhook_json_members(root, names, v, 4);
 
-    if (ngx_http_webhook_json_is_true(&v[0])) {
+    /* with "_webhook_metadata", the top level is the record's own fields */
+
+    if (ngx_http_webhook_json_is_true(&v[0]) && v[2].len == 0) {
         return NGX_HTTP_WEBHOOK_BATCH;
     }
 

@@ -144,6 +144,14 @@ subtest_fresh 'instant path: 200 with a JSON body' => sub {
     is($env->{event_id}, 48214, 'envelope event_id from _webhook_metadata') if $env;
 };
 
+subtest_fresh 'instant path: a record with its own field "batch": true is an event' => sub {
+    my $rec = json_decode(sample_text('odoo-instant.json'));
+    $rec->{batch} = JSON::PP::true();
+    my $res = post(json_encode($rec));
+    is_queued($res, 'medium', 'instant record with "batch": true: queued, not a batch');
+    is($redis->llen('{webhook}:queue:medium'), 1, 'one envelope on the medium list');
+};
+
 # ================================================================ batches
 
 subtest_fresh 'batch sample: one envelope per event, on its own list' => sub {

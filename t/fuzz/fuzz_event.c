@@ -154,7 +154,9 @@ fuzz_long_number(u_char *p, size_t len)
 static ngx_int_t
 fuzz_ref_kind(cJSON *root)
 {
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "batch"))) {
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "batch"))
+        && cJSON_GetObjectItemCaseSensitive(root, "_webhook_metadata") == NULL)
+    {
         return NGX_HTTP_WEBHOOK_BATCH;
     }
 

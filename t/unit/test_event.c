@@ -389,6 +389,10 @@ test_kind(void)
     ok(kind("{\"test\": true, \"model\": \"x.y\"}")
        == NGX_HTTP_WEBHOOK_SINGLE,
        "a record with a field named test is an event");
+
+    ok(kind("{\"batch\": true, \"_webhook_metadata\": {\"event_id\": 1}}")
+       == NGX_HTTP_WEBHOOK_SINGLE,
+       "an instant record with a field named batch is an event");
 }
 
 
