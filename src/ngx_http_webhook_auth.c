@@ -3,8 +3,11 @@
  * Copyright (C) The ngx_http_webhook_module authors
  *
  * Who may push: the token file (read at configuration time, so again on
- * every reload), the Redis password file, and the per-request check of
- * "Authorization: Bearer" or of the API key header, in constant time.
+ * every reload; a line is "token" or "name token"), the Redis password
+ * file, and the per-request check of "Authorization: Bearer", of
+ * "Authorization: Basic" (the token as typed, or user:password in base64
+ * with the token as the password) or of the API key header, in constant
+ * time.
  */
 
 
@@ -18,26 +21,33 @@
 
 
 #define NGX_HTTP_WEBHOOK_MAX_FILE  65536
-#define NGX_HTTP_WEBHOOK_DIGEST    20
+
+/* a sender's name: letters, digits, ".", "_", "-" */
+#define ngx_http_webhook_name_char(c)                                         \
+    (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z')                \
+     || ((c) >= '0' && (c) <= '9') || (c) == '.' || (c) == '_' || (c) == '-')
 
 
 static char *ngx_http_webhook_read_file(ngx_conf_t *cf, ngx_str_t *directive,
     ngx_str_t *file, ngx_str_t *text);
 static u_char *ngx_http_webhook_next_line(u_char *p, u_char *end,
     ngx_str_t *line);
-static ngx_uint_t ngx_http_webhook_token_match(ngx_array_t *tokens,
-    u_char *value, size_t len);
+static char *ngx_http_webhook_token_line(ngx_conf_t *cf, ngx_str_t *file,
+    ngx_str_t *line, ngx_http_webhook_token_t *token);
+static ngx_http_webhook_token_t *ngx_http_webhook_basic(ngx_http_request_t *r,
+    ngx_array_t *tokens, u_char *p, u_char *end);
+static ngx_http_webhook_token_t *ngx_http_webhook_token_match(
+    ngx_array_t *tokens, u_char *value, size_t len);
 
 
 char *
 ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *file,
     ngx_array_t **tokens)
 {
-    u_char     *p, *end;
-    char       *rv;
-    u_char     *digest;
-    ngx_str_t   text, line;
-    ngx_sha1_t  sha1;
+    u_char                    *p, *end;
+    char                      *rv;
+    ngx_str_t                  text, line;
+    ngx_http_webhook_token_t  *token;
 
     static ngx_str_t  name = ngx_string("webhook_token_file");
 
@@ -48,7 +58,8 @@ ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *file,
 
     /* only digests are kept: see ngx_http_webhook_token_match() */
 
-    *tokens = ngx_array_create(cf->pool, 4, NGX_HTTP_WEBHOOK_DIGEST);
+    *tokens = ngx_array_create(cf->pool, 4,
+                               sizeof(ngx_http_webhook_token_t));
     if (*tokens == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -56,39 +67,97 @@ ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *file,
     p = text.data;
     end = p + text.len;
 
-    while (p < end) {
+    while (p < end && rv == NGX_CONF_OK) {
         p = ngx_http_webhook_next_line(p, end, &line);
 
         if (line.len == 0 || line.data[0] == '#') {
             continue;
         }
 
-        if (ngx_strlchr(line.data, line.data + line.len, ' ')
-            || ngx_strlchr(line.data, line.data + line.len, '\t'))
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "webhook_token_file \"%V\": a line holds "
-                               "white space inside a token", file);
-            return NGX_CONF_ERROR;
+        token = ngx_array_push(*tokens);
+        if (token == NULL) {
+            rv = NGX_CONF_ERROR;
+            break;
         }
 
-        digest = ngx_array_push(*tokens);
-        if (digest == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_sha1_init(&sha1);
-        ngx_sha1_update(&sha1, line.data, line.len);
-        ngx_sha1_final(digest, &sha1);
+        rv = ngx_http_webhook_token_line(cf, file, &line, token);
     }
 
     ngx_explicit_memzero(text.data, text.len);
+
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
 
     if ((*tokens)->nelts == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "webhook_token_file \"%V\" holds no token", file);
         return NGX_CONF_ERROR;
     }
+
+    return NGX_CONF_OK;
+}
+
+
+/* "token", or "name token": the name of the sender that holds it */
+
+static char *
+ngx_http_webhook_token_line(ngx_conf_t *cf, ngx_str_t *file,
+    ngx_str_t *line, ngx_http_webhook_token_t *token)
+{
+    u_char      *p, *last, *space;
+    ngx_str_t    value;
+    ngx_sha1_t   sha1;
+
+    last = line->data + line->len;
+    token->name.len = 0;
+    token->name.data = NULL;
+    value = *line;
+
+    for (space = line->data; space < last; space++) {
+        if (*space == ' ' || *space == '\t') {
+            break;
+        }
+    }
+
+    if (space < last) {
+        for (p = line->data; p < space; p++) {
+            if (!ngx_http_webhook_name_char(*p)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "webhook_token_file \"%V\": a sender "
+                                   "name holds letters, digits, \".\", "
+                                   "\"_\" and \"-\" only", file);
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        token->name.len = space - line->data;
+        token->name.data = ngx_pstrdup(cf->pool, line);
+        if (token->name.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        while (space < last && (*space == ' ' || *space == '\t')) {
+            space++;
+        }
+
+        value.data = space;
+        value.len = last - space;
+
+        if (ngx_strlchr(value.data, last, ' ')
+            || ngx_strlchr(value.data, last, '\t'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "webhook_token_file \"%V\": a line is "
+                               "\"token\" or \"name token\", this one has "
+                               "more fields", file);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    ngx_sha1_init(&sha1);
+    ngx_sha1_update(&sha1, value.data, value.len);
+    ngx_sha1_final(token->digest, &sha1);
 
     return NGX_CONF_OK;
 }
@@ -261,11 +330,13 @@ ngx_http_webhook_next_line(u_char *p, u_char *end, ngx_str_t *line)
 
 ngx_int_t
 ngx_http_webhook_authorized(ngx_http_request_t *r,
-    ngx_http_webhook_loc_conf_t *wlcf)
+    ngx_http_webhook_loc_conf_t *wlcf, ngx_str_t *sender)
 {
-    u_char           *p, *end;
-    ngx_table_elt_t  *h;
+    u_char                    *p, *end;
+    ngx_table_elt_t           *h;
+    ngx_http_webhook_token_t  *token;
 
+    token = NULL;
     h = r->headers_in.authorization;
 
     if (h && h->value.len > sizeof("Bearer ") - 1
@@ -279,22 +350,83 @@ ngx_http_webhook_authorized(ngx_http_request_t *r,
             p++;
         }
 
-        if (ngx_http_webhook_token_match(wlcf->tokens, p, end - p)) {
-            return NGX_OK;
+        token = ngx_http_webhook_token_match(wlcf->tokens, p, end - p);
+
+    } else if (h && h->value.len > sizeof("Basic ") - 1
+               && ngx_strncasecmp(h->value.data, (u_char *) "Basic ",
+                                  sizeof("Basic ") - 1) == 0)
+    {
+        p = h->value.data + sizeof("Basic ") - 1;
+        end = h->value.data + h->value.len;
+
+        while (p < end && *p == ' ') {
+            p++;
         }
+
+        token = ngx_http_webhook_basic(r, wlcf->tokens, p, end);
     }
 
-    if (wlcf->api_key_header.len) {
+    if (token == NULL && wlcf->api_key_header.len) {
         h = ngx_http_webhook_find_header(r, &wlcf->api_key_header);
-
-        if (h && ngx_http_webhook_token_match(wlcf->tokens, h->value.data,
-                                              h->value.len))
-        {
-            return NGX_OK;
+        if (h) {
+            token = ngx_http_webhook_token_match(wlcf->tokens, h->value.data,
+                                                 h->value.len);
         }
     }
 
-    return NGX_DECLINED;
+    if (token == NULL) {
+        return NGX_DECLINED;
+    }
+
+    *sender = token->name;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Odoo's "basic" authentication sends its token field as typed; standard
+ * clients send base64 of user:password.  Both are checked, always, so
+ * that the time taken does not tell which form matched.
+ */
+
+static ngx_http_webhook_token_t *
+ngx_http_webhook_basic(ngx_http_request_t *r, ngx_array_t *tokens, u_char *p,
+    u_char *end)
+{
+    u_char                    *colon;
+    ngx_str_t                  encoded, decoded, password;
+    ngx_http_webhook_token_t  *as_typed, *as_password;
+
+    as_typed = ngx_http_webhook_token_match(tokens, p, end - p);
+
+    encoded.data = p;
+    encoded.len = end - p;
+
+    decoded.len = ngx_base64_decoded_length(encoded.len);
+    decoded.data = ngx_pnalloc(r->pool, decoded.len + 1);
+    if (decoded.data == NULL) {
+        return as_typed;
+    }
+
+    password.len = 0;
+    password.data = NULL;
+
+    if (ngx_decode_base64(&decoded, &encoded) == NGX_OK) {
+        colon = ngx_strlchr(decoded.data, decoded.data + decoded.len, ':');
+
+        if (colon) {
+            password.data = colon + 1;
+            password.len = decoded.data + decoded.len - password.data;
+        }
+    }
+
+    as_password = ngx_http_webhook_token_match(tokens, password.data,
+                                               password.len);
+
+    ngx_explicit_memzero(decoded.data, decoded.len);
+
+    return as_typed ? as_typed : as_password;
 }
 
 
@@ -305,16 +437,17 @@ ngx_http_webhook_authorized(ngx_http_request_t *r,
  * length of any token.
  */
 
-static ngx_uint_t
+static ngx_http_webhook_token_t *
 ngx_http_webhook_token_match(ngx_array_t *tokens, u_char *value, size_t len)
 {
-    u_char      *token, diff;
-    u_char       digest[NGX_HTTP_WEBHOOK_DIGEST];
-    ngx_uint_t   i, n, match;
-    ngx_sha1_t   sha1;
+    u_char                     diff;
+    u_char                     digest[NGX_HTTP_WEBHOOK_DIGEST];
+    ngx_uint_t                 i, n, match, found, mask;
+    ngx_sha1_t                 sha1;
+    ngx_http_webhook_token_t  *token;
 
     if (len == 0) {
-        return 0;
+        return NULL;
     }
 
     ngx_sha1_init(&sha1);
@@ -323,18 +456,23 @@ ngx_http_webhook_token_match(ngx_array_t *tokens, u_char *value, size_t len)
 
     token = tokens->elts;
     match = 0;
+    found = 0;
 
     for (n = 0; n < tokens->nelts; n++) {
         diff = 0;
 
         for (i = 0; i < NGX_HTTP_WEBHOOK_DIGEST; i++) {
-            diff |= digest[i] ^ token[n * NGX_HTTP_WEBHOOK_DIGEST + i];
+            diff |= digest[i] ^ token[n].digest[i];
         }
 
+        /* which one matched is chosen without a branch */
+
+        mask = (ngx_uint_t) 0 - (ngx_uint_t) (diff == 0);
+        found = (found & ~mask) | (n & mask);
         match |= (diff == 0);
     }
 
-    return match;
+    return match ? &token[found] : NULL;
 }
 
 

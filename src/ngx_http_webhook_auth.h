@@ -15,12 +15,22 @@
 #include "ngx_http_webhook_module.h"
 
 
+#define NGX_HTTP_WEBHOOK_DIGEST  20
+
+
+/* a token of the token file: its SHA-1, and the sender's name if any */
+typedef struct {
+    u_char                       digest[NGX_HTTP_WEBHOOK_DIGEST];
+    ngx_str_t                    name;
+} ngx_http_webhook_token_t;
+
+
 char *ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *file,
     ngx_array_t **tokens);
 char *ngx_http_webhook_read_secret(ngx_conf_t *cf, ngx_str_t *directive,
     ngx_str_t *file, ngx_str_t *user, ngx_str_t *password);
 ngx_int_t ngx_http_webhook_authorized(ngx_http_request_t *r,
-    ngx_http_webhook_loc_conf_t *wlcf);
+    ngx_http_webhook_loc_conf_t *wlcf, ngx_str_t *sender);
 ngx_table_elt_t *ngx_http_webhook_find_header(ngx_http_request_t *r,
     ngx_str_t *name);
 

@@ -26,12 +26,16 @@
 
 static ngx_int_t ngx_http_webhook_header_priority(ngx_http_request_t *r,
     ngx_int_t *priority);
+static ngx_int_t ngx_http_webhook_instant_priority(ngx_http_request_t *r,
+    ngx_int_t *priority);
 static ngx_uint_t ngx_http_webhook_plain_push(ngx_http_webhook_ctx_t *ctx);
 static ngx_int_t ngx_http_webhook_enqueue(ngx_http_request_t *r,
     ngx_http_webhook_ctx_t *ctx);
 static void ngx_http_webhook_enqueued(void *data, redisReply *reply);
 static ngx_int_t ngx_http_webhook_answer(ngx_http_request_t *r,
     ngx_http_webhook_ctx_t *ctx, redisReply *reply);
+static ngx_int_t ngx_http_webhook_checked(ngx_http_request_t *r,
+    redisReply *reply);
 static ngx_uint_t ngx_http_webhook_pushed(ngx_http_webhook_ctx_t *ctx,
     redisReply *reply, ngx_uint_t i);
 static void ngx_http_webhook_timeout(ngx_event_t *ev);
@@ -50,6 +54,7 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     u_char                        *p;
     size_t                         len;
     ngx_int_t                      priority, header_priority;
+    ngx_int_t                      instant_priority;
     ngx_uint_t                     i, k, s, nseen, argv0;
     ngx_str_t                     *id, *prio, at, *key;
     ngx_time_t                    *tp;
@@ -67,6 +72,14 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
                                        "invalid_priority",
                                        "header X-Webhook-Priority must be "
                                        "high, medium or low");
+    }
+
+    if (n == 1) {
+        ctx->model = ev[0].model;
+    }
+
+    if (ngx_http_webhook_instant_priority(r, &instant_priority) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     vv = ngx_http_get_indexed_variable(r, wmcf->request_id_index);
@@ -116,11 +129,13 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
         }
 
         if (priority == -1) {
-            priority = wlcf->default_priority;
+            priority = ev[i].instant ? instant_priority
+                                     : (ngx_int_t) wlcf->default_priority;
         }
 
         ctx->priorities[i] = priority;
         prio = &ngx_http_webhook_priorities[priority];
+        ev[i].sender = ctx->sender;
 
         /* the envelope id: $request_id, with "-<index>" in a batch */
 
@@ -175,19 +190,20 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
             continue;
         }
 
+        /* <queue>:seen:id:<sender>:<event_id>, or seen:key: for a header */
+
         key = ev[i].id_key.len ? &ev[i].id_key : idempotency;
 
-        p = ngx_pnalloc(r->pool, wlcf->queue.len + sizeof(":seen:key:")
-                                 + key->len);
+        p = ngx_pnalloc(r->pool, wlcf->queue.len + sizeof(":seen:key::")
+                                 + ctx->sender.len + key->len);
         if (p == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         ctx->argv[NGX_HTTP_WEBHOOK_CMD_ARGS + n + s] = (char *) p;
         ctx->argvlen[NGX_HTTP_WEBHOOK_CMD_ARGS + n + s] =
-            (ev[i].id_key.len ? ngx_sprintf(p, "%V:seen:%V", &wlcf->queue, key)
-                              : ngx_sprintf(p, "%V:seen:key:%V",
-                                            &wlcf->queue, key))
+            ngx_sprintf(p, "%V:seen:%s:%V:%V", &wlcf->queue,
+                        ev[i].id_key.len ? "id" : "key", &ctx->sender, key)
             - p;
 
         s++;
@@ -286,6 +302,114 @@ ngx_http_webhook_plain_push(ngx_http_webhook_ctx_t *ctx)
     ctx->lpush = 1;
 
     return 1;
+}
+
+
+/*
+ * The priority of instant events, which carry none: webhook_instant_priority,
+ * evaluated once the body is read, so that a map of $webhook_model works.
+ */
+
+static ngx_int_t
+ngx_http_webhook_instant_priority(ngx_http_request_t *r, ngx_int_t *priority)
+{
+    ngx_str_t                     value;
+    ngx_http_webhook_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
+
+    if (wlcf->instant_priority == NULL) {
+        *priority = NGX_HTTP_WEBHOOK_HIGH;
+        return NGX_OK;
+    }
+
+    if (ngx_http_complex_value(r, wlcf->instant_priority, &value) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    *priority = ngx_http_webhook_priority(value.data, value.len);
+
+    if (*priority == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "webhook: webhook_instant_priority is \"%V\", not "
+                      "high, medium or low: the default priority is used",
+                      &value);
+        *priority = wlcf->default_priority;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Odoo's test buttons: answered 200 only when a real event would be taken
+ * now.  A write that Redis refuses when it would refuse the events (OOM,
+ * READONLY, LOADING, MASTERDOWN, NOPERM), under the wait's own timer:
+ * SET <queue>:probe <request id> PX 60000.
+ */
+
+ngx_int_t
+ngx_http_webhook_check_queue(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx)
+{
+    u_char                       *p;
+    ngx_http_variable_value_t    *vv;
+    ngx_http_webhook_loc_conf_t  *wlcf;
+    ngx_http_webhook_main_conf_t *wmcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
+    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+
+    vv = ngx_http_get_indexed_variable(r, wmcf->request_id_index);
+    if (vv == NULL || vv->not_found) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->argc = 5;
+    ctx->argv = ngx_palloc(r->pool, 5 * sizeof(char *));
+    ctx->argvlen = ngx_palloc(r->pool, 5 * sizeof(size_t));
+    p = ngx_pnalloc(r->pool, wlcf->queue.len + sizeof(":probe") - 1);
+
+    if (ctx->argv == NULL || ctx->argvlen == NULL || p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->argv[0] = "SET";
+    ctx->argvlen[0] = sizeof("SET") - 1;
+    ctx->argv[1] = (char *) p;
+    ctx->argvlen[1] = ngx_sprintf(p, "%V:probe", &wlcf->queue) - p;
+    ctx->argv[2] = (char *) vv->data;
+    ctx->argvlen[2] = vv->len;
+    ctx->argv[3] = "PX";
+    ctx->argvlen[3] = sizeof("PX") - 1;
+    ctx->argv[4] = "60000";
+    ctx->argvlen[4] = sizeof("60000") - 1;
+
+    ctx->lpush = 1;
+    ctx->probe = 1;
+
+    return ngx_http_webhook_enqueue(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_http_webhook_checked(ngx_http_request_t *r, redisReply *reply)
+{
+    u_char  *p;
+
+    if (reply->type != REDIS_REPLY_STATUS) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "webhook: unexpected reply of the test's SET");
+
+        return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       ngx_http_webhook_unavailable,
+                                       "unavailable",
+                                       "the queue gave an unexpected answer");
+    }
+
+    p = (u_char *) "{\"status\":\"ok\",\"test\":true}";
+
+    return ngx_http_webhook_send_json(r, NGX_HTTP_OK, ngx_http_webhook_test,
+                                      p, ngx_strlen(p));
 }
 
 
@@ -391,14 +515,34 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
     if (reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "webhook: redis refused the events: %*s",
+                      "webhook: redis refused the %s: %*s",
+                      ctx->probe ? "test's write" : "events",
                       (size_t) reply->len, reply->str);
+
+        if (ctx->probe) {
+            p = ngx_pnalloc(r->pool, reply->len + sizeof("redis: "));
+            if (p == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            last = ngx_sprintf(p, "redis: %*s", (size_t) reply->len,
+                               reply->str);
+
+            return ngx_http_webhook_send_error(r,
+                                               NGX_HTTP_SERVICE_UNAVAILABLE,
+                                               ngx_http_webhook_unavailable,
+                                               "unavailable", p, last - p);
+        }
 
         return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                        ngx_http_webhook_unavailable,
                                        "unavailable",
                                        "the queue refused the event, "
                                        "retry later");
+    }
+
+    if (ctx->probe) {
+        return ngx_http_webhook_checked(r, reply);
     }
 
     if (!ctx->lpush && reply->type == REDIS_REPLY_INTEGER) {

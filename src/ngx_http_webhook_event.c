@@ -61,10 +61,14 @@ ngx_http_webhook_payload_kind(ngx_str_t *root)
 /*
  * Reads an event: the "event" shape (fields at the top level) or the
  * "instant" shape, whose top level holds the record's own fields and
- * whose event is described by "_webhook_metadata" alone.  NGX_DECLINED
- * for a bad priority, NGX_ERROR for any other invalid field.  Strings
+ * whose event is described by "_webhook_metadata" alone.  Strings
  * written with escapes are unescaped to *scratch, which moves on; room
  * for the length of the text is always enough.
+ *
+ * With schema "any", a field of the wrong type (or an unknown priority)
+ * is taken as absent and its bit set in ev->warnings; a missing field is
+ * absent.  With schema "event", either is an error: NGX_DECLINED for a
+ * bad priority, NGX_ERROR for any other.
  */
 
 #define NGX_HTTP_WEBHOOK_F_META      0
@@ -73,14 +77,14 @@ ngx_http_webhook_payload_kind(ngx_str_t *root)
 #define NGX_HTTP_WEBHOOK_F_MODEL     3
 #define NGX_HTTP_WEBHOOK_F_RECORD    4
 #define NGX_HTTP_WEBHOOK_F_EVENT     5
-#define NGX_HTTP_WEBHOOK_F_N         6
+#define NGX_HTTP_WEBHOOK_F_DATA      6
+#define NGX_HTTP_WEBHOOK_F_N         7
 
 ngx_int_t
 ngx_http_webhook_event_read(ngx_str_t *obj, ngx_uint_t schema_any,
     ngx_http_webhook_event_t *ev, u_char **scratch, const char **err)
 {
-    ngx_str_t   *names, meta, prio, *item;
-    ngx_uint_t   is_meta;
+    ngx_str_t   *names, meta, prio, *item, data;
     ngx_str_t    f[NGX_HTTP_WEBHOOK_F_N];
 
     static ngx_str_t  event_names[] = {
@@ -89,7 +93,8 @@ ngx_http_webhook_event_read(ngx_str_t *obj, ngx_uint_t schema_any,
         ngx_string("priority"),
         ngx_string("model"),
         ngx_string("record_id"),
-        ngx_string("event")
+        ngx_string("event"),
+        ngx_string("data")
     };
 
     static ngx_str_t  meta_names[] = {
@@ -101,11 +106,9 @@ ngx_http_webhook_event_read(ngx_str_t *obj, ngx_uint_t schema_any,
         ngx_string("event_type")
     };
 
-    ev->model.len = 0;
-    ev->event.len = 0;
-    ev->event_id.len = 0;
-    ev->id_key.len = 0;
-    ev->record_id.len = 0;
+    static ngx_str_t  test_event = ngx_string("_test_event");
+
+    ngx_memzero(ev, offsetof(ngx_http_webhook_event_t, event_id_buf));
     ev->priority = -1;
 
     if (!ngx_http_webhook_json_is_object(obj)) {
@@ -116,26 +119,40 @@ ngx_http_webhook_event_read(ngx_str_t *obj, ngx_uint_t schema_any,
     names = event_names;
     ngx_http_webhook_json_members(obj, names, f, NGX_HTTP_WEBHOOK_F_N);
 
-    is_meta = (f[NGX_HTTP_WEBHOOK_F_META].len != 0);
+    /* the "Test webhook" button: an ordinary event with data._test_event */
 
-    if (is_meta) {
-        meta = f[NGX_HTTP_WEBHOOK_F_META];
+    if (ngx_http_webhook_json_is_object(&f[NGX_HTTP_WEBHOOK_F_DATA])) {
+        ngx_http_webhook_json_members(&f[NGX_HTTP_WEBHOOK_F_DATA],
+                                      &test_event, &data, 1);
+        ev->test = ngx_http_webhook_json_is_true(&data);
+    }
 
+    meta = f[NGX_HTTP_WEBHOOK_F_META];
+    ev->instant = (meta.len != 0);
+
+    if (ev->instant) {
         if (!ngx_http_webhook_json_is_object(&meta)) {
             *err = "field \"_webhook_metadata\" must be an object";
             return NGX_ERROR;
         }
 
         names = meta_names;
-        ngx_http_webhook_json_members(&meta, names, f, NGX_HTTP_WEBHOOK_F_N);
+        ngx_http_webhook_json_members(&meta, names, f,
+                                      NGX_HTTP_WEBHOOK_F_DATA);
     }
 
     item = &f[NGX_HTTP_WEBHOOK_F_EVENT_ID];
     if (item->len && !ngx_http_webhook_json_is_null(item)
         && ngx_http_webhook_event_id(item, ev, scratch) != NGX_OK)
     {
+        ev->event_id.len = 0;
+        ev->id_key.len = 0;
+        ev->warnings |= NGX_HTTP_WEBHOOK_W_EVENT_ID;
         *err = "field \"event_id\" must be an integer or a non-empty string";
-        return NGX_ERROR;
+
+        if (!schema_any) {
+            return NGX_ERROR;
+        }
     }
 
     item = &f[NGX_HTTP_WEBHOOK_F_PRIORITY];
@@ -146,8 +163,14 @@ ngx_http_webhook_event_read(ngx_str_t *obj, ngx_uint_t schema_any,
                == NGX_ERROR)
         {
             ev->priority = -1;
-            *err = "field \"priority\" must be \"high\", \"medium\" or \"low\"";
-            return NGX_DECLINED;
+
+            if (!schema_any) {
+                *err = "field \"priority\" must be \"high\", \"medium\" "
+                       "or \"low\"";
+                return NGX_DECLINED;
+            }
+
+            ev->warnings |= NGX_HTTP_WEBHOOK_W_PRIORITY;
         }
     }
 
@@ -155,8 +178,11 @@ ngx_http_webhook_event_read(ngx_str_t *obj, ngx_uint_t schema_any,
     if (item->len
         && ngx_http_webhook_event_string(item, &ev->model, scratch) != NGX_OK)
     {
+        ev->model.len = 0;
+        ev->warnings |= NGX_HTTP_WEBHOOK_W_MODEL;
+        *err = "field \"model\" must be a non-empty string";
+
         if (!schema_any) {
-            *err = "field \"model\" must be a non-empty string";
             return NGX_ERROR;
         }
     }
@@ -166,20 +192,32 @@ ngx_http_webhook_event_read(ngx_str_t *obj, ngx_uint_t schema_any,
                                                     &ev->record_id)
                      != NGX_OK)
     {
+        ev->record_id.len = 0;
+        ev->warnings |= NGX_HTTP_WEBHOOK_W_RECORD_ID;
+        *err = "field \"record_id\" must be an integer";
+
         if (!schema_any) {
-            *err = "field \"record_id\" must be an integer";
             return NGX_ERROR;
         }
+
+    } else if (ev->record_id.len == 2
+               && ngx_strncmp(ev->record_id.data, "-1", 2) == 0)
+    {
+        /* Odoo's test events */
+        ev->test = 1;
     }
 
     item = &f[NGX_HTTP_WEBHOOK_F_EVENT];
     if (item->len
         && ngx_http_webhook_event_string(item, &ev->event, scratch) != NGX_OK)
     {
-        if (!schema_any) {
-            *err = is_meta ? "field \"_webhook_metadata.event_type\" must be "
+        ev->event.len = 0;
+        ev->warnings |= NGX_HTTP_WEBHOOK_W_EVENT;
+        *err = ev->instant ? "field \"_webhook_metadata.event_type\" must be "
                              "a non-empty string"
                            : "field \"event\" must be a non-empty string";
+
+        if (!schema_any) {
             return NGX_ERROR;
         }
     }
@@ -189,20 +227,21 @@ ngx_http_webhook_event_read(ngx_str_t *obj, ngx_uint_t schema_any,
     }
 
     if (ev->model.len == 0) {
-        *err = is_meta ? "field \"_webhook_metadata.model\" is missing"
-                       : "field \"model\" is missing";
+        *err = ev->instant ? "field \"_webhook_metadata.model\" is missing"
+                           : "field \"model\" is missing";
         return NGX_ERROR;
     }
 
     if (ev->record_id.len == 0) {
-        *err = is_meta ? "field \"_webhook_metadata.record_id\" is missing"
-                       : "field \"record_id\" is missing";
+        *err = ev->instant ? "field \"_webhook_metadata.record_id\" is missing"
+                           : "field \"record_id\" is missing";
         return NGX_ERROR;
     }
 
     if (ev->event.len == 0) {
-        *err = is_meta ? "field \"_webhook_metadata.event_type\" is missing"
-                       : "field \"event\" is missing";
+        *err = ev->instant ? "field \"_webhook_metadata.event_type\" is "
+                             "missing"
+                           : "field \"event\" is missing";
         return NGX_ERROR;
     }
 
@@ -344,7 +383,21 @@ static const char  ngx_http_webhook_env_eid[] = "\",\"event_id\":";
 static const char  ngx_http_webhook_env_model[] = ",\"model\":";
 static const char  ngx_http_webhook_env_rid[] = ",\"record_id\":";
 static const char  ngx_http_webhook_env_event[] = ",\"event\":";
+static const char  ngx_http_webhook_env_sender[] = ",\"sender\":";
+static const char  ngx_http_webhook_env_warnings[] = ",\"warnings\":[";
 static const char  ngx_http_webhook_env_payload[] = ",\"payload\":";
+
+/* the envelope's names of the fields in ev->warnings, bit by bit */
+static ngx_str_t  ngx_http_webhook_warning_names[] = {
+    ngx_string("\"event_id\""),
+    ngx_string("\"priority\""),
+    ngx_string("\"model\""),
+    ngx_string("\"record_id\""),
+    ngx_string("\"event\"")
+};
+
+#define NGX_HTTP_WEBHOOK_NWARNINGS                                            \
+    (sizeof(ngx_http_webhook_warning_names) / sizeof(ngx_str_t))
 
 #define ngx_http_webhook_lit(p, s)  ngx_cpymem(p, s, sizeof(s) - 1)
 
@@ -353,7 +406,8 @@ size_t
 ngx_http_webhook_envelope_len(ngx_http_webhook_event_t *ev, ngx_str_t *id,
     ngx_str_t *received_at, ngx_str_t *priority)
 {
-    size_t  len;
+    size_t      len;
+    ngx_uint_t  i;
 
     len = sizeof(ngx_http_webhook_env_id) - 1
           + ngx_http_webhook_json_escape_len(id->data, id->len)
@@ -363,8 +417,24 @@ ngx_http_webhook_envelope_len(ngx_http_webhook_event_t *ev, ngx_str_t *id,
           + sizeof(ngx_http_webhook_env_model) - 1
           + sizeof(ngx_http_webhook_env_rid) - 1
           + sizeof(ngx_http_webhook_env_event) - 1
+          + sizeof(ngx_http_webhook_env_sender) - 1
           + sizeof(ngx_http_webhook_env_payload) - 1
           + ev->payload.len + 1;
+
+    len += ev->sender.len
+           ? 2 + ngx_http_webhook_json_escape_len(ev->sender.data,
+                                                  ev->sender.len)
+           : sizeof("null") - 1;
+
+    if (ev->warnings) {
+        len += sizeof(ngx_http_webhook_env_warnings) - 1;
+
+        for (i = 0; i < NGX_HTTP_WEBHOOK_NWARNINGS; i++) {
+            if (ev->warnings & (1 << i)) {
+                len += ngx_http_webhook_warning_names[i].len + 1;
+            }
+        }
+    }
 
     if (ev->id_key.len == 0) {
         len += sizeof("null") - 1;
@@ -395,13 +465,17 @@ ngx_http_webhook_envelope_len(ngx_http_webhook_event_t *ev, ngx_str_t *id,
 
 /*
  * {"id":"...","received_at":"...","priority":"high","event_id":48213,
- *  "model":"sale.order","record_id":1842,"event":"write","payload":{...}}
+ *  "model":"sale.order","record_id":1842,"event":"write",
+ *  "sender":"odoo-prod","warnings":["record_id"],"payload":{...}}
+ * ("warnings" only when a field was taken as absent)
  */
 
 u_char *
 ngx_http_webhook_envelope_write(u_char *p, ngx_http_webhook_event_t *ev,
     ngx_str_t *id, ngx_str_t *received_at, ngx_str_t *priority)
 {
+    ngx_uint_t  i;
+
     p = ngx_http_webhook_lit(p, ngx_http_webhook_env_id);
     p = ngx_http_webhook_json_escape(p, id->data, id->len);
     p = ngx_http_webhook_lit(p, ngx_http_webhook_env_at);
@@ -451,6 +525,31 @@ ngx_http_webhook_envelope_write(u_char *p, ngx_http_webhook_event_t *ev,
 
     } else {
         p = ngx_http_webhook_lit(p, "null");
+    }
+
+    p = ngx_http_webhook_lit(p, ngx_http_webhook_env_sender);
+
+    if (ev->sender.len) {
+        *p++ = '"';
+        p = ngx_http_webhook_json_escape(p, ev->sender.data, ev->sender.len);
+        *p++ = '"';
+
+    } else {
+        p = ngx_http_webhook_lit(p, "null");
+    }
+
+    if (ev->warnings) {
+        p = ngx_http_webhook_lit(p, ngx_http_webhook_env_warnings);
+
+        for (i = 0; i < NGX_HTTP_WEBHOOK_NWARNINGS; i++) {
+            if (ev->warnings & (1 << i)) {
+                p = ngx_cpymem(p, ngx_http_webhook_warning_names[i].data,
+                               ngx_http_webhook_warning_names[i].len);
+                *p++ = ',';
+            }
+        }
+
+        p[-1] = ']';
     }
 
     p = ngx_http_webhook_lit(p, ngx_http_webhook_env_payload);

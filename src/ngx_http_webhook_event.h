@@ -29,6 +29,14 @@
 #define NGX_HTTP_WEBHOOK_INT_LEN  24
 
 
+/* ev->warnings: fields of the wrong type, taken as absent (schema any) */
+#define NGX_HTTP_WEBHOOK_W_EVENT_ID   0x01
+#define NGX_HTTP_WEBHOOK_W_PRIORITY   0x02
+#define NGX_HTTP_WEBHOOK_W_MODEL      0x04
+#define NGX_HTTP_WEBHOOK_W_RECORD_ID  0x08
+#define NGX_HTTP_WEBHOOK_W_EVENT      0x10
+
+
 typedef struct {
     ngx_str_t    payload;      /* the event object as received */
     ngx_str_t    model;        /* not escaped; len 0: none */
@@ -37,6 +45,10 @@ typedef struct {
     ngx_str_t    id_key;       /* the idempotency key: the id, unquoted */
     ngx_str_t    record_id;    /* JSON text of an integer; len 0: none */
     ngx_int_t    priority;     /* -1: not given */
+    ngx_str_t    sender;       /* set by the caller; len 0: null */
+    ngx_uint_t   warnings;     /* NGX_HTTP_WEBHOOK_W_* */
+    unsigned     instant:1;    /* with _webhook_metadata */
+    unsigned     test:1;       /* data._test_event, or record_id -1 */
 
     u_char       event_id_buf[NGX_HTTP_WEBHOOK_INT_LEN];
     u_char       record_id_buf[NGX_HTTP_WEBHOOK_INT_LEN];

@@ -13,6 +13,7 @@
 
 #include "ngx_http_webhook_module.h"
 #include "ngx_http_webhook_auth.h"
+#include "ngx_http_webhook_event.h"
 #include "ngx_http_webhook_redis.h"
 #include "ngx_http_webhook_stats.h"
 
@@ -166,6 +167,13 @@ static ngx_command_t  ngx_http_webhook_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_webhook_loc_conf_t, default_priority),
       &ngx_http_webhook_priority_names },
+
+    { ngx_string("webhook_instant_priority"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_loc_conf_t, instant_priority),
+      NULL },
 
     { ngx_string("webhook_schema"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -353,6 +361,7 @@ ngx_http_webhook_create_loc_conf(ngx_conf_t *cf)
      */
 
     wlcf->default_priority = NGX_CONF_UNSET_UINT;
+    wlcf->instant_priority = NGX_CONF_UNSET_PTR;
     wlcf->schema_any = NGX_CONF_UNSET_UINT;
     wlcf->batch_max = NGX_CONF_UNSET_UINT;
     wlcf->dedupe = NGX_CONF_UNSET;
@@ -376,7 +385,9 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->api_key_header, prev->api_key_header, "");
     ngx_conf_merge_uint_value(conf->default_priority, prev->default_priority,
                               NGX_HTTP_WEBHOOK_MEDIUM);
-    ngx_conf_merge_uint_value(conf->schema_any, prev->schema_any, 0);
+    ngx_conf_merge_ptr_value(conf->instant_priority, prev->instant_priority,
+                             NULL);
+    ngx_conf_merge_uint_value(conf->schema_any, prev->schema_any, 1);
     ngx_conf_merge_uint_value(conf->batch_max, prev->batch_max, 1000);
     ngx_conf_merge_sec_value(conf->dedupe, prev->dedupe, 3600);
     ngx_conf_merge_value(conf->max_depth, prev->max_depth, 0);
@@ -418,6 +429,17 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"webhook_receive\" requires "
                            "\"webhook_token_file\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->instant_priority && conf->instant_priority->lengths == NULL
+        && ngx_http_webhook_priority(conf->instant_priority->value.data,
+                                     conf->instant_priority->value.len)
+           == NGX_ERROR)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"webhook_instant_priority\" must be high, "
+                           "medium, low or a variable");
         return NGX_CONF_ERROR;
     }
 

@@ -86,6 +86,7 @@ typedef struct {
     ngx_array_t                 *tokens;      /* SHA-1 digests */
     ngx_str_t                    api_key_header;
     ngx_uint_t                   default_priority;
+    ngx_http_complex_value_t    *instant_priority;  /* NULL: high */
     ngx_uint_t                   schema_any;
     ngx_uint_t                   batch_max;
     time_t                       dedupe;      /* seconds, 0: off */

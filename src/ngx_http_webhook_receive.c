@@ -56,7 +56,7 @@ ngx_http_webhook_receive_handler(ngx_http_request_t *r)
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
 
-    if (ngx_http_webhook_authorized(r, wlcf) != NGX_OK) {
+    if (ngx_http_webhook_authorized(r, wlcf, &ctx->sender) != NGX_OK) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_UNAUTHORIZED,
                                        ngx_http_webhook_unauthorized,
                                        "unauthorized",
@@ -193,7 +193,7 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     ngx_str_t *body)
 {
     u_char                       *p, *scratch;
-    ngx_int_t                     rc, kind, n, i;
+    ngx_int_t                     rc, kind, n, i, k;
     size_t                        offset;
     ngx_str_t                     root, events, *spans, idempotency;
     const char                   *err;
@@ -229,10 +229,7 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     kind = ngx_http_webhook_payload_kind(&root);
 
     if (kind == NGX_HTTP_WEBHOOK_TEST) {
-        p = (u_char *) "{\"status\":\"ok\",\"test\":true}";
-        return ngx_http_webhook_send_json(r, NGX_HTTP_OK,
-                                          ngx_http_webhook_test,
-                                          p, ngx_strlen(p));
+        return ngx_http_webhook_check_queue(r, ctx);
     }
 
     /* room for unescaped strings, never longer than the body, if any */
@@ -262,6 +259,10 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
                                            ? "invalid_priority"
                                            : "invalid_payload",
                                            (char *) err);
+        }
+
+        if (ev->test) {
+            return ngx_http_webhook_check_queue(r, ctx);
         }
 
         ev->payload = root;
@@ -327,8 +328,12 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* test events of a batch are left out of it */
+
+    k = 0;
+
     for (i = 0; i < n; i++) {
-        rc = ngx_http_webhook_event_read(&spans[i], wlcf->schema_any, &ev[i],
+        rc = ngx_http_webhook_event_read(&spans[i], wlcf->schema_any, &ev[k],
                                          &scratch, &err);
         if (rc != NGX_OK) {
             p = ngx_snprintf(msg, sizeof(msg), "events[%i]: %s", i, err);
@@ -340,13 +345,19 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
                                                msg, p - msg);
         }
 
-        ev[i].payload = spans[i];
+        if (!ev[k].test) {
+            ev[k++].payload = spans[i];
+        }
+    }
+
+    if (k == 0) {
+        return ngx_http_webhook_check_queue(r, ctx);
     }
 
     ctx->batch = 1;
     idempotency.len = 0;
 
-    return ngx_http_webhook_prepare(r, ctx, ev, n, &idempotency);
+    return ngx_http_webhook_prepare(r, ctx, ev, k, &idempotency);
 }
 
 

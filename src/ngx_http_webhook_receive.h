@@ -30,6 +30,8 @@ typedef struct {
     ngx_uint_t                    result;
     ngx_int_t                     priority;    /* -1: not yet known */
     ngx_str_t                     event_id;
+    ngx_str_t                     sender;      /* len 0: none */
+    ngx_str_t                     model;       /* of a single event */
     ngx_uint_t                    batch;
     ngx_uint_t                    nevents;
     ngx_str_t                    *ids;         /* envelope id per event */
@@ -42,6 +44,7 @@ typedef struct {
     ngx_str_t                     error_body;  /* for nginx's own errors */
 
     unsigned                      lpush:1;     /* a plain LPUSH, no script */
+    unsigned                      probe:1;     /* a test: can Redis write? */
     unsigned                      responded:1;
     unsigned                      replace_body:1;
 } ngx_http_webhook_ctx_t;
@@ -57,6 +60,8 @@ ngx_http_webhook_ctx_t *ngx_http_webhook_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_webhook_prepare(ngx_http_request_t *r,
     ngx_http_webhook_ctx_t *ctx, ngx_http_webhook_event_t *ev,
     ngx_uint_t n, ngx_str_t *idempotency);
+ngx_int_t ngx_http_webhook_check_queue(ngx_http_request_t *r,
+    ngx_http_webhook_ctx_t *ctx);
 
 /* ngx_http_webhook_respond.c */
 ngx_int_t ngx_http_webhook_send_json(ngx_http_request_t *r,

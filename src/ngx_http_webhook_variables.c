@@ -3,7 +3,7 @@
  * Copyright (C) The ngx_http_webhook_module authors
  *
  * The variables of a receive location: $webhook_result,
- * $webhook_priority and $webhook_event_id.
+ * $webhook_priority, $webhook_event_id, $webhook_sender, $webhook_model.
  */
 
 
@@ -18,6 +18,8 @@
 #define NGX_HTTP_WEBHOOK_VAR_RESULT    0
 #define NGX_HTTP_WEBHOOK_VAR_PRIORITY  1
 #define NGX_HTTP_WEBHOOK_VAR_EVENT_ID  2
+#define NGX_HTTP_WEBHOOK_VAR_SENDER    3
+#define NGX_HTTP_WEBHOOK_VAR_MODEL     4
 
 
 static ngx_int_t ngx_http_webhook_variable(ngx_http_request_t *r,
@@ -34,6 +36,12 @@ static ngx_http_variable_t  ngx_http_webhook_vars[] = {
 
     { ngx_string("webhook_event_id"), NULL, ngx_http_webhook_variable,
       NGX_HTTP_WEBHOOK_VAR_EVENT_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("webhook_sender"), NULL, ngx_http_webhook_variable,
+      NGX_HTTP_WEBHOOK_VAR_SENDER, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("webhook_model"), NULL, ngx_http_webhook_variable,
+      NGX_HTTP_WEBHOOK_VAR_MODEL, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -59,7 +67,10 @@ ngx_http_webhook_receive_variables(ngx_conf_t *cf)
 }
 
 
-/* $webhook_result, $webhook_priority and $webhook_event_id */
+/*
+ * $webhook_result, $webhook_priority, $webhook_event_id, $webhook_sender
+ * and $webhook_model (of a single event, once its body is read)
+ */
 
 static ngx_int_t
 ngx_http_webhook_variable(ngx_http_request_t *r,
@@ -85,8 +96,14 @@ ngx_http_webhook_variable(ngx_http_request_t *r,
             value = &ngx_http_webhook_priorities[ctx->priority];
         }
 
-    } else if (ctx->event_id.len) {
-        value = &ctx->event_id;
+    } else {
+        value = data == NGX_HTTP_WEBHOOK_VAR_EVENT_ID ? &ctx->event_id
+                : data == NGX_HTTP_WEBHOOK_VAR_SENDER ? &ctx->sender
+                : &ctx->model;
+
+        if (value->len == 0) {
+            value = NULL;
+        }
     }
 
     if (value == NULL) {

@@ -7,6 +7,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use MIME::Base64 ();
 use Time::Local qw(timegm);
 use Time::HiRes qw(time);
 use WebhookTest;
@@ -149,7 +150,11 @@ subtest_fresh 'authentication' => sub {
         ['prefix of a token', { Authorization => 'Bearer ' . substr($TOKENS[0], 0, 10) }],
         ['token plus suffix', { Authorization => "Bearer $TOKENS[0]x" }],
         ['token without scheme', { Authorization => $TOKENS[0] }],
-        ['Basic scheme', { Authorization => "Basic $TOKENS[0]" }],
+        ['Basic with a wrong token', { Authorization => 'Basic tok-gamma-000' }],
+        ['Basic user:password with a wrong password',
+            { Authorization => 'Basic ' . MIME::Base64::encode_base64("odoo:nope", '') }],
+        ['Basic with the token as the user', { Authorization => 'Basic '
+            . MIME::Base64::encode_base64("$TOKENS[0]:x", '') }],
         ['comment line as token', { Authorization => 'Bearer # tokens for Odoo' }],
         ['wrong X-API-Key', { 'X-API-Key' => 'nope' }],
         ['X-API-Key with "Bearer "', { 'X-API-Key' => "Bearer $TOKENS[0]" }],
@@ -262,9 +267,9 @@ subtest_fresh 'Odoo event shape (sample)' => sub {
 
 subtest_fresh 'Odoo instant shape (sample)' => sub {
     my $res = post($INSTANT);
-    is_queued($res, 'medium', 'instant sample: queued, default priority medium') or return;
-    my $env = take_one('{webhook}:queue:medium', 'instant sample');
-    check_envelope($env, $res, { priority => 'medium', event_id => 48214, model => 'res.partner',
+    is_queued($res, 'high', 'instant sample: queued, webhook_instant_priority\'s default high') or return;
+    my $env = take_one('{webhook}:queue:high', 'instant sample');
+    check_envelope($env, $res, { priority => 'high', event_id => 48214, model => 'res.partner',
         record_id => 77, event => 'create' }, sample_json('odoo-instant.json'), 'instant sample');
 };
 
@@ -276,9 +281,9 @@ subtest_fresh 'instant shape: top-level fields are record data' => sub {
         _webhook_metadata => { event_id => 501, event_type => 'write', model => 'project.task', record_id => 9 },
     };
     my $res = post(json_encode($body));
-    is_queued($res, 'medium', 'task with top-level "priority": "1": queued with the default priority');
-    my $env = take_one('{webhook}:queue:medium', 'task');
-    check_envelope($env, $res, { priority => 'medium', event_id => 501, model => 'project.task',
+    is_queued($res, 'high', 'task with top-level "priority": "1": queued with the instant priority');
+    my $env = take_one('{webhook}:queue:high', 'task');
+    check_envelope($env, $res, { priority => 'high', event_id => 501, model => 'project.task',
         record_id => 9, event => 'write' }, $body, 'task');
 
     $body->{_webhook_metadata}{priority} = 'high';
@@ -294,8 +299,8 @@ subtest_fresh 'instant shape: top-level fields are record data' => sub {
 
     my $noid = { x => 1, _webhook_metadata => { event_type => 'unlink', model => 'res.partner', record_id => 3 } };
     $res = post(json_encode($noid));
-    is_queued($res, 'medium', 'instant without event_id: queued');
-    $env = take_one('{webhook}:queue:medium', 'instant without event_id');
+    is_queued($res, 'high', 'instant without event_id: queued');
+    $env = take_one('{webhook}:queue:high', 'instant without event_id');
     check_envelope($env, $res, { event_id => undef, event => 'unlink', record_id => 3 }, $noid,
         'instant without event_id');
 };
@@ -325,6 +330,9 @@ subtest_fresh 'auth variants and content-type parameters that are accepted' => s
         ['second token of the file', { Authorization => "Bearer $TOKENS[1]" }],
         ['token in X-API-Key', { Authorization => undef, 'X-API-Key' => $TOKENS[0] }],
         ['second token in X-API-Key', { Authorization => undef, 'X-API-Key' => $TOKENS[1] }],
+        ['Basic with the token as typed (Odoo)', { Authorization => "Basic $TOKENS[0]" }],
+        ['Basic with user:token in base64', { Authorization => 'Basic '
+            . MIME::Base64::encode_base64("odoo:$TOKENS[1]", '') }],
         ['wrong Authorization but good X-API-Key', { Authorization => 'Bearer nope', 'X-API-Key' => $TOKENS[1] }],
         ['Content-Type with charset', { 'Content-Type' => 'application/json; charset=utf-8' }],
         ['Content-Type with charset, no space', { 'Content-Type' => 'application/json;charset=UTF-8' }],

@@ -36,6 +36,7 @@ my $ng = start_nginx(
         . receive_location(queue => '{webhook}', max_body => '4m',
             extra => 'access_log %%PREFIX%%/results.log results;')
         . receive_location(path => '/small', queue => '{small}', extra => 'webhook_batch_max 2;')
+        . receive_location(path => '/strict', queue => '{webhook}', schema => 'event')
         . receive_location(path => '/deep', queue => '{deep}', extra => 'webhook_max_depth 3;')
         . receive_location(path => '/a', queue => '{tenant_a}', tokens => 'a.tokens')
         . receive_location(path => '/b', queue => '{tenant_b}', tokens => 'b.tokens')
@@ -68,9 +69,10 @@ sub ev {
 
 sub batch { json_encode({ batch => JSON::PP::true(), timestamp => '2026-11-27T09:16:00.000000', events => [@_] }) }
 
+# the keys of events: what a test's write (<queue>:probe) leaves is not one
 sub redis_empty {
     my ($name) = @_;
-    my @k = $redis->keys;
+    my @k = grep { !/:probe\z/ } $redis->keys;
     is_deeply(\@k, [], "nothing in Redis: $name") or diag "keys: @k";
 }
 
@@ -134,11 +136,11 @@ subtest_fresh 'Odoo test connection: HEAD, then the test body' => sub {
 
 subtest_fresh 'instant path: 200 with a JSON body' => sub {
     my $res = post(sample_text('odoo-instant.json'));
-    is_queued($res, 'medium', 'instant sample: 200 {"status":"queued","id":...,"priority":"medium"}');
+    is_queued($res, 'high', 'instant sample: 200 {"status":"queued","id":...,"priority":"high"} (webhook_instant_priority)');
     ok($res->{status} == 200 || $res->{status} == 201 || $res->{status} == 204,
         'a status Odoo accepts on the instant path');
-    is($redis->llen('{webhook}:queue:medium'), 1, 'one envelope on the medium list');
-    my @e = $redis->lrange('{webhook}:queue:medium');
+    is($redis->llen('{webhook}:queue:high'), 1, 'one envelope on the high list');
+    my @e = $redis->lrange('{webhook}:queue:high');
     my $env = json_decode($e[0] // '');
     is($env->{id}, $res->{json}{id}, 'envelope id is the answered id') if $env;
     is($env->{event_id}, 48214, 'envelope event_id from _webhook_metadata') if $env;
@@ -148,8 +150,8 @@ subtest_fresh 'instant path: a record with its own field "batch": true is an eve
     my $rec = json_decode(sample_text('odoo-instant.json'));
     $rec->{batch} = JSON::PP::true();
     my $res = post(json_encode($rec));
-    is_queued($res, 'medium', 'instant record with "batch": true: queued, not a batch');
-    is($redis->llen('{webhook}:queue:medium'), 1, 'one envelope on the medium list');
+    is_queued($res, 'high', 'instant record with "batch": true: queued, not a batch');
+    is($redis->llen('{webhook}:queue:high'), 1, 'one envelope on the high list');
 };
 
 # ================================================================ batches
@@ -184,7 +186,7 @@ subtest_fresh 'batch sample: one envelope per event, on its own list' => sub {
         my $env = json_decode($raw);
         ok(ref $env eq 'HASH', "event $i: envelope is a JSON object") or do { diag $raw; next };
         my @fields = sort keys %$env;
-        is_deeply(\@fields, [sort qw(id received_at priority event_id model record_id event payload)],
+        is_deeply(\@fields, [sort qw(id received_at priority event_id model record_id event sender payload)],
             "event $i: envelope fields");
         is($env->{id}, $ids[$i], "event $i: envelope id is ids[$i]");
         check_received_at($env->{received_at}, "event $i");
@@ -212,7 +214,7 @@ subtest_fresh 'batch: envelope ids and order for many events on one list' => sub
     is_deeply([map { $_->{env}{payload} } @e], \@ev, 'payloads in batch order');
 };
 
-subtest_fresh 'batch: a bad element refuses the whole batch' => sub {
+subtest_fresh 'batch, webhook_schema event: a bad element refuses the whole batch' => sub {
     my @cases = (
         ['record_id "x" in element 1', [ev(3001, 'high'), ev(3002, 'low', record_id => 'x'), ev(3003, 'medium')],
             'invalid_payload', 1],
@@ -228,7 +230,7 @@ subtest_fresh 'batch: a bad element refuses the whole batch' => sub {
     );
     for my $c (@cases) {
         my ($name, $events, $code, $idx) = @$c;
-        my $res = post(batch(@$events));
+        my $res = post(batch(@$events), path => '/strict');
         is_json_error($res, 400, $code, "$name: 400 $code");
         like(ref $res->{json} eq 'HASH' ? $res->{json}{message} // '' : '', qr/^events\[$idx\]: \S/,
             "$name: message names events[$idx]") or diag dump_res($res);
@@ -362,9 +364,9 @@ subtest_fresh 'two receive locations: own tokens, own queues, own dedupe keys' =
     $res = post(json_encode(ev(8002, 'low')), path => '/b', token => $TOKEN_B);
     is_queued($res, 'low', 'a low event on /b');
 
-    is_deeply([queue_keys('{tenant_a}')], ['{tenant_a}:queue:high', '{tenant_a}:seen:8001'], 'keys of tenant a');
+    is_deeply([queue_keys('{tenant_a}')], ['{tenant_a}:queue:high', '{tenant_a}:seen:id::8001'], 'keys of tenant a');
     is_deeply([queue_keys('{tenant_b}')],
-        ['{tenant_b}:queue:high', '{tenant_b}:queue:low', '{tenant_b}:seen:8001', '{tenant_b}:seen:8002'],
+        ['{tenant_b}:queue:high', '{tenant_b}:queue:low', '{tenant_b}:seen:id::8001', '{tenant_b}:seen:id::8002'],
         'keys of tenant b');
     is_deeply([queue_keys('{webhook}')], [], 'nothing in the default queue');
     is($redis->llen('{tenant_a}:queue:high'), 1, 'tenant a: one high envelope');

@@ -60,6 +60,8 @@ typedef struct {
     cJSON       *record_id;
     cJSON       *event_id;
     ngx_int_t    priority;
+    ngx_uint_t   warnings;     /* schema any: fields taken as absent */
+    ngx_uint_t   test;
 } fuzz_ref_t;
 
 
@@ -210,6 +212,11 @@ fuzz_ref_event(cJSON *obj, ngx_uint_t any, fuzz_ref_t *ref, const char **err)
         return NGX_ERROR;
     }
 
+    item = cJSON_GetObjectItemCaseSensitive(obj, "data");
+    ref->test = cJSON_IsObject(item)
+                && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(item,
+                                                            "_test_event"));
+
     meta = cJSON_GetObjectItemCaseSensitive(obj, "_webhook_metadata");
     is_meta = (meta != NULL);
 
@@ -229,10 +236,15 @@ fuzz_ref_event(cJSON *obj, ngx_uint_t any, fuzz_ref_t *ref, const char **err)
         {
             *err = "field \"event_id\" must be an integer or a non-empty "
                    "string";
-            return NGX_ERROR;
-        }
+            if (!any) {
+                return NGX_ERROR;
+            }
 
-        ref->event_id = item;
+            ref->warnings |= NGX_HTTP_WEBHOOK_W_EVENT_ID;
+
+        } else {
+            ref->event_id = item;
+        }
     }
 
     item = cJSON_GetObjectItemCaseSensitive(obj, "priority");
@@ -244,9 +256,15 @@ fuzz_ref_event(cJSON *obj, ngx_uint_t any, fuzz_ref_t *ref, const char **err)
                         : NGX_ERROR;
 
         if (ref->priority == NGX_ERROR) {
-            *err = "field \"priority\" must be \"high\", \"medium\" "
-                   "or \"low\"";
-            return NGX_DECLINED;
+            ref->priority = -1;
+
+            if (!any) {
+                *err = "field \"priority\" must be \"high\", \"medium\" "
+                       "or \"low\"";
+                return NGX_DECLINED;
+            }
+
+            ref->warnings |= NGX_HTTP_WEBHOOK_W_PRIORITY;
         }
     }
 
@@ -257,15 +275,22 @@ fuzz_ref_event(cJSON *obj, ngx_uint_t any, fuzz_ref_t *ref, const char **err)
     } else if (item && !any) {
         *err = "field \"model\" must be a non-empty string";
         return NGX_ERROR;
+
+    } else if (item) {
+        ref->warnings |= NGX_HTTP_WEBHOOK_W_MODEL;
     }
 
     item = cJSON_GetObjectItemCaseSensitive(obj, "record_id");
     if (fuzz_ref_integer(item)) {
         ref->record_id = item;
+        ref->test |= (item->valuedouble == -1);
 
     } else if (item && !any) {
         *err = "field \"record_id\" must be an integer";
         return NGX_ERROR;
+
+    } else if (item) {
+        ref->warnings |= NGX_HTTP_WEBHOOK_W_RECORD_ID;
     }
 
     item = cJSON_GetObjectItemCaseSensitive(obj,
@@ -278,6 +303,9 @@ fuzz_ref_event(cJSON *obj, ngx_uint_t any, fuzz_ref_t *ref, const char **err)
                          "a non-empty string"
                        : "field \"event\" must be a non-empty string";
         return NGX_ERROR;
+
+    } else if (item) {
+        ref->warnings |= NGX_HTTP_WEBHOOK_W_EVENT;
     }
 
     if (any) {
@@ -323,6 +351,8 @@ fuzz_compare_event(ngx_http_webhook_event_t *ev, fuzz_ref_t *ref)
     char       num[NGX_HTTP_WEBHOOK_INT_LEN + 1];
 
     fuzz_check(ev->priority == ref->priority, "priority differs");
+    fuzz_check(ev->warnings == ref->warnings, "warnings differ");
+    fuzz_check(ev->test == ref->test, "test differs");
     fuzz_check(fuzz_str_is(&ev->model, ref->model), "model differs");
     fuzz_check(fuzz_str_is(&ev->event, ref->event), "event differs");
 

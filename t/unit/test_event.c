@@ -464,10 +464,58 @@ test_envelope(void)
        && strncmp((char *) buf, "{\"id\":\"abc\",\"received_at\":"
                   "\"2026-11-27T09:14:03.412Z\",\"priority\":\"low\","
                   "\"event_id\":null,\"model\":null,\"record_id\":null,"
-                  "\"event\":null,\"payload\":{\"x\": 1}}", len) == 0,
+                  "\"event\":null,\"sender\":null,\"payload\":{\"x\": 1}}",
+                  len) == 0,
        "an event without fields gets nulls");
 
     free(buf);
+
+    /* schema any: wrong types are taken as absent and named */
+
+    ok(read_event("{\"event_id\": [1], \"model\": 5, \"record_id\": \"x\", "
+                  "\"event\": true, \"priority\": \"urgent\"}", 1, &ev, &err)
+       == NGX_OK
+       && ev.warnings == (NGX_HTTP_WEBHOOK_W_EVENT_ID
+                          | NGX_HTTP_WEBHOOK_W_PRIORITY
+                          | NGX_HTTP_WEBHOOK_W_MODEL
+                          | NGX_HTTP_WEBHOOK_W_RECORD_ID
+                          | NGX_HTTP_WEBHOOK_W_EVENT)
+       && ev.priority == -1 && ev.id_key.len == 0 && ev.model.len == 0,
+       "schema any: fields of the wrong type are absent, with warnings");
+
+    ok(read_event("{\"priority\": \"urgent\"}", 0, &ev, &err)
+       == NGX_DECLINED,
+       "schema event: an unknown priority is still refused");
+
+    ev.payload.data = (u_char *) "{}";
+    ev.payload.len = 2;
+    ev.warnings = NGX_HTTP_WEBHOOK_W_MODEL | NGX_HTTP_WEBHOOK_W_EVENT;
+    ev.sender.data = (u_char *) "odoo-prod";
+    ev.sender.len = 9;
+
+    len = ngx_http_webhook_envelope_len(&ev, &id, &at, &prio);
+    buf = malloc(len);
+    last = ngx_http_webhook_envelope_write(buf, &ev, &id, &at, &prio);
+
+    ok((size_t) (last - buf) == len
+       && strstr((char *) buf, ",\"sender\":\"odoo-prod\","
+                 "\"warnings\":[\"model\",\"event\"],\"payload\":{}}") != NULL,
+       "the envelope names the sender and the fields taken as absent");
+
+    free(buf);
+
+    ok(read_event("{\"model\": \"a.b\", \"record_id\": 7, \"event\": \"create\", "
+                  "\"data\": {\"_test_event\": true}}", 0, &ev, &err) == NGX_OK
+       && ev.test, "data._test_event marks a test event");
+
+    ok(read_event("{\"model\": \"a.b\", \"record_id\": -1, \"event\": \"create\"}",
+                  0, &ev, &err) == NGX_OK && ev.test,
+       "record_id -1 marks a test event");
+
+    ok(read_event("{\"_webhook_metadata\": {\"model\": \"a.b\", \"record_id\": 3,"
+                  " \"event_type\": \"write\"}, \"record_id\": -1}", 0, &ev, &err)
+       == NGX_OK && !ev.test && ev.instant,
+       "an instant record's own record_id is not the event's");
 }
 
 
