@@ -36,6 +36,8 @@ static char *ngx_http_webhook_redis_password_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_webhook_set_handler(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_webhook_token_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_webhook_set_enum(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_webhook_set_sec_or_off(ngx_conf_t *cf,
@@ -148,9 +150,9 @@ static ngx_command_t  ngx_http_webhook_commands[] = {
 
     { ngx_string("webhook_token_file"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_webhook_token_file,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_webhook_loc_conf_t, token_file),
+      0,
       NULL },
 
     { ngx_string("webhook_api_key_header"),
@@ -348,9 +350,10 @@ ngx_http_webhook_create_loc_conf(ngx_conf_t *cf)
      *     wlcf->queue = { 0, NULL };
      *     wlcf->queue_index = 0;
      *     wlcf->token_file = { 0, NULL };
-     *     wlcf->tokens = NULL;
      *     wlcf->api_key_header = { 0, NULL };
      */
+
+    wlcf->tokens = NGX_CONF_UNSET_PTR;
 
     wlcf->default_priority = NGX_CONF_UNSET_UINT;
     wlcf->schema_any = NGX_CONF_UNSET_UINT;
@@ -369,10 +372,11 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_webhook_loc_conf_t  *prev = parent;
     ngx_http_webhook_loc_conf_t  *conf = child;
 
-    char                          *rv;
     ngx_http_webhook_main_conf_t  *wmcf;
 
     ngx_conf_merge_str_value(conf->queue, prev->queue, "{webhook}");
+    ngx_conf_merge_str_value(conf->token_file, prev->token_file, "");
+    ngx_conf_merge_ptr_value(conf->tokens, prev->tokens, NULL);
     ngx_conf_merge_str_value(conf->api_key_header, prev->api_key_header, "");
     ngx_conf_merge_uint_value(conf->default_priority, prev->default_priority,
                               NGX_HTTP_WEBHOOK_MEDIUM);
@@ -381,18 +385,6 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->dedupe, prev->dedupe, 3600);
     ngx_conf_merge_value(conf->max_depth, prev->max_depth, 0);
     ngx_conf_merge_sec_value(conf->retry_after, prev->retry_after, 5);
-
-    if (conf->token_file.data == NULL) {
-        conf->token_file = prev->token_file;
-        conf->tokens = prev->tokens;
-
-    } else if (conf->tokens == NULL) {
-        rv = ngx_http_webhook_read_tokens(cf, &conf->token_file,
-                                          &conf->tokens);
-        if (rv != NGX_CONF_OK) {
-            return rv;
-        }
-    }
 
     if (!conf->receive && !conf->status) {
         return NGX_CONF_OK;
@@ -599,6 +591,30 @@ ngx_http_webhook_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * webhook_token_file: read where it stands, once, so that every location
+ * of its http or server block shares the digests and a bad file is
+ * reported at its own line
+ */
+
+static char *
+ngx_http_webhook_token_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_webhook_loc_conf_t  *wlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (wlcf->tokens != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    wlcf->token_file = value[1];
+
+    return ngx_http_webhook_read_tokens(cf, &wlcf->token_file, &wlcf->tokens);
 }
 
 

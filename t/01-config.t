@@ -79,6 +79,22 @@ t_ok('password file with "user password"',
 
 t_ok('redis not running at config time is fine', conf());
 
+t_ok('webhook_token_file at http level only',
+    conf(http_extra => 'webhook_token_file %%PREFIX%%/webhook.tokens;',
+        location => <<'X'));
+        location = /a { webhook_receive; }
+        location = /b { webhook_receive; webhook_queue "{b}"; }
+X
+
+t_ok('webhook_token_file at server level only', conf(location => <<'X'));
+        webhook_token_file %%PREFIX%%/webhook.tokens;
+        location = /a { webhook_receive; }
+X
+
+t_ok('a location\'s webhook_token_file replaces the http-level one',
+    conf(http_extra => 'webhook_token_file %%PREFIX%%/other.tokens;'),
+    files => { 'other.tokens' => "tok-other-1\n" });
+
 # ---- bad configs
 t_fail('unknown priority in webhook_default_priority',
     conf(priority => 'urgent'), 'webhook_default_priority');
@@ -93,6 +109,11 @@ t_fail('token file with only comments and blank lines',
 t_fail('zero-length token file',
     conf(tokens_path => 'zero.tokens'), 'webhook_token_file',
     files => { 'zero.tokens' => '' });
+
+t_fail('missing token file at http level, named at its own line',
+    conf(http_extra => 'webhook_token_file %%PREFIX%%/no-such-file.tokens;',
+        location => "        location = /a { webhook_receive; }\n"),
+    qr/"webhook_token_file": open\(\) ".*no-such-file\.tokens" failed.*nginx\.conf:\d+/);
 
 t_fail('unparsable webhook_redis address',
     conf(redis => 'webhook_redis nonsense:port;'), 'webhook_redis');
