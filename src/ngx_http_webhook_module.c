@@ -345,14 +345,14 @@ ngx_http_webhook_create_loc_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
-     *     wlcf->receive = 0;
-     *     wlcf->status = 0;
      *     wlcf->queue = { 0, NULL };
      *     wlcf->queue_index = 0;
      *     wlcf->token_file = { 0, NULL };
      *     wlcf->api_key_header = { 0, NULL };
      */
 
+    wlcf->receive = NGX_CONF_UNSET;
+    wlcf->status = NGX_CONF_UNSET;
     wlcf->tokens = NGX_CONF_UNSET_PTR;
 
     wlcf->default_priority = NGX_CONF_UNSET_UINT;
@@ -372,7 +372,27 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_webhook_loc_conf_t  *prev = parent;
     ngx_http_webhook_loc_conf_t  *conf = child;
 
+    ngx_http_core_loc_conf_t      *clcf;
     ngx_http_webhook_main_conf_t  *wmcf;
+
+    /*
+     * an "if" or "limit_except" block inside a location runs the
+     * location's handler with its own configuration: it is the location's
+     * (the counters, the JSON answers and the handler read it); a nested
+     * location has a handler of its own, and is not a webhook one unless
+     * it says so
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->noname) {
+        ngx_conf_merge_value(conf->receive, prev->receive, 0);
+        ngx_conf_merge_value(conf->status, prev->status, 0);
+
+    } else {
+        ngx_conf_init_value(conf->receive, 0);
+        ngx_conf_init_value(conf->status, 0);
+    }
 
     ngx_conf_merge_str_value(conf->queue, prev->queue, "{webhook}");
     ngx_conf_merge_str_value(conf->token_file, prev->token_file, "");
@@ -572,7 +592,7 @@ ngx_http_webhook_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_http_core_loc_conf_t  *clcf;
 
-    if (wlcf->receive || wlcf->status) {
+    if (wlcf->receive != NGX_CONF_UNSET || wlcf->status != NGX_CONF_UNSET) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%V\": the location already has a webhook "
                            "handler", &cmd->name);
@@ -584,10 +604,12 @@ ngx_http_webhook_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (cmd->offset == offsetof(ngx_http_webhook_loc_conf_t, receive)) {
         clcf->handler = ngx_http_webhook_receive_handler;
         wlcf->receive = 1;
+        wlcf->status = 0;
 
     } else {
         clcf->handler = ngx_http_webhook_status_handler;
         wlcf->status = 1;
+        wlcf->receive = 0;
     }
 
     return NGX_CONF_OK;
