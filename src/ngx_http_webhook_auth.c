@@ -30,8 +30,8 @@ static ngx_uint_t ngx_http_webhook_token_match(ngx_array_t *tokens,
 
 
 char *
-ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *file,
-    ngx_array_t **tokens)
+ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *directive,
+    ngx_str_t *file, ngx_array_t **tokens)
 {
     u_char     *p, *end;
     char       *rv;
@@ -39,9 +39,7 @@ ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *file,
     ngx_str_t   text, line;
     ngx_sha1_t  sha1;
 
-    static ngx_str_t  name = ngx_string("webhook_token_file");
-
-    rv = ngx_http_webhook_read_file(cf, &name, file, &text);
+    rv = ngx_http_webhook_read_file(cf, directive, file, &text);
     if (rv != NGX_CONF_OK) {
         return rv;
     }
@@ -67,8 +65,8 @@ ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *file,
             || ngx_strlchr(line.data, line.data + line.len, '\t'))
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "webhook_token_file \"%V\": a line holds "
-                               "white space inside a token", file);
+                               "%V \"%V\": a line holds white space "
+                               "inside a token", directive, file);
             return NGX_CONF_ERROR;
         }
 
@@ -86,7 +84,7 @@ ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *file,
 
     if ((*tokens)->nelts == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "webhook_token_file \"%V\" holds no token", file);
+                           "%V \"%V\" holds no token", directive, file);
         return NGX_CONF_ERROR;
     }
 

@@ -636,7 +636,8 @@ ngx_http_webhook_token_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
     wlcf->token_file = value[1];
 
-    return ngx_http_webhook_read_tokens(cf, &wlcf->token_file, &wlcf->tokens);
+    return ngx_http_webhook_read_tokens(cf, &cmd->name, &wlcf->token_file,
+                                        &wlcf->tokens);
 }
 
 
