@@ -19,6 +19,10 @@
 
 #define NGX_HTTP_WEBHOOK_REDIS_PORT  6379
 
+/* hiredis copies at most this many bytes of a unix socket path */
+#define NGX_HTTP_WEBHOOK_UNIX_PATH_MAX                                       \
+    (sizeof(((struct sockaddr_un *) 0)->sun_path) - 1)
+
 
 static ngx_int_t ngx_http_webhook_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_webhook_postconfiguration(ngx_conf_t *cf);
@@ -44,6 +48,8 @@ static char *ngx_http_webhook_set_sec_or_off(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_webhook_set_num_or_off(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_webhook_set_timeout(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 static ngx_int_t ngx_http_webhook_init_process(ngx_cycle_t *cycle);
 static void ngx_http_webhook_exit_process(ngx_cycle_t *cycle);
@@ -115,14 +121,14 @@ static ngx_command_t  ngx_http_webhook_commands[] = {
 
     { ngx_string("webhook_redis_connect_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
+      ngx_http_webhook_set_timeout,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_webhook_main_conf_t, connect_timeout),
       NULL },
 
     { ngx_string("webhook_redis_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
+      ngx_http_webhook_set_timeout,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_webhook_main_conf_t, timeout),
       NULL },
@@ -514,6 +520,16 @@ ngx_http_webhook_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (value[1].len > 5 && ngx_strncmp(value[1].data, "unix:", 5) == 0) {
         wmcf->unix_path.len = value[1].len - 5;
+
+        if (wmcf->unix_path.len > NGX_HTTP_WEBHOOK_UNIX_PATH_MAX) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\": the unix socket path in \"%V\" is "
+                               "longer than %uz characters",
+                               &cmd->name, &value[1],
+                               NGX_HTTP_WEBHOOK_UNIX_PATH_MAX);
+            return NGX_CONF_ERROR;
+        }
+
         wmcf->unix_path.data = ngx_pnalloc(cf->pool, wmcf->unix_path.len + 1);
         if (wmcf->unix_path.data == NULL) {
             return NGX_CONF_ERROR;
@@ -746,6 +762,35 @@ ngx_http_webhook_set_num_or_off(ngx_conf_t *cf, ngx_command_t *cmd,
 
     if (*np == NGX_ERROR || *np == 0) {
         return "must be a positive number, or \"off\"";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* like ngx_conf_set_msec_slot(); 0 would fail every request or connect */
+
+static char *
+ngx_http_webhook_set_timeout(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    char        *rv;
+    ngx_msec_t  *msp;
+
+    rv = ngx_conf_set_msec_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    msp = (ngx_msec_t *) (p + cmd->offset);
+
+    if (*msp == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must be at least 1ms: with 0, every "
+                           "wait on Redis would time out at once",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
