@@ -32,8 +32,9 @@ static char *ngx_http_webhook_read_file(ngx_conf_t *cf, ngx_str_t *directive,
     ngx_str_t *file, ngx_str_t *text);
 static u_char *ngx_http_webhook_next_line(u_char *p, u_char *end,
     ngx_str_t *line);
-static char *ngx_http_webhook_token_line(ngx_conf_t *cf, ngx_str_t *file,
-    ngx_str_t *line, ngx_http_webhook_token_t *token);
+static char *ngx_http_webhook_token_line(ngx_conf_t *cf,
+    ngx_str_t *directive, ngx_str_t *file, ngx_str_t *line,
+    ngx_http_webhook_token_t *token);
 static ngx_http_webhook_token_t *ngx_http_webhook_basic(ngx_http_request_t *r,
     ngx_array_t *tokens, u_char *p, u_char *end);
 static ngx_http_webhook_token_t *ngx_http_webhook_token_match(
@@ -41,17 +42,15 @@ static ngx_http_webhook_token_t *ngx_http_webhook_token_match(
 
 
 char *
-ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *file,
-    ngx_array_t **tokens)
+ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *directive,
+    ngx_str_t *file, ngx_array_t **tokens)
 {
     u_char                    *p, *end;
     char                      *rv;
     ngx_str_t                  text, line;
     ngx_http_webhook_token_t  *token;
 
-    static ngx_str_t  name = ngx_string("webhook_token_file");
-
-    rv = ngx_http_webhook_read_file(cf, &name, file, &text);
+    rv = ngx_http_webhook_read_file(cf, directive, file, &text);
     if (rv != NGX_CONF_OK) {
         return rv;
     }
@@ -80,7 +79,7 @@ ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *file,
             break;
         }
 
-        rv = ngx_http_webhook_token_line(cf, file, &line, token);
+        rv = ngx_http_webhook_token_line(cf, directive, file, &line, token);
     }
 
     ngx_explicit_memzero(text.data, text.len);
@@ -91,7 +90,7 @@ ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *file,
 
     if ((*tokens)->nelts == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "webhook_token_file \"%V\" holds no token", file);
+                           "%V \"%V\" holds no token", directive, file);
         return NGX_CONF_ERROR;
     }
 
@@ -102,8 +101,8 @@ ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *file,
 /* "token", or "name token": the name of the sender that holds it */
 
 static char *
-ngx_http_webhook_token_line(ngx_conf_t *cf, ngx_str_t *file,
-    ngx_str_t *line, ngx_http_webhook_token_t *token)
+ngx_http_webhook_token_line(ngx_conf_t *cf, ngx_str_t *directive,
+    ngx_str_t *file, ngx_str_t *line, ngx_http_webhook_token_t *token)
 {
     u_char      *p, *last, *space;
     ngx_str_t    value;
@@ -124,9 +123,9 @@ ngx_http_webhook_token_line(ngx_conf_t *cf, ngx_str_t *file,
         for (p = line->data; p < space; p++) {
             if (!ngx_http_webhook_name_char(*p)) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "webhook_token_file \"%V\": a sender "
-                                   "name holds letters, digits, \".\", "
-                                   "\"_\" and \"-\" only", file);
+                                   "%V \"%V\": a sender name holds "
+                                   "letters, digits, \".\", \"_\" and "
+                                   "\"-\" only", directive, file);
                 return NGX_CONF_ERROR;
             }
         }
@@ -148,9 +147,9 @@ ngx_http_webhook_token_line(ngx_conf_t *cf, ngx_str_t *file,
             || ngx_strlchr(value.data, last, '\t'))
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "webhook_token_file \"%V\": a line is "
-                               "\"token\" or \"name token\", this one has "
-                               "more fields", file);
+                               "%V \"%V\": a line is \"token\" or "
+                               "\"name token\", this one has more fields",
+                               directive, file);
             return NGX_CONF_ERROR;
         }
     }

@@ -25,8 +25,8 @@ typedef struct {
 } ngx_http_webhook_token_t;
 
 
-char *ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *file,
-    ngx_array_t **tokens);
+char *ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *directive,
+    ngx_str_t *file, ngx_array_t **tokens);
 char *ngx_http_webhook_read_secret(ngx_conf_t *cf, ngx_str_t *directive,
     ngx_str_t *file, ngx_str_t *user, ngx_str_t *password);
 ngx_int_t ngx_http_webhook_authorized(ngx_http_request_t *r,

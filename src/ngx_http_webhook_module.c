@@ -20,6 +20,10 @@
 
 #define NGX_HTTP_WEBHOOK_REDIS_PORT  6379
 
+/* hiredis copies at most this many bytes of a unix socket path */
+#define NGX_HTTP_WEBHOOK_UNIX_PATH_MAX                                       \
+    (sizeof(((struct sockaddr_un *) 0)->sun_path) - 1)
+
 
 static ngx_int_t ngx_http_webhook_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_webhook_postconfiguration(ngx_conf_t *cf);
@@ -37,12 +41,16 @@ static char *ngx_http_webhook_redis_password_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_webhook_set_handler(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_webhook_token_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_webhook_set_enum(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_webhook_set_sec_or_off(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_webhook_set_num_or_off(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_webhook_set_timeout(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 static ngx_int_t ngx_http_webhook_init_process(ngx_cycle_t *cycle);
 static void ngx_http_webhook_exit_process(ngx_cycle_t *cycle);
@@ -114,14 +122,14 @@ static ngx_command_t  ngx_http_webhook_commands[] = {
 
     { ngx_string("webhook_redis_connect_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
+      ngx_http_webhook_set_timeout,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_webhook_main_conf_t, connect_timeout),
       NULL },
 
     { ngx_string("webhook_redis_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
+      ngx_http_webhook_set_timeout,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_webhook_main_conf_t, timeout),
       NULL },
@@ -149,9 +157,9 @@ static ngx_command_t  ngx_http_webhook_commands[] = {
 
     { ngx_string("webhook_token_file"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_webhook_token_file,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_webhook_loc_conf_t, token_file),
+      0,
       NULL },
 
     { ngx_string("webhook_api_key_header"),
@@ -351,14 +359,15 @@ ngx_http_webhook_create_loc_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
-     *     wlcf->receive = 0;
-     *     wlcf->status = 0;
      *     wlcf->queue = { 0, NULL };
      *     wlcf->queue_index = 0;
      *     wlcf->token_file = { 0, NULL };
-     *     wlcf->tokens = NULL;
      *     wlcf->api_key_header = { 0, NULL };
      */
+
+    wlcf->receive = NGX_CONF_UNSET;
+    wlcf->status = NGX_CONF_UNSET;
+    wlcf->tokens = NGX_CONF_UNSET_PTR;
 
     wlcf->default_priority = NGX_CONF_UNSET_UINT;
     wlcf->instant_priority = NGX_CONF_UNSET_PTR;
@@ -378,10 +387,31 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_webhook_loc_conf_t  *prev = parent;
     ngx_http_webhook_loc_conf_t  *conf = child;
 
-    char                          *rv;
+    ngx_http_core_loc_conf_t      *clcf;
     ngx_http_webhook_main_conf_t  *wmcf;
 
+    /*
+     * an "if" or "limit_except" block inside a location runs the
+     * location's handler with its own configuration: it is the location's
+     * (the counters, the JSON answers and the handler read it); a nested
+     * location has a handler of its own, and is not a webhook one unless
+     * it says so
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->noname) {
+        ngx_conf_merge_value(conf->receive, prev->receive, 0);
+        ngx_conf_merge_value(conf->status, prev->status, 0);
+
+    } else {
+        ngx_conf_init_value(conf->receive, 0);
+        ngx_conf_init_value(conf->status, 0);
+    }
+
     ngx_conf_merge_str_value(conf->queue, prev->queue, "{webhook}");
+    ngx_conf_merge_str_value(conf->token_file, prev->token_file, "");
+    ngx_conf_merge_ptr_value(conf->tokens, prev->tokens, NULL);
     ngx_conf_merge_str_value(conf->api_key_header, prev->api_key_header, "");
     ngx_conf_merge_uint_value(conf->default_priority, prev->default_priority,
                               NGX_HTTP_WEBHOOK_MEDIUM);
@@ -392,18 +422,6 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->dedupe, prev->dedupe, 3600);
     ngx_conf_merge_value(conf->max_depth, prev->max_depth, 0);
     ngx_conf_merge_sec_value(conf->retry_after, prev->retry_after, 5);
-
-    if (conf->token_file.data == NULL) {
-        conf->token_file = prev->token_file;
-        conf->tokens = prev->tokens;
-
-    } else if (conf->tokens == NULL) {
-        rv = ngx_http_webhook_read_tokens(cf, &conf->token_file,
-                                          &conf->tokens);
-        if (rv != NGX_CONF_OK) {
-            return rv;
-        }
-    }
 
     if (!conf->receive && !conf->status) {
         return NGX_CONF_OK;
@@ -524,6 +542,16 @@ ngx_http_webhook_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (value[1].len > 5 && ngx_strncmp(value[1].data, "unix:", 5) == 0) {
         wmcf->unix_path.len = value[1].len - 5;
+
+        if (wmcf->unix_path.len > NGX_HTTP_WEBHOOK_UNIX_PATH_MAX) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\": the unix socket path in \"%V\" is "
+                               "longer than %uz characters",
+                               &cmd->name, &value[1],
+                               NGX_HTTP_WEBHOOK_UNIX_PATH_MAX);
+            return NGX_CONF_ERROR;
+        }
+
         wmcf->unix_path.data = ngx_pnalloc(cf->pool, wmcf->unix_path.len + 1);
         if (wmcf->unix_path.data == NULL) {
             return NGX_CONF_ERROR;
@@ -602,7 +630,7 @@ ngx_http_webhook_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_http_core_loc_conf_t  *clcf;
 
-    if (wlcf->receive || wlcf->status) {
+    if (wlcf->receive != NGX_CONF_UNSET || wlcf->status != NGX_CONF_UNSET) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%V\": the location already has a webhook "
                            "handler", &cmd->name);
@@ -614,13 +642,40 @@ ngx_http_webhook_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (cmd->offset == offsetof(ngx_http_webhook_loc_conf_t, receive)) {
         clcf->handler = ngx_http_webhook_receive_handler;
         wlcf->receive = 1;
+        wlcf->status = 0;
 
     } else {
         clcf->handler = ngx_http_webhook_status_handler;
         wlcf->status = 1;
+        wlcf->receive = 0;
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * webhook_token_file: read where it stands, once, so that every location
+ * of its http or server block shares the digests and a bad file is
+ * reported at its own line
+ */
+
+static char *
+ngx_http_webhook_token_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_webhook_loc_conf_t  *wlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (wlcf->tokens != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    wlcf->token_file = value[1];
+
+    return ngx_http_webhook_read_tokens(cf, &cmd->name, &wlcf->token_file,
+                                        &wlcf->tokens);
 }
 
 
@@ -729,6 +784,35 @@ ngx_http_webhook_set_num_or_off(ngx_conf_t *cf, ngx_command_t *cmd,
 
     if (*np == NGX_ERROR || *np == 0) {
         return "must be a positive number, or \"off\"";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* like ngx_conf_set_msec_slot(); 0 would fail every request or connect */
+
+static char *
+ngx_http_webhook_set_timeout(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    char        *rv;
+    ngx_msec_t  *msp;
+
+    rv = ngx_conf_set_msec_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    msp = (ngx_msec_t *) (p + cmd->offset);
+
+    if (*msp == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must be at least 1ms: with 0, every "
+                           "wait on Redis would time out at once",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;

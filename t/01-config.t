@@ -79,6 +79,22 @@ t_ok('password file with "user password"',
 
 t_ok('redis not running at config time is fine', conf());
 
+t_ok('webhook_token_file at http level only',
+    conf(http_extra => 'webhook_token_file %%PREFIX%%/webhook.tokens;',
+        location => <<'X'));
+        location = /a { webhook_receive; }
+        location = /b { webhook_receive; webhook_queue "{b}"; }
+X
+
+t_ok('webhook_token_file at server level only', conf(location => <<'X'));
+        webhook_token_file %%PREFIX%%/webhook.tokens;
+        location = /a { webhook_receive; }
+X
+
+t_ok('a location\'s webhook_token_file replaces the http-level one',
+    conf(http_extra => 'webhook_token_file %%PREFIX%%/other.tokens;'),
+    files => { 'other.tokens' => "tok-other-1\n" });
+
 # ---- bad configs
 t_fail('unknown priority in webhook_default_priority',
     conf(priority => 'urgent'), 'webhook_default_priority');
@@ -94,8 +110,32 @@ t_fail('zero-length token file',
     conf(tokens_path => 'zero.tokens'), 'webhook_token_file',
     files => { 'zero.tokens' => '' });
 
+t_fail('missing token file at http level, named at its own line',
+    conf(http_extra => 'webhook_token_file %%PREFIX%%/no-such-file.tokens;',
+        location => "        location = /a { webhook_receive; }\n"),
+    qr/"webhook_token_file": open\(\) ".*no-such-file\.tokens" failed.*nginx\.conf:\d+/);
+
 t_fail('unparsable webhook_redis address',
     conf(redis => 'webhook_redis nonsense:port;'), 'webhook_redis');
+
+for my $d (qw(webhook_redis_timeout webhook_redis_connect_timeout)) {
+    for my $zero (qw(0 0s 0ms)) {
+        t_fail("$d $zero", conf(http_extra => "$d $zero;"),
+            qr/"\Q$d\E" must be at least 1ms.*nginx\.conf:\d+/);
+    }
+}
+
+t_ok('timeouts of 1ms', conf(http_extra => <<'X'));
+    webhook_redis_connect_timeout 1ms;
+    webhook_redis_timeout 1ms;
+X
+
+# sun_path holds 108 bytes, the last one the terminating null
+my $long = '/tmp/' . ('s' x (107 - length('/tmp/') - length('.sock'))) . '.sock';
+t_ok('a unix socket path of 107 characters', conf(redis => "webhook_redis unix:$long;"));
+t_fail('a unix socket path of 108 characters',
+    conf(redis => "webhook_redis unix:${long}x;"),
+    qr/"webhook_redis": the unix socket path in "unix:\Q${long}x\E" is longer than 107 characters/);
 
 t_fail('webhook_receive without webhook_token_file', conf(location => <<'X'), qr/webhook_receive|webhook_token_file/);
         location = /api/v1/webhooks/receive {
