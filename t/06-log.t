@@ -29,6 +29,10 @@ my $ng = start_nginx(
         . receive_location(default_priority => 'medium', api_key_header => 'X-API-Key', max_body => '8k',
             extra => "access_log %%PREFIX%%/audit.log audit;\n"
                    . "            access_log %%PREFIX%%/ids.log ids;")
+        . receive_location(path => '/strict', schema => 'event', default_priority => 'medium',
+            max_body => '8k',
+            extra => "access_log %%PREFIX%%/audit.log audit;\n"
+                   . "            access_log %%PREFIX%%/ids.log ids;")
         . "    }\n",
 );
 
@@ -67,8 +71,8 @@ my $ids = logged($res, qr/^queued high 48213$/, 'event sample');
 is((split / /, $ids // '')[0], $res->{json}{id}, 'the answered id is $request_id');
 
 $res = $ng->request('POST', $R, \%H, $INSTANT);
-is_queued($res, 'medium', 'instant sample queued');
-$ids = logged($res, qr/^queued medium 48214$/, 'instant sample');
+is_queued($res, 'high', 'instant sample queued (webhook_instant_priority)');
+$ids = logged($res, qr/^queued high 48214$/, 'instant sample');
 is((split / /, $ids // '')[0], $res->{json}{id}, 'the answered id is $request_id (instant)');
 
 $res = $ng->request('POST', $R, { %H, Authorization => undef, 'X-API-Key' => $TOKEN2 },
@@ -92,9 +96,13 @@ $res = $ng->request('POST', $R, \%H, '{"event_id": 1, ');
 is($res->{status}, 400, 'bad JSON: 400');
 logged($res, qr/^invalid /, 'bad JSON');
 
+$res = $ng->request('POST', '/strict', \%H, json_encode({ model => 'x', record_id => 1 }));
+is($res->{status}, 400, 'missing event, webhook_schema event: 400');
+logged($res, qr/^invalid /, 'missing event, webhook_schema event');
+
 $res = $ng->request('POST', $R, \%H, json_encode({ model => 'x', record_id => 1 }));
-is($res->{status}, 400, 'missing event: 400');
-logged($res, qr/^invalid /, 'missing event');
+is_queued($res, 'medium', 'missing event_id and event, webhook_schema any: queued');
+logged($res, qr/^queued medium -$/, 'missing event_id and event, webhook_schema any');
 
 $res = $ng->request('POST', $R, { %H, 'X-Webhook-Priority' => 'urgent' },
     json_encode({ event_id => 1, model => 'x', record_id => 1, event => 'write' }));
