@@ -1,8 +1,8 @@
 #!/usr/bin/perl
-# Deduplication: <queue>:seen:<event_id> with the webhook_dedupe TTL, the
-# instant shape's _webhook_metadata.event_id, Idempotency-Key / webhook-id
-# for events without an id, webhook_dedupe off, duplicates across and
-# within batches.
+# Deduplication: <queue>:seen:id:<sender>:<event_id> with the webhook_dedupe
+# TTL, the instant shape's _webhook_metadata.event_id, Idempotency-Key /
+# webhook-id for events without an id (<queue>:seen:key:<sender>:<key>),
+# webhook_dedupe off, duplicates across and within batches, per sender.
 
 use strict;
 use warnings;
@@ -16,17 +16,21 @@ require_module();
 
 my $R = '/api/v1/webhooks/receive';
 my $TOKEN = 'tok-dedupe-5d02c8f3a1b7';
+my $TOKEN_A = 'tok-dedupe-a-71c94e0b26d3';
+my $TOKEN_B = 'tok-dedupe-b-0e8a35f7c142';
 
 my $redis = start_redis();
 my $ng = start_nginx(
     workers => 2,
-    files => { 'webhook.tokens' => "$TOKEN\n" },
+    files => { 'webhook.tokens' => "$TOKEN\n",
+               'named.tokens' => "odoo-a $TOKEN_A\nodoo-b $TOKEN_B\n$TOKEN\n" },
     http => 'webhook_redis 127.0.0.1:' . $redis->port . ";\n"
         . "webhook_redis_timeout 5s;\n"
         . "    server {\n        listen 127.0.0.1:%%PORT%%;\n        server_name localhost;\n"
         . receive_location(queue => '{webhook}')    # webhook_dedupe: default (1h)
         . receive_location(path => '/ttl10', queue => '{ttl}', extra => 'webhook_dedupe 10s;')
         . receive_location(path => '/nodedupe', queue => '{nod}', extra => 'webhook_dedupe off;')
+        . receive_location(path => '/named', queue => '{named}', tokens => 'named.tokens')
         . "        location / { return 404; }\n    }\n",
 );
 
@@ -90,9 +94,9 @@ subtest_fresh 'default dedupe (1h): event shape' => sub {
     my $body = sample_text('odoo-event.json');
     my $res = post($body);
     is_queued($res, 'high', 'first delivery: queued');
-    is($redis->cli('EXISTS', '{webhook}:seen:48213'), '1', '{webhook}:seen:48213 exists');
-    ttl_between('{webhook}:seen:48213', 3590, 3600, 'default dedupe');
-    is_deeply([seen_keys()], ['{webhook}:seen:48213'], 'the only seen key');
+    is($redis->cli('EXISTS', '{webhook}:seen:id::48213'), '1', '{webhook}:seen:id::48213 exists');
+    ttl_between('{webhook}:seen:id::48213', 3590, 3600, 'default dedupe');
+    is_deeply([seen_keys()], ['{webhook}:seen:id::48213'], 'the only seen key');
 
     $res = post($body);
     is_dup($res, 'second delivery');
@@ -107,7 +111,7 @@ subtest_fresh 'default dedupe (1h): event shape' => sub {
     # a retry learns the id of the envelope queued the first time
     my ($first) = map { json_decode($_)->{id} } $redis->lrange('{webhook}:queue:high');
     is($res->{json}{id}, $first, 'the duplicate answer carries the first envelope id');
-    is($redis->cli('GET', '{webhook}:seen:48213'), $first, 'which the seen key keeps');
+    is($redis->cli('GET', '{webhook}:seen:id::48213'), $first, 'which the seen key keeps');
     is($redis->llen('{webhook}:queue:low'), 0, 'nothing on the low list');
 
     $res = post(json_encode(ev(48299, 'high')));
@@ -118,39 +122,39 @@ subtest_fresh 'default dedupe (1h): event shape' => sub {
 subtest_fresh 'instant shape uses _webhook_metadata.event_id' => sub {
     my $body = sample_text('odoo-instant.json');
     my $res = post($body);
-    is_queued($res, 'medium', 'instant sample: queued');
-    is($redis->cli('EXISTS', '{webhook}:seen:48214'), '1', '{webhook}:seen:48214 exists');
-    ttl_between('{webhook}:seen:48214', 3590, 3600, 'instant');
+    is_queued($res, 'high', 'instant sample: queued');
+    is($redis->cli('EXISTS', '{webhook}:seen:id::48214'), '1', '{webhook}:seen:id::48214 exists');
+    ttl_between('{webhook}:seen:id::48214', 3590, 3600, 'instant');
     $res = post($body);
     is_dup($res, 'instant sample again');
-    is($redis->llen('{webhook}:queue:medium'), 1, 'the medium list did not grow');
+    is($redis->llen('{webhook}:queue:high'), 1, 'the high list did not grow (webhook_instant_priority)');
 
     # top-level event_id is record data: ignored
     $res = post(json_encode(instant(601, event_id => 999)));
-    is_queued($res, 'medium', 'instant, metadata 601, top-level event_id 999: queued');
+    is_queued($res, 'high', 'instant, metadata 601, top-level event_id 999: queued');
     $res = post(json_encode(instant(602, event_id => 999)));
-    is_queued($res, 'medium', 'instant, metadata 602, same top-level event_id 999: queued');
-    is($redis->llen('{webhook}:queue:medium'), 3, 'both envelopes there');
-    is_deeply([sort(seen_keys())], [sort map { "{webhook}:seen:$_" } 48214, 601, 602],
+    is_queued($res, 'high', 'instant, metadata 602, same top-level event_id 999: queued');
+    is($redis->llen('{webhook}:queue:high'), 3, 'both envelopes there');
+    is_deeply([sort(seen_keys())], [sort map { "{webhook}:seen:id::$_" } 48214, 601, 602],
         'seen keys from the metadata ids only (no seen:999)');
 
     # metadata without event_id, top-level event_id: an event without id
     $res = post(json_encode(instant(undef, event_id => 999)));
-    is_queued($res, 'medium', 'instant without metadata event_id (top-level 999): queued');
+    is_queued($res, 'high', 'instant without metadata event_id (top-level 999): queued');
     $res = post(json_encode(instant(undef, event_id => 999)));
-    is_queued($res, 'medium', 'the same again: queued again (no id to dedupe on)');
-    is($redis->llen('{webhook}:queue:medium'), 5, 'two more envelopes');
-    is($redis->cli('EXISTS', '{webhook}:seen:999'), '0', 'no {webhook}:seen:999');
+    is_queued($res, 'high', 'the same again: queued again (no id to dedupe on)');
+    is($redis->llen('{webhook}:queue:high'), 5, 'two more envelopes');
+    is($redis->cli('EXISTS', '{webhook}:seen:id::999'), '0', 'no {webhook}:seen:id::999');
 };
 
 subtest_fresh 'webhook_dedupe 10s' => sub {
     my $t0 = time;
     my $res = post(json_encode(ev(700, 'high')), path => '/ttl10');
     is_queued($res, 'high', 'queued');
-    my $ttl = $redis->cli('TTL', '{ttl}:seen:700') // 'undef';
+    my $ttl = $redis->cli('TTL', '{ttl}:seen:id::700') // 'undef';
     my $elapsed = time - $t0;    # request and TTL query: the key can only be this much older
     my $lo = 10 - int($elapsed) - 1;
-    ok($ttl =~ /^\d+\z/ && $ttl >= $lo && $ttl <= 10, "webhook_dedupe 10s: TTL of {ttl}:seen:700 in [$lo, 10]")
+    ok($ttl =~ /^\d+\z/ && $ttl >= $lo && $ttl <= 10, "webhook_dedupe 10s: TTL of {ttl}:seen:id::700 in [$lo, 10]")
         or diag "TTL: $ttl";
     $res = post(json_encode(ev(700, 'high')), path => '/ttl10');
     is_dup($res, 'again within 10s');
@@ -186,8 +190,8 @@ subtest_fresh 'no event_id: queued every time, unless an idempotency header' => 
 
     my $res = post($body, 'Idempotency-Key' => 'abc');
     is_queued($res, 'medium', 'Idempotency-Key abc: queued');
-    is_deeply([seen_keys()], ['{webhook}:seen:key:abc'], 'key {webhook}:seen:key:abc');
-    ttl_between('{webhook}:seen:key:abc', 3590, 3600, 'Idempotency-Key');
+    is_deeply([seen_keys()], ['{webhook}:seen:key::abc'], 'key {webhook}:seen:key::abc');
+    ttl_between('{webhook}:seen:key::abc', 3590, 3600, 'Idempotency-Key');
     is_dup(post($body, 'Idempotency-Key' => 'abc'), 'Idempotency-Key abc again');
     is_dup(post(json_encode(ev(undef, 'low', record_id => 8)), 'Idempotency-Key' => 'abc'),
         'other body, same Idempotency-Key');
@@ -198,7 +202,7 @@ subtest_fresh 'no event_id: queued every time, unless an idempotency header' => 
 
     $res = post($body, 'webhook-id' => 'abc');
     is_queued($res, 'medium', 'webhook-id abc: queued');
-    is_deeply([seen_keys()], ['{webhook}:seen:key:abc'], 'webhook-id: key {webhook}:seen:key:abc');
+    is_deeply([seen_keys()], ['{webhook}:seen:key::abc'], 'webhook-id: key {webhook}:seen:key::abc');
     is_dup(post($body, 'webhook-id' => 'abc'), 'webhook-id abc again');
     is_dup(post($body, 'Idempotency-Key' => 'abc'), 'Idempotency-Key abc after webhook-id abc');
     is($redis->llen('{webhook}:queue:medium'), 1, 'one envelope');
@@ -207,7 +211,7 @@ subtest_fresh 'no event_id: queued every time, unless an idempotency header' => 
     # namespaces: header value 5 vs event_id 5
     is_queued(post($body, 'Idempotency-Key' => '5'), 'medium', 'no event_id, Idempotency-Key 5: queued');
     is_queued(post(json_encode(ev(5))), 'medium', 'event_id 5: queued (no collision with the header key)');
-    is_deeply([sort(seen_keys())], ['{webhook}:seen:5', '{webhook}:seen:key:5'], 'seen:5 and seen:key:5');
+    is_deeply([sort(seen_keys())], ['{webhook}:seen:id::5', '{webhook}:seen:key::5'], 'seen:5 and seen:key:5');
     is_dup(post(json_encode(ev(5))), 'event_id 5 again');
     is_dup(post($body, 'Idempotency-Key' => '5'), 'Idempotency-Key 5 again');
     is($redis->llen('{webhook}:queue:medium'), 2, 'two envelopes');
@@ -217,7 +221,7 @@ subtest_fresh 'no event_id: queued every time, unless an idempotency header' => 
     is_queued(post(json_encode(ev(70)), 'Idempotency-Key' => 'same'), 'medium', 'event_id 70 with Idempotency-Key: queued');
     is_queued(post(json_encode(ev(71)), 'Idempotency-Key' => 'same'), 'medium',
         'event_id 71, same Idempotency-Key: queued (event_id counts)');
-    is_deeply([sort(seen_keys())], ['{webhook}:seen:70', '{webhook}:seen:71'], 'keys from the event ids');
+    is_deeply([sort(seen_keys())], ['{webhook}:seen:id::70', '{webhook}:seen:id::71'], 'keys from the event ids');
 };
 
 # ================================================================ batches
@@ -232,11 +236,11 @@ subtest_fresh 'batch: headers are ignored, each element\'s event_id counts' => s
 
     $res = post(batch(ev(801, 'high'), ev(802, 'low')), 'Idempotency-Key' => 'bk');
     is_batch_answer($res, { status => 'queued', queued => 2, duplicates => 0 }, 'batch with ids and a header: queued');
-    is_deeply([sort(seen_keys())], ['{webhook}:seen:801', '{webhook}:seen:802'], 'seen keys of the elements only');
+    is_deeply([sort(seen_keys())], ['{webhook}:seen:id::801', '{webhook}:seen:id::802'], 'seen keys of the elements only');
     $res = post(batch(ev(803, 'high')), 'Idempotency-Key' => 'bk');
     is_batch_answer($res, { status => 'queued', queued => 1, duplicates => 0 },
         'another batch with the same header: queued');
-    ttl_between('{webhook}:seen:801', 3590, 3600, 'batch element');
+    ttl_between('{webhook}:seen:id::801', 3590, 3600, 'batch element');
     is($redis->llen('{webhook}:queue:high'), 4, 'four high envelopes');
     is($redis->llen('{webhook}:queue:low'), 3, 'three low envelopes');
 };
@@ -245,7 +249,7 @@ subtest_fresh 'batch sent twice' => sub {
     my $text = sample_text('odoo-batch.json');
     my $res = post($text);
     is_batch_answer($res, { status => 'queued', queued => 3, duplicates => 0 }, 'first: queued 3');
-    is_deeply([sort(seen_keys())], [map { "{webhook}:seen:$_" } 48215, 48216, 48217], 'three seen keys');
+    is_deeply([sort(seen_keys())], [map { "{webhook}:seen:id::$_" } 48215, 48216, 48217], 'three seen keys');
     my %before = map { $_ => [$redis->lrange("{webhook}:queue:$_")] } qw(high medium low);
 
     $res = post($text);
@@ -298,7 +302,38 @@ subtest_fresh 'batch mixing new and already seen events' => sub {
     is(scalar @m, 1, 'one medium envelope');
     is($m[0]{id}, $ids[0], 'its id is the answered id') if @m;
     is($m[0]{event_id}, 912, 'it is event 912') if @m;
-    ok($redis->cli('EXISTS', '{webhook}:seen:912') eq '1', 'event 912 now seen');
+    ok($redis->cli('EXISTS', '{webhook}:seen:id::912') eq '1', 'event 912 now seen');
+};
+
+# ================================================================ senders
+
+subtest_fresh 'named senders: own dedupe keys, the same event_id from two senders' => sub {
+    my $body = json_encode(ev(4242, 'high'));
+    my $res = post($body, path => '/named', Authorization => "Bearer $TOKEN_A");
+    is_queued($res, 'high', 'odoo-a, event 4242: queued');
+    $res = post($body, path => '/named', Authorization => "Bearer $TOKEN_B");
+    is_queued($res, 'high', 'odoo-b, the same event 4242: queued (other sender)');
+    $res = post($body, path => '/named', Authorization => "Bearer $TOKEN");
+    is_queued($res, 'high', 'unnamed token, the same event 4242: queued');
+    is_dup(post($body, path => '/named', Authorization => "Bearer $TOKEN_A"), 'odoo-a, event 4242 again');
+    is_dup(post($body, path => '/named', Authorization => "Bearer $TOKEN"), 'unnamed token, event 4242 again');
+    is_deeply([sort(seen_keys())],
+        [sort '{named}:seen:id:odoo-a:4242', '{named}:seen:id:odoo-b:4242', '{named}:seen:id::4242'],
+        'one seen key per sender');
+    my @env = all_envelopes('{named}');
+    is_deeply([reverse map { $_->{sender} } @env], ['odoo-a', 'odoo-b', undef],
+        'envelopes in order: sender odoo-a, odoo-b, null');
+
+    my $noid = json_encode(ev(undef));
+    is_queued(post($noid, path => '/named', Authorization => "Bearer $TOKEN_A", 'Idempotency-Key' => 'k1'),
+        'medium', 'odoo-a, Idempotency-Key k1: queued');
+    is_queued(post($noid, path => '/named', Authorization => "Bearer $TOKEN_B", 'Idempotency-Key' => 'k1'),
+        'medium', 'odoo-b, Idempotency-Key k1: queued (other sender)');
+    is_dup(post($noid, path => '/named', Authorization => "Bearer $TOKEN_B", 'Idempotency-Key' => 'k1'),
+        'odoo-b, Idempotency-Key k1 again');
+    is_deeply([sort grep { /:seen:key:/ } seen_keys()], ['{named}:seen:key:odoo-a:k1', '{named}:seen:key:odoo-b:k1'],
+        'one idempotency key per sender');
+    is($redis->llen('{named}:queue:medium'), 2, 'two medium envelopes');
 };
 
 ok($ng->stop, 'nginx stops gracefully');
