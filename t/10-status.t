@@ -44,6 +44,7 @@ my $ng = start_nginx(
         . "    server {\n        listen 127.0.0.1:%%PORT%% reuseport;\n        server_name localhost;\n"
         . "        access_log %%PREFIX%%/pids.log pids;\n"
         . receive_location(path => '/r', max_body => '4k', extra => 'webhook_batch_max 5;')
+        . receive_location(path => '/strict', max_body => '4k', schema => 'event')
         . receive_location(path => '/capped', extra => 'webhook_max_depth 1;')
         . receive_location(path => '/denied', extra => 'deny all;')
         . "        include %%PREFIX%%/extra.conf;\n"
@@ -574,13 +575,17 @@ subtest_fresh 'every result, counted at once and exactly over both workers' => s
             [401, 'unauthorized'], 'unauthorized'],
         ['wrong token', sub { post($n, '/r', ev(4002, 'high'), Authorization => 'Bearer tok-wrong-000') },
             [401, 'unauthorized'], 'unauthorized'],
-        ['Basic auth', sub { post($n, '/r', ev(4003, 'high'), Authorization => 'Basic dXNlcjpwYXNz') },
+        ['Basic user:password, wrong password', sub { post($n, '/r', ev(4003, 'high'), Authorization => 'Basic dXNlcjpwYXNz') },
             [401, 'unauthorized'], 'unauthorized'],
         ['not JSON', sub { post($n, '/r', 'this is not json') }, [400, 'invalid_json'], 'invalid'],
         ['JSON array', sub { post($n, '/r', '[1,2,3]') }, [400, 'invalid_payload'], 'invalid'],
-        ['missing model', sub { post($n, '/r', '{"event_id": 5001, "record_id": 1, "event": "write"}') },
+        ['missing model, webhook_schema event', sub { post($n, '/strict', '{"event_id": 5001, "record_id": 1, "event": "write"}') },
             [400, 'invalid_payload'], 'invalid'],
-        ['bad priority', sub { post($n, '/r', ev(5002, 'urgent')) }, [400, 'invalid_priority'], 'invalid'],
+        ['bad priority, webhook_schema event', sub { post($n, '/strict', ev(5002, 'urgent')) }, [400, 'invalid_priority'], 'invalid'],
+        ['missing model, webhook_schema any: queued', sub { post($n, '/r', '{"event_id": 5003, "record_id": 1, "event": "write"}') },
+            [200, 'queued'], 'queued', { medium => 1 }],
+        ['bad priority, webhook_schema any: queued with the default', sub { post($n, '/r', ev(5004, 'urgent')) },
+            [200, 'queued'], 'queued', { medium => 1 }],
         ['empty batch', sub { post($n, '/r', '{"batch": true, "events": []}') }, [400, 'invalid_payload'], 'invalid'],
         ['Content-Type text/plain', sub { post($n, '/r', ev(6001, 'high'), 'Content-Type' => 'text/plain') },
             [415, 'unsupported_media_type'], 'unsupported_media_type'],
@@ -627,7 +632,7 @@ subtest_fresh 'every result, counted at once and exactly over both workers' => s
     for (split /\n/, $new) {
         my ($pid, $st, $uri) = split / /;
         next unless defined $uri;
-        if ($uri =~ m{^/(r|capped|denied)\z}) { $recv{$pid}++ } elsif ($uri eq '/status') { $scrape{$pid}++ }
+        if ($uri =~ m{^/(r|strict|capped|denied)\z}) { $recv{$pid}++ } elsif ($uri eq '/status') { $scrape{$pid}++ }
     }
     is_deeply([sort { $a <=> $b } keys %recv], \@workers, 'both workers answered receive requests')
         or diag 'receive requests per pid: ' . json_encode(\%recv) . " workers: @workers";
@@ -808,7 +813,8 @@ subtest 'Redis down, then back' => sub {
         [503, 'unavailable'], 'unavailable');
     step($ng, $EXP, $Q, 'another POST with Redis down', sub { post($ng, '/r', batch([40002, 'low'])) },
         [503, 'unavailable'], 'unavailable');
-    step($ng, $EXP, $Q, 'test connection with Redis down', sub { post($ng, '/r', '{"test":true}') }, [200, 'ok'], 'test');
+    step($ng, $EXP, $Q, 'test connection with Redis down: the write check fails', sub { post($ng, '/r', '{"test":true}') },
+        [503, 'unavailable'], 'unavailable');
     step($ng, $EXP, $Q, 'HEAD with Redis down', sub { head_req($ng, '/r') }, [200], 'probe');
 
     $j = status_json($ng, 'Redis down');
