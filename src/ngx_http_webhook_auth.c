@@ -20,7 +20,8 @@
 #include "ngx_http_webhook_auth.h"
 
 
-#define NGX_HTTP_WEBHOOK_MAX_FILE  65536
+#define NGX_HTTP_WEBHOOK_MAX_FILE    65536
+#define NGX_HTTP_WEBHOOK_MAX_SENDER  64
 
 /* a sender's name: letters, digits, ".", "_", "-" */
 #define ngx_http_webhook_name_char(c)                                         \
@@ -35,6 +36,8 @@ static u_char *ngx_http_webhook_next_line(u_char *p, u_char *end,
 static char *ngx_http_webhook_token_line(ngx_conf_t *cf,
     ngx_str_t *directive, ngx_str_t *file, ngx_str_t *line,
     ngx_http_webhook_token_t *token);
+static ngx_int_t ngx_http_webhook_sender(ngx_http_request_t *r,
+    ngx_http_webhook_loc_conf_t *wlcf, ngx_str_t *sender);
 static ngx_http_webhook_token_t *ngx_http_webhook_basic(ngx_http_request_t *r,
     ngx_array_t *tokens, u_char *p, u_char *end);
 static ngx_http_webhook_token_t *ngx_http_webhook_token_match(
@@ -335,6 +338,13 @@ ngx_http_webhook_authorized(ngx_http_request_t *r,
     ngx_table_elt_t           *h;
     ngx_http_webhook_token_t  *token;
 
+    sender->len = 0;
+
+    if (wlcf->tokens == NULL) {
+        /* webhook_token_file off */
+        return ngx_http_webhook_sender(r, wlcf, sender);
+    }
+
     token = NULL;
     h = r->headers_in.authorization;
 
@@ -378,6 +388,56 @@ ngx_http_webhook_authorized(ngx_http_request_t *r,
     }
 
     *sender = token->name;
+
+    return sender->len ? NGX_OK : ngx_http_webhook_sender(r, wlcf, sender);
+}
+
+
+/*
+ * webhook_sender, where no named token tells who pushes: the value, with
+ * every byte that a sender's name may not hold (the dedupe keys are
+ * <queue>:seen:id:<sender>:<id>) written as %XX, and at most 64 bytes.
+ */
+
+static ngx_int_t
+ngx_http_webhook_sender(ngx_http_request_t *r,
+    ngx_http_webhook_loc_conf_t *wlcf, ngx_str_t *sender)
+{
+    u_char     *p, *last;
+    size_t      i;
+    ngx_str_t   value;
+
+    static u_char  hex[] = "0123456789ABCDEF";
+
+    if (wlcf->sender == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_complex_value(r, wlcf->sender, &value) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    value.len = ngx_min(value.len, NGX_HTTP_WEBHOOK_MAX_SENDER);
+
+    p = ngx_pnalloc(r->pool, 3 * value.len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    sender->data = p;
+
+    for (i = 0, last = p; i < value.len; i++) {
+        if (ngx_http_webhook_name_char(value.data[i])) {
+            *last++ = value.data[i];
+            continue;
+        }
+
+        *last++ = '%';
+        *last++ = hex[value.data[i] >> 4];
+        *last++ = hex[value.data[i] & 0xf];
+    }
+
+    sender->len = last - p;
 
     return NGX_OK;
 }

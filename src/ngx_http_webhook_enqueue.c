@@ -29,13 +29,13 @@ static ngx_int_t ngx_http_webhook_header_priority(ngx_http_request_t *r,
 static ngx_int_t ngx_http_webhook_instant_priority(ngx_http_request_t *r,
     ngx_int_t *priority);
 static ngx_uint_t ngx_http_webhook_plain_push(ngx_http_webhook_ctx_t *ctx);
-static ngx_int_t ngx_http_webhook_enqueue(ngx_http_request_t *r,
-    ngx_http_webhook_ctx_t *ctx);
 static void ngx_http_webhook_enqueued(void *data, redisReply *reply);
 static ngx_int_t ngx_http_webhook_answer(ngx_http_request_t *r,
     ngx_http_webhook_ctx_t *ctx, redisReply *reply);
 static ngx_int_t ngx_http_webhook_checked(ngx_http_request_t *r,
     redisReply *reply);
+static ngx_int_t ngx_http_webhook_rejected_answer(ngx_http_request_t *r,
+    ngx_http_webhook_ctx_t *ctx, redisReply *reply);
 static ngx_uint_t ngx_http_webhook_pushed(ngx_http_webhook_ctx_t *ctx,
     redisReply *reply, ngx_uint_t i);
 static void ngx_http_webhook_timeout(ngx_event_t *ev);
@@ -433,7 +433,7 @@ ngx_http_webhook_header_priority(ngx_http_request_t *r, ngx_int_t *priority)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_webhook_enqueue(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx)
 {
     ngx_http_cleanup_t            *cln;
@@ -446,10 +446,16 @@ ngx_http_webhook_enqueue(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->cmd = ngx_http_webhook_redis_eval(ctx->lpush ? NULL : &wmcf->enqueue,
+    ctx->cmd = ngx_http_webhook_redis_eval(ctx->rejected ? &wmcf->reject
+                                           : ctx->lpush ? NULL
+                                           : &wmcf->enqueue,
                                            ctx->argc, ctx->argv, ctx->argvlen,
                                            ngx_http_webhook_enqueued, ctx);
     if (ctx->cmd == NULL) {
+        if (ctx->rejected) {
+            return NGX_DECLINED;
+        }
+
         return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                        ngx_http_webhook_unavailable,
                                        "unavailable",
@@ -504,6 +510,10 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     size_t                         len;
     ngx_str_t                      id;
     ngx_uint_t                     i, queued;
+
+    if (ctx->rejected) {
+        return ngx_http_webhook_rejected_answer(r, ctx, reply);
+    }
 
     if (reply == NULL) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -658,6 +668,25 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 }
 
 
+/* the 400 of a kept body, whatever became of the entry */
+
+static ngx_int_t
+ngx_http_webhook_rejected_answer(ngx_http_request_t *r,
+    ngx_http_webhook_ctx_t *ctx, redisReply *reply)
+{
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "webhook: redis refused the rejected body: %*s",
+                      (size_t) reply->len, reply->str);
+    }
+
+    return ngx_http_webhook_send_json(r, NGX_HTTP_BAD_REQUEST,
+                                      ctx->reject_result,
+                                      ctx->error_body.data,
+                                      ctx->error_body.len);
+}
+
+
 /*
  * Whether event i was pushed: always with a plain LPUSH; with the script,
  * its answer for the event is 1, else the id of the first envelope.
@@ -695,11 +724,12 @@ ngx_http_webhook_timeout(ngx_event_t *ev)
         ctx->cmd = NULL;
     }
 
-    ngx_http_finalize_request(r,
-        ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                ngx_http_webhook_unavailable, "unavailable",
-                                "the queue did not answer in time, "
-                                "retry later"));
+    ngx_http_finalize_request(r, ctx->rejected
+        ? ngx_http_webhook_rejected_answer(r, ctx, NULL)
+        : ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  ngx_http_webhook_unavailable, "unavailable",
+                                  "the queue did not answer in time, "
+                                  "retry later"));
 
     /* a stuck connection fails the other waiting requests at once */
 

@@ -41,6 +41,8 @@ static char *ngx_http_webhook_redis_password_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_webhook_set_handler(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_webhook_rejected(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_webhook_token_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_webhook_set_enum(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -162,6 +164,13 @@ static ngx_command_t  ngx_http_webhook_commands[] = {
       0,
       NULL },
 
+    { ngx_string("webhook_sender"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_loc_conf_t, sender),
+      NULL },
+
     { ngx_string("webhook_api_key_header"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -209,6 +218,13 @@ static ngx_command_t  ngx_http_webhook_commands[] = {
       ngx_http_webhook_set_num_or_off,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_webhook_loc_conf_t, max_depth),
+      NULL },
+
+    { ngx_string("webhook_rejected"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_http_webhook_rejected,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("webhook_retry_after"),
@@ -371,6 +387,11 @@ ngx_http_webhook_create_loc_conf(ngx_conf_t *cf)
 
     wlcf->default_priority = NGX_CONF_UNSET_UINT;
     wlcf->instant_priority = NGX_CONF_UNSET_PTR;
+    wlcf->sender = NGX_CONF_UNSET_PTR;
+    wlcf->tokens_off = NGX_CONF_UNSET;
+    wlcf->rejected_max = NGX_CONF_UNSET_UINT;
+    wlcf->rejected_size = NGX_CONF_UNSET_SIZE;
+    wlcf->rejected_entry = NGX_CONF_UNSET_SIZE;
     wlcf->schema_any = NGX_CONF_UNSET_UINT;
     wlcf->batch_max = NGX_CONF_UNSET_UINT;
     wlcf->dedupe = NGX_CONF_UNSET;
@@ -412,6 +433,8 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->queue, prev->queue, "{webhook}");
     ngx_conf_merge_str_value(conf->token_file, prev->token_file, "");
     ngx_conf_merge_ptr_value(conf->tokens, prev->tokens, NULL);
+    ngx_conf_merge_value(conf->tokens_off, prev->tokens_off, 0);
+    ngx_conf_merge_ptr_value(conf->sender, prev->sender, NULL);
     ngx_conf_merge_str_value(conf->api_key_header, prev->api_key_header, "");
     ngx_conf_merge_uint_value(conf->default_priority, prev->default_priority,
                               NGX_HTTP_WEBHOOK_MEDIUM);
@@ -422,6 +445,11 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->dedupe, prev->dedupe, 3600);
     ngx_conf_merge_value(conf->max_depth, prev->max_depth, 0);
     ngx_conf_merge_sec_value(conf->retry_after, prev->retry_after, 5);
+    ngx_conf_merge_uint_value(conf->rejected_max, prev->rejected_max, 1000);
+    ngx_conf_merge_size_value(conf->rejected_size, prev->rejected_size,
+                              4 * 1024 * 1024);
+    ngx_conf_merge_size_value(conf->rejected_entry, prev->rejected_entry,
+                              16 * 1024);
 
     if (!conf->receive && !conf->status) {
         return NGX_CONF_OK;
@@ -443,10 +471,11 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_OK;
     }
 
-    if (conf->tokens == NULL) {
+    if (conf->tokens == NULL && !conf->tokens_off) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"webhook_receive\" requires "
-                           "\"webhook_token_file\"");
+                           "\"webhook_token_file\" (a file of tokens, or "
+                           "off to leave access to nginx's own modules)");
         return NGX_CONF_ERROR;
     }
 
@@ -655,6 +684,78 @@ ngx_http_webhook_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 /*
+ * webhook_rejected off | <entries> [max_size=<size>] [entry=<size>]:
+ * the bounds of <queue>:rejected, and how much of a body one entry keeps
+ */
+
+static char *
+ngx_http_webhook_rejected(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_webhook_loc_conf_t  *wlcf = conf;
+
+    size_t      *size;
+    ngx_int_t    n;
+    ngx_str_t   *value, s;
+    ngx_uint_t   i;
+
+    if (wlcf->rejected_max != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        if (cf->args->nelts > 2) {
+            return "takes no parameters after \"off\"";
+        }
+
+        wlcf->rejected_max = 0;
+        return NGX_CONF_OK;
+    }
+
+    n = ngx_atoi(value[1].data, value[1].len);
+    if (n == NGX_ERROR || n == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" takes \"off\" or a number of entries, "
+                           "not \"%V\"", &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    wlcf->rejected_max = n;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "max_size=", 9) == 0) {
+            size = &wlcf->rejected_size;
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
+
+        } else if (ngx_strncmp(value[i].data, "entry=", 6) == 0) {
+            size = &wlcf->rejected_entry;
+            s.data = value[i].data + 6;
+            s.len = value[i].len - 6;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\": unknown parameter \"%V\" (max_size= "
+                               "or entry=)", &cmd->name, &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        *size = ngx_parse_size(&s);
+        if (*size == (size_t) NGX_ERROR || *size == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\": invalid size \"%V\"",
+                               &cmd->name, &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
  * webhook_token_file: read where it stands, once, so that every location
  * of its http or server block shares the digests and a bad file is
  * reported at its own line
@@ -673,6 +774,16 @@ ngx_http_webhook_token_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
     wlcf->token_file = value[1];
+
+    /* off: no token is checked, nginx's own modules decide who may push */
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        wlcf->tokens = NULL;
+        wlcf->tokens_off = 1;
+        return NGX_CONF_OK;
+    }
+
+    wlcf->tokens_off = 0;
 
     return ngx_http_webhook_read_tokens(cf, &cmd->name, &wlcf->token_file,
                                         &wlcf->tokens);

@@ -70,6 +70,7 @@ typedef struct {
 
     ngx_http_webhook_script_t    enqueue;     /* run inside Redis */
     ngx_http_webhook_script_t    status;
+    ngx_http_webhook_script_t    reject;
 
     ngx_http_webhook_stats_t    *stats;
     ngx_http_webhook_counters_t *counters[NGX_HTTP_WEBHOOK_MAX_QUEUES];
@@ -83,7 +84,9 @@ typedef struct {
     ngx_str_t                    queue;
     ngx_uint_t                   queue_index; /* in the main conf's queues */
     ngx_str_t                    token_file;
-    ngx_array_t                 *tokens;      /* SHA-1 digests */
+    ngx_array_t                 *tokens;      /* of ngx_http_webhook_token_t */
+    ngx_flag_t                   tokens_off;  /* webhook_token_file off */
+    ngx_http_complex_value_t    *sender;      /* webhook_sender */
     ngx_str_t                    api_key_header;
     ngx_uint_t                   default_priority;
     ngx_http_complex_value_t    *instant_priority;  /* NULL: high */
@@ -92,6 +95,9 @@ typedef struct {
     time_t                       dedupe;      /* seconds, 0: off */
     ngx_int_t                    max_depth;   /* 0: off */
     time_t                       retry_after;
+    ngx_uint_t                   rejected_max;    /* entries, 0: off */
+    size_t                       rejected_size;   /* bytes of the list */
+    size_t                       rejected_entry;  /* bytes of a body */
 } ngx_http_webhook_loc_conf_t;
 
 

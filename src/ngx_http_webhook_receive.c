@@ -177,6 +177,8 @@ ngx_http_webhook_body_handler(ngx_http_request_t *r)
         return;
     }
 
+    ctx->body = body;
+
     rc = ngx_http_webhook_process(r, ctx, &body);
 
     if (rc == NGX_DONE) {

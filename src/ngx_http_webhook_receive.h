@@ -41,10 +41,15 @@ typedef struct {
     const char                  **argv;
     size_t                       *argvlen;
 
-    ngx_str_t                     error_body;  /* for nginx's own errors */
+    ngx_str_t                     error_body;  /* for nginx's own errors,
+                                                  or the 400 of a body
+                                                  kept as rejected */
+    ngx_str_t                     body;        /* once read */
+    ngx_uint_t                    reject_result;
 
     unsigned                      lpush:1;     /* a plain LPUSH, no script */
     unsigned                      probe:1;     /* a test: can Redis write? */
+    unsigned                      rejected:1;  /* keeping the body */
     unsigned                      responded:1;
     unsigned                      replace_body:1;
 } ngx_http_webhook_ctx_t;
@@ -62,6 +67,12 @@ ngx_int_t ngx_http_webhook_prepare(ngx_http_request_t *r,
     ngx_uint_t n, ngx_str_t *idempotency);
 ngx_int_t ngx_http_webhook_check_queue(ngx_http_request_t *r,
     ngx_http_webhook_ctx_t *ctx);
+ngx_int_t ngx_http_webhook_enqueue(ngx_http_request_t *r,
+    ngx_http_webhook_ctx_t *ctx);
+
+/* ngx_http_webhook_rejected.c */
+ngx_int_t ngx_http_webhook_keep_rejected(ngx_http_request_t *r,
+    ngx_http_webhook_ctx_t *ctx, ngx_uint_t result, ngx_str_t *answer);
 
 /* ngx_http_webhook_respond.c */
 ngx_int_t ngx_http_webhook_send_json(ngx_http_request_t *r,

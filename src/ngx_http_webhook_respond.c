@@ -158,12 +158,23 @@ ngx_int_t
 ngx_http_webhook_send_error(ngx_http_request_t *r, ngx_uint_t status,
     ngx_uint_t result, char *code, u_char *message, size_t len)
 {
-    ngx_str_t  body;
+    ngx_str_t                body;
+    ngx_http_webhook_ctx_t  *ctx;
 
     if (ngx_http_webhook_error_json(r->pool, &body, code, message, len)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* a body refused for what it holds is kept first */
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_webhook_module);
+
+    if (status == NGX_HTTP_BAD_REQUEST && ctx
+        && ngx_http_webhook_keep_rejected(r, ctx, result, &body) == NGX_DONE)
+    {
+        return NGX_DONE;
     }
 
     return ngx_http_webhook_send_json(r, status, result, body.data, body.len);

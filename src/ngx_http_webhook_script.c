@@ -101,6 +101,26 @@ static char  ngx_http_webhook_status_lua[] =
 "return r\n";
 
 
+/*
+ * KEYS[1]   <queue>:rejected, KEYS[2] <queue>:rejected:bytes (its size)
+ * ARGV      the entry, the most entries, the most bytes
+ * Pushes the entry, then drops the oldest ones past either bound.
+ * Returns the number of entries.
+ */
+static char  ngx_http_webhook_reject_lua[] =
+"local l, b = KEYS[1], KEYS[2]\n"
+"local max, size = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+"local n = redis.call('LPUSH', l, ARGV[1])\n"
+"if n == 1 then redis.call('SET', b, 0) end\n"
+"local bytes = redis.call('INCRBY', b, #ARGV[1])\n"
+"while n > 1 and (n > max or bytes > size) do\n"
+"  local e = redis.call('RPOP', l)\n"
+"  bytes = redis.call('DECRBY', b, #e)\n"
+"  n = n - 1\n"
+"end\n"
+"return n\n";
+
+
 static void ngx_http_webhook_script_init(ngx_http_webhook_script_t *script,
     char *text, size_t len);
 
@@ -112,6 +132,9 @@ ngx_http_webhook_scripts(ngx_http_webhook_main_conf_t *wmcf)
                                  ngx_http_webhook_enqueue_lua,
                                  sizeof(ngx_http_webhook_enqueue_lua) - 1);
 
+    ngx_http_webhook_script_init(&wmcf->reject,
+                                 ngx_http_webhook_reject_lua,
+                                 sizeof(ngx_http_webhook_reject_lua) - 1);
     ngx_http_webhook_script_init(&wmcf->status,
                                  ngx_http_webhook_status_lua,
                                  sizeof(ngx_http_webhook_status_lua) - 1);
