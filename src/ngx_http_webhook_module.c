@@ -227,7 +227,7 @@ ngx_module_t  ngx_http_webhook_module = {
     ngx_http_webhook_commands,             /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_webhook_stats_commit,         /* init module */
     ngx_http_webhook_init_process,         /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
