@@ -259,7 +259,7 @@ ngx_module_t  ngx_http_webhook_module = {
     ngx_http_webhook_commands,             /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_webhook_stats_commit,         /* init module */
     ngx_http_webhook_init_process,         /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -529,12 +529,20 @@ ngx_http_webhook_add_queue(ngx_conf_t *cf, ngx_http_webhook_main_conf_t *wmcf,
         }
     }
 
-    if (wmcf->queues.nelts == NGX_HTTP_WEBHOOK_MAX_QUEUES
-        || wlcf->queue.len > NGX_HTTP_WEBHOOK_MAX_NAME)
-    {
+    /* the counters of each queue have a slot in the stats zone */
+
+    if (wmcf->queues.nelts == NGX_HTTP_WEBHOOK_MAX_QUEUES) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"webhook_queue\": at most %d queues of at most "
-                           "%d characters", NGX_HTTP_WEBHOOK_MAX_QUEUES,
+                           "\"webhook_queue\": more than %d queues in one "
+                           "configuration, \"%V\" is one too many",
+                           NGX_HTTP_WEBHOOK_MAX_QUEUES, &wlcf->queue);
+        return NGX_ERROR;
+    }
+
+    if (wlcf->queue.len > NGX_HTTP_WEBHOOK_MAX_NAME) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"webhook_queue\": \"%V\" is longer than %d "
+                           "characters", &wlcf->queue,
                            NGX_HTTP_WEBHOOK_MAX_NAME);
         return NGX_ERROR;
     }

@@ -73,6 +73,7 @@ typedef struct {
     ngx_http_webhook_script_t    reject;
 
     ngx_http_webhook_stats_t    *stats;
+    ngx_uint_t                   generation;  /* of this configuration */
     ngx_http_webhook_counters_t *counters[NGX_HTTP_WEBHOOK_MAX_QUEUES];
     ngx_int_t                    request_id_index;
 } ngx_http_webhook_main_conf_t;

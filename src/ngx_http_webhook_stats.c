@@ -4,7 +4,8 @@
  *
  * Counters in shared memory: they add up across workers and survive a
  * reload (the new zone takes the old one's data).  Updated with atomic
- * adds and read without locks.
+ * adds and read without locks.  A queue's counters live in a slot named
+ * after it; slots that no configuration in use has any more are reused.
  */
 
 
@@ -17,6 +18,16 @@
 
 static ngx_int_t ngx_http_webhook_stats_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static ngx_uint_t ngx_http_webhook_stats_valid(
+    ngx_http_webhook_stats_t *stats);
+static void ngx_http_webhook_stats_assign(ngx_http_webhook_main_conf_t *wmcf,
+    ngx_log_t *log);
+static ngx_http_webhook_counters_t *ngx_http_webhook_stats_find(
+    ngx_http_webhook_stats_t *stats, ngx_str_t *name);
+static ngx_http_webhook_counters_t *ngx_http_webhook_stats_free_slot(
+    ngx_http_webhook_stats_t *stats);
+static void ngx_http_webhook_stats_take(ngx_http_webhook_counters_t *slot,
+    ngx_str_t *name, ngx_uint_t generation);
 
 
 /* upper bounds in microseconds of the enqueue duration histogram */
@@ -49,13 +60,18 @@ ngx_http_webhook_stats_zone(ngx_conf_t *cf,
 }
 
 
+/*
+ * Every configuration loaded gets the next generation number.  A queue's
+ * slot is found by its name and stamped with the generation of the last
+ * configuration that has the queue.  The slots of the running
+ * configuration (the last one committed, whose workers may still count)
+ * and of the one being loaded are kept; the others may be given to a new
+ * queue, the oldest first, and are zeroed then.
+ */
+
 static ngx_int_t
 ngx_http_webhook_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
-    ngx_http_webhook_stats_t  *ostats = data;
-
-    ngx_str_t                     *queue;
-    ngx_uint_t                     i, k;
     ngx_slab_pool_t               *shpool;
     ngx_http_webhook_stats_t      *stats;
     ngx_http_webhook_main_conf_t  *wmcf;
@@ -63,58 +79,193 @@ ngx_http_webhook_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     wmcf = shm_zone->data;
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
-    if (ostats) {
-        stats = ostats;
+    stats = NULL;
 
-    } else if (shm_zone->shm.exists) {
+    if (data || shm_zone->shm.exists) {
+
+        /* the zone's own pointer, whichever module version set it */
+
         stats = shpool->data;
 
-    } else {
+        if (stats && !ngx_http_webhook_stats_valid(stats)) {
+            ngx_log_error(NGX_LOG_NOTICE, shm_zone->shm.log, 0,
+                          "webhook: the counters in shared memory have "
+                          "another layout, counting starts again at 0");
+
+            /* left alone: workers of that version may still count there */
+            stats = NULL;
+        }
+    }
+
+    if (stats == NULL) {
         stats = ngx_slab_calloc(shpool, sizeof(ngx_http_webhook_stats_t));
         if (stats == NULL) {
             return NGX_ERROR;
         }
+
+        stats->magic = NGX_HTTP_WEBHOOK_STATS_MAGIC;
+        stats->layout = NGX_HTTP_WEBHOOK_STATS_LAYOUT;
+        stats->size = sizeof(ngx_http_webhook_stats_t);
 
         shpool->data = stats;
     }
 
     shm_zone->data = stats;
 
-    /* a slot per queue, kept by name across reloads */
+    wmcf->stats = stats;
+    wmcf->generation = stats->generation + 1;
+
+    ngx_http_webhook_stats_assign(wmcf, shm_zone->shm.log);
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_webhook_stats_valid(ngx_http_webhook_stats_t *stats)
+{
+    return stats->magic == NGX_HTTP_WEBHOOK_STATS_MAGIC
+           && stats->layout == NGX_HTTP_WEBHOOK_STATS_LAYOUT
+           && stats->size == sizeof(ngx_http_webhook_stats_t);
+}
+
+
+static void
+ngx_http_webhook_stats_assign(ngx_http_webhook_main_conf_t *wmcf,
+    ngx_log_t *log)
+{
+    ngx_str_t                    *queue;
+    ngx_uint_t                    i;
+    ngx_http_webhook_counters_t  *slot;
 
     queue = wmcf->queues.elts;
 
+    /* first the queues that have a slot: they keep their counters */
+
     for (i = 0; i < wmcf->queues.nelts; i++) {
+        slot = ngx_http_webhook_stats_find(wmcf->stats, &queue[i]);
 
-        for (k = 0; k < stats->nqueues; k++) {
-            if (stats->queues[k].len == queue[i].len
-                && ngx_strncmp(stats->queues[k].name, queue[i].data,
-                               queue[i].len) == 0)
-            {
-                break;
-            }
+        if (slot) {
+            slot->generation = wmcf->generation;
         }
 
-        if (k == stats->nqueues) {
-            if (k == NGX_HTTP_WEBHOOK_MAX_QUEUES
-                || queue[i].len > NGX_HTTP_WEBHOOK_MAX_NAME)
-            {
-                ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-                              "webhook: no room for the counters of "
-                              "queue \"%V\"", &queue[i]);
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(stats->queues[k].name, queue[i].data, queue[i].len);
-            stats->queues[k].len = queue[i].len;
-            ngx_memory_barrier();
-            stats->nqueues++;
-        }
-
-        wmcf->counters[i] = &stats->queues[k];
+        wmcf->counters[i] = slot;
     }
 
-    wmcf->stats = stats;
+    /* then the new ones, starting at 0 */
+
+    for (i = 0; i < wmcf->queues.nelts; i++) {
+
+        if (wmcf->counters[i]) {
+            continue;
+        }
+
+        slot = ngx_http_webhook_stats_free_slot(wmcf->stats);
+
+        if (slot == NULL) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "webhook: no room for the counters of queue "
+                          "\"%V\", the status reports none for it",
+                          &queue[i]);
+            continue;
+        }
+
+        ngx_http_webhook_stats_take(slot, &queue[i], wmcf->generation);
+
+        wmcf->counters[i] = slot;
+    }
+}
+
+
+static ngx_http_webhook_counters_t *
+ngx_http_webhook_stats_find(ngx_http_webhook_stats_t *stats, ngx_str_t *name)
+{
+    ngx_uint_t                    k;
+    ngx_http_webhook_counters_t  *slot;
+
+    for (k = 0; k < NGX_HTTP_WEBHOOK_SLOTS; k++) {
+        slot = &stats->slots[k];
+
+        if (slot->len == name->len
+            && ngx_strncmp(slot->name, name->data, name->len) == 0)
+        {
+            return slot;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * The oldest slot that neither the running configuration nor the one being
+ * loaded uses; never used slots have generation 0.  Stamps newer than the
+ * running configuration's are those of a configuration being loaded: this
+ * one, or one whose load failed (and had the same number).
+ */
+
+static ngx_http_webhook_counters_t *
+ngx_http_webhook_stats_free_slot(ngx_http_webhook_stats_t *stats)
+{
+    ngx_uint_t                    k;
+    ngx_http_webhook_counters_t  *slot, *oldest;
+
+    oldest = NULL;
+
+    for (k = 0; k < NGX_HTTP_WEBHOOK_SLOTS; k++) {
+        slot = &stats->slots[k];
+
+        if (slot->len && slot->generation >= stats->generation) {
+            continue;
+        }
+
+        if (oldest == NULL || slot->generation < oldest->generation) {
+            oldest = slot;
+        }
+    }
+
+    return oldest;
+}
+
+
+/* a slot for a new queue: its counters start at 0 */
+
+static void
+ngx_http_webhook_stats_take(ngx_http_webhook_counters_t *slot,
+    ngx_str_t *name, ngx_uint_t generation)
+{
+    ngx_uint_t  k;
+
+    for (k = 0; k < ngx_http_webhook_nresults; k++) {
+        slot->requests[k] = 0;
+    }
+
+    for (k = 0; k < NGX_HTTP_WEBHOOK_NPRIO; k++) {
+        slot->events[k] = 0;
+    }
+
+    ngx_memcpy(slot->name, name->data, name->len);
+    slot->len = name->len;
+    slot->generation = generation;
+}
+
+
+/*
+ * init_module: the configuration is committed (nothing after it fails), its
+ * workers start next.  From now on its slots are those of the running one.
+ */
+
+ngx_int_t
+ngx_http_webhook_stats_commit(ngx_cycle_t *cycle)
+{
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    wmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_webhook_module);
+
+    if (wmcf && wmcf->stats) {
+        wmcf->stats->generation = wmcf->generation;
+    }
 
     return NGX_OK;
 }
@@ -123,6 +274,7 @@ ngx_http_webhook_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 void
 ngx_http_webhook_count_result(ngx_http_request_t *r, ngx_uint_t result)
 {
+    ngx_http_webhook_counters_t   *cnt;
     ngx_http_webhook_loc_conf_t   *wlcf;
     ngx_http_webhook_main_conf_t  *wmcf;
 
@@ -135,8 +287,11 @@ ngx_http_webhook_count_result(ngx_http_request_t *r, ngx_uint_t result)
         return;
     }
 
-    (void) ngx_atomic_fetch_add(
-                       &wmcf->counters[wlcf->queue_index]->requests[result], 1);
+    cnt = wmcf->counters[wlcf->queue_index];
+
+    if (cnt) {
+        (void) ngx_atomic_fetch_add(&cnt->requests[result], 1);
+    }
 }
 
 
@@ -144,6 +299,7 @@ void
 ngx_http_webhook_count_events(ngx_http_request_t *r, ngx_uint_t priority,
     ngx_uint_t n)
 {
+    ngx_http_webhook_counters_t   *cnt;
     ngx_http_webhook_loc_conf_t   *wlcf;
     ngx_http_webhook_main_conf_t  *wmcf;
 
@@ -154,8 +310,11 @@ ngx_http_webhook_count_events(ngx_http_request_t *r, ngx_uint_t priority,
         return;
     }
 
-    (void) ngx_atomic_fetch_add(
-                       &wmcf->counters[wlcf->queue_index]->events[priority], n);
+    cnt = wmcf->counters[wlcf->queue_index];
+
+    if (cnt) {
+        (void) ngx_atomic_fetch_add(&cnt->events[priority], n);
+    }
 }
 
 

@@ -19,21 +19,36 @@
 #define NGX_HTTP_WEBHOOK_MAX_NAME    128
 #define NGX_HTTP_WEBHOOK_STATS_SIZE  (256 * 1024)
 
+/*
+ * Slots for the queues of two configurations: the one being loaded and the
+ * one whose workers still run, at most NGX_HTTP_WEBHOOK_MAX_QUEUES each.
+ */
+#define NGX_HTTP_WEBHOOK_SLOTS       (2 * NGX_HTTP_WEBHOOK_MAX_QUEUES)
+
+/* the zone's header: data of another layout is not reused */
+#define NGX_HTTP_WEBHOOK_STATS_MAGIC   0x6b687777   /* "wwhk" */
+#define NGX_HTTP_WEBHOOK_STATS_LAYOUT  2
+
 
 struct ngx_http_webhook_counters_s {
     u_char                        name[NGX_HTTP_WEBHOOK_MAX_NAME];
-    size_t                        len;
+    size_t                        len;         /* 0: never used */
+    ngx_uint_t                    generation;  /* of the last config using it */
     ngx_atomic_t                  requests[ngx_http_webhook_nresults];
     ngx_atomic_t                  events[NGX_HTTP_WEBHOOK_NPRIO];
 };
 
 
 struct ngx_http_webhook_stats_s {
+    uint32_t                      magic;
+    uint32_t                      layout;
+    size_t                        size;
+    ngx_uint_t                    generation;  /* of the running config */
+
     ngx_atomic_t                  reconnects;
     ngx_atomic_t                  duration[NGX_HTTP_WEBHOOK_NBUCKETS + 1];
     ngx_atomic_t                  duration_usec;
-    ngx_uint_t                    nqueues;
-    ngx_http_webhook_counters_t   queues[NGX_HTTP_WEBHOOK_MAX_QUEUES];
+    ngx_http_webhook_counters_t   slots[NGX_HTTP_WEBHOOK_SLOTS];
 };
 
 
@@ -42,6 +57,7 @@ extern uint64_t  ngx_http_webhook_buckets[NGX_HTTP_WEBHOOK_NBUCKETS];
 
 ngx_int_t ngx_http_webhook_stats_zone(ngx_conf_t *cf,
     ngx_http_webhook_main_conf_t *wmcf);
+ngx_int_t ngx_http_webhook_stats_commit(ngx_cycle_t *cycle);
 
 void ngx_http_webhook_count_result(ngx_http_request_t *r, ngx_uint_t result);
 void ngx_http_webhook_count_events(ngx_http_request_t *r,

@@ -416,8 +416,20 @@ ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
                                 "\"oldest_age_seconds\":null");
             }
 
+            /* no counters: the zone had no room for them (stats.c) */
+
+            if (cnt == NULL) {
+                p = ngx_sprintf(p, ",\"events\":null}");
+                continue;
+            }
+
             p = ngx_sprintf(p, ",\"events\":%uA}", cnt->events[prio]);
             events[prio] += cnt->events[prio];
+        }
+
+        if (cnt == NULL) {
+            p = ngx_sprintf(p, ",\"requests\":null}");
+            continue;
         }
 
         p = ngx_sprintf(p, ",\"requests\":{");
@@ -537,6 +549,10 @@ ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
                                 "by result.");
 
     for (i = 0; i < wmcf->queues.nelts; i++) {
+        if (wmcf->counters[i] == NULL) {
+            continue;
+        }
+
         for (k = 0; k < ngx_http_webhook_nresults; k++) {
             p = ngx_http_webhook_series(p, "nginx_webhook_requests_total",
                                         &queue[i], "result",
@@ -549,6 +565,10 @@ ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
                                 "Events enqueued, by priority.");
 
     for (i = 0; i < wmcf->queues.nelts; i++) {
+        if (wmcf->counters[i] == NULL) {
+            continue;
+        }
+
         for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
             p = ngx_http_webhook_series(p, "nginx_webhook_events_total",
                                         &queue[i], "priority",
