@@ -25,6 +25,8 @@ static ngx_int_t ngx_http_webhook_error_json(ngx_pool_t *pool,
 static ngx_int_t ngx_http_webhook_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_webhook_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
+static ngx_int_t ngx_http_webhook_flush(ngx_http_request_t *r,
+    ngx_chain_t *in);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -355,7 +357,7 @@ ngx_http_webhook_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     if (ctx->error_body.len == 0) {
-        return NGX_OK;
+        return ngx_http_webhook_flush(r, in);
     }
 
     b = ngx_calloc_buf(r->pool);
@@ -382,3 +384,19 @@ ngx_http_webhook_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     return ngx_http_next_body_filter(r, &out);
 }
 
+
+/*
+ * After the JSON replacement: what the filters below still hold (a write
+ * that got EAGAIN) must leave when ngx_http_writer flushes, with nothing
+ * of nginx's own body added.
+ */
+
+static ngx_int_t
+ngx_http_webhook_flush(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    if (in == NULL || r->buffered || r->connection->buffered) {
+        return ngx_http_next_body_filter(r, NULL);
+    }
+
+    return NGX_OK;
+}
