@@ -161,6 +161,9 @@ ngx_http_webhook_add_header(ngx_http_request_t *r, char *key)
     h->hash = 1;
     h->key.data = (u_char *) key;
     h->key.len = ngx_strlen(key);
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
 
     return h;
 }
