@@ -220,6 +220,9 @@ ngx_http_webhook_refuse(ngx_http_request_t *r, ngx_uint_t status,
     ngx_int_t  rc;
 
     if (r->request_body == NULL) {
+        /* no "100 Continue" first: the client need not send the body */
+        r->expect_tested = 1;
+
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
             return rc;
