@@ -114,6 +114,9 @@ ngx_http_webhook_head(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx)
 {
     ngx_int_t  rc;
 
+    /* no "100 Continue": a HEAD's body is not wanted */
+    r->expect_tested = 1;
+
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
         return rc;

@@ -17,13 +17,25 @@
 #include "ngx_http_webhook_stats.h"
 
 
+/*
+ * r->main->limit_req_status and limit_conn_status: REJECTED, as the
+ * limit modules define it ($limit_req_status, $limit_conn_status)
+ */
+#define NGX_HTTP_WEBHOOK_LIMIT_REQ_REJECTED   3
+#define NGX_HTTP_WEBHOOK_LIMIT_CONN_REJECTED  2
+
+
 static ngx_int_t ngx_http_webhook_retry_after(ngx_http_request_t *r);
 static ngx_table_elt_t *ngx_http_webhook_add_header(ngx_http_request_t *r,
     char *key);
 static ngx_int_t ngx_http_webhook_error_json(ngx_pool_t *pool,
     ngx_str_t *out, char *code, u_char *message, size_t len);
 static ngx_int_t ngx_http_webhook_header_filter(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_webhook_rate_limited_by_nginx(
+    ngx_http_request_t *r);
 static ngx_int_t ngx_http_webhook_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static ngx_int_t ngx_http_webhook_flush(ngx_http_request_t *r,
     ngx_chain_t *in);
 
 
@@ -149,6 +161,9 @@ ngx_http_webhook_add_header(ngx_http_request_t *r, char *key)
     h->hash = 1;
     h->key.data = (u_char *) key;
     h->key.len = ngx_strlen(key);
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
 
     return h;
 }
@@ -216,6 +231,9 @@ ngx_http_webhook_refuse(ngx_http_request_t *r, ngx_uint_t status,
     ngx_int_t  rc;
 
     if (r->request_body == NULL) {
+        /* no "100 Continue" first: the client need not send the body */
+        r->expect_tested = 1;
+
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
             return rc;
@@ -271,6 +289,11 @@ ngx_http_webhook_header_filter(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
+    if (ngx_http_webhook_rate_limited_by_nginx(r)) {
+        /* with any limit_req_status or limit_conn_status, 503 by default */
+        status = NGX_HTTP_TOO_MANY_REQUESTS;
+    }
+
     switch (status) {
 
     case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
@@ -297,16 +320,30 @@ ngx_http_webhook_header_filter(ngx_http_request_t *r)
         message = "the body was not received in time";
         break;
 
+    case NGX_HTTP_UNAUTHORIZED:
+        /* auth_basic, auth_request in the location */
+        result = ngx_http_webhook_unauthorized;
+        code = "unauthorized";
+        message = "authentication is required";
+        break;
+
+    case NGX_HTTP_FORBIDDEN:
+        /* deny, auth_request, ... in the location */
+        result = ngx_http_webhook_unauthorized;
+        code = "forbidden";
+        message = "access denied";
+        break;
+
     case NGX_HTTP_TOO_MANY_REQUESTS:
-        /* limit_req or limit_conn in the location: the sender retries */
         result = ngx_http_webhook_rate_limited;
         code = "rate_limited";
         message = "too many requests, retry later";
+        break;
 
-        if (ngx_http_webhook_retry_after(r) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        result = ngx_http_webhook_unavailable;
+        code = "unavailable";
+        message = "temporarily unavailable, retry later";
         break;
 
     default:
@@ -315,6 +352,15 @@ ngx_http_webhook_header_filter(ngx_http_request_t *r)
                                                         : "error";
         message = "the request could not be processed";
         break;
+    }
+
+    if (result == ngx_http_webhook_rate_limited
+        || result == ngx_http_webhook_unavailable)
+    {
+        /* the sender retries */
+        if (ngx_http_webhook_retry_after(r) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
     if (ngx_http_webhook_error_json(r->pool, &ctx->error_body, code,
@@ -345,6 +391,20 @@ ngx_http_webhook_header_filter(ngx_http_request_t *r)
 }
 
 
+/*
+ * limit_req and limit_conn refuse with their *_status, 503 by default;
+ * what they decided is kept in r->main
+ */
+
+static ngx_uint_t
+ngx_http_webhook_rate_limited_by_nginx(ngx_http_request_t *r)
+{
+    return r->main->limit_req_status == NGX_HTTP_WEBHOOK_LIMIT_REQ_REJECTED
+           || r->main->limit_conn_status
+              == NGX_HTTP_WEBHOOK_LIMIT_CONN_REJECTED;
+}
+
+
 static ngx_int_t
 ngx_http_webhook_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
@@ -366,7 +426,7 @@ ngx_http_webhook_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     if (ctx->error_body.len == 0) {
-        return NGX_OK;
+        return ngx_http_webhook_flush(r, in);
     }
 
     b = ngx_calloc_buf(r->pool);
@@ -393,3 +453,19 @@ ngx_http_webhook_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     return ngx_http_next_body_filter(r, &out);
 }
 
+
+/*
+ * After the JSON replacement: what the filters below still hold (a write
+ * that got EAGAIN) must leave when ngx_http_writer flushes, with nothing
+ * of nginx's own body added.
+ */
+
+static ngx_int_t
+ngx_http_webhook_flush(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    if (in == NULL || r->buffered || r->connection->buffered) {
+        return ngx_http_next_body_filter(r, NULL);
+    }
+
+    return NGX_OK;
+}

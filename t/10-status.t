@@ -607,8 +607,10 @@ subtest_fresh 'every result, counted at once and exactly over both workers' => s
         ['HEAD (probe) with token', sub { $n->raw(method => 'HEAD', drain => 1, pieces => [
             "HEAD /r HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer $TOKEN\r\nConnection: close\r\n\r\n"]) },
             [200], 'probe'],
-        ['receive location with deny all (403)', sub { post($n, '/denied', ev(8001, 'high')) }, [403, 'error'], 'error'],
-        ['GET on that location (403 first)', sub { $n->request('GET', '/denied', {}) }, [403, 'error'], 'error'],
+        ['receive location with deny all (403)', sub { post($n, '/denied', ev(8001, 'high')) },
+            [403, 'forbidden'], 'unauthorized'],
+        ['GET on that location (403 first)', sub { $n->request('GET', '/denied', {}) },
+            [403, 'forbidden'], 'unauthorized'],
         # {webhook}:queue:high and :medium already hold events: over webhook_max_depth 1
         ['webhook_max_depth reached (high)', sub { post($n, '/capped', ev(9001, 'high')) }, [503, 'overloaded'], 'overloaded'],
         ['webhook_max_depth reached (medium)', sub { post($n, '/capped', ev(9002, 'medium')) }, [503, 'overloaded'], 'overloaded'],
