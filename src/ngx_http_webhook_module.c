@@ -425,6 +425,21 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         ngx_conf_merge_value(conf->receive, prev->receive, 0);
         ngx_conf_merge_value(conf->status, prev->status, 0);
 
+        /*
+         * the methods limit_except allows run with its block's own
+         * configuration and content handler: the location's, as
+         * proxy_pass does it
+         */
+
+        if (clcf->lmt_excpt && clcf->handler == NULL) {
+            if (conf->receive) {
+                clcf->handler = ngx_http_webhook_receive_handler;
+
+            } else if (conf->status) {
+                clcf->handler = ngx_http_webhook_status_handler;
+            }
+        }
+
     } else {
         ngx_conf_init_value(conf->receive, 0);
         ngx_conf_init_value(conf->status, 0);
