@@ -2,9 +2,13 @@
 # Hostile and broken input, against a real nginx and redis-server: deep
 # nesting, huge numbers, odd record_ids, invalid UTF-8 and NUL bytes,
 # duplicate keys, 1 MB strings, empty and short bodies, Transfer-Encoding
-# tricks.  Each request gets a JSON 4xx and leaves nothing in Redis, or is
-# queued intact (the envelope's payload is the exact text sent); no worker
-# dies and error.log has no crit, alert or "exited on signal".
+# tricks.  Each request gets a JSON 4xx and leaves nothing in Redis (but
+# the bounded list of rejected bodies), or is queued intact (the envelope's
+# payload is the exact text sent); no worker dies and error.log has no crit,
+# alert or "exited on signal".  A field the module reads that has the wrong
+# type is refused by webhook_schema event (/strict) and, under the default
+# webhook_schema any, taken as absent (null) and named in the envelope's
+# "warnings".
 #
 # What is promised where: the module answers in JSON whatever happens in a
 # receive location, including nginx's own errors while the body is read
@@ -35,10 +39,12 @@ my $JSON_CT = "Content-Type: application/json\r\n";
 
 my $redis = start_redis();
 
-# the receive locations: $R takes 4 MB bodies in memory, /small 1 MB,
-# /slow waits 1 s for a body; the second server answers its own errors
-# in JSON with error_page
+# the receive locations: $R takes 4 MB bodies in memory, /strict too with
+# webhook_schema event, /small 1 MB, /slow waits 1 s for a body; the second
+# server answers its own errors in JSON with error_page
 my $locations = receive_location(max_body => '4m',
+        extra => 'client_body_buffer_size 4m;')
+    . receive_location(path => '/strict', max_body => '4m', schema => 'event',
         extra => 'client_body_buffer_size 4m;')
     . receive_location(path => '/small', max_body => '1m')
     . receive_location(path => '/slow', extra => 'client_body_timeout 1s;');
@@ -79,14 +85,20 @@ sub event_text {
         . ($f{extra} // '') . '}';
 }
 
-# refused($res, $status, $codes, $name): a JSON error, and Redis is empty
+# the keys of events: not the list of rejected bodies nor a test's write
+sub event_keys { grep { !/\A\{[^}]*\}:(?:rejected(?::.*)?|probe)\z/s } $redis->keys }
+
+# refused($res, $status, $codes, $name): a JSON error, and no event in Redis
 sub refused {
     my ($res, $status, $codes, $name) = @_;
     is_json_error($res, $status, $codes, "$name: $status JSON");
-    my @k = $redis->keys;
+    my @k = event_keys();
     is_deeply(\@k, [], "$name: nothing in Redis") or diag "keys: @k";
     $redis->flushall;
 }
+
+# strict($body, $codes, $name): webhook_schema event refuses it with a 400
+sub strict { refused(post($_[0], path => '/strict'), 400, $_[1], "$_[2], webhook_schema event") }
 
 # queued($res, $priority, $payload, $name): 200 queued, and the one envelope
 # in Redis ends with "payload": and exactly the text sent.  Returns the
@@ -104,6 +116,21 @@ sub queued {
         "$name: payload is the text sent, byte for byte")
         or diag 'envelope head: ' . substr($e[0]{raw}, 0, 300);
     return $e[0];
+}
+
+# warned($res, $priority, $payload, [fields], $name): queued (webhook_schema
+# any) as queued() checks, the fields null in the envelope (a priority: the
+# default one) and named in its "warnings"
+sub warned {
+    my ($res, $priority, $payload, $fields, $name) = @_;
+    $name .= ', webhook_schema any';
+    my $e = queued($res, $priority, $payload, $name) or return;
+    is_deeply($e->{env}{warnings}, $fields, "$name: \"warnings\": [@$fields]");
+    for my $f (grep { $_ ne 'priority' } @$fields) {
+        ok(exists $e->{env}{$f} && !defined $e->{env}{$f}, "$name: envelope $f is null")
+            or diag 'envelope head: ' . substr($e->{raw}, 0, 300);
+    }
+    return $e;
 }
 
 # send raw bytes, half-close, read what comes back until EOF
@@ -151,8 +178,12 @@ subtest 'huge numbers' => sub {
     my $digits = '9' x 400;
     for my $n ('1e400', '-1e400', $digits, "-$digits", "0.$digits", "1${digits}e-400") {
         my $short = length $n > 12 ? substr($n, 0, 8) . '...(' . length($n) . ')' : $n;
-        refused(post(event_text(event_id => $n)), 400, 'invalid_payload', "event_id $short");
-        refused(post(event_text(record_id => $n)), 400, 'invalid_payload', "record_id $short");
+        strict(event_text(event_id => $n), 'invalid_payload', "event_id $short");
+        strict(event_text(record_id => $n), 'invalid_payload', "record_id $short");
+        my $t = event_text(event_id => $n);
+        warned(post($t), 'medium', $t, ['event_id'], "event_id $short");
+        $t = event_text(record_id => $n);
+        warned(post($t), 'medium', $t, ['record_id'], "record_id $short");
         my $text = event_text(extra => ',"data":{"n":' . $n . ',"list":[' . $n . ']}');
         queued(post($text), 'medium', $text, "$short in the payload");
     }
@@ -163,7 +194,9 @@ subtest 'record_id: float, negative, beyond int64' => sub {
                '9223372036854775807', '9223372036854775808', '-9223372036854775809',
                '18446744073709551616', '"7"', 'true', 'null', '[7]', '{"id":7}')
     {
-        refused(post(event_text(record_id => $n)), 400, 'invalid_payload', "record_id $n");
+        strict(event_text(record_id => $n), 'invalid_payload', "record_id $n");
+        my $t = event_text(record_id => $n);
+        warned(post($t), 'medium', $t, ['record_id'], "record_id $n");
     }
 
     # integral values in any notation are integers, written plainly
@@ -213,15 +246,21 @@ subtest 'NUL bytes and other control characters' => sub {
     my $text = event_text(extra => ',"data":"a\u0000b\u001f\n","k\u0000":1');
     queued(post($text), 'medium', $text, '\u0000 in payload strings and keys');
 
-    # in a field the module reads, it would cut the value short: refused
-    refused(post(event_text(event_id => '"a\u0000b"')), 400, 'invalid_payload', '\u0000 in event_id');
-    refused(post(event_text(event_id => '"\u0000"')), 400, 'invalid_payload', 'event_id "\u0000"');
-    refused(post(event_text(model => '"sale.order\u0000x"')), 400, 'invalid_payload', '\u0000 in model');
-    refused(post(event_text(event => '"write\u0000x"')), 400, 'invalid_payload', '\u0000 in event');
-    refused(post(event_text(extra => ',"priority":"high\u0000x"')), 400, 'invalid_priority',
-        '\u0000 in priority');
-    refused(post('{"_webhook_metadata":{"event_id":"m\u0000","model":"m","record_id":1,'
-        . '"event_type":"create"}}'), 400, 'invalid_payload', '\u0000 in _webhook_metadata.event_id');
+    # in a field the module reads, it would cut the value short: refused,
+    # or (webhook_schema any) taken as absent
+    for my $c ([event_text(event_id => '"a\u0000b"'), 'invalid_payload', '\u0000 in event_id', 'medium', 'event_id'],
+               [event_text(event_id => '"\u0000"'), 'invalid_payload', 'event_id "\u0000"', 'medium', 'event_id'],
+               [event_text(model => '"sale.order\u0000x"'), 'invalid_payload', '\u0000 in model', 'medium', 'model'],
+               [event_text(event => '"write\u0000x"'), 'invalid_payload', '\u0000 in event', 'medium', 'event'],
+               [event_text(extra => ',"priority":"high\u0000x"'), 'invalid_priority', '\u0000 in priority',
+                'medium', 'priority'],
+               ['{"_webhook_metadata":{"event_id":"m\u0000","model":"m","record_id":1,"event_type":"create"}}',
+                'invalid_payload', '\u0000 in _webhook_metadata.event_id', 'high', 'event_id'])
+    {
+        my ($t, $code, $what, $prio, $field) = @$c;
+        strict($t, $code, $what);
+        warned(post($t), $prio, $t, [$field], $what);
+    }
 
     # a key "model\u0000" is not "model" (for any JSON reader it is not)
     $text = '{"event_id":"nul-key","model\u0000":"evil","model":"sale.order","record_id":1,'
@@ -257,15 +296,16 @@ subtest 'duplicate keys: the first one counts, everywhere' => sub {
     $text = event_text(extra => ',"pri\u006frity":"high","priority":"low"');
     $e = queued(post($text), 'high', $text, 'an escaped priority key first');
 
-    refused(post(event_text(extra => ',"priority":"urgent","priority":"high"')), 400,
-        'invalid_priority', 'first priority invalid');
+    $text = event_text(extra => ',"priority":"urgent","priority":"high"');
+    strict($text, 'invalid_priority', 'first priority invalid');
+    warned(post($text), 'medium', $text, ['priority'], 'first priority invalid, the second not taken');
     $text = event_text(extra => ',"priority":"high","priority":"urgent"');
     queued(post($text), 'high', $text, 'second priority invalid, ignored');
 
     # the first event_id is the dedupe key and the envelope's
     $text = '{"event_id":"dup-first","model":"m","record_id":1,"event":"w","event_id":"dup-second"}';
     is_queued(post($text), 'medium', 'two event_ids: queued');
-    is_deeply([grep { /:seen:/ } $redis->keys], ['{webhook}:seen:dup-first'],
+    is_deeply([grep { /:seen:/ } $redis->keys], ['{webhook}:seen:id::dup-first'],
         'the seen key is the first id');
     is(post('{"event_id":"dup-first","model":"m","record_id":1,"event":"w"}')->{json}{status},
         'duplicate', 'the first id is a duplicate');
@@ -280,13 +320,14 @@ subtest 'duplicate keys: the first one counts, everywhere' => sub {
     $text = '{"event_id":"dk1","model":"first","record_id":1,"event":"w","model":7,"record_id":"x"}';
     $e = queued(post($text), 'medium', $text, 'two models and record_ids') or return;
     is_deeply([@{ $e->{env} }{qw(model record_id)}], ['first', 1], 'envelope has the first ones');
-    refused(post('{"model":7,"model":"m","record_id":1,"event":"w"}'), 400, 'invalid_payload',
-        'first model invalid');
+    $text = '{"model":7,"model":"m","record_id":1,"event":"w"}';
+    strict($text, 'invalid_payload', 'first model invalid');
+    warned(post($text), 'medium', $text, ['model'], 'first model invalid, the second not taken');
 
     # the first _webhook_metadata
     $text = '{"_webhook_metadata":{"event_id":"meta1","model":"a","record_id":1,"event_type":"create"},'
         . '"_webhook_metadata":{"event_id":"meta2","model":"b","record_id":2,"event_type":"unlink"}}';
-    $e = queued(post($text), 'medium', $text, 'two _webhook_metadata') or return;
+    $e = queued(post($text), 'high', $text, 'two _webhook_metadata (webhook_instant_priority)') or return;
     is_deeply([@{ $e->{env} }{qw(event_id model event)}], ['meta1', 'a', 'create'],
         'envelope fields from the first');
 
@@ -352,7 +393,10 @@ subtest 'empty and short bodies' => sub {
         'no body, no Content-Length');
     refused(post('   '), 400, 'invalid_json', 'spaces only');
     refused(post("\r\n\t "), 400, 'invalid_json', 'white space only');
-    refused(post('{}'), 400, 'invalid_payload', 'empty object');
+    strict('{}', 'invalid_payload', 'empty object');
+    my $e = queued(post('{}'), 'medium', '{}', 'empty object, webhook_schema any');
+    is_deeply($e && [@{ $e->{env} }{qw(event_id model record_id event sender)}, exists $e->{env}{warnings}],
+        [undef, undef, undef, undef, undef, ''], 'empty object: every field null, no warnings');
     refused(post('[]'), 400, 'invalid_payload', 'empty array');
     refused(post('""'), 400, 'invalid_payload', 'empty string');
     refused(post("\xef\xbb\xbf" . event_text()), 400, 'invalid_json', 'a UTF-8 BOM first');
@@ -368,7 +412,7 @@ subtest 'empty and short bodies' => sub {
         ok($res->{status} == 0 || ($res->{status} == 400 && json_decode($res->{body})),
             "$cut of " . length($text) . " bytes then close: no answer, or a JSON 400")
             or diag $res->{raw};
-        my @k = $redis->keys;
+        my @k = event_keys();
         is_deeply(\@k, [], "$cut bytes then close: nothing in Redis");
     }
 
@@ -381,7 +425,7 @@ subtest 'empty and short bodies' => sub {
         sprintf('half a body then silence: no answer or a JSON 408 (after %.1f s)', $took))
         or diag dump_res($res);
     cmp_ok($took, '<', 10, 'the connection does not hang');
-    my @k = $redis->keys;
+    my @k = event_keys();
     is_deeply(\@k, [], 'half a body then silence: nothing in Redis');
 };
 
@@ -453,11 +497,11 @@ subtest 'Transfer-Encoding and Content-Length tricks' => sub {
         my ($h, $body, $status, $name) = @$f;
         my $res = raw_post(undef, $h, $body);
         is($res->{status}, $status, "$name: $status from nginx");
-        my @k = $redis->keys;
+        my @k = event_keys();
         is_deeply(\@k, [], "$name: nothing in Redis");
         $res = raw_post('json-errors', $h, $body);
         is_json_error($res, $status, 'bad_request', "$name: JSON with a server error_page");
-        @k = $redis->keys;
+        @k = event_keys();
         is_deeply(\@k, [], "$name (error_page): nothing in Redis");
         $redis->flushall;
     }
@@ -465,7 +509,7 @@ subtest 'Transfer-Encoding and Content-Length tricks' => sub {
     my $res = $ng->raw(timeout => 15, pieces => ["POST $R HTTP/1.0\r\n" . head_lines()
         . "Transfer-Encoding: chunked\r\n\r\n$chunked"]);
     is($res->{status}, 400, 'HTTP/1.0 with Transfer-Encoding: 400 from nginx');
-    my @k = $redis->keys;
+    my @k = event_keys();
     is_deeply(\@k, [], 'HTTP/1.0 chunked: nothing in Redis');
 
     # smuggling: what follows a complete body on a keep-alive connection
@@ -482,17 +526,27 @@ subtest 'Transfer-Encoding and Content-Length tricks' => sub {
 
 # ---------------------------------------------------------------- batches
 
-subtest 'bad input inside a batch: all or nothing' => sub {
+subtest 'bad input inside a batch: all or nothing (webhook_schema event), warnings (any)' => sub {
     my $good = event_text(event_id => '"b-good"');
-    for my $c ([event_text(record_id => '1.5'), 'invalid_payload', 'a float record_id'],
-               [event_text(record_id => '1e400'), 'invalid_payload', 'record_id 1e400'],
-               [event_text(event_id => '"x\u0000y"'), 'invalid_payload', 'a \u0000 in an event_id'],
-               [event_text(extra => ',"priority":"urgent"'), 'invalid_priority', 'a bad priority'],
-               ['"not an object"', 'invalid_payload', 'a string element'],
-               ['null', 'invalid_payload', 'a null element'])
+    for my $c ([event_text(record_id => '1.5'), 'invalid_payload', 'a float record_id', 'record_id'],
+               [event_text(record_id => '1e400'), 'invalid_payload', 'record_id 1e400', 'record_id'],
+               [event_text(event_id => '"x\u0000y"'), 'invalid_payload', 'a \u0000 in an event_id', 'event_id'],
+               [event_text(extra => ',"priority":"urgent"'), 'invalid_priority', 'a bad priority', 'priority'])
     {
-        refused(post('{"batch":true,"events":[' . "$good,$good,$c->[0]" . ']}'), 400, $c->[1],
-            "batch with $c->[2] last");
+        my ($el, $code, $what, $field) = @$c;
+        my $body = '{"batch":true,"events":[' . "$good,$good,$el" . ']}';
+        strict($body, $code, "batch with $what last");
+        my @ids = is_batch_answer(post($body), { status => 'queued', queued => 2, duplicates => 1, nids => 2 },
+            "batch with $what last, webhook_schema any: the good event once, and the last");
+        my @e = $redis->take('{webhook}:queue:medium');
+        $redis->flushall;
+        is_deeply([map { $_->{env}{warnings} } @e], [undef, [$field]],
+            "batch with $what last: its envelope alone has \"warnings\": [\"$field\"]");
+        ok(@e == 2 && substr($e[1]{raw}, -length($el) - 1) eq "$el}", "batch with $what last: payload intact");
+    }
+    for my $c (['"not an object"', 'a string element'], ['null', 'a null element']) {
+        refused(post('{"batch":true,"events":[' . "$good,$good,$c->[0]" . ']}'), 400, 'invalid_payload',
+            "batch with $c->[1] last");
     }
     refused(post('{"batch":true,"events":[' . $good . ',' . ('[' x 100_000) . ']}'), 400,
         'invalid_json', 'batch with 100 000 [');
