@@ -3,7 +3,8 @@
 # `nginx -T`; a secret file readable by every user is warned about at
 # `nginx -t`; a request that fails auth never reaches Redis and is
 # answered without waiting for its body; any token of the file is
-# accepted, whatever its length, and a prefix or extension of one is not.
+# accepted, whatever its length (Bearer, Basic as typed or as the password
+# of Basic user:password), and a prefix or extension of one is not.
 
 use strict;
 use warnings;
@@ -12,6 +13,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use File::Temp qw(tempdir);
 use Time::HiRes qw(time);
+use MIME::Base64 qw(encode_base64);
 use WebhookTest;
 
 require_module();
@@ -98,6 +100,22 @@ subtest 'every token of the file is accepted, nothing close to one is' => sub {
     }
     $res = $ng->request('POST', '/api/v1/webhooks/receive',
         [@BEARER, Authorization => "Basic $TOKEN"], $body);
+    is($res->{status}, 200, 'Basic with the token as typed');
+    $res = $ng->request('POST', '/api/v1/webhooks/receive',
+        [@BEARER, Authorization => 'Basic ' . encode_base64("odoo:$LONG", '')], $body);
+    is($res->{status}, 200, 'Basic user:token, a token of ' . length($LONG) . ' bytes');
+    for my $c (["Basic ${TOKEN}x", 'Basic, token plus suffix'],
+               ['Basic ' . substr($TOKEN, 0, -1), 'Basic, prefix of a token'],
+               ['Basic ' . encode_base64("odoo:${TOKEN}x", ''), 'Basic user:password, token plus suffix'],
+               ['Basic ' . encode_base64("$TOKEN:", ''), 'Basic, the token as the user'],
+               ['Basic ' . encode_base64("odoo:" . substr($TOKEN, 0, -1), ''), 'Basic user:password, prefix'])
+    {
+        $res = $ng->request('POST', '/api/v1/webhooks/receive',
+            [@BEARER, Authorization => $c->[0]], $body);
+        is($res->{status}, 401, "refused: $c->[1]");
+    }
+    $res = $ng->request('POST', '/api/v1/webhooks/receive',
+        [@BEARER, Authorization => "Token $TOKEN"], $body);
     is($res->{status}, 401, 'a token in another scheme is refused');
     unlike($res->{body}, qr/\Q$TOKEN\E/, 'and the answer does not echo it');
 };
@@ -165,6 +183,13 @@ subtest 'at debug level, only nginx\'s own header dump shows the token' => sub {
     $res = $dbg->request('POST', '/api/v1/webhooks/receive',
         [@BEARER, Authorization => "Bearer ${TOKEN}x"], $body);
     is($res->{status}, 401, 'refused');
+    # user:token in base64: the decoded token is in no line at all
+    $res = $dbg->request('POST', '/api/v1/webhooks/receive',
+        [@BEARER, Authorization => 'Basic ' . encode_base64("odoo:$TOKEN", '')], $body);
+    is($res->{status}, 200, 'Basic user:token: accepted');
+    $res = $dbg->request('POST', '/api/v1/webhooks/receive',
+        [@BEARER, Authorization => 'Basic ' . encode_base64("odoo:${TOKEN}x", '')], $body);
+    is($res->{status}, 401, 'Basic user:token plus suffix: refused');
     my @lines = grep { /\Q$TOKEN\E|\Q$RPASS\E/ } split /\n/, $dbg->error_log;
     my @other = grep { !/http header: "Authorization: Bearer / } @lines;
     ok(@lines > 0, 'nginx core logs request headers at debug level ('
