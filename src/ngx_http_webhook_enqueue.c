@@ -95,6 +95,7 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     ctx->nevents = n;
     ctx->ids = ngx_palloc(r->pool, n * sizeof(ngx_str_t));
     ctx->priorities = ngx_palloc(r->pool, n * sizeof(ngx_uint_t));
+    ctx->warned = ngx_palloc(r->pool, n * sizeof(ngx_uint_t));
 
     /* the events with an idempotency key: their seen keys are KEYS too */
 
@@ -112,7 +113,8 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     ctx->argv = ngx_palloc(r->pool, ctx->argc * sizeof(char *));
     ctx->argvlen = ngx_palloc(r->pool, ctx->argc * sizeof(size_t));
 
-    if (ctx->ids == NULL || ctx->priorities == NULL || ctx->argv == NULL
+    if (ctx->ids == NULL || ctx->priorities == NULL || ctx->warned == NULL
+        || ctx->argv == NULL
         || ctx->argvlen == NULL)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -134,6 +136,7 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
         }
 
         ctx->priorities[i] = priority;
+        ctx->warned[i] = (ev[i].warnings != 0);
         prio = &ngx_http_webhook_priorities[priority];
         ev[i].sender = ctx->sender;
 
@@ -509,7 +512,7 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     u_char                        *p, *last;
     size_t                         len;
     ngx_str_t                      id;
-    ngx_uint_t                     i, queued;
+    ngx_uint_t                     i, queued, warned;
 
     if (ctx->rejected) {
         return ngx_http_webhook_rejected_answer(r, ctx, reply);
@@ -583,12 +586,18 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
                                     ngx_http_webhook_now_usec() - ctx->start);
 
     queued = 0;
+    warned = 0;
 
     for (i = 0; i < ctx->nevents; i++) {
         if (ngx_http_webhook_pushed(ctx, reply, i)) {
             queued++;
+            warned += ctx->warned[i];
             ngx_http_webhook_count_events(r, ctx->priorities[i], 1);
         }
+    }
+
+    if (warned) {
+        ngx_http_webhook_count_warnings(r, warned);
     }
 
     if (!ctx->batch) {

@@ -36,6 +36,7 @@ typedef struct {
     ngx_uint_t                    nevents;
     ngx_str_t                    *ids;         /* envelope id per event */
     ngx_uint_t                   *priorities;  /* per event */
+    ngx_uint_t                   *warned;      /* per event: any warning */
 
     int                           argc;
     const char                  **argv;

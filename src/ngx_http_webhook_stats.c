@@ -318,6 +318,30 @@ ngx_http_webhook_count_events(ngx_http_request_t *r, ngx_uint_t priority,
 }
 
 
+/* events queued with fields taken as absent ("warnings" in the envelope) */
+
+void
+ngx_http_webhook_count_warnings(ngx_http_request_t *r, ngx_uint_t n)
+{
+    ngx_http_webhook_counters_t   *cnt;
+    ngx_http_webhook_loc_conf_t   *wlcf;
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
+    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+
+    if (wmcf->stats == NULL) {
+        return;
+    }
+
+    cnt = wmcf->counters[wlcf->queue_index];
+
+    if (cnt) {
+        (void) ngx_atomic_fetch_add(&cnt->warnings, n);
+    }
+}
+
+
 void
 ngx_http_webhook_count_duration(ngx_http_request_t *r, uint64_t usec)
 {

@@ -36,6 +36,7 @@ struct ngx_http_webhook_counters_s {
     ngx_uint_t                    generation;  /* of the last config using it */
     ngx_atomic_t                  requests[ngx_http_webhook_nresults];
     ngx_atomic_t                  events[NGX_HTTP_WEBHOOK_NPRIO];
+    ngx_atomic_t                  warnings;    /* events queued with some */
 };
 
 
@@ -62,6 +63,7 @@ ngx_int_t ngx_http_webhook_stats_commit(ngx_cycle_t *cycle);
 void ngx_http_webhook_count_result(ngx_http_request_t *r, ngx_uint_t result);
 void ngx_http_webhook_count_events(ngx_http_request_t *r,
     ngx_uint_t priority, ngx_uint_t n);
+void ngx_http_webhook_count_warnings(ngx_http_request_t *r, ngx_uint_t n);
 void ngx_http_webhook_count_duration(ngx_http_request_t *r, uint64_t usec);
 void ngx_http_webhook_count_reconnect(ngx_http_webhook_main_conf_t *wmcf);
 uint64_t ngx_http_webhook_now_usec(void);

@@ -119,9 +119,12 @@ ngx_http_webhook_status_query(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    /* EVALSHA <sha> <numkeys> then queue and dead list of each priority */
+    /*
+     * EVALSHA <sha> <numkeys> then queue and dead list of each priority,
+     * then each queue's rejected list, twice (the script reads pairs)
+     */
 
-    nkeys = wmcf->queues.nelts * NGX_HTTP_WEBHOOK_NPRIO * 2;
+    nkeys = wmcf->queues.nelts * (NGX_HTTP_WEBHOOK_NPRIO + 1) * 2;
 
     argv = ngx_palloc(r->pool, (3 + nkeys) * sizeof(char *));
     argvlen = ngx_palloc(r->pool, (3 + nkeys) * sizeof(size_t));
@@ -157,6 +160,19 @@ ngx_http_webhook_status_query(ngx_http_request_t *r,
             argvlen[k] = p - (u_char *) argv[k];
             k++;
         }
+    }
+
+    for (i = 0; i < wmcf->queues.nelts; i++) {
+        p = ngx_pnalloc(r->pool, queue[i].len + sizeof(":rejected"));
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        argv[k] = (char *) p;
+        argvlen[k] = ngx_sprintf(p, "%V:rejected", &queue[i]) - p;
+        argv[k + 1] = argv[k];
+        argvlen[k + 1] = argvlen[k];
+        k += 2;
     }
 
     ctx->cmd = ngx_http_webhook_redis_eval(&wmcf->status, k, argv, argvlen,
@@ -241,7 +257,9 @@ ngx_http_webhook_status_done(ngx_http_webhook_status_ctx_t *ctx,
     c = r->connection;
     wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
 
-    n = wmcf->queues.nelts * NGX_HTTP_WEBHOOK_NPRIO;
+    /* the depths by queue and priority, then each queue's rejected list */
+
+    n = wmcf->queues.nelts * (NGX_HTTP_WEBHOOK_NPRIO + 1);
     up = 0;
     depths = NULL;
 
@@ -328,7 +346,7 @@ ngx_http_webhook_status_send(ngx_http_request_t *r, ngx_uint_t prometheus,
     queue = wmcf->queues.elts;
 
     for (i = 0; i < wmcf->queues.nelts; i++) {
-        len += 6144 + 40 * 2 * queue[i].len;
+        len += 6400 + 42 * 2 * queue[i].len;
     }
 
     b = ngx_create_temp_buf(r->pool, len);
@@ -427,12 +445,21 @@ ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
             events[prio] += cnt->events[prio];
         }
 
+        if (depths) {
+            d = &depths[wmcf->queues.nelts * NGX_HTTP_WEBHOOK_NPRIO + i];
+            p = ngx_sprintf(p, ",\"rejected\":%i", d->depth);
+
+        } else {
+            p = ngx_sprintf(p, ",\"rejected\":null");
+        }
+
         if (cnt == NULL) {
             p = ngx_sprintf(p, ",\"requests\":null}");
             continue;
         }
 
-        p = ngx_sprintf(p, ",\"requests\":{");
+        p = ngx_sprintf(p, ",\"warnings\":%uA,\"requests\":{",
+                        cnt->warnings);
 
         for (k = 0; k < ngx_http_webhook_nresults; k++) {
             p = ngx_sprintf(p, "%s\"%V\":%uA", k ? "," : "",
@@ -525,6 +552,18 @@ ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
             }
         }
 
+        p = ngx_http_webhook_family(p, "nginx_webhook_rejected_depth",
+                                    "gauge",
+                                    "Bodies answered 400 kept in the "
+                                    "rejected list.");
+
+        for (i = 0; i < wmcf->queues.nelts; i++) {
+            d = &depths[wmcf->queues.nelts * NGX_HTTP_WEBHOOK_NPRIO + i];
+            p = ngx_sprintf(p, "nginx_webhook_rejected_depth{queue=");
+            p = ngx_http_webhook_label(p, &queue[i]);
+            p = ngx_sprintf(p, "} %i\n", d->depth);
+        }
+
         p = ngx_http_webhook_family(p,
                                     "nginx_webhook_oldest_event_age_seconds",
                                     "gauge",
@@ -542,6 +581,20 @@ ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
                 *p++ = LF;
             }
         }
+    }
+
+    p = ngx_http_webhook_family(p, "nginx_webhook_warnings_total", "counter",
+                                "Events queued with fields of the wrong "
+                                "type, taken as absent.");
+
+    for (i = 0; i < wmcf->queues.nelts; i++) {
+        if (wmcf->counters[i] == NULL) {
+            continue;
+        }
+
+        p = ngx_sprintf(p, "nginx_webhook_warnings_total{queue=");
+        p = ngx_http_webhook_label(p, &queue[i]);
+        p = ngx_sprintf(p, "} %uA\n", wmcf->counters[i]->warnings);
     }
 
     p = ngx_http_webhook_family(p, "nginx_webhook_requests_total", "counter",

@@ -167,7 +167,10 @@ sub check_shape {
     push @why, 'queues keys ' . $keys->($j->{queues}) unless $keys->($j->{queues}) eq join(',', sort @$queues);
     for my $q (@$queues) {
         my $qo = $j->{queues}{$q};
-        push @why, "queue $q keys " . $keys->($qo) unless $keys->($qo) eq 'high,low,medium,requests';
+        push @why, "queue $q keys " . $keys->($qo) unless $keys->($qo) eq 'high,low,medium,rejected,requests,warnings';
+        push @why, "$q.warnings is not a number" unless is_json_number($qo->{warnings});
+        push @why, "$q.rejected is " . json_scalar($qo->{rejected}) . ($up ? ', not a number' : ', not null')
+            unless $up ? is_json_number($qo->{rejected}) : exists $qo->{rejected} && !defined $qo->{rejected};
         for my $p (@PRIOS) {
             my $po = ref $qo eq 'HASH' ? $qo->{$p} : undef;
             push @why, "$q.$p keys " . $keys->($po) unless $keys->($po) eq 'dead,depth,events,oldest_age_seconds';

@@ -60,6 +60,7 @@ my $ng = start_nginx(
         . "            webhook_token_file off;\n"
         . "            deny all;\n"
         . "        }\n"
+        . "        location = /status { webhook_status; }\n"
         . "        location / { return 404; }\n    }\n",
 );
 
@@ -167,6 +168,11 @@ subtest_fresh 'templates of any shape are queued' => sub {
 
     $res = odoo($BATCH, headers => { Authorization => "Bearer $TOK_PROD" });
     is($res->{json}{queued}, 3, 'the batch sample: 3 queued');
+
+    my $st = $ng->request('GET', '/status')->{json} // {};
+    cmp_ok($st->{queues}{'{webhook}'}{warnings} // 0, '>=', 1, 'the status counts the event with warnings');
+    my $text = $ng->request('GET', '/status?format=prometheus')->{body} // '';
+    like($text, qr/^nginx_webhook_warnings_total\{queue="\{webhook\}"\} [1-9]/m, 'and Prometheus');
 };
 
 subtest_fresh 'a body that is no JSON object: 400, kept in the rejected list' => sub {
@@ -199,7 +205,11 @@ subtest_fresh 'a body that is no JSON object: 400, kept in the rejected list' =>
     ok($small[0]{truncated}, 'marked truncated');
     is($small[0]{size}, 107, 'with its size');
 
-    my $st = $ng->request('GET', '/nope-status');
+    my $st = $ng->request('GET', '/status')->{json} // {};
+    is($st->{queues}{'{webhook}'}{rejected}, 3, 'the status shows the rejected list\'s depth');
+    is($st->{queues}{'{small}'}{rejected}, 3, 'of each queue');
+    my $text = $ng->request('GET', '/status?format=prometheus')->{body} // '';
+    like($text, qr/^nginx_webhook_rejected_depth\{queue="\{webhook\}"\} 3$/m, 'and Prometheus');
 };
 
 subtest_fresh 'the test buttons' => sub {
