@@ -275,6 +275,38 @@ class RedisTest(unittest.TestCase):
         self.assertEqual((info["attempts"], info["error"]),
                          (1, "rejected: unknown model"))
 
+    def test_defer_requeues_to_the_front_uncounted_and_pauses(self):
+        calls = []
+
+        def defers_once(env):
+            calls.append((env["id"], time.monotonic()))
+            if len(calls) == 1:
+                raise wc.Defer(0.3, "slow down")
+
+        self.r.lpush(self.k.queue("medium"), envelope("first"))
+        self.r.lpush(self.k.queue("medium"), envelope("second"))
+        self.assertEqual(self.consumer(defers_once).run(), 0)
+        # the deferred event is taken again first, after the pause
+        self.assertEqual([c[0] for c in calls], ["first", "first", "second"])
+        self.assertGreaterEqual(calls[1][1] - calls[0][1], 0.3 * 0.9)
+        # no attempt counted, nothing dead, nothing left
+        self.assertEqual(self.r.keys("*"), [])
+
+    def test_defer_is_capped_by_backoff_max(self):
+        calls = []
+
+        def defers_long(env):
+            calls.append(time.monotonic())
+            if len(calls) == 1:
+                raise wc.Defer(3600)
+
+        self.r.lpush(self.k.queue("high"), envelope("h", "high"))
+        t0 = time.monotonic()
+        self.assertEqual(self.consumer(defers_long, backoff_max=0.2).run(), 0)
+        self.assertEqual(len(calls), 2)
+        self.assertLess(time.monotonic() - t0, 3)
+        self.assertEqual(self.r.keys("*"), [])
+
     def test_recover_own_list_counts_an_attempt(self):
         raw = envelope("c1", "low")
         self.r.lpush(self.k.processing("unit"), raw)

@@ -25,7 +25,8 @@ Keys (prefix <q> = WEBHOOK_QUEUE, default "{webhook}"):
 
 A handler is a function taking the envelope (a dict).  It succeeds by
 returning; any exception is a failure that is retried; `Reject` sends the
-event to the dead list at once.
+event to the dead list at once; `Defer` puts it back at the front of its
+queue, uncounted, and pauses the consumer (a downstream rate limit).
 """
 
 import argparse
@@ -52,6 +53,17 @@ log = logging.getLogger("webhook_consumer")
 
 class Reject(Exception):
     """Raised by a handler: the event can never succeed, dead-letter it now."""
+
+
+class Defer(Exception):
+    """Raised by a handler: not now, through no fault of the event (the
+    downstream asked to slow down).  The envelope goes back to the front of
+    its queue, no attempt is counted, and the consumer takes nothing for
+    `delay` seconds (at most BACKOFF_MAX)."""
+
+    def __init__(self, delay, reason=""):
+        super().__init__(reason)
+        self.delay = float(delay)
 
 
 class LeaseError(Exception):
@@ -330,6 +342,7 @@ class Consumer:
         self.processing = self.keys.processing(config.name)
         self.stopping = False
         self.resync = False
+        self.paused_until = 0.0     # time.monotonic() after a Defer
         self._lease_renewed = 0.0
         self._take = self.redis.register_script(TAKE_LUA)
         self._fail = self.redis.register_script(FAIL_LUA)
@@ -481,6 +494,8 @@ class Consumer:
             self._settle_failure(priority, raw, eid,
                                  "rejected: %s" % (e or type(e).__name__),
                                  True)
+        except Defer as e:
+            self._defer(priority, raw, eid, e)
         except Exception as e:
             self._settle_failure(priority, raw, eid,
                                  "%s: %s" % (type(e).__name__, e), False)
@@ -504,6 +519,19 @@ class Consumer:
         else:
             log.warning("event %s was taken from %s by a recovery while "
                         "being handled", eid, self.processing)
+
+    def _defer(self, priority, raw, eid, e):
+        """Back to the front of its queue, no attempt counted; pause."""
+        delay = min(max(e.delay, 0.0), self.config.backoff_max)
+        if self._retry_redis(lambda: self._requeue(
+                keys=[self.processing, self.keys.queue(priority)],
+                args=[raw])):
+            log.info("event %s (%s) deferred, taking nothing for %.3gs: %s",
+                     eid, priority, delay, e or "deferred by the handler")
+        else:
+            log.warning("event %s was taken from %s by a recovery while "
+                        "being handled", eid, self.processing)
+        self.paused_until = time.monotonic() + delay
 
     def _retry_redis(self, call):
         """Run `call` until Redis answers (the settle steps must not be
@@ -546,6 +574,11 @@ class Consumer:
                     self.renew_lease()
                     if self.resync:
                         self._resync()
+                    pause = self.paused_until - time.monotonic()
+                    if pause > 0:
+                        # a handler deferred: wait, renewing the lease
+                        time.sleep(min(pause, c.block_timeout))
+                        continue
                     item = self.take()
                     delay = 0.1
                 except (redis.ConnectionError, redis.TimeoutError) as e:
