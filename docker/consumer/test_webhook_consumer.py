@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 import unittest
+import unittest.mock
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -771,6 +772,16 @@ class BridgeCoreForwarderTest(unittest.TestCase):
                 self.forwarder(**kw)
 
     def test_cli_settings(self):
+        # the defaults, whatever t/30-consumer.t's environment says
+        ours = ("REDIS_URL", "WEBHOOK_QUEUE", "CONSUMER_NAME",
+                "WEBHOOK_HANDLER", "MAX_ATTEMPTS", "BACKOFF_BASE",
+                "BACKOFF_MAX", "BLOCK_TIMEOUT", "LEASE_TTL", "LOG_LEVEL")
+        env = {k: v for k, v in os.environ.items()
+               if k not in ours and not k.startswith("FORWARD_")}
+        with unittest.mock.patch.dict(os.environ, env, clear=True):
+            self._cli_settings()
+
+    def _cli_settings(self):
         for args, why in (
                 (["--forward-url", "ftp://x"], "forward URL must be http"),
                 (["--forward-url", self.stub.url, "--handler", "json:dumps"],
