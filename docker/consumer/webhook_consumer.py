@@ -25,7 +25,12 @@ Keys (prefix <q> = WEBHOOK_QUEUE, default "{webhook}"):
 
 A handler is a function taking the envelope (a dict).  It succeeds by
 returning; any exception is a failure that is retried; `Reject` sends the
-event to the dead list at once.
+event to the dead list at once; `Defer` puts it back at the front of its
+queue, uncounted, and pauses the consumer (a downstream rate limit).
+
+`--forward-url URL` (env FORWARD_URL) uses the ready handler of
+bridgecore.py instead: each envelope is POSTed to BridgeCore's
+/api/v1/webhooks/receive in the shape of its WebhookReceivePayload.
 """
 
 import argparse
@@ -52,6 +57,17 @@ log = logging.getLogger("webhook_consumer")
 
 class Reject(Exception):
     """Raised by a handler: the event can never succeed, dead-letter it now."""
+
+
+class Defer(Exception):
+    """Raised by a handler: not now, through no fault of the event (the
+    downstream asked to slow down).  The envelope goes back to the front of
+    its queue, no attempt is counted, and the consumer takes nothing for
+    `delay` seconds (at most BACKOFF_MAX)."""
+
+    def __init__(self, delay, reason=""):
+        super().__init__(reason)
+        self.delay = float(delay)
 
 
 class LeaseError(Exception):
@@ -330,6 +346,7 @@ class Consumer:
         self.processing = self.keys.processing(config.name)
         self.stopping = False
         self.resync = False
+        self.paused_until = 0.0     # time.monotonic() after a Defer
         self._lease_renewed = 0.0
         self._take = self.redis.register_script(TAKE_LUA)
         self._fail = self.redis.register_script(FAIL_LUA)
@@ -481,6 +498,8 @@ class Consumer:
             self._settle_failure(priority, raw, eid,
                                  "rejected: %s" % (e or type(e).__name__),
                                  True)
+        except Defer as e:
+            self._defer(priority, raw, eid, e)
         except Exception as e:
             self._settle_failure(priority, raw, eid,
                                  "%s: %s" % (type(e).__name__, e), False)
@@ -504,6 +523,19 @@ class Consumer:
         else:
             log.warning("event %s was taken from %s by a recovery while "
                         "being handled", eid, self.processing)
+
+    def _defer(self, priority, raw, eid, e):
+        """Back to the front of its queue, no attempt counted; pause."""
+        delay = min(max(e.delay, 0.0), self.config.backoff_max)
+        if self._retry_redis(lambda: self._requeue(
+                keys=[self.processing, self.keys.queue(priority)],
+                args=[raw])):
+            log.info("event %s (%s) deferred, taking nothing for %.3gs: %s",
+                     eid, priority, delay, e or "deferred by the handler")
+        else:
+            log.warning("event %s was taken from %s by a recovery while "
+                        "being handled", eid, self.processing)
+        self.paused_until = time.monotonic() + delay
 
     def _retry_redis(self, call):
         """Run `call` until Redis answers (the settle steps must not be
@@ -546,6 +578,11 @@ class Consumer:
                     self.renew_lease()
                     if self.resync:
                         self._resync()
+                    pause = self.paused_until - time.monotonic()
+                    if pause > 0:
+                        # a handler deferred: wait, renewing the lease
+                        time.sleep(min(pause, c.block_timeout))
+                        continue
                     item = self.take()
                     delay = 0.1
                 except (redis.ConnectionError, redis.TimeoutError) as e:
@@ -671,6 +708,32 @@ def build_parser():
                      help="longest idle wait, also the longest delay before "
                      "an idle consumer sees a medium or low event; env "
                      "BLOCK_TIMEOUT (default %(default)s)")
+    fwd = run.add_argument_group(
+        "forwarding to BridgeCore (bridgecore.py), instead of --handler")
+    fwd.add_argument("--forward-url", default=_env("FORWARD_URL", ""),
+                     help="POST each event to this URL, e.g. "
+                     "http://bridgecore:8000/api/v1/webhooks/receive; env "
+                     "FORWARD_URL")
+    fwd.add_argument("--forward-token", default=_env("FORWARD_TOKEN", ""),
+                     help="sent as 'Authorization: Bearer ...'; env "
+                     "FORWARD_TOKEN")
+    fwd.add_argument("--forward-token-file",
+                     default=_env("FORWARD_TOKEN_FILE", ""),
+                     help="the token is the first line of this file; env "
+                     "FORWARD_TOKEN_FILE")
+    fwd.add_argument("--forward-rate", default=_env("FORWARD_RATE",
+                                                    "200/min"),
+                     help="most requests per second, minute or hour "
+                     "(N/s, N/min, N/h, or off); env FORWARD_RATE (default "
+                     "%(default)s)")
+    fwd.add_argument("--forward-burst", type=int,
+                     default=_env("FORWARD_BURST", 1, int),
+                     help="requests sent at once before the rate applies; "
+                     "env FORWARD_BURST (default %(default)s)")
+    fwd.add_argument("--forward-timeout", type=float,
+                     default=_env("FORWARD_TIMEOUT", 10.0, float),
+                     help="seconds to wait for BridgeCore's answer; env "
+                     "FORWARD_TIMEOUT (default %(default)s)")
     run.add_argument("--drain", action="store_true",
                      help="exit once the queues and retries are empty")
     rec = sub.add_parser("recover", parents=[common],
@@ -683,6 +746,40 @@ def build_parser():
     sub.add_parser("dead", parents=[common, priorities],
                    help="list dead letters as JSON lines, oldest first")
     return parser
+
+
+def forwarder(args, config):
+    """The BridgeCore handler of the --forward-* settings, or None (and an
+    error logged)."""
+    if config.handler != Config.handler:
+        log.error("--handler and --forward-url exclude each other")
+        return None
+    token = args.forward_token
+    if args.forward_token_file:
+        try:
+            with open(args.forward_token_file) as f:
+                token = f.readline().strip()
+        except OSError as e:
+            log.error("cannot read the forward token: %s", e)
+            return None
+        if not token:
+            log.error("the forward token file %s is empty",
+                      args.forward_token_file)
+            return None
+    if args.forward_timeout >= config.lease_ttl:
+        log.error("bad settings: the forward timeout must be shorter than "
+                  "the lease TTL")
+        return None
+    import bridgecore
+    try:
+        return bridgecore.Forwarder(
+            args.forward_url, token=token, rate=args.forward_rate,
+            burst=args.forward_burst, timeout=args.forward_timeout,
+            backoff_base=config.backoff_base,
+            backoff_max=config.backoff_max)
+    except ValueError as e:
+        log.error("bad settings: %s", e)
+        return None
 
 
 def main(argv=None):
@@ -715,7 +812,11 @@ def main(argv=None):
         return 1
 
     handler = None
-    if args.command == "run":
+    if args.command == "run" and args.forward_url:
+        handler = forwarder(args, config)
+        if handler is None:
+            return 1
+    elif args.command == "run":
         try:
             handler = load_handler(config.handler)
         except Exception as e:
