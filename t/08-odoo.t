@@ -69,10 +69,11 @@ sub ev {
 
 sub batch { json_encode({ batch => JSON::PP::true(), timestamp => '2026-11-27T09:16:00.000000', events => [@_] }) }
 
-# the keys of events: what a test's write (<queue>:probe) leaves is not one
+# the keys of events: what a test's write leaves (<queue>:probe) and the
+# rejected list (<queue>:rejected, its :bytes) are not
 sub redis_empty {
     my ($name) = @_;
-    my @k = grep { !/:probe\z/ } $redis->keys;
+    my @k = grep { !/:(probe|rejected|rejected:bytes)\z/ } $redis->keys;
     is_deeply(\@k, [], "nothing in Redis: $name") or diag "keys: @k";
 }
 
@@ -270,18 +271,18 @@ subtest_fresh 'batch bound: webhook_batch_max 2' => sub {
     is($redis->llen('{small}:queue:high') + $redis->llen('{small}:queue:low'), 2, 'two envelopes');
 };
 
-subtest_fresh 'batch bound: default 1000' => sub {
-    my @ev = map { { event_id => 100000 + $_, model => 'x', record_id => $_, event => 'write' } } 1 .. 1001;
+subtest_fresh 'batch bound: default 10000' => sub {
+    my @ev = map { { event_id => 100000 + $_, model => 'x', record_id => $_, event => 'write' } } 1 .. 10001;
     my $res = post(batch(@ev));
-    is_json_error($res, 413, 'too_large', 'batch of 1001: 413 too_large');
-    redis_empty('after the batch of 1001');
+    is_json_error($res, 413, 'too_large', 'batch of 10001: 413 too_large');
+    redis_empty('after the batch of 10001');
 
     pop @ev;
     $res = post(batch(@ev));
-    my @ids = is_batch_answer($res, { status => 'queued', queued => 1000, duplicates => 0, nids => 1000 },
-        'batch of 1000: queued');
-    is($redis->llen('{webhook}:queue:medium'), 1000, '1000 envelopes on the medium list');
-    is($ids[999] // '', ($ids[0] // '') =~ s/-0\z/-999/r, 'ids[999] ends in -999');
+    my @ids = is_batch_answer($res, { status => 'queued', queued => 10000, duplicates => 0, nids => 10000 },
+        'batch of 10000: queued');
+    is($redis->llen('{webhook}:queue:medium'), 10000, '10000 envelopes on the medium list');
+    is($ids[9999] // '', ($ids[0] // '') =~ s/-0\z/-9999/r, 'ids[9999] ends in -9999');
 };
 
 # ================================================================ back-pressure
