@@ -1,6 +1,8 @@
 #!/usr/bin/perl
 # Redis unavailable: 503 + Retry-After, fast; Redis not running when nginx
-# starts; reconnection without a reload; slow Redis (DEBUG SLEEP).
+# starts; reconnection without a reload; slow Redis (DEBUG SLEEP).  Test
+# events (test connection, data._test_event, record_id -1) are answered
+# after a real write (SET <queue>:probe): 503 too while Redis is down.
 
 use strict;
 use warnings;
@@ -37,6 +39,28 @@ sub body { json_encode({ event_id => ++$n, model => 'sale.order', record_id => $
 sub post { my ($ng) = @_; $ng->request('POST', $R, \%H, body(), timeout => 20) }
 
 sub total_envelopes { my $t = 0; $t += $redis->llen($_) for @QUEUES; $t }
+
+# the test bodies: Odoo's test connection, its "Test webhook" button, a
+# test record
+my @TESTS = (
+    ['test connection', '{"test": true}'],
+    ['data._test_event', json_encode({ event_id => 'test-1', model => 'res.partner', record_id => 5,
+        event => 'write', data => { _test_event => JSON::PP::true() } })],
+    ['record_id -1', json_encode({ model => 'res.partner', record_id => -1, event => 'create' })],
+);
+
+sub post_test { my ($ng, $body) = @_; $ng->request('POST', $R, \%H, $body, timeout => 20) }
+
+# tests_503($ng, $limit, $name): every test body answered 503, fast
+sub tests_503 {
+    my ($ng, $limit, $name) = @_;
+    for my $t (@TESTS) {
+        my $res = post_test($ng, $t->[1]);
+        is_json_error($res, 503, 'unavailable', "$name, $t->[0]: 503 unavailable (the write check failed)");
+        like($res->{headers}{'retry-after'} // '', qr/^\d+\z/, "$name, $t->[0]: Retry-After");
+        cmp_ok($res->{elapsed}, '<', $limit, sprintf("%s, %s: answered in %.2fs", $name, $t->[0], $res->{elapsed}));
+    }
+}
 
 # expect_503_fast($ng, $limit, $name)
 sub expect_503_fast {
@@ -85,6 +109,7 @@ subtest 'Redis not running when nginx starts' => sub {
     expect_503_fast($ng, 3, "request $_") for 1 .. 4;
     my $res = $ng->request('HEAD', $R);
     is($res->{status}, 200, 'HEAD still 200 without Redis') or diag dump_res($res);
+    tests_503($ng, 3, 'without Redis');
 };
 
 subtest 'Redis started later: reconnect without reload' => sub {
@@ -98,8 +123,21 @@ subtest 'Redis started later: reconnect without reload' => sub {
 subtest 'Redis stopped while nginx runs' => sub {
     my $res = post($ng);
     is_queued($res, 'medium', 'works before the stop');
+    $redis->flushall;
+    for my $t (@TESTS) {
+        $redis->cli('DEL', '{webhook}:probe');
+        $res = post_test($ng, $t->[1]);
+        is($res->{status}, 200, "$t->[0]: 200") or diag dump_res($res);
+        is_deeply($res->{json}, { status => 'ok', test => JSON::PP::true() }, "$t->[0]: {\"status\":\"ok\",\"test\":true}");
+        like($redis->cli('GET', '{webhook}:probe') // '', qr/^[0-9a-f]{32}\z/,
+            "$t->[0]: {webhook}:probe written (the request id)");
+        my $pttl = $redis->cli('PTTL', '{webhook}:probe') // '';
+        ok($pttl =~ /^\d+\z/ && $pttl > 0 && $pttl <= 60000, "$t->[0]: with PX 60000 (PTTL $pttl)");
+    }
+    is_deeply([sort $redis->keys], ['{webhook}:probe'], 'no test body was queued or marked seen');
     $redis->stop;
     expect_503_fast($ng, 3, "after stop, request $_") for 1 .. 6;
+    tests_503($ng, 3, 'after stop');
 };
 
 subtest 'Redis restarted on the same port: reconnect without reload' => sub {

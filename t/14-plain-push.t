@@ -100,6 +100,12 @@ $redis->cli('CONFIG', 'SET', 'maxmemory', '1');
 $res = post('/off', json_encode(ev(50, 'high')));
 is_json_error($res, 503, 'unavailable', 'an LPUSH refused (OOM) is a 503');
 like($ng->error_log, qr/webhook: redis refused the events: OOM/, 'with the reason in the error log');
+$res = post('/off', '{"test": true}');
+is_json_error($res, 503, 'unavailable', 'a test connection whose write check (SET {off}:probe) is refused: 503');
+is($redis->cli('EXISTS', '{off}:probe'), '0', 'and no probe key was written');
 $redis->cli('CONFIG', 'SET', 'maxmemory', '0');
+$res = post('/off', '{"test": true}');
+is_deeply([$res->{status}, $res->{json}], [200, { status => 'ok', test => JSON::PP::true() }],
+    'with memory again, the test connection is answered ok') or diag dump_res($res);
 
 done_testing();
