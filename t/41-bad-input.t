@@ -552,8 +552,8 @@ subtest 'bad input inside a batch: all or nothing (webhook_schema event), warnin
         'invalid_json', 'batch with 100 000 [');
     refused(post('{"batch":true,"events":{"0":' . $good . '}}'), 400, 'invalid_payload',
         'events an object');
-    refused(post('{"batch":true,"events":[' . join(',', ($good) x 1001) . ']}'), 413,
-        'too_large', '1001 events');
+    refused(post('{"batch":true,"events":[' . join(',', ($good) x 10001) . ']}'), 413,
+        'too_large', '10001 events (webhook_batch_max 10000)');
 };
 
 # ---------------------------------------------------------------- the end
