@@ -78,7 +78,7 @@ sub localize {
         [qr{/etc/ssl/certs/webhooks\.example\.com\.pem}, $crt],
         [qr{/etc/ssl/private/webhooks\.example\.com\.key}, $key],
         [qr{rate=50r/s}, 'rate=1r/m'],
-        [qr{burst=100 }, 'burst=4 '],
+        [qr{burst=200 delay=20}, 'burst=4 delay=4'],
     ) if $o{tls};
     for my $s (@subst) {
         $text =~ s/$s->[0]/$s->[1]/g or die "localize: $s->[0] not found\n";
@@ -134,7 +134,7 @@ is_json_error($res, 404, 'not_found', 'an unknown path gets a JSON 404');
 # inside the receive location the module keeps answering its own errors
 my $big = "$tmp/big.json";
 write_file($big, '{"event_id": 1, "model": "x", "record_id": 1, "event": "write", "data": "'
-    . ('x' x (1024 * 1024 + 10)) . '"}');
+    . ('x' x (16 * 1024 * 1024 + 10)) . '"}');
 $res = curl_req('POST', "$base/api/v1/webhooks/receive", \@auth, $big);
 is_json_error($res, 413, 'too_large', 'a body over client_max_body_size: the module\'s JSON 413');
 
