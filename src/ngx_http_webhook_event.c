@@ -65,9 +65,9 @@ ngx_http_webhook_payload_kind(ngx_str_t *root)
  * written with escapes are unescaped to *scratch, which moves on; room
  * for the length of the text is always enough.
  *
- * With schema "any", a field of the wrong type (or an unknown priority)
- * is taken as absent and its bit set in ev->warnings; a missing field is
- * absent.  With schema "event", either is an error: NGX_DECLINED for a
+ * With schema "any", a field of the wrong type (or an unknown priority,
+ * or a _webhook_metadata that is no object) is taken as absent and its
+ * bit set in ev->warnings; a missing or null field is absent.  With schema "event", either is an error: NGX_DECLINED for a
  * bad priority, NGX_ERROR for any other.
  */
 
@@ -128,6 +128,15 @@ ngx_http_webhook_event_read(ngx_str_t *obj, ngx_uint_t schema_any,
     }
 
     meta = f[NGX_HTTP_WEBHOOK_F_META];
+
+    if (meta.len && schema_any && !ngx_http_webhook_json_is_object(&meta)) {
+        if (!ngx_http_webhook_json_is_null(&meta)) {
+            ev->warnings |= NGX_HTTP_WEBHOOK_W_META;
+        }
+
+        meta.len = 0;
+    }
+
     ev->instant = (meta.len != 0);
 
     if (ev->instant) {
@@ -175,7 +184,7 @@ ngx_http_webhook_event_read(ngx_str_t *obj, ngx_uint_t schema_any,
     }
 
     item = &f[NGX_HTTP_WEBHOOK_F_MODEL];
-    if (item->len
+    if (item->len && !(schema_any && ngx_http_webhook_json_is_null(item))
         && ngx_http_webhook_event_string(item, &ev->model, scratch) != NGX_OK)
     {
         ev->model.len = 0;
@@ -188,7 +197,7 @@ ngx_http_webhook_event_read(ngx_str_t *obj, ngx_uint_t schema_any,
     }
 
     item = &f[NGX_HTTP_WEBHOOK_F_RECORD];
-    if (item->len && ngx_http_webhook_event_integer(item, ev->record_id_buf,
+    if (item->len && !(schema_any && ngx_http_webhook_json_is_null(item)) && ngx_http_webhook_event_integer(item, ev->record_id_buf,
                                                     &ev->record_id)
                      != NGX_OK)
     {
@@ -208,7 +217,7 @@ ngx_http_webhook_event_read(ngx_str_t *obj, ngx_uint_t schema_any,
     }
 
     item = &f[NGX_HTTP_WEBHOOK_F_EVENT];
-    if (item->len
+    if (item->len && !(schema_any && ngx_http_webhook_json_is_null(item))
         && ngx_http_webhook_event_string(item, &ev->event, scratch) != NGX_OK)
     {
         ev->event.len = 0;
@@ -393,7 +402,8 @@ static ngx_str_t  ngx_http_webhook_warning_names[] = {
     ngx_string("\"priority\""),
     ngx_string("\"model\""),
     ngx_string("\"record_id\""),
-    ngx_string("\"event\"")
+    ngx_string("\"event\""),
+    ngx_string("\"_webhook_metadata\"")
 };
 
 #define NGX_HTTP_WEBHOOK_NWARNINGS                                            \

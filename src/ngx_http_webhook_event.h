@@ -35,6 +35,7 @@
 #define NGX_HTTP_WEBHOOK_W_MODEL      0x04
 #define NGX_HTTP_WEBHOOK_W_RECORD_ID  0x08
 #define NGX_HTTP_WEBHOOK_W_EVENT      0x10
+#define NGX_HTTP_WEBHOOK_W_META       0x20
 
 
 typedef struct {

@@ -16,6 +16,8 @@
 #include "ngx_http_webhook_stats.h"
 
 
+static ngx_http_webhook_counters_t *ngx_http_webhook_counters(
+    ngx_http_request_t *r);
 static ngx_int_t ngx_http_webhook_stats_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_uint_t ngx_http_webhook_stats_valid(
@@ -274,22 +276,13 @@ ngx_http_webhook_stats_commit(ngx_cycle_t *cycle)
 void
 ngx_http_webhook_count_result(ngx_http_request_t *r, ngx_uint_t result)
 {
-    ngx_http_webhook_counters_t   *cnt;
-    ngx_http_webhook_loc_conf_t   *wlcf;
-    ngx_http_webhook_main_conf_t  *wmcf;
+    ngx_http_webhook_counters_t  *cnt;
+    ngx_http_webhook_loc_conf_t  *wlcf;
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
-    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+    cnt = ngx_http_webhook_counters(r);
 
-    if (wmcf->stats == NULL || !wlcf->receive
-        || result >= ngx_http_webhook_nresults)
-    {
-        return;
-    }
-
-    cnt = wmcf->counters[wlcf->queue_index];
-
-    if (cnt) {
+    if (cnt && wlcf->receive && result < ngx_http_webhook_nresults) {
         (void) ngx_atomic_fetch_add(&cnt->requests[result], 1);
     }
 }
@@ -299,18 +292,9 @@ void
 ngx_http_webhook_count_events(ngx_http_request_t *r, ngx_uint_t priority,
     ngx_uint_t n)
 {
-    ngx_http_webhook_counters_t   *cnt;
-    ngx_http_webhook_loc_conf_t   *wlcf;
-    ngx_http_webhook_main_conf_t  *wmcf;
+    ngx_http_webhook_counters_t  *cnt;
 
-    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
-    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
-
-    if (wmcf->stats == NULL) {
-        return;
-    }
-
-    cnt = wmcf->counters[wlcf->queue_index];
+    cnt = ngx_http_webhook_counters(r);
 
     if (cnt) {
         (void) ngx_atomic_fetch_add(&cnt->events[priority], n);
@@ -323,7 +307,21 @@ ngx_http_webhook_count_events(ngx_http_request_t *r, ngx_uint_t priority,
 void
 ngx_http_webhook_count_warnings(ngx_http_request_t *r, ngx_uint_t n)
 {
-    ngx_http_webhook_counters_t   *cnt;
+    ngx_http_webhook_counters_t  *cnt;
+
+    cnt = ngx_http_webhook_counters(r);
+
+    if (cnt) {
+        (void) ngx_atomic_fetch_add(&cnt->warnings, n);
+    }
+}
+
+
+/* the counters of the request's queue; NULL: none (no zone, or no room) */
+
+static ngx_http_webhook_counters_t *
+ngx_http_webhook_counters(ngx_http_request_t *r)
+{
     ngx_http_webhook_loc_conf_t   *wlcf;
     ngx_http_webhook_main_conf_t  *wmcf;
 
@@ -331,14 +329,10 @@ ngx_http_webhook_count_warnings(ngx_http_request_t *r, ngx_uint_t n)
     wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
 
     if (wmcf->stats == NULL) {
-        return;
+        return NULL;
     }
 
-    cnt = wmcf->counters[wlcf->queue_index];
-
-    if (cnt) {
-        (void) ngx_atomic_fetch_add(&cnt->warnings, n);
-    }
+    return wmcf->counters[wlcf->queue_index];
 }
 
 

@@ -166,6 +166,12 @@ subtest_fresh 'templates of any shape are queued' => sub {
         if $env;
     is($env->{model}, undef, 'model taken as absent') if $env;
 
+    $res = odoo('{"_webhook_metadata": 5, "model": "res.partner", "record_id": 4, "event": "write"}',
+        headers => { Authorization => "Bearer $TOK_PROD" });
+    is_queued($res, 'medium', 'a _webhook_metadata that is no object: queued as the event shape');
+    ($env) = grep { ($_->{record_id} // 0) == 4 } envelopes('{webhook}:queue:medium');
+    is_deeply($env->{warnings}, ['_webhook_metadata'], 'and named in the warnings') if $env;
+
     $res = odoo($BATCH, headers => { Authorization => "Bearer $TOK_PROD" });
     is($res->{json}{queued}, 3, 'the batch sample: 3 queued');
 

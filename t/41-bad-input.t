@@ -195,9 +195,15 @@ subtest 'record_id: float, negative, beyond int64' => sub {
                '18446744073709551616', '"7"', 'true', 'null', '[7]', '{"id":7}')
     {
         strict(event_text(record_id => $n), 'invalid_payload', "record_id $n");
+        next if $n eq 'null';
         my $t = event_text(record_id => $n);
         warned(post($t), 'medium', $t, ['record_id'], "record_id $n");
     }
+
+    # under schema any, null is absent: no warning
+    my $nt = event_text(record_id => 'null');
+    my $ne = queued(post($nt), 'medium', $nt, 'record_id null, schema any');
+    ok(!exists $ne->{env}{warnings}, 'record_id null, schema any: no warning') if $ne;
 
     # integral values in any notation are integers, written plainly
     for my $c (['-7', -7], ['-0', 0], ['2.0', 2], ['1e3', 1000], ['1E+2', 100],

@@ -220,6 +220,14 @@ fuzz_ref_event(cJSON *obj, ngx_uint_t any, fuzz_ref_t *ref, const char **err)
     meta = cJSON_GetObjectItemCaseSensitive(obj, "_webhook_metadata");
     is_meta = (meta != NULL);
 
+    if (is_meta && any && !cJSON_IsObject(meta)) {
+        if (!cJSON_IsNull(meta)) {
+            ref->warnings |= NGX_HTTP_WEBHOOK_W_META;
+        }
+
+        is_meta = 0;
+    }
+
     if (is_meta) {
         if (!cJSON_IsObject(meta)) {
             *err = "field \"_webhook_metadata\" must be an object";
@@ -276,7 +284,7 @@ fuzz_ref_event(cJSON *obj, ngx_uint_t any, fuzz_ref_t *ref, const char **err)
         *err = "field \"model\" must be a non-empty string";
         return NGX_ERROR;
 
-    } else if (item) {
+    } else if (item && !cJSON_IsNull(item)) {
         ref->warnings |= NGX_HTTP_WEBHOOK_W_MODEL;
     }
 
@@ -289,7 +297,7 @@ fuzz_ref_event(cJSON *obj, ngx_uint_t any, fuzz_ref_t *ref, const char **err)
         *err = "field \"record_id\" must be an integer";
         return NGX_ERROR;
 
-    } else if (item) {
+    } else if (item && !cJSON_IsNull(item)) {
         ref->warnings |= NGX_HTTP_WEBHOOK_W_RECORD_ID;
     }
 
@@ -304,7 +312,7 @@ fuzz_ref_event(cJSON *obj, ngx_uint_t any, fuzz_ref_t *ref, const char **err)
                        : "field \"event\" must be a non-empty string";
         return NGX_ERROR;
 
-    } else if (item) {
+    } else if (item && !cJSON_IsNull(item)) {
         ref->warnings |= NGX_HTTP_WEBHOOK_W_EVENT;
     }
 
