@@ -4,8 +4,8 @@
  *
  * The Redis connection of a worker: hiredis's async API driven by
  * nginx's event loop (an adapter over an ngx_connection_t), the
- * connect timeout, the handshake (AUTH, SELECT, SCRIPT LOAD) and the
- * reconnection with a capped backoff.
+ * handshake (AUTH, SELECT, SCRIPT LOAD), the connect timeout over both
+ * and the reconnection with a capped backoff.
  */
 
 
@@ -467,6 +467,10 @@ ngx_http_webhook_redis_handshake_reply(redisAsyncContext *ac, void *reply,
     if (ngx_strcmp((char *) privdata, "SCRIPT LOAD") == 0 && !rd->ready) {
         /* every step of the handshake went through */
 
+        if (rd->connect_timer.timer_set) {
+            ngx_del_timer(&rd->connect_timer);
+        }
+
         rd->ready = 1;
         rd->backoff = NGX_HTTP_WEBHOOK_BACKOFF_MIN;
 
@@ -546,9 +550,7 @@ ngx_http_webhook_redis_on_connect(const redisAsyncContext *ac, int status)
 
     rd = ac->data;
 
-    if (rd->connect_timer.timer_set) {
-        ngx_del_timer(&rd->connect_timer);
-    }
+    /* on success the connect timer now covers the handshake */
 
     if (status != REDIS_OK) {
         /* hiredis frees the context itself, the cleanup hook follows */
@@ -616,9 +618,17 @@ ngx_http_webhook_redis_connect_timeout(ngx_event_t *ev)
 {
     ngx_http_webhook_redis_t  *rd = ev->data;
 
-    ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
-                  "webhook: redis connect to %V timed out",
-                  &rd->wmcf->addr_text);
+    if (rd->ac && (rd->ac->c.flags & REDIS_CONNECTED)) {
+        /* a peer that accepts and never answers: a proxy, a hung Redis */
+        ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
+                      "webhook: redis handshake with %V timed out",
+                      &rd->wmcf->addr_text);
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
+                      "webhook: redis connect to %V timed out",
+                      &rd->wmcf->addr_text);
+    }
 
     ngx_http_webhook_redis_close(rd);
 }
