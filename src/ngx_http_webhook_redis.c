@@ -47,6 +47,9 @@ typedef struct {
     unsigned                       ready:1;
     unsigned                       exiting:1;
     unsigned                       was_up:1;
+    unsigned                       lost_pending:1;  /* a command failed */
+    unsigned                       idle_closed:1;
+    unsigned                       quiet:1;     /* reconnecting after it */
 } ngx_http_webhook_redis_t;
 
 
@@ -303,6 +306,11 @@ ngx_http_webhook_redis_connect(ngx_http_webhook_redis_t *rd)
 
     wmcf = rd->wmcf;
 
+    /* only the attempt right after an idle close is quiet */
+
+    rd->quiet = rd->idle_closed;
+    rd->idle_closed = 0;
+
     if (wmcf->port == 0) {
         ac = redisAsyncConnectUnix((char *) wmcf->unix_path.data);
 
@@ -364,6 +372,7 @@ ngx_http_webhook_redis_attach(ngx_http_webhook_redis_t *rd,
     rd->ac = ac;
     rd->connection = c;
     rd->ready = 0;
+    rd->lost_pending = 0;
 
     ac->data = rd;
     ac->ev.data = rd;
@@ -446,11 +455,13 @@ ngx_http_webhook_redis_handshake_reply(redisAsyncContext *ac, void *reply,
     void *privdata)
 {
     redisReply                *rr = reply;
+    ngx_uint_t                 level;
     ngx_http_webhook_redis_t  *rd;
 
     rd = ac->data;
 
     if (rr == NULL) {
+        rd->lost_pending = 1;
         return;
     }
 
@@ -480,9 +491,12 @@ ngx_http_webhook_redis_handshake_reply(redisAsyncContext *ac, void *reply,
 
         rd->was_up = 1;
 
-        ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
-                      "webhook: connected to redis at %V",
+        level = rd->quiet ? NGX_LOG_INFO : NGX_LOG_NOTICE;
+
+        ngx_log_error(level, rd->log, 0, "webhook: connected to redis at %V",
                       &rd->wmcf->addr_text);
+
+        rd->quiet = 0;
     }
 }
 
@@ -495,13 +509,17 @@ ngx_http_webhook_redis_reply(redisAsyncContext *ac, void *reply,
 
     ngx_http_webhook_redis_t  *rd;
 
+    rd = ac->data;
+
+    if (reply == NULL) {
+        rd->lost_pending = 1;
+    }
+
     if (cmd->handler == NULL) {
         /* its request went away (timed out or closed) */
         ngx_free(cmd);
         return;
     }
-
-    rd = ac->data;
 
     if (reply == NULL) {
         ngx_log_error(NGX_LOG_INFO, rd->log, 0,
@@ -568,11 +586,27 @@ ngx_http_webhook_redis_on_disconnect(const redisAsyncContext *ac, int status)
 
     rd = ac->data;
 
-    if (status != REDIS_OK && !rd->exiting) {
+    if (status == REDIS_OK || rd->exiting) {
+        /* closed by us */
+        return;
+    }
+
+    /* hiredis has failed the pending commands already */
+
+    if (rd->lost_pending) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "webhook: redis connection to %V lost: %s",
                       &rd->wmcf->addr_text, ac->errstr);
+        return;
     }
+
+    /* nothing was waiting: "timeout" in redis.conf, a normal event */
+
+    ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                  "webhook: redis closed the idle connection to %V (%s), "
+                  "reconnecting", &rd->wmcf->addr_text, ac->errstr);
+
+    rd->idle_closed = 1;
 }
 
 
