@@ -120,6 +120,14 @@ ngx_http_webhook_redis_init(ngx_cycle_t *cycle,
 
     ngx_http_webhook_redis = rd;
 
+    /*
+     * the cached time is the master's from before it read the
+     * configuration: a connect timer armed from it could expire before
+     * the handshake had a chance to be answered
+     */
+
+    ngx_time_update();
+
     ngx_http_webhook_redis_connect(rd);
 
     return NGX_OK;

@@ -16,6 +16,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use IO::Socket::INET;
+use POSIX ();
 use WebhookTest;
 use WebhookLoad;
 
@@ -78,5 +79,31 @@ is($res->{json} && $res->{json}{redis}{up} ? 1 : 0, 1, 'the status says up');
 unlike($ng->error_log, qr/exited on signal|\[alert\]|\[emerg\]/, 'no crash nor alert');
 ok($ng->stop(timeout => 20), 'nginx stops gracefully');
 close $_ for @held;
+
+# nginx's cached time, when a worker starts, is the master's from before it
+# read the configuration: the timer of the first handshake must not count
+# the time the configuration took.  Here reading it takes 2 s: it includes
+# a FIFO, whose open waits for a writer.
+subtest 'a configuration slow to read' => sub {
+    my $dir = WebhookTest::make_dir('fifo');
+    POSIX::mkfifo("$dir/slow.conf", 0644) or die "mkfifo: $!";
+    my $writer = fork;
+    die "fork: $!" unless defined $writer;
+    if (!$writer) {
+        sleep 2;
+        open my $fh, '>', "$dir/slow.conf" or POSIX::_exit(1);
+        close $fh;
+        POSIX::_exit(0);
+    }
+    $redis->flushall;
+    my $ng2 = fault_nginx(redis => $redis, token => $TOKEN, timeout => '5s', workers => 1,
+        http => "webhook_redis_connect_timeout 1s;\ninclude $dir/slow.conf;\n");
+    waitpid($writer, 0);
+    ok(wait_until(sub { $ng2->error_log =~ /webhook: connected to redis/ }, timeout => 10),
+        'the worker connects');
+    unlike($ng2->error_log, qr/webhook: redis \S+ \S+ \S+ timed out/, 'no connect or handshake timeout');
+    is_queued($ng2->request('POST', $R, \%H, body(3), timeout => 20), 'medium', 'an event: 200');
+    ok($ng2->stop(timeout => 20), 'nginx stops gracefully');
+};
 
 done_testing;
