@@ -11,6 +11,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use WebhookTest;
+use WebhookLoad;
 
 require_module();
 
@@ -49,9 +50,13 @@ subtest 'a worker, a cache manager and a cache loader' => sub {
     my $ng = start_nginx(workers => 1, files => { 'webhook.tokens' => "$TOKEN\n" }, http => conf());
     ok(wait_until(sub { $ng->workers >= 3 }, timeout => 10), '3 processes under the master')
         or diag join "\n", map { title($_) } $ng->workers;
-    my @titles = sort map { title($_) } $ng->workers;
-    is(scalar(grep { /cache manager process/ } @titles), 1, 'one is the cache manager');
-    is(scalar(grep { /cache loader process/ } @titles), 1, 'one is the cache loader');
+    SKIP: {
+        # valgrind's own command line hides nginx's process titles
+        skip 'process titles under valgrind', 2 if slow_nginx();
+        my @titles = sort map { title($_) } $ng->workers;
+        is(scalar(grep { /cache manager process/ } @titles), 1, 'one is the cache manager');
+        is(scalar(grep { /cache loader process/ } @titles), 1, 'one is the cache loader');
+    }
 
     is_queued($ng->request('POST', $R, \%H, body()), 'low', 'the worker queues an event');
     # all three processes started together: any helper connecting would have
