@@ -47,9 +47,9 @@ typedef struct {
     unsigned                       ready:1;
     unsigned                       exiting:1;
     unsigned                       was_up:1;
-    unsigned                       lost_pending:1;  /* a command failed */
-    unsigned                       idle_closed:1;
-    unsigned                       quiet:1;     /* reconnecting after it */
+    unsigned                       lost_pending:1;  /* got no answer */
+    unsigned                       idle_closed:1;   /* by Redis */
+    unsigned                       quiet:1;         /* the reconnect */
 } ngx_http_webhook_redis_t;
 
 
@@ -576,7 +576,7 @@ ngx_http_webhook_redis_on_connect(const redisAsyncContext *ac, int status)
 
     rd = ac->data;
 
-    /* on success the connect timer now covers the handshake */
+    /* on success the connect timer goes on: it covers the handshake */
 
     if (status != REDIS_OK) {
         /* hiredis frees the context itself, the cleanup hook follows */
