@@ -986,6 +986,14 @@ ngx_http_webhook_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    /* the cache manager and loader (NGX_PROCESS_HELPER) serve no request */
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
     return ngx_http_webhook_redis_init(cycle, wmcf);
 }
 

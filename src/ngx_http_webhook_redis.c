@@ -4,8 +4,8 @@
  *
  * The Redis connection of a worker: hiredis's async API driven by
  * nginx's event loop (an adapter over an ngx_connection_t), the
- * connect timeout, the handshake (AUTH, SELECT, SCRIPT LOAD) and the
- * reconnection with a capped backoff.
+ * handshake (AUTH, SELECT, SCRIPT LOAD), the connect timeout over both
+ * and the reconnection with a capped backoff.
  */
 
 
@@ -47,6 +47,9 @@ typedef struct {
     unsigned                       ready:1;
     unsigned                       exiting:1;
     unsigned                       was_up:1;
+    unsigned                       lost_pending:1;  /* got no answer */
+    unsigned                       idle_closed:1;   /* by Redis */
+    unsigned                       quiet:1;         /* the reconnect */
 } ngx_http_webhook_redis_t;
 
 
@@ -116,6 +119,14 @@ ngx_http_webhook_redis_init(ngx_cycle_t *cycle,
     rd->reconnect_timer.cancelable = 1;
 
     ngx_http_webhook_redis = rd;
+
+    /*
+     * the cached time is the master's from before it read the
+     * configuration: a connect timer armed from it could expire before
+     * the handshake had a chance to be answered
+     */
+
+    ngx_time_update();
 
     ngx_http_webhook_redis_connect(rd);
 
@@ -303,6 +314,11 @@ ngx_http_webhook_redis_connect(ngx_http_webhook_redis_t *rd)
 
     wmcf = rd->wmcf;
 
+    /* only the attempt right after an idle close is quiet */
+
+    rd->quiet = rd->idle_closed;
+    rd->idle_closed = 0;
+
     if (wmcf->port == 0) {
         ac = redisAsyncConnectUnix((char *) wmcf->unix_path.data);
 
@@ -364,6 +380,7 @@ ngx_http_webhook_redis_attach(ngx_http_webhook_redis_t *rd,
     rd->ac = ac;
     rd->connection = c;
     rd->ready = 0;
+    rd->lost_pending = 0;
 
     ac->data = rd;
     ac->ev.data = rd;
@@ -446,11 +463,13 @@ ngx_http_webhook_redis_handshake_reply(redisAsyncContext *ac, void *reply,
     void *privdata)
 {
     redisReply                *rr = reply;
+    ngx_uint_t                 level;
     ngx_http_webhook_redis_t  *rd;
 
     rd = ac->data;
 
     if (rr == NULL) {
+        rd->lost_pending = 1;
         return;
     }
 
@@ -467,6 +486,10 @@ ngx_http_webhook_redis_handshake_reply(redisAsyncContext *ac, void *reply,
     if (ngx_strcmp((char *) privdata, "SCRIPT LOAD") == 0 && !rd->ready) {
         /* every step of the handshake went through */
 
+        if (rd->connect_timer.timer_set) {
+            ngx_del_timer(&rd->connect_timer);
+        }
+
         rd->ready = 1;
         rd->backoff = NGX_HTTP_WEBHOOK_BACKOFF_MIN;
 
@@ -476,9 +499,12 @@ ngx_http_webhook_redis_handshake_reply(redisAsyncContext *ac, void *reply,
 
         rd->was_up = 1;
 
-        ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
-                      "webhook: connected to redis at %V",
+        level = rd->quiet ? NGX_LOG_INFO : NGX_LOG_NOTICE;
+
+        ngx_log_error(level, rd->log, 0, "webhook: connected to redis at %V",
                       &rd->wmcf->addr_text);
+
+        rd->quiet = 0;
     }
 }
 
@@ -491,13 +517,17 @@ ngx_http_webhook_redis_reply(redisAsyncContext *ac, void *reply,
 
     ngx_http_webhook_redis_t  *rd;
 
+    rd = ac->data;
+
+    if (reply == NULL) {
+        rd->lost_pending = 1;
+    }
+
     if (cmd->handler == NULL) {
         /* its request went away (timed out or closed) */
         ngx_free(cmd);
         return;
     }
-
-    rd = ac->data;
 
     if (reply == NULL) {
         ngx_log_error(NGX_LOG_INFO, rd->log, 0,
@@ -546,9 +576,7 @@ ngx_http_webhook_redis_on_connect(const redisAsyncContext *ac, int status)
 
     rd = ac->data;
 
-    if (rd->connect_timer.timer_set) {
-        ngx_del_timer(&rd->connect_timer);
-    }
+    /* on success the connect timer goes on: it covers the handshake */
 
     if (status != REDIS_OK) {
         /* hiredis frees the context itself, the cleanup hook follows */
@@ -566,11 +594,27 @@ ngx_http_webhook_redis_on_disconnect(const redisAsyncContext *ac, int status)
 
     rd = ac->data;
 
-    if (status != REDIS_OK && !rd->exiting) {
+    if (status == REDIS_OK || rd->exiting) {
+        /* closed by us */
+        return;
+    }
+
+    /* hiredis has failed the pending commands already */
+
+    if (rd->lost_pending) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "webhook: redis connection to %V lost: %s",
                       &rd->wmcf->addr_text, ac->errstr);
+        return;
     }
+
+    /* nothing was waiting: "timeout" in redis.conf, a normal event */
+
+    ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                  "webhook: redis closed the idle connection to %V (%s), "
+                  "reconnecting", &rd->wmcf->addr_text, ac->errstr);
+
+    rd->idle_closed = 1;
 }
 
 
@@ -616,9 +660,17 @@ ngx_http_webhook_redis_connect_timeout(ngx_event_t *ev)
 {
     ngx_http_webhook_redis_t  *rd = ev->data;
 
-    ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
-                  "webhook: redis connect to %V timed out",
-                  &rd->wmcf->addr_text);
+    if (rd->ac && (rd->ac->c.flags & REDIS_CONNECTED)) {
+        /* a peer that accepts and never answers: a proxy, a hung Redis */
+        ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
+                      "webhook: redis handshake with %V timed out",
+                      &rd->wmcf->addr_text);
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
+                      "webhook: redis connect to %V timed out",
+                      &rd->wmcf->addr_text);
+    }
 
     ngx_http_webhook_redis_close(rd);
 }
