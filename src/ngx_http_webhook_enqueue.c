@@ -78,8 +78,20 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
         ctx->model = ev[0].model;
     }
 
-    if (ngx_http_webhook_instant_priority(r, &instant_priority) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    /* evaluated once, and only for instant events: a map may log */
+
+    instant_priority = -1;
+
+    for (i = 0; i < n; i++) {
+        if (ev[i].instant) {
+            if (ngx_http_webhook_instant_priority(r, &instant_priority)
+                != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            break;
+        }
     }
 
     vv = ngx_http_get_indexed_variable(r, wmcf->request_id_index);

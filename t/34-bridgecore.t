@@ -166,7 +166,7 @@ sub statuses { join ' ', map { $_->{status} // 'none' } @{ $_[0]{requests} } }
     delete $record{_webhook_metadata};
     is_deeply($by_record{77}[0], {
         event_id => 48214, model => 'res.partner', record_id => 77, event => 'create',
-        timestamp => '2026-11-27T09:15:10.001000', priority => 'medium',
+        timestamp => '2026-11-27T09:15:10.001000', priority => 'high',
         payload => \%record },
         'the instant shape: from _webhook_metadata, payload = the record\'s fields, '
         . 'priority = the envelope\'s') or diag(explain($by_record{77}));
