@@ -160,7 +160,7 @@ for (1 .. 8) {
 }
 is($codes[-1], 429, "limit_req refuses a sender over its rate with 429 (answers: @codes)");
 is_json_error($res, 429, 'rate_limited', 'the 429 has a JSON body');
-is($res->{headers}{'retry-after'}, '5', 'and the module's Retry-After (webhook_retry_after): the module, not @webhook_error, answered it');
+is($res->{headers}{'retry-after'}, '5', "and the module's Retry-After (webhook_retry_after): the module answered it, not \@webhook_error");
 is(scalar(grep { $_ == 200 } @codes), scalar(@codes) - 1, 'the pushes before it passed (duplicates)');
 like($ng->error_log, qr/limiting requests, excess: .* zone "webhook_senders"/,
      'nginx logs the refusal');
