@@ -124,8 +124,10 @@ my @auth = ('Authorization: Bearer confd-token', 'Content-Type: application/json
 my $res = curl_req('POST', "$base/api/v1/webhooks/receive", \@auth, $event);
 is_queued($res, 'high', 'the TLS server queues an Odoo event sent over https');
 is($redis->llen('{webhook}:queue:high'), 1, 'the envelope is in Redis');
-like($ng->access_log('webhook-audit.log'),
-     qr/"POST \/api\/v1\/webhooks\/receive HTTP\/1\.1" 200 result=queued priority=high event_id=48213 id=[0-9a-f]{32}/,
+# nginx writes the access-log line after the answer has left: wait for it
+my $audit_re = qr/"POST \/api\/v1\/webhooks\/receive HTTP\/1\.1" 200 result=queued priority=high event_id=48213 id=[0-9a-f]{32}/;
+wait_until(sub { $ng->access_log('webhook-audit.log') =~ $audit_re }, timeout => 10);
+like($ng->access_log('webhook-audit.log'), $audit_re,
      'the audit log names the result, priority, event id and envelope id');
 
 $res = curl_req('GET', "$base/nowhere");
