@@ -67,8 +67,9 @@ ngx_http_webhook_payload_kind(ngx_str_t *root)
  *
  * With schema "any", a field of the wrong type (or an unknown priority,
  * or a _webhook_metadata that is no object) is taken as absent and its
- * bit set in ev->warnings; a missing or null field is absent.  With schema "event", either is an error: NGX_DECLINED for a
- * bad priority, NGX_ERROR for any other.
+ * bit set in ev->warnings; a missing or null field is absent.  With
+ * schema "event", either is an error: NGX_DECLINED for a bad priority,
+ * NGX_ERROR for any other.
  */
 
 #define NGX_HTTP_WEBHOOK_F_META      0
@@ -197,9 +198,10 @@ ngx_http_webhook_event_read(ngx_str_t *obj, ngx_uint_t schema_any,
     }
 
     item = &f[NGX_HTTP_WEBHOOK_F_RECORD];
-    if (item->len && !(schema_any && ngx_http_webhook_json_is_null(item)) && ngx_http_webhook_event_integer(item, ev->record_id_buf,
-                                                    &ev->record_id)
-                     != NGX_OK)
+    if (item->len && !(schema_any && ngx_http_webhook_json_is_null(item))
+        && ngx_http_webhook_event_integer(item, ev->record_id_buf,
+                                          &ev->record_id)
+           != NGX_OK)
     {
         ev->record_id.len = 0;
         ev->warnings |= NGX_HTTP_WEBHOOK_W_RECORD_ID;

@@ -1,0 +1,403 @@
+
+/*
+ * Copyright (C) The ngx_http_webhook_module authors
+ *
+ * The parsers of the directives' arguments: the Redis address and
+ * password file, the handlers, the token file, the rejected list's
+ * bounds, and values with "off" or a lower bound.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_webhook_module.h"
+#include "ngx_http_webhook_auth.h"
+#include "ngx_http_webhook_directives.h"
+
+
+#define NGX_HTTP_WEBHOOK_REDIS_PORT  6379
+
+/* hiredis copies at most this many bytes of a unix socket path */
+#define NGX_HTTP_WEBHOOK_UNIX_PATH_MAX                                       \
+    (sizeof(((struct sockaddr_un *) 0)->sun_path) - 1)
+
+
+/* webhook_redis 127.0.0.1:6379 | [::1]:6379 | host:port | unix:/path */
+
+char *
+ngx_http_webhook_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_webhook_main_conf_t  *wmcf = conf;
+
+    size_t      len;
+    ngx_url_t   u;
+    ngx_str_t  *value;
+
+    if (wmcf->addr_text.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    wmcf->addr_text = value[1];
+
+    if (value[1].len > 5 && ngx_strncmp(value[1].data, "unix:", 5) == 0) {
+        wmcf->unix_path.len = value[1].len - 5;
+
+        if (wmcf->unix_path.len > NGX_HTTP_WEBHOOK_UNIX_PATH_MAX) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\": the unix socket path in \"%V\" is "
+                               "longer than %uz characters",
+                               &cmd->name, &value[1],
+                               NGX_HTTP_WEBHOOK_UNIX_PATH_MAX);
+            return NGX_CONF_ERROR;
+        }
+
+        wmcf->unix_path.data = ngx_pnalloc(cf->pool, wmcf->unix_path.len + 1);
+        if (wmcf->unix_path.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_cpystrn(wmcf->unix_path.data, value[1].data + 5,
+                    wmcf->unix_path.len + 1);
+        wmcf->port = 0;
+
+        return NGX_CONF_OK;
+    }
+
+    /*
+     * resolved now: hiredis would resolve a name with a blocking
+     * getaddrinfo() in the worker
+     */
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = value[1];
+    u.default_port = NGX_HTTP_WEBHOOK_REDIS_PORT;
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.uri.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": %s in \"%V\"",
+                           &cmd->name, u.err ? u.err : "not an address",
+                           &u.url);
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": no address for \"%V\"",
+                           &cmd->name, &u.url);
+        return NGX_CONF_ERROR;
+    }
+
+    wmcf->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+    if (wmcf->host.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
+                        wmcf->host.data, NGX_SOCKADDR_STRLEN, 0);
+    wmcf->host.data[len] = '\0';
+    wmcf->host.len = len;
+    wmcf->port = u.port;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_webhook_redis_password_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_webhook_main_conf_t  *wmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (wmcf->password.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    return ngx_http_webhook_read_secret(cf, &cmd->name, &value[1],
+                                        &wmcf->user, &wmcf->password);
+}
+
+
+/* webhook_receive; and webhook_status;: the content handler */
+
+char *
+ngx_http_webhook_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_webhook_loc_conf_t  *wlcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (wlcf->receive != NGX_CONF_UNSET || wlcf->status != NGX_CONF_UNSET) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": the location already has a webhook "
+                           "handler", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (cmd->offset == offsetof(ngx_http_webhook_loc_conf_t, receive)) {
+        clcf->handler = ngx_http_webhook_receive_handler;
+        wlcf->receive = 1;
+        wlcf->status = 0;
+
+    } else {
+        clcf->handler = ngx_http_webhook_status_handler;
+        wlcf->status = 1;
+        wlcf->receive = 0;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * webhook_rejected off | <entries> [max_size=<size>] [entry=<size>]:
+ * the bounds of <queue>:rejected, and how much of a body one entry keeps
+ */
+
+char *
+ngx_http_webhook_rejected(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_webhook_loc_conf_t  *wlcf = conf;
+
+    size_t      *size;
+    ngx_int_t    n;
+    ngx_str_t   *value, s;
+    ngx_uint_t   i;
+
+    if (wlcf->rejected_max != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        if (cf->args->nelts > 2) {
+            return "takes no parameters after \"off\"";
+        }
+
+        wlcf->rejected_max = 0;
+        return NGX_CONF_OK;
+    }
+
+    n = ngx_atoi(value[1].data, value[1].len);
+    if (n == NGX_ERROR || n == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" takes \"off\" or a number of entries, "
+                           "not \"%V\"", &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    wlcf->rejected_max = n;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "max_size=", 9) == 0) {
+            size = &wlcf->rejected_size;
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
+
+        } else if (ngx_strncmp(value[i].data, "entry=", 6) == 0) {
+            size = &wlcf->rejected_entry;
+            s.data = value[i].data + 6;
+            s.len = value[i].len - 6;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\": unknown parameter \"%V\" (max_size= "
+                               "or entry=)", &cmd->name, &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        *size = ngx_parse_size(&s);
+        if (*size == (size_t) NGX_ERROR || *size == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\": invalid size \"%V\"",
+                               &cmd->name, &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * webhook_token_file: read where it stands, once, so that every location
+ * of its http or server block shares the digests and a bad file is
+ * reported at its own line
+ */
+
+char *
+ngx_http_webhook_token_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_webhook_loc_conf_t  *wlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (wlcf->tokens != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    wlcf->token_file = value[1];
+
+    /* off: no token is checked, nginx's own modules decide who may push */
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        wlcf->tokens = NULL;
+        wlcf->tokens_off = 1;
+        return NGX_CONF_OK;
+    }
+
+    wlcf->tokens_off = 0;
+
+    return ngx_http_webhook_read_tokens(cf, &cmd->name, &wlcf->token_file,
+                                        &wlcf->tokens);
+}
+
+
+/* like ngx_conf_set_enum_slot(), with a message that names the choices */
+
+char *
+ngx_http_webhook_set_enum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    u_char           *last;
+    ngx_str_t        *value;
+    ngx_uint_t       *np, i;
+    ngx_conf_enum_t  *e;
+    u_char            names[128];
+
+    np = (ngx_uint_t *) (p + cmd->offset);
+
+    if (*np != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    e = cmd->post;
+
+    for (i = 0; e[i].name.len != 0; i++) {
+        if (e[i].name.len == value[1].len
+            && ngx_strcasecmp(e[i].name.data, value[1].data) == 0)
+        {
+            *np = e[i].value;
+            return NGX_CONF_OK;
+        }
+    }
+
+    last = names;
+
+    for (i = 0; e[i].name.len != 0; i++) {
+        last = ngx_slprintf(last, names + sizeof(names), "%s\"%V\"",
+                            i ? ", " : "", &e[i].name);
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"%V\" directive, "
+                       "it must be one of %*s",
+                       &value[1], &cmd->name, last - names, names);
+
+    return NGX_CONF_ERROR;
+}
+
+
+char *
+ngx_http_webhook_set_sec_or_off(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    char  *p = conf;
+
+    time_t     *sp;
+    ngx_str_t  *value;
+
+    sp = (time_t *) (p + cmd->offset);
+
+    if (*sp != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        *sp = 0;
+        return NGX_CONF_OK;
+    }
+
+    *sp = ngx_parse_time(&value[1], 1);
+
+    if (*sp == (time_t) NGX_ERROR || *sp == 0) {
+        return "must be a time of at least 1s, or \"off\"";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_webhook_set_num_or_off(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    char  *p = conf;
+
+    ngx_int_t  *np;
+    ngx_str_t  *value;
+
+    np = (ngx_int_t *) (p + cmd->offset);
+
+    if (*np != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        *np = 0;
+        return NGX_CONF_OK;
+    }
+
+    *np = ngx_atoi(value[1].data, value[1].len);
+
+    if (*np == NGX_ERROR || *np == 0) {
+        return "must be a positive number, or \"off\"";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* like ngx_conf_set_msec_slot(); 0 would fail every request or connect */
+
+char *
+ngx_http_webhook_set_timeout(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    char        *rv;
+    ngx_msec_t  *msp;
+
+    rv = ngx_conf_set_msec_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    msp = (ngx_msec_t *) (p + cmd->offset);
+
+    if (*msp == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must be at least 1ms: with 0, every "
+                           "wait on Redis would time out at once",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}

@@ -1,0 +1,34 @@
+
+/*
+ * Copyright (C) The ngx_http_webhook_module authors
+ */
+
+
+#ifndef _NGX_HTTP_WEBHOOK_DIRECTIVES_H_INCLUDED_
+#define _NGX_HTTP_WEBHOOK_DIRECTIVES_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+char *ngx_http_webhook_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_webhook_redis_password_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_webhook_set_handler(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_webhook_rejected(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_webhook_token_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_webhook_set_enum(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_webhook_set_sec_or_off(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_webhook_set_num_or_off(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_webhook_set_timeout(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+#endif /* _NGX_HTTP_WEBHOOK_DIRECTIVES_H_INCLUDED_ */
