@@ -135,7 +135,7 @@ ngx_http_webhook_rejected_entry(ngx_http_request_t *r,
                            "\"sender\":\"\",\"answer\":,\"size\":,"
                            "\"truncated\":false,\"body\":\"\"}")
                     + NGX_HTTP_WEBHOOK_TIME_LEN + vv->len + NGX_SIZE_T_LEN
-                    + ctx->sender.len + answer->len
+                    + ngx_max(ctx->sender.len, sizeof("null")) + answer->len
                     + ngx_http_webhook_json_escape_len(ctx->body.data, body));
     if (p == NULL) {
         return NULL;
