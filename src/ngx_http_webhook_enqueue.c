@@ -16,19 +16,19 @@
 #include "ngx_http_webhook_auth.h"
 #include "ngx_http_webhook_receive.h"
 #include "ngx_http_webhook_stats.h"
-
-
-/* EVALSHA sha numkeys, keys, then ARGV: ttl max n, and 3 per event */
-#define NGX_HTTP_WEBHOOK_CMD_ARGS     3
-#define NGX_HTTP_WEBHOOK_SCRIPT_ARGS  3
-#define NGX_HTTP_WEBHOOK_EVENT_ARGS   3   /* seen key index, id, envelope */
+#include "ngx_http_webhook_spool.h"
 
 
 static ngx_int_t ngx_http_webhook_header_priority(ngx_http_request_t *r,
     ngx_int_t *priority);
 static ngx_int_t ngx_http_webhook_instant_priority(ngx_http_request_t *r,
     ngx_int_t *priority);
+static ngx_int_t ngx_http_webhook_seen_key(ngx_http_request_t *r,
+    ngx_http_webhook_ctx_t *ctx, ngx_str_t *key, char *kind, ngx_uint_t at,
+    ngx_uint_t index, ngx_uint_t s);
 static ngx_uint_t ngx_http_webhook_plain_push(ngx_http_webhook_ctx_t *ctx);
+static ngx_uint_t ngx_http_webhook_spooled_events(ngx_http_request_t *r,
+    ngx_http_webhook_ctx_t *ctx);
 static void ngx_http_webhook_enqueued(void *data, redisReply *reply);
 static ngx_int_t ngx_http_webhook_answer(ngx_http_request_t *r,
     ngx_http_webhook_ctx_t *ctx, redisReply *reply);
@@ -55,7 +55,8 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     size_t                         len;
     ngx_int_t                      priority, header_priority;
     ngx_int_t                      instant_priority;
-    ngx_uint_t                     i, k, s, nseen, argv0;
+    ngx_uint_t                     i, k, s, su, se, nseen, nuser, argv0;
+    ngx_uint_t                     spool;
     ngx_str_t                     *id, *prio, at, *key;
     ngx_time_t                    *tp;
     ngx_http_variable_value_t     *vv;
@@ -111,15 +112,24 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
     /* the events with an idempotency key: their seen keys are KEYS too */
 
-    nseen = 0;
+    nuser = 0;
 
     for (i = 0; wlcf->dedupe && i < n; i++) {
         if (ev[i].id_key.len || idempotency->len) {
-            nseen++;
+            nuser++;
         }
     }
 
+    /* with the spool, every event has one: its envelope id's, if no other */
+
+    spool = ngx_http_webhook_spool_on(r);
+    nseen = spool ? n : nuser;
+    su = 0;
+    se = nuser;
+
     argv0 = NGX_HTTP_WEBHOOK_CMD_ARGS + n + nseen;      /* ARGV[1] */
+    ctx->argv0 = argv0;
+    ctx->seen_env = nuser + 1;
     ctx->argc = argv0 + NGX_HTTP_WEBHOOK_SCRIPT_ARGS
                 + NGX_HTTP_WEBHOOK_EVENT_ARGS * n;
     ctx->argv = ngx_palloc(r->pool, ctx->argc * sizeof(char *));
@@ -194,42 +204,33 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
         ctx->argvlen[k] = ngx_sprintf(p, "%V:queue:%V", &wlcf->queue, prio)
                           - p;
 
-        /* the idempotency key: <queue>:seen:<id> or <queue>:seen:key:<id> */
+        /* the idempotency key, with its index after the list keys */
 
         k = argv0 + NGX_HTTP_WEBHOOK_SCRIPT_ARGS
             + NGX_HTTP_WEBHOOK_EVENT_ARGS * i;
 
-        if (nseen == 0 || (ev[i].id_key.len == 0 && idempotency->len == 0)) {
+        if (nuser && (ev[i].id_key.len || idempotency->len)) {
+            key = ev[i].id_key.len ? &ev[i].id_key : idempotency;
+            s = ++su;
+
+        } else if (spool) {
+            key = id;
+            s = ++se;
+
+        } else {
             ctx->argv[k] = "0";
             ctx->argvlen[k] = 1;
             continue;
         }
 
-        /* <queue>:seen:id:<sender>:<event_id>, or seen:key: for a header */
-
-        key = ev[i].id_key.len ? &ev[i].id_key : idempotency;
-
-        p = ngx_pnalloc(r->pool, wlcf->queue.len + sizeof(":seen:key::")
-                                 + ctx->sender.len + key->len);
-        if (p == NULL) {
+        if (ngx_http_webhook_seen_key(r, ctx, key, ev[i].id_key.len ? "id"
+                                      : key == id ? "env" : "key",
+                                      NGX_HTTP_WEBHOOK_CMD_ARGS + n + s - 1,
+                                      k, s)
+            != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        ctx->argv[NGX_HTTP_WEBHOOK_CMD_ARGS + n + s] = (char *) p;
-        ctx->argvlen[NGX_HTTP_WEBHOOK_CMD_ARGS + n + s] =
-            ngx_sprintf(p, "%V:seen:%s:%V:%V", &wlcf->queue,
-                        ev[i].id_key.len ? "id" : "key", &ctx->sender, key)
-            - p;
-
-        s++;
-
-        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-        if (p == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ctx->argv[k] = (char *) p;
-        ctx->argvlen[k] = ngx_sprintf(p, "%ui", s) - p;
     }
 
     if (n == 1) {
@@ -256,7 +257,7 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
     /* EVALSHA <sha> <numkeys> ... <ttl> <max depth> <n> ... */
 
-    p = ngx_pnalloc(r->pool, 4 * NGX_INT_T_LEN);
+    p = ngx_pnalloc(r->pool, 6 * NGX_INT_T_LEN);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -277,7 +278,57 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     p = ngx_sprintf(p, "%ui", n);
     ctx->argvlen[argv0 + 2] = p - (u_char *) ctx->argv[argv0 + 2];
 
+    /* the seen keys of envelope ids, from their index on, live shorter */
+
+    ctx->argv[argv0 + 3] = (char *) p;
+    p = ngx_sprintf(p, "%d", NGX_HTTP_WEBHOOK_SPOOL_SEEN_TTL);
+    ctx->argvlen[argv0 + 3] = p - (u_char *) ctx->argv[argv0 + 3];
+
+    ctx->argv[argv0 + 4] = (char *) p;
+    p = ngx_sprintf(p, "%ui", ctx->seen_env);
+    ctx->argvlen[argv0 + 4] = p - (u_char *) ctx->argv[argv0 + 4];
+
     return ngx_http_webhook_enqueue(r, ctx);
+}
+
+
+/*
+ * <queue>:seen:id:<sender>:<event_id>, seen:key:<sender>:<header> for an
+ * Idempotency-Key, seen:env:<envelope id> for the spool's own dedupe.
+ */
+
+static ngx_int_t
+ngx_http_webhook_seen_key(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
+    ngx_str_t *key, char *kind, ngx_uint_t at, ngx_uint_t index,
+    ngx_uint_t s)
+{
+    u_char                       *p;
+    ngx_http_webhook_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
+
+    p = ngx_pnalloc(r->pool, wlcf->queue.len + sizeof(":seen:key::")
+                             + ctx->sender.len + key->len + NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->argv[at] = (char *) p;
+
+    if (kind[0] == 'e') {
+        p = ngx_sprintf(p, "%V:seen:env:%V", &wlcf->queue, key);
+
+    } else {
+        p = ngx_sprintf(p, "%V:seen:%s:%V:%V", &wlcf->queue, kind,
+                        &ctx->sender, key);
+    }
+
+    ctx->argvlen[at] = p - (u_char *) ctx->argv[at];
+
+    ctx->argv[index] = (char *) p;
+    ctx->argvlen[index] = ngx_sprintf(p, "%ui", s) - p;
+
+    return NGX_OK;
 }
 
 
@@ -461,6 +512,15 @@ ngx_http_webhook_enqueue(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    cln->handler = ngx_http_webhook_cleanup;
+    cln->data = ctx;
+
+    if (ngx_http_webhook_spooled_events(r, ctx)
+        && ngx_http_webhook_spool_holds(r))
+    {
+        return ngx_http_webhook_spool(r, ctx, "behind the spooled events");
+    }
+
     ctx->cmd = ngx_http_webhook_redis_eval(ctx->rejected ? &wmcf->reject
                                            : ctx->lpush ? NULL
                                            : &wmcf->enqueue,
@@ -471,15 +531,16 @@ ngx_http_webhook_enqueue(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx)
             return NGX_DECLINED;
         }
 
+        if (ngx_http_webhook_spooled_events(r, ctx)) {
+            return ngx_http_webhook_spool(r, ctx, "redis is not connected");
+        }
+
         return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                        ngx_http_webhook_unavailable,
                                        "unavailable",
                                        "the queue is unavailable, "
                                        "retry later");
     }
-
-    cln->handler = ngx_http_webhook_cleanup;
-    cln->data = ctx;
 
     /* not cancelable: a graceful shutdown waits for the answer */
 
@@ -490,6 +551,17 @@ ngx_http_webhook_enqueue(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx)
     ngx_add_timer(&ctx->timer, wmcf->timeout);
 
     return NGX_DONE;
+}
+
+
+/* events that go to the spool when Redis cannot take them */
+
+static ngx_uint_t
+ngx_http_webhook_spooled_events(ngx_http_request_t *r,
+    ngx_http_webhook_ctx_t *ctx)
+{
+    return !ctx->probe && !ctx->rejected && !ctx->lpush
+           && ngx_http_webhook_spool_on(r);
 }
 
 
@@ -506,10 +578,14 @@ ngx_http_webhook_enqueued(void *data, redisReply *reply)
     c = r->connection;
     ctx->cmd = NULL;
 
-    rc = ngx_http_webhook_answer(r, ctx, reply);
-
     if (ctx->timer.timer_set) {
         ngx_del_timer(&ctx->timer);
+    }
+
+    rc = ngx_http_webhook_answer(r, ctx, reply);
+
+    if (rc == NGX_DONE) {
+        return;                 /* spooling */
     }
 
     ngx_http_finalize_request(r, rc);
@@ -528,6 +604,23 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
     if (ctx->rejected) {
         return ngx_http_webhook_rejected_answer(r, ctx, reply);
+    }
+
+    if (ngx_http_webhook_spooled_events(r, ctx)
+        && (reply == NULL || reply->type == REDIS_REPLY_ERROR
+            || reply->type == REDIS_REPLY_INTEGER))
+    {
+        if (reply && reply->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "webhook: redis refused the events (%*s): they "
+                          "are spooled", (size_t) reply->len, reply->str);
+        }
+
+        return ngx_http_webhook_spool(r, ctx,
+                                      reply == NULL ? "redis connection lost"
+                                      : reply->type == REDIS_REPLY_ERROR
+                                      ? "redis refused"
+                                      : "the queue is at its depth limit");
     }
 
     if (reply == NULL) {
@@ -731,6 +824,7 @@ ngx_http_webhook_timeout(ngx_event_t *ev)
 {
     ngx_http_webhook_ctx_t  *ctx = ev->data;
 
+    ngx_int_t            rc;
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
@@ -743,6 +837,18 @@ ngx_http_webhook_timeout(ngx_event_t *ev)
     if (ctx->cmd) {
         ngx_http_webhook_redis_cancel(ctx->cmd);
         ctx->cmd = NULL;
+    }
+
+    if (ngx_http_webhook_spooled_events(r, ctx)) {
+        rc = ngx_http_webhook_spool(r, ctx, "redis timed out");
+
+        if (rc != NGX_DONE) {
+            ngx_http_finalize_request(r, rc);
+        }
+
+        ngx_http_webhook_redis_timed_out();
+        ngx_http_run_posted_requests(c);
+        return;
     }
 
     ngx_http_finalize_request(r, ctx->rejected
@@ -769,6 +875,8 @@ ngx_http_webhook_cleanup(void *data)
         ngx_http_webhook_redis_cancel(ctx->cmd);
         ctx->cmd = NULL;
     }
+
+    ngx_http_webhook_spool_cancel(ctx);
 
     if (ctx->timer.timer_set) {
         ngx_del_timer(&ctx->timer);

@@ -17,6 +17,7 @@
 #include "ngx_http_webhook_directives.h"
 #include "ngx_http_webhook_event.h"
 #include "ngx_http_webhook_redis.h"
+#include "ngx_http_webhook_spool.h"
 #include "ngx_http_webhook_stats.h"
 
 
@@ -50,6 +51,7 @@ ngx_str_t  ngx_http_webhook_priorities[] = {
 ngx_str_t  ngx_http_webhook_results[] = {
     ngx_string("queued"),
     ngx_string("duplicate"),
+    ngx_string("spooled"),
     ngx_string("test"),
     ngx_string("unauthorized"),
     ngx_string("invalid"),
@@ -200,6 +202,13 @@ static ngx_command_t  ngx_http_webhook_commands[] = {
       offsetof(ngx_http_webhook_loc_conf_t, max_depth),
       NULL },
 
+    { ngx_string("webhook_spool"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_http_webhook_spool_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("webhook_rejected"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
       ngx_http_webhook_rejected,
@@ -277,6 +286,10 @@ ngx_http_webhook_postconfiguration(ngx_conf_t *cf)
     ngx_http_webhook_scripts(wmcf);
 
     if (ngx_http_webhook_stats_zone(cf, wmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_webhook_spool_check(cf, wmcf) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -377,6 +390,7 @@ ngx_http_webhook_create_loc_conf(ngx_conf_t *cf)
     wlcf->dedupe = NGX_CONF_UNSET;
     wlcf->max_depth = NGX_CONF_UNSET;
     wlcf->retry_after = NGX_CONF_UNSET;
+    wlcf->spool = NGX_CONF_UNSET;
 
     return wlcf;
 }
@@ -440,6 +454,7 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->dedupe, prev->dedupe, 3600);
     ngx_conf_merge_value(conf->max_depth, prev->max_depth, 0);
     ngx_conf_merge_sec_value(conf->retry_after, prev->retry_after, 5);
+    ngx_conf_merge_value(conf->spool, prev->spool, 1);
     ngx_conf_merge_uint_value(conf->rejected_max, prev->rejected_max, 1000);
     ngx_conf_merge_size_value(conf->rejected_size, prev->rejected_size,
                               4 * 1024 * 1024);
@@ -591,12 +606,17 @@ ngx_http_webhook_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    return ngx_http_webhook_redis_init(cycle, wmcf);
+    if (ngx_http_webhook_redis_init(cycle, wmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_webhook_spool_init_process(cycle, wmcf);
 }
 
 
 static void
 ngx_http_webhook_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_webhook_spool_exit_process();
     ngx_http_webhook_redis_exit(cycle);
 }

@@ -29,6 +29,7 @@
 typedef enum {
     ngx_http_webhook_queued = 0,
     ngx_http_webhook_duplicate,
+    ngx_http_webhook_spooled,
     ngx_http_webhook_test,
     ngx_http_webhook_unauthorized,
     ngx_http_webhook_invalid,
@@ -76,6 +77,10 @@ typedef struct {
     ngx_uint_t                   generation;  /* of this configuration */
     ngx_http_webhook_counters_t *counters[NGX_HTTP_WEBHOOK_MAX_QUEUES];
     ngx_int_t                    request_id_index;
+
+    ngx_path_t                  *spool_path;  /* webhook_spool, NULL: off */
+    off_t                        spool_max_size;
+    void                        *spool_pool;  /* ngx_thread_pool_t */
 } ngx_http_webhook_main_conf_t;
 
 
@@ -99,6 +104,7 @@ typedef struct {
     ngx_uint_t                   rejected_max;    /* entries, 0: off */
     size_t                       rejected_size;   /* bytes of the list */
     size_t                       rejected_entry;  /* bytes of a body */
+    ngx_flag_t                   spool;       /* webhook_spool off: 0 */
 } ngx_http_webhook_loc_conf_t;
 
 

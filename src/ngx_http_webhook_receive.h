@@ -20,6 +20,11 @@
 #include "ngx_http_webhook_redis.h"
 
 
+/* EVALSHA sha numkeys, keys, then ARGV: ttl max n ttl2 from2, 3 per event */
+#define NGX_HTTP_WEBHOOK_CMD_ARGS     3
+#define NGX_HTTP_WEBHOOK_SCRIPT_ARGS  5
+#define NGX_HTTP_WEBHOOK_EVENT_ARGS   3   /* seen key index, id, envelope */
+
 
 typedef struct {
     ngx_http_request_t           *request;
@@ -41,6 +46,13 @@ typedef struct {
     int                           argc;
     const char                  **argv;
     size_t                       *argvlen;
+    ngx_uint_t                    argv0;       /* ARGV[1] in argv */
+    ngx_uint_t                    seen_env;    /* first seen key of an
+                                                  envelope id */
+
+    ngx_queue_t                   spool_link;  /* waiting for the disk */
+    ngx_str_t                     spool_answer;
+    char                         *spool_why;
 
     ngx_str_t                     error_body;  /* for nginx's own errors,
                                                   or the 400 of a body
@@ -53,6 +65,7 @@ typedef struct {
     unsigned                      rejected:1;  /* keeping the body */
     unsigned                      responded:1;
     unsigned                      replace_body:1;
+    unsigned                      spooling:1;
 } ngx_http_webhook_ctx_t;
 
 

@@ -22,7 +22,9 @@
  * ARGV[1]        dedupe TTL in seconds (0: off)
  * ARGV[2]        the depth limit of a list (0: off)
  * ARGV[3]        n, the number of events
- * then for each event i, from ARGV[4]:
+ * ARGV[4]        the TTL of the seen keys from index ARGV[5] on (those of
+ *                envelope ids, for the spool)
+ * then for each event i, from ARGV[6]:
  *                the index of its idempotency key after KEYS[n], 0: none
  *                its envelope id
  *                its envelope
@@ -36,6 +38,7 @@ static char  ngx_http_webhook_enqueue_lua[] =
 "local ttl = tonumber(ARGV[1])\n"
 "local max = tonumber(ARGV[2])\n"
 "local n = tonumber(ARGV[3])\n"
+"local ttl2, from2 = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
 "local res, adds, lists, seen, first = {}, {}, {}, {}, {}\n"
 /* what the idempotency keys hold, a thousand keys a call */
 "for j = n + 1, #KEYS, 1000 do\n"
@@ -43,7 +46,7 @@ static char  ngx_http_webhook_enqueue_lua[] =
 "  for x = 1, #got do first[j - n + x - 1] = got[x] end\n"
 "end\n"
 "for i = 1, n do\n"
-"  local b = 3 * i\n"
+"  local b = 3 * i + 2\n"
 "  local s = tonumber(ARGV[b + 1])\n"
 "  local r = 1\n"
 "  if s > 0 then\n"
@@ -72,13 +75,12 @@ static char  ngx_http_webhook_enqueue_lua[] =
 "    redis.call('LPUSH', l, unpack(a, j, math.min(j + 999, #a)))\n"
 "  end\n"
 "end\n"
-"if ttl > 0 then\n"
-"  for i = 1, n do\n"
-"    local b = 3 * i\n"
-"    local s = tonumber(ARGV[b + 1])\n"
-"    if res[i] == 1 and s > 0 then\n"
-"      redis.call('SET', KEYS[n + s], ARGV[b + 2], 'EX', ttl)\n"
-"    end\n"
+"for i = 1, n do\n"
+"  local b = 3 * i + 2\n"
+"  local s = tonumber(ARGV[b + 1])\n"
+"  local t = s >= from2 and ttl2 or ttl\n"
+"  if res[i] == 1 and s > 0 and t > 0 then\n"
+"    redis.call('SET', KEYS[n + s], ARGV[b + 2], 'EX', t)\n"
 "  end\n"
 "end\n"
 "return res\n";

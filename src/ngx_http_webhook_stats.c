@@ -14,6 +14,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_stats.h"
+#include "ngx_http_webhook_spool.h"
 
 
 static ngx_http_webhook_counters_t *ngx_http_webhook_counters(
@@ -74,11 +75,13 @@ ngx_http_webhook_stats_zone(ngx_conf_t *cf,
 static ngx_int_t
 ngx_http_webhook_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
+    ngx_uint_t                     fresh;
     ngx_slab_pool_t               *shpool;
     ngx_http_webhook_stats_t      *stats;
     ngx_http_webhook_main_conf_t  *wmcf;
 
     wmcf = shm_zone->data;
+    fresh = 0;
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
     stats = NULL;
@@ -105,6 +108,7 @@ ngx_http_webhook_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
             return NGX_ERROR;
         }
 
+        fresh = 1;
         stats->magic = NGX_HTTP_WEBHOOK_STATS_MAGIC;
         stats->layout = NGX_HTTP_WEBHOOK_STATS_LAYOUT;
         stats->size = sizeof(ngx_http_webhook_stats_t);
@@ -118,6 +122,10 @@ ngx_http_webhook_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     wmcf->generation = stats->generation + 1;
 
     ngx_http_webhook_stats_assign(wmcf, shm_zone->shm.log);
+
+    if (fresh) {
+        return ngx_http_webhook_spool_recover(wmcf, shm_zone->shm.log);
+    }
 
     return NGX_OK;
 }
@@ -236,15 +244,7 @@ static void
 ngx_http_webhook_stats_take(ngx_http_webhook_counters_t *slot,
     ngx_str_t *name, ngx_uint_t generation)
 {
-    ngx_uint_t  k;
-
-    for (k = 0; k < ngx_http_webhook_nresults; k++) {
-        slot->requests[k] = 0;
-    }
-
-    for (k = 0; k < NGX_HTTP_WEBHOOK_NPRIO; k++) {
-        slot->events[k] = 0;
-    }
+    ngx_memzero(slot, sizeof(ngx_http_webhook_counters_t));
 
     ngx_memcpy(slot->name, name->data, name->len);
     slot->len = name->len;

@@ -27,7 +27,7 @@
 
 /* the zone's header: data of another layout is not reused */
 #define NGX_HTTP_WEBHOOK_STATS_MAGIC   0x6b687777   /* "wwhk" */
-#define NGX_HTTP_WEBHOOK_STATS_LAYOUT  2
+#define NGX_HTTP_WEBHOOK_STATS_LAYOUT  3
 
 
 struct ngx_http_webhook_counters_s {
@@ -37,6 +37,14 @@ struct ngx_http_webhook_counters_s {
     ngx_atomic_t                  requests[ngx_http_webhook_nresults];
     ngx_atomic_t                  events[NGX_HTTP_WEBHOOK_NPRIO];
     ngx_atomic_t                  warnings;    /* events queued with some */
+
+    /* the spool */
+    ngx_atomic_t                  spool_pending;  /* spooled, not drained */
+    ngx_atomic_t                  spool_bytes;
+    ngx_atomic_t                  spool_oldest;   /* unix msec, 0: none */
+    ngx_atomic_t                  spooled;
+    ngx_atomic_t                  drained;
+    ngx_atomic_t                  quarantined;
 };
 
 
@@ -49,6 +57,10 @@ struct ngx_http_webhook_stats_s {
     ngx_atomic_t                  reconnects;
     ngx_atomic_t                  duration[NGX_HTTP_WEBHOOK_NBUCKETS + 1];
     ngx_atomic_t                  duration_usec;
+
+    ngx_atomic_t                  spool_seq;      /* the next record's */
+    ngx_atomic_t                  spool_bytes;
+    ngx_atomic_t                  spool_recovering;  /* found at start */
     ngx_http_webhook_counters_t   slots[NGX_HTTP_WEBHOOK_SLOTS];
 };
 

@@ -1,0 +1,290 @@
+
+/*
+ * Copyright (C) The ngx_http_webhook_module authors
+ *
+ * The spool's configuration (the webhook_spool directive) and the state
+ * found on its disk when nginx starts.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <ngx_thread_pool.h>
+
+#include "ngx_http_webhook_spool.h"
+#include "ngx_http_webhook_stats.h"
+
+
+static void ngx_http_webhook_spool_scan(ngx_http_webhook_main_conf_t *wmcf,
+    ngx_dir_t *dir, ngx_log_t *log);
+
+
+/*
+ * webhook_spool <path> [max_size=<size>] [thread_pool=<name>];  (http)
+ * webhook_spool off;                                 (any level: opt out)
+ */
+
+char *
+ngx_http_webhook_spool_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_webhook_loc_conf_t *wlcf = conf;
+
+    ngx_str_t                     *value, name;
+    ngx_uint_t                     i;
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0 && cf->args->nelts == 2) {
+        if (wlcf->spool != NGX_CONF_UNSET) {
+            return "is duplicate";
+        }
+
+        wlcf->spool = 0;
+        return NGX_CONF_OK;
+    }
+
+    if (cf->cmd_type != NGX_HTTP_MAIN_CONF) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" takes a path at the http level only, and "
+                           "\"off\" elsewhere", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+#if !(NGX_THREADS)
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"webhook_spool\" needs nginx and the module built "
+                       "with thread support (--with-threads): the spool's "
+                       "writes and syncs run in a thread pool");
+    return NGX_CONF_ERROR;
+
+#else
+
+    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_webhook_module);
+
+    if (wmcf->spool_path) {
+        return "is duplicate";
+    }
+
+    wmcf->spool_path = ngx_pcalloc(cf->pool, sizeof(ngx_path_t));
+    if (wmcf->spool_path == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    wmcf->spool_path->name = value[1];
+
+    if (wmcf->spool_path->name.data[wmcf->spool_path->name.len - 1] == '/') {
+        wmcf->spool_path->name.len--;
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &wmcf->spool_path->name, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    wmcf->spool_path->conf_file = cf->conf_file->file.name.data;
+    wmcf->spool_path->line = cf->conf_file->line;
+
+    wmcf->spool_max_size = 1024 * 1024 * 1024;
+    ngx_str_set(&name, "default");
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "max_size=", 9) == 0) {
+            value[i].data += 9;
+            value[i].len -= 9;
+
+            wmcf->spool_max_size = ngx_parse_offset(&value[i]);
+            if (wmcf->spool_max_size <= 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid max_size \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "thread_pool=", 12) == 0) {
+            name.data = value[i].data + 12;
+            name.len = value[i].len - 12;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_add_path(cf, &wmcf->spool_path) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* "default" is made by nginx when no thread_pool directive names it */
+
+    wmcf->spool_pool = ngx_thread_pool_add(cf, &name);
+    if (wmcf->spool_pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+
+#endif
+}
+
+
+/* a queue's name must make file names: at most 255 bytes */
+
+ngx_int_t
+ngx_http_webhook_spool_check(ngx_conf_t *cf,
+    ngx_http_webhook_main_conf_t *wmcf)
+{
+    u_char      name[NGX_HTTP_WEBHOOK_SPOOL_NAME];
+    ngx_str_t  *queue;
+    ngx_uint_t  i;
+
+    if (wmcf->spool_path == NULL) {
+        return NGX_OK;
+    }
+
+    queue = wmcf->queues.elts;
+
+    for (i = 0; i < wmcf->queues.nelts; i++) {
+        if (ngx_http_webhook_spool_escape(name, &queue[i]) - name
+            > 255 - (ngx_int_t) sizeof(".0123456789abcdef.4294967295.seg"))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "the name of queue \"%V\" is too long for "
+                               "the spool's file names", &queue[i]);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * When the counters' zone is new (nginx started, not reloaded): the
+ * sequence numbers go on from the segments on disk (and from the clock,
+ * so they grow through restarts), their bytes are counted, and the queues
+ * hold new events behind them until they are drained.
+ */
+
+ngx_int_t
+ngx_http_webhook_spool_recover(ngx_http_webhook_main_conf_t *wmcf,
+    ngx_log_t *log)
+{
+    ngx_dir_t  dir;
+
+    wmcf->stats->spool_seq = ngx_http_webhook_now_usec();
+
+    if (wmcf->spool_path == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_open_dir(&wmcf->spool_path->name, &dir) == NGX_ERROR) {
+        if (ngx_errno != NGX_ENOENT) {
+            ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                          "webhook: " ngx_open_dir_n " \"%V\" failed",
+                          &wmcf->spool_path->name);
+        }
+
+        return NGX_OK;
+    }
+
+    ngx_http_webhook_spool_scan(wmcf, &dir, log);
+
+    (void) ngx_close_dir(&dir);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_webhook_spool_scan(ngx_http_webhook_main_conf_t *wmcf,
+    ngx_dir_t *dir, ngx_log_t *log)
+{
+    u_char                        path[NGX_MAX_PATH], qname[NGX_MAX_PATH];
+    uint64_t                       seq;
+    ngx_str_t                      queue;
+    ngx_uint_t                     segments;
+    ngx_file_info_t                fi;
+    ngx_http_webhook_stats_t      *stats;
+    ngx_http_webhook_counters_t   *cnt;
+
+    stats = wmcf->stats;
+    segments = 0;
+
+    for ( ;; ) {
+        ngx_set_errno(0);
+
+        if (ngx_read_dir(dir) == NGX_ERROR) {
+            break;
+        }
+
+        queue.data = qname;
+
+        if (ngx_http_webhook_spool_parse_name(ngx_de_name(dir),
+                                              ngx_de_namelen(dir),
+                                              &queue, &seq)
+            != NGX_OK)
+        {
+            continue;
+        }
+
+        ngx_snprintf(path, sizeof(path), "%V/%s%Z",
+                     &wmcf->spool_path->name, ngx_de_name(dir));
+
+        if (ngx_file_info(path, &fi) == NGX_FILE_ERROR) {
+            continue;
+        }
+
+        segments++;
+
+        /* the clock makes the numbers; a clock set back does not */
+
+        if (seq + (1 << 24) > stats->spool_seq) {
+            stats->spool_seq = seq + (1 << 24);
+        }
+
+        stats->spool_bytes += ngx_file_size(&fi);
+
+        cnt = ngx_http_webhook_spool_counters(wmcf, &queue);
+        if (cnt) {
+            cnt->spool_bytes += ngx_file_size(&fi);
+        }
+    }
+
+    if (segments) {
+        stats->spool_recovering = 1;
+
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "webhook: the spool \"%V\" holds %ui segments "
+                      "(%O bytes): they are drained first",
+                      &wmcf->spool_path->name, segments,
+                      (off_t) stats->spool_bytes);
+    }
+}
+
+
+ngx_http_webhook_counters_t *
+ngx_http_webhook_spool_counters(ngx_http_webhook_main_conf_t *wmcf,
+    ngx_str_t *queue)
+{
+    ngx_str_t   *q;
+    ngx_uint_t   i;
+
+    q = wmcf->queues.elts;
+
+    for (i = 0; i < wmcf->queues.nelts; i++) {
+        if (q[i].len == queue->len
+            && ngx_strncmp(q[i].data, queue->data, queue->len) == 0)
+        {
+            return wmcf->counters[i];
+        }
+    }
+
+    return NULL;
+}
