@@ -19,6 +19,9 @@
 #include "ngx_http_webhook_stats.h"
 
 
+#if (NGX_THREADS)
+
+
 typedef struct {
     u_char                        *data;
     size_t                         len;
@@ -142,8 +145,17 @@ ngx_http_webhook_spool(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     }
 
     rc = ngx_http_webhook_spool_append(r, ctx, w);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       ngx_http_webhook_unavailable,
+                                       "unavailable",
+                                       "the queue is unavailable and the "
+                                       "spool is full, retry later");
+    }
+
     if (rc != NGX_OK) {
-        return rc;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ctx->spooling = 1;
@@ -186,7 +198,6 @@ ngx_http_webhook_spool_append(ngx_http_request_t *r,
 {
     u_char                        *p;
     size_t                         len;
-    ngx_int_t                      rc;
     ngx_uint_t                     i, n, k, s;
     ngx_time_t                    *tp;
     ngx_http_webhook_record_t     *rec;
@@ -229,9 +240,8 @@ ngx_http_webhook_spool_append(ngx_http_request_t *r,
         len += ngx_http_webhook_record_len(&rec[i]);
     }
 
-    rc = ngx_http_webhook_spool_room(r, w->pending->len + len);
-    if (rc != NGX_OK) {
-        return rc;
+    if (ngx_http_webhook_spool_room(r, w->pending->len + len) != NGX_OK) {
+        return NGX_DECLINED;
     }
 
     if (ngx_http_webhook_spool_grow(w->pending, len, r->connection->log)
@@ -264,7 +274,7 @@ ngx_http_webhook_spool_append(ngx_http_request_t *r,
 }
 
 
-/* max_size: the last resort, a 503 with Retry-After */
+/* max_size: NGX_DECLINED, the last resort (a 503 with Retry-After) */
 
 static ngx_int_t
 ngx_http_webhook_spool_room(ngx_http_request_t *r, size_t len)
@@ -288,11 +298,7 @@ ngx_http_webhook_spool_room(ngx_http_request_t *r, size_t len)
                       (off_t) wmcf->stats->spool_bytes, wmcf->spool_max_size);
     }
 
-    return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                   ngx_http_webhook_unavailable,
-                                   "unavailable",
-                                   "the queue is unavailable and the spool "
-                                   "is full, retry later");
+    return NGX_DECLINED;
 }
 
 
@@ -782,3 +788,5 @@ ngx_http_webhook_spool_exit_process(void)
 
     ngx_http_webhook_spool_worker = NULL;
 }
+
+#endif /* NGX_THREADS */

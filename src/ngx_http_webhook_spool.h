@@ -31,13 +31,19 @@
 #define NGX_HTTP_WEBHOOK_SPOOL_IDLE      1000
 
 
-/* ngx_http_webhook_spool.c */
+/* ngx_http_webhook_spool_conf.c */
 char *ngx_http_webhook_spool_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_webhook_spool_check(ngx_conf_t *cf,
     ngx_http_webhook_main_conf_t *wmcf);
 ngx_int_t ngx_http_webhook_spool_recover(ngx_http_webhook_main_conf_t *wmcf,
     ngx_log_t *log);
+ngx_http_webhook_counters_t *ngx_http_webhook_spool_counters(
+    ngx_http_webhook_main_conf_t *wmcf, ngx_str_t *queue);
+
+#if (NGX_THREADS)
+
+/* ngx_http_webhook_spool.c */
 ngx_uint_t ngx_http_webhook_spool_on(ngx_http_request_t *r);
 ngx_uint_t ngx_http_webhook_spool_holds(ngx_http_request_t *r);
 ngx_int_t ngx_http_webhook_spool(ngx_http_request_t *r,
@@ -46,13 +52,23 @@ void ngx_http_webhook_spool_cancel(ngx_http_webhook_ctx_t *ctx);
 ngx_int_t ngx_http_webhook_spool_init_process(ngx_cycle_t *cycle,
     ngx_http_webhook_main_conf_t *wmcf);
 void ngx_http_webhook_spool_exit_process(void);
-ngx_http_webhook_counters_t *ngx_http_webhook_spool_counters(
-    ngx_http_webhook_main_conf_t *wmcf, ngx_str_t *queue);
 
 /* ngx_http_webhook_spool_drain.c */
 ngx_int_t ngx_http_webhook_drain_init(ngx_cycle_t *cycle,
     ngx_http_webhook_main_conf_t *wmcf);
 void ngx_http_webhook_drain_exit(void);
+
+#else
+
+/* without threads nginx -t refuses webhook_spool: never on */
+#define ngx_http_webhook_spool_on(r)               0
+#define ngx_http_webhook_spool_holds(r)            0
+#define ngx_http_webhook_spool(r, ctx, why)        NGX_HTTP_INTERNAL_SERVER_ERROR
+#define ngx_http_webhook_spool_cancel(ctx)
+#define ngx_http_webhook_spool_init_process(c, m)  NGX_OK
+#define ngx_http_webhook_spool_exit_process()
+
+#endif
 
 
 #endif /* _NGX_HTTP_WEBHOOK_SPOOL_H_INCLUDED_ */

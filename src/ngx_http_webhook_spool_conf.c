@@ -10,12 +10,18 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#if (NGX_THREADS)
 #include <ngx_thread_pool.h>
+#endif
 
 #include "ngx_http_webhook_spool.h"
 #include "ngx_http_webhook_stats.h"
 
 
+#if (NGX_THREADS)
+static char *ngx_http_webhook_spool_path(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_uint_t n);
+#endif
 static void ngx_http_webhook_spool_scan(ngx_http_webhook_main_conf_t *wmcf,
     ngx_dir_t *dir, ngx_log_t *log);
 
@@ -31,9 +37,7 @@ ngx_http_webhook_spool_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_webhook_loc_conf_t *wlcf = conf;
 
-    ngx_str_t                     *value, name;
-    ngx_uint_t                     i;
-    ngx_http_webhook_main_conf_t  *wmcf;
+    ngx_str_t  *value;
 
     value = cf->args->elts;
 
@@ -53,15 +57,32 @@ ngx_http_webhook_spool_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-#if !(NGX_THREADS)
+#if (NGX_THREADS)
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "\"webhook_spool\" needs nginx and the module built "
-                       "with thread support (--with-threads): the spool's "
-                       "writes and syncs run in a thread pool");
-    return NGX_CONF_ERROR;
+    return ngx_http_webhook_spool_path(cf, value, cf->args->nelts);
 
 #else
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"%V\" needs nginx and the module built with thread "
+                       "support (--with-threads): the spool's writes and "
+                       "syncs run in a thread pool", &cmd->name);
+    return NGX_CONF_ERROR;
+
+#endif
+}
+
+
+#if (NGX_THREADS)
+
+/* the path, its max_size and the thread pool of its writes and syncs */
+
+static char *
+ngx_http_webhook_spool_path(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
+{
+    ngx_str_t                      name;
+    ngx_uint_t                     i;
+    ngx_http_webhook_main_conf_t  *wmcf;
 
     wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_webhook_module);
 
@@ -90,7 +111,7 @@ ngx_http_webhook_spool_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     wmcf->spool_max_size = 1024 * 1024 * 1024;
     ngx_str_set(&name, "default");
 
-    for (i = 2; i < cf->args->nelts; i++) {
+    for (i = 2; i < n; i++) {
 
         if (ngx_strncmp(value[i].data, "max_size=", 9) == 0) {
             value[i].data += 9;
@@ -130,8 +151,9 @@ ngx_http_webhook_spool_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     return NGX_CONF_OK;
 
-#endif
 }
+
+#endif
 
 
 /* a queue's name must make file names: at most 255 bytes */

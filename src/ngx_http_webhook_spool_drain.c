@@ -24,6 +24,9 @@
 #include "ngx_http_webhook_spool_drain.h"
 
 
+#if (NGX_THREADS)
+
+
 static void ngx_http_webhook_drain_look(ngx_event_t *ev);
 static void ngx_http_webhook_drain_read_done(ngx_event_t *ev);
 static void ngx_http_webhook_drain_send(ngx_http_webhook_drain_t *d);
@@ -507,3 +510,5 @@ ngx_http_webhook_drain_timeout(ngx_http_webhook_drain_t *d)
 
     ngx_http_webhook_drain_wait(d, NGX_HTTP_WEBHOOK_DRAIN_POLL);
 }
+
+#endif /* NGX_THREADS */

@@ -18,6 +18,9 @@
 #include "ngx_http_webhook_stats.h"
 
 
+#if (NGX_THREADS)
+
+
 static ngx_int_t ngx_http_webhook_drain_lock(ngx_http_webhook_drain_t *d);
 static void ngx_http_webhook_drain_list(ngx_http_webhook_drain_t *d,
     ngx_log_t *log);
@@ -542,3 +545,5 @@ ngx_http_webhook_drain_done(ngx_http_webhook_drain_t *d, ngx_str_t *queue,
         }
     }
 }
+
+#endif /* NGX_THREADS */

@@ -16,6 +16,7 @@
 #include "ngx_http_webhook_event.h"
 #include "ngx_http_webhook_redis.h"
 #include "ngx_http_webhook_stats.h"
+#include "ngx_http_webhook_status.h"
 
 
 /* per queue and priority: LLEN queue, received_at of the oldest, LLEN dead */
@@ -55,8 +56,6 @@ static u_char *ngx_http_webhook_status_text(u_char *p,
     ngx_http_webhook_depth_t *depths);
 static u_char *ngx_http_webhook_series(u_char *p, char *name,
     ngx_str_t *queue, char *label, ngx_str_t *value);
-static u_char *ngx_http_webhook_label(u_char *p, ngx_str_t *value);
-static u_char *ngx_http_webhook_seconds(u_char *p, uint64_t usec);
 
 
 ngx_int_t
@@ -342,11 +341,12 @@ ngx_http_webhook_status_send(ngx_http_request_t *r, ngx_uint_t prometheus,
 
     /* a bound that depends on the number of queues, not on the traffic */
 
-    len = 8192 + wmcf->addr_text.len * 2;
+    len = 8192 + wmcf->addr_text.len * 2 + NGX_HTTP_WEBHOOK_STATUS_SPOOL_ALL;
     queue = wmcf->queues.elts;
 
     for (i = 0; i < wmcf->queues.nelts; i++) {
-        len += 6400 + 42 * 2 * queue[i].len;
+        len += 6400 + 42 * 2 * queue[i].len
+               + NGX_HTTP_WEBHOOK_STATUS_SPOOL(queue[i].len);
     }
 
     b = ngx_create_temp_buf(r->pool, len);
@@ -453,6 +453,8 @@ ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
             p = ngx_sprintf(p, ",\"rejected\":null");
         }
 
+        p = ngx_http_webhook_status_spool_queue(p, wmcf, i);
+
         if (cnt == NULL) {
             p = ngx_sprintf(p, ",\"requests\":null}");
             continue;
@@ -470,7 +472,9 @@ ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
         p = ngx_sprintf(p, "}}");
     }
 
-    p = ngx_sprintf(p, "},\"requests\":{");
+    p = ngx_sprintf(p, "},");
+    p = ngx_http_webhook_status_spool_json(p, wmcf);
+    p = ngx_sprintf(p, "\"requests\":{");
 
     for (k = 0; k < ngx_http_webhook_nresults; k++) {
         p = ngx_sprintf(p, "%s\"%V\":%uA", k ? "," : "",
@@ -486,12 +490,6 @@ ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
 
     return ngx_sprintf(p, "}}\n");
 }
-
-
-#define ngx_http_webhook_family(p, name, type, help)                         \
-    ngx_cpymem(p, "# HELP " name " " help "\n# TYPE " name " " type "\n",     \
-               sizeof("# HELP " name " " help "\n# TYPE " name " " type "\n") \
-               - 1)
 
 
 static u_char *
@@ -583,6 +581,8 @@ ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
         }
     }
 
+    p = ngx_http_webhook_status_spool_text(p, wmcf);
+
     p = ngx_http_webhook_family(p, "nginx_webhook_warnings_total", "counter",
                                 "Events queued with fields of the wrong "
                                 "type, taken as absent.");
@@ -673,7 +673,7 @@ ngx_http_webhook_series(u_char *p, char *name, ngx_str_t *queue,
 
 /* a label value, quoted, with \, " and newline escaped */
 
-static u_char *
+u_char *
 ngx_http_webhook_label(u_char *p, ngx_str_t *value)
 {
     size_t   i;
@@ -705,7 +705,7 @@ ngx_http_webhook_label(u_char *p, ngx_str_t *value)
 
 /* microseconds as seconds, no trailing zeros: "3.2", "0.0005", "1" */
 
-static u_char *
+u_char *
 ngx_http_webhook_seconds(u_char *p, uint64_t usec)
 {
     uint64_t  frac;

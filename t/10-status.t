@@ -21,7 +21,7 @@ require_module();
 my $TOKEN = 'tok-status-4c1e9a7b2d';
 my $VERSION = '0.1.0';
 my @PRIOS = qw(high medium low);
-my @RESULTS = qw(queued duplicate test unauthorized invalid unsupported_media_type
+my @RESULTS = qw(queued duplicate spooled test unauthorized invalid unsupported_media_type
     too_large method_not_allowed unavailable overloaded rate_limited probe error);
 my @LE = qw(0.0005 0.001 0.0025 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 +Inf);
 my $PROM_CT = 'text/plain; version=0.0.4; charset=utf-8';
@@ -155,7 +155,7 @@ sub check_shape {
     return fail("$name: no status object") unless ref $j eq 'HASH';
     my @why;
     my $keys = sub { join ',', sort keys %{ ref $_[0] eq 'HASH' ? $_[0] : {} } };
-    push @why, 'top-level keys ' . $keys->($j) unless $keys->($j) eq 'events,queues,redis,requests,version';
+    push @why, 'top-level keys ' . $keys->($j) unless $keys->($j) eq 'events,queues,redis,requests,spool,version';
     push @why, "version " . json_scalar($j->{version}) unless ($j->{version} // '') eq $VERSION && !is_json_number($j->{version});
     my $rd = $j->{redis};
     push @why, 'redis keys ' . $keys->($rd) unless $keys->($rd) eq 'address,reconnects,up';
@@ -167,7 +167,7 @@ sub check_shape {
     push @why, 'queues keys ' . $keys->($j->{queues}) unless $keys->($j->{queues}) eq join(',', sort @$queues);
     for my $q (@$queues) {
         my $qo = $j->{queues}{$q};
-        push @why, "queue $q keys " . $keys->($qo) unless $keys->($qo) eq 'high,low,medium,rejected,requests,warnings';
+        push @why, "queue $q keys " . $keys->($qo) unless $keys->($qo) eq 'high,low,medium,rejected,requests,spool,warnings';
         push @why, "$q.warnings is not a number" unless is_json_number($qo->{warnings});
         push @why, "$q.rejected is " . json_scalar($qo->{rejected}) . ($up ? ', not a number' : ', not null')
             unless $up ? is_json_number($qo->{rejected}) : exists $qo->{rejected} && !defined $qo->{rejected};

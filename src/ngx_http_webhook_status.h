@@ -1,0 +1,41 @@
+
+/*
+ * Copyright (C) The ngx_http_webhook_module authors
+ *
+ * What the parts of the status location's answer share.
+ */
+
+
+#ifndef _NGX_HTTP_WEBHOOK_STATUS_H_INCLUDED_
+#define _NGX_HTTP_WEBHOOK_STATUS_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_http_webhook_module.h"
+
+
+#define ngx_http_webhook_family(p, name, type, help)                         \
+    ngx_cpymem(p, "# HELP " name " " help "\n# TYPE " name " " type "\n",     \
+               sizeof("# HELP " name " " help "\n# TYPE " name " " type "\n") \
+               - 1)
+
+
+/* ngx_http_webhook_status.c */
+u_char *ngx_http_webhook_label(u_char *p, ngx_str_t *value);
+u_char *ngx_http_webhook_seconds(u_char *p, uint64_t usec);
+
+/* ngx_http_webhook_status_spool.c: bytes per queue, and in all */
+#define NGX_HTTP_WEBHOOK_STATUS_SPOOL(qlen)  (1024 + 14 * 2 * (qlen))
+#define NGX_HTTP_WEBHOOK_STATUS_SPOOL_ALL    (2048 + NGX_MAX_PATH * 2)
+
+u_char *ngx_http_webhook_status_spool_json(u_char *p,
+    ngx_http_webhook_main_conf_t *wmcf);
+u_char *ngx_http_webhook_status_spool_queue(u_char *p,
+    ngx_http_webhook_main_conf_t *wmcf, ngx_uint_t i);
+u_char *ngx_http_webhook_status_spool_text(u_char *p,
+    ngx_http_webhook_main_conf_t *wmcf);
+
+
+#endif /* _NGX_HTTP_WEBHOOK_STATUS_H_INCLUDED_ */
