@@ -341,6 +341,7 @@ ngx_http_webhook_spool_grow(ngx_http_webhook_spool_buf_t *b, size_t len,
 static ngx_int_t
 ngx_http_webhook_spool_post(ngx_http_webhook_writer_t *w)
 {
+    u_char                        *p;
     ngx_http_webhook_spool_buf_t  *b;
 
     b = w->pending;
@@ -351,14 +352,13 @@ ngx_http_webhook_spool_post(ngx_http_webhook_writer_t *w)
                  || w->size + (off_t) b->len > NGX_HTTP_WEBHOOK_SPOOL_SEGMENT);
 
     if (w->create) {
-        (void) ngx_snprintf(w->name, sizeof(w->name), "%V/",
-                            &ngx_http_webhook_spool_worker->wmcf
-                            ->spool_path->name);
-        (void) ngx_snprintf(ngx_http_webhook_spool_escape(
-                                w->name + ngx_strlen(w->name), &w->queue),
-                            32 + NGX_INT_T_LEN, ".%016xL.%P.seg%Z",
-                            ngx_http_webhook_record_seq(b->data),
-                            ngx_pid);
+        /* the queue's name fits: ngx_http_webhook_spool_check() */
+
+        p = ngx_sprintf(w->name, "%V/", &ngx_http_webhook_spool_worker->wmcf
+                                          ->spool_path->name);
+        p = ngx_http_webhook_spool_escape(p, &w->queue);
+        (void) ngx_sprintf(p, ".%016xL.%P.seg%Z",
+                           ngx_http_webhook_record_seq(b->data), ngx_pid);
     }
 
     if (w->idle.timer_set) {
