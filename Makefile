@@ -82,8 +82,11 @@ NGX_INCS = -I $(NGINX_DIR)/src/core -I $(NGINX_DIR)/src/event \
            -I $(NGINX_DIR)/src/os/unix -I $(NGINX_DIR)/objs -I src
 EVENT    = src/ngx_http_webhook_event.c src/ngx_http_webhook_event.h \
            src/ngx_http_webhook_json.c src/ngx_http_webhook_json.h
+RECORD   = src/ngx_http_webhook_record.c src/ngx_http_webhook_record.h
 UNIT     = $(BUILD)/test_event
+UNIT_REC = $(BUILD)/test_record
 FUZZER   = $(BUILD)/fuzz_event
+FUZZ_REC = $(BUILD)/fuzz_record
 FUZZ_SECONDS ?= 30
 
 $(UNIT): t/unit/test_event.c $(EVENT) $(NGINX_DIR)/objs/Makefile
@@ -97,17 +100,34 @@ $(FUZZER): t/fuzz/fuzz_event.c $(EVENT) $(NGINX_DIR)/objs/Makefile
 	    $(NGX_INCS) -o $@ t/fuzz/fuzz_event.c \
 	    src/ngx_http_webhook_event.c src/ngx_http_webhook_json.c -lcjson
 
-unit: $(UNIT)
-	$(UNIT)
+$(UNIT_REC): t/unit/test_record.c $(RECORD) $(NGINX_DIR)/objs/Makefile
+	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
+	    $(NGX_INCS) -o $@ t/unit/test_record.c $(RECORD:%.h=) -lz
 
-fuzz: $(FUZZER)
-	mkdir -p $(BUILD)/corpus
+$(FUZZ_REC): t/fuzz/fuzz_record.c $(RECORD) $(NGINX_DIR)/objs/Makefile
+	clang -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined \
+	    $(NGX_INCS) -o $@ t/fuzz/fuzz_record.c $(RECORD:%.h=)
+
+unit: $(UNIT) $(UNIT_REC)
+	$(UNIT)
+	$(UNIT_REC)
+
+# the body parser gets two thirds of FUZZ_SECONDS, the journal reader
+# (records from t/fuzz/records, written by t/unit/test_record) the rest
+fuzz: $(FUZZER) $(FUZZ_REC)
+	mkdir -p $(BUILD)/corpus $(BUILD)/corpus-record
 	cp t/fuzz/corpus/* t/data/*.json $(BUILD)/corpus/
-	$(FUZZER) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	cp t/fuzz/records/* $(BUILD)/corpus-record/
+	$(FUZZER) -max_total_time=$$(( $(FUZZ_SECONDS) * 2 / 3 )) \
+	    -max_len=65536 \
 	    -dict=t/fuzz/json.dict -timeout=10 -rss_limit_mb=1024 \
 	    -print_final_stats=1 $(BUILD)/corpus
+	$(FUZZ_REC) -max_total_time=$$(( $(FUZZ_SECONDS) / 3 )) \
+	    -max_len=8192 -timeout=10 -rss_limit_mb=1024 \
+	    -print_final_stats=1 $(BUILD)/corpus-record
 
-test: $(MODULE) $(UNIT)
+test: $(MODULE) $(UNIT) $(UNIT_REC)
 	prove -I t/lib t/
 
 run: $(MODULE)

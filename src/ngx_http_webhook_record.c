@@ -21,6 +21,7 @@ static u_char *ngx_http_webhook_put_str(u_char *p, ngx_str_t *s);
 static ngx_int_t ngx_http_webhook_get_str(u_char **p, u_char *last,
     ngx_str_t *s);
 static ngx_uint_t ngx_http_webhook_spool_plain(u_char c);
+static ngx_int_t ngx_http_webhook_hex(u_char c);
 
 
 size_t
@@ -271,8 +272,8 @@ ngx_http_webhook_spool_escape(u_char *dst, ngx_str_t *queue)
 ngx_int_t
 ngx_http_webhook_spool_unescape(ngx_str_t *dst, u_char *src, size_t len)
 {
-    u_char  *p, *last;
-    size_t   i;
+    u_char     *p, *last;
+    ngx_int_t   hi, lo;
 
     p = dst->data;
     last = src + len;
@@ -291,12 +292,18 @@ ngx_http_webhook_spool_unescape(ngx_str_t *dst, u_char *src, size_t len)
             return NGX_ERROR;
         }
 
-        i = ngx_hextoi(src + 1, 2);
-        if (i == (size_t) NGX_ERROR) {
+        /* as written: upper case, and only for what is not plain */
+
+        hi = ngx_http_webhook_hex(src[1]);
+        lo = ngx_http_webhook_hex(src[2]);
+
+        if (hi < 0 || lo < 0 || src[1] >= 'a' || src[2] >= 'a'
+            || ngx_http_webhook_spool_plain((u_char) (hi << 4 | lo)))
+        {
             return NGX_ERROR;
         }
 
-        *p++ = (u_char) i;
+        *p++ = (u_char) (hi << 4 | lo);
         src += 3;
     }
 
@@ -316,6 +323,7 @@ ngx_http_webhook_spool_parse_name(u_char *name, size_t len, ngx_str_t *queue,
     uint64_t *seq)
 {
     u_char      *dot, *p, *last;
+    ngx_int_t    d;
     ngx_uint_t   i;
 
     last = name + len;
@@ -339,11 +347,12 @@ ngx_http_webhook_spool_parse_name(u_char *name, size_t len, ngx_str_t *queue,
     p = dot + 1;
 
     for (i = 0; i < 16; i++) {
-        if (ngx_hextoi(p + i, 1) == NGX_ERROR) {
+        d = ngx_http_webhook_hex(p[i]);
+        if (d < 0) {
             return NGX_ERROR;
         }
 
-        *seq = (*seq << 4) | (uint64_t) ngx_hextoi(p + i, 1);
+        *seq = (*seq << 4) | (uint64_t) d;
     }
 
     /* the writer's part, then ".seg" */
@@ -353,4 +362,21 @@ ngx_http_webhook_spool_parse_name(u_char *name, size_t len, ngx_str_t *queue,
     }
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_hex(u_char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+
+    c |= 0x20;
+
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+
+    return -1;
 }
