@@ -71,6 +71,7 @@ sub localize {
         [qr{webhook_redis 127\.0\.0\.1:6379;}, 'webhook_redis ' . $redis->addr . ';'],
         [qr{/etc/nginx/webhook\.tokens}, '%%PREFIX%%/webhook.tokens'],
         [qr{/var/log/nginx/}, '%%PREFIX%%/'],
+        [qr{/var/lib/nginx/webhook-spool}, '%%PREFIX%%/spool'],
     );
     push @subst, (
         [qr{listen 443 ssl;}, 'listen 127.0.0.1:%%PORT%% ssl;'],
@@ -140,14 +141,21 @@ write_file($big, '{"event_id": 1, "model": "x", "record_id": 1, "event": "write"
 $res = curl_req('POST', "$base/api/v1/webhooks/receive", \@auth, $big);
 is_json_error($res, 413, 'too_large', 'a body over client_max_body_size: the module\'s JSON 413');
 
-# Redis down: the module's own 503 goes through, not the error page; the
-# append-only file keeps the queued envelope over the restart
+# Redis down: the spool takes the event (answered 200 "spooled", not the
+# error page); the append-only file keeps the queued envelope over the
+# restart, and the spooled one follows it
 $redis->stop;
 $res = curl_req('POST', "$base/api/v1/webhooks/receive", \@auth, $event);
-is_json_error($res, 503, 'unavailable', 'Redis down: the module\'s JSON 503');
-like($res->{headers}{'retry-after'} // '', qr/^\d+$/, 'with the module\'s Retry-After');
+is($res->{status}, 200, 'Redis down: 200, the spool of webhook-tls.conf takes the event');
+is(($res->{json} || {})->{status}, 'spooled', '... "spooled"');
 $redis->start;
 is($redis->llen('{webhook}:queue:high'), 1, 'the queued envelope survived the restart (AOF)');
+ok(wait_until(sub {
+    my $s = http_request(port => $status_port, path => '/webhook/status');
+    ref $s->{json} eq 'HASH' && ($s->{json}{queues}{'{webhook}'}{spool}{drained} // 0) == 1;
+}, timeout => 15), 'the spooled event is drained');
+is($redis->llen('{webhook}:queue:high'), 1,
+   '... and dropped there as a duplicate (the same event_id was queued before)');
 ok(wait_until(sub {
     my $s = http_request(port => $status_port, path => '/webhook/status');
     ref $s->{json} eq 'HASH' && $s->{json}{redis}{up};
