@@ -195,7 +195,10 @@ ngx_http_webhook_drain_fill(ngx_http_webhook_segment_t *s)
         s->len = 0;
         s->pos = 0;
 
-    } else if (s->pos > s->size / 2) {
+    } else if (s->pos > s->size / 2 || (s->pos && s->len == s->size)) {
+
+        /* room for the rest of a record cut at the buffer's end too */
+
         ngx_memmove(s->buf, s->buf + s->pos, s->len - s->pos);
         s->buf_off += s->pos;
         s->len -= s->pos;
@@ -482,23 +485,28 @@ ngx_http_webhook_drain_head(ngx_http_webhook_segment_t *s, uint64_t limit,
         need = (size_t) p[8] | (size_t) p[9] << 8 | (size_t) p[10] << 16
                | (size_t) p[11] << 24;
 
-        if (need > s->size - s->next && !s->eof) {
-            return rc;          /* read on first */
-        }
-
         if (need > s->size - s->next) {
-            /* a record larger than the buffer: room for it, read again */
 
-            p = ngx_alloc(s->next + need, ngx_cycle->log);
-            if (p) {
-                ngx_memcpy(p, s->buf, s->len);
-                ngx_free(s->buf);
-                s->buf = p;
-                s->size = s->next + need;
-                s->eof = 0;
+            if (s->next == 0) {
+                /* a record larger than the buffer: room for it */
+
+                p = ngx_alloc(need, ngx_cycle->log);
+                if (p) {
+                    ngx_memcpy(p, s->buf, s->len);
+                    ngx_free(s->buf);
+                    s->buf = p;
+                    s->size = need;
+                    s->eof = 0;
+                }
+
+                return rc;
             }
 
-            return rc;
+            if (!s->eof) {
+                return rc;      /* the next fill moves it to the start */
+            }
+
+            /* the file ends inside the record */
         }
     }
 

@@ -158,13 +158,26 @@ $count{ $_->{event_id} // '' }++ for @env;
 is(scalar(grep { $count{$_} > 1 } keys %count), 0, 'no event twice');
 is(scalar(grep { /^b-/ } keys %count), 3, 'the batch\'s 3 events');
 is(scalar(grep { /^off-/ } keys %count), 0, 'the refused event is not there');
-ok(wait_until(sub { !glob "$spool/*.seg" }, timeout => 15), 'the drained segments are removed')
+ok(wait_until(sub { !(() = glob "$spool/*.seg") }, timeout => 15), 'the drained segments are removed')
     or diag join ' ', glob "$spool/*";
 like($ng->error_log, qr/queue "\{webhook\}" starts spooling: redis is not connected/,
     'the error log says when the queue starts spooling, and why');
 like($ng->error_log, qr/the spool of queue "\{webhook\}" is empty, \d+ events drained/,
     '... and when it is empty again');
 like($ng->access_log('res.log'), qr/^spooled 200$/m, '$webhook_result is "spooled"');
+
+# an event larger than the drainer's 256 KB read buffer, between small ones
+$redis->stop;
+$res = post(event('big-0'));
+my $big = json_encode({ event_id => 'big-1', model => 'ir.attachment', record_id => 1,
+    event => 'create', values => { datas => 'A' x (600 * 1024) } });
+is(post($big)->{json}{status}, 'spooled', 'a 600 KB event spooled');
+post(event('big-2'));
+$redis->start;
+ok(wait_until(sub { $redis->llen('{webhook}:queue:medium') >= 3 }, timeout => 15),
+    '... and delivered, with the events around it');
+my @bigs = map { $_->{event_id} } grep { ($_->{event_id} // '') =~ /^big-/ } reverse envelopes($redis);
+is_deeply(\@bigs, [qw(big-0 big-1 big-2)], '... in order');
 
 # ----------------------------------------------------------- max_size
 

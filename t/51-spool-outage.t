@@ -95,7 +95,7 @@ my $t_empty;
 my $drained = wait_until(sub {
     my $st = $ng->request('GET', '/status', {}, undef, timeout => 5)->{json} || {};
     my $q = $st->{queues}{'{webhook}'}{spool} || {};
-    return 0 unless defined $q->{events} && $q->{events} == 0 && !glob $ng->path('spool/*.seg');
+    return 0 unless defined $q->{events} && $q->{events} == 0 && !(() = glob $ng->path('spool/*.seg'));
     $t_empty = time;
     return 1;
 }, timeout => $DRAIN_BOUND, interval => 0.2);

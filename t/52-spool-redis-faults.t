@@ -71,7 +71,7 @@ sub run_fault {
         or diag join "\n", map { "$_->{id}: $_->{status} $_->{error}" } @not200;
     my $spooled = grep { ($_->{answer_status} // '') eq 'spooled' } @$recs;
     cmp_ok($spooled, '>', 0, "$name: $spooled of " . scalar(@$recs) . ' spooled');
-    ok(wait_until(sub { spool_events() == 0 && !glob $ng->path('spool/*.seg') }, timeout => 30),
+    ok(wait_until(sub { spool_events() == 0 && !(() = glob $ng->path('spool/*.seg')) }, timeout => 30),
         "$name: the spool drains once the fault ends")
         or diag 'spool events ' . spool_events() . ', segments ' . join(' ', glob $ng->path('spool/*'))
             . ', keys ' . join(' ', $redis->cli('KEYS', '*'));

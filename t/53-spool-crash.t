@@ -103,7 +103,7 @@ sub delivered_once {
 sub spool_empty {
     my $j = $ng->request('GET', '/status', {}, undef, timeout => 5)->{json} || {};
     return ($j->{queues}{'{webhook}'}{spool}{events} // -1) == 0
-        && !$j->{spool}{recovering} && !glob "$spool/*.seg";
+        && !$j->{spool}{recovering} && !(() = glob "$spool/*.seg");
 }
 
 $redis->stop;

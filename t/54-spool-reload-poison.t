@@ -77,7 +77,8 @@ sub check_delivered {
     }
     my @lost = grep { !$in{$_} } sort keys %acked;
     is(scalar @lost, 0, "$name: none of the " . scalar(keys %acked) . ' events answered 200 lost')
-        or diag "lost: @lost[0 .. 9]";
+        or diag "lost: @lost[0 .. 9]\n" . join "\n", grep { /webhook|exited|alert/ && !/keepalive|\[info\]/ }
+            split /\n/, $ng->error_log;
     is(scalar @twice, 0, "$name: none doubled");
 }
 
@@ -89,7 +90,7 @@ load('reload-draining', 2, sub {
     wait_until(sub { $redis->llen('{webhook}:queue:medium') > 0 }, timeout => 10, interval => 0.01);
     $ng->reload;
 });
-ok(wait_until(sub { spool_events() == 0 && !glob "$spool/*.seg" }, timeout => 30),
+ok(wait_until(sub { spool_events() == 0 && !(() = glob "$spool/*.seg") }, timeout => 30),
     'the spool drains after the reloads');
 check_delivered('reloads');
 
@@ -100,7 +101,7 @@ ok($ng->stop(timeout => 20), 'nginx -s quit with the spool holding events: grace
 ok(scalar(() = glob "$spool/*.seg"), 'the segments stay for the next start');
 $ng->start;
 $redis->start;
-ok(wait_until(sub { spool_events() == 0 && !glob "$spool/*.seg" }, timeout => 30),
+ok(wait_until(sub { spool_events() == 0 && !(() = glob "$spool/*.seg") }, timeout => 30),
     'after the next start the spool drains');
 check_delivered('quit');
 

@@ -181,6 +181,7 @@ sub fault_nginx {
         . ($o{server} // '')
         . "    }\n";
     return WebhookTest::start_nginx(workers => $o{workers} // 2, http => $http,
+        ($o{error_level} ? (error_level => $o{error_level}) : ()),
         files => { 'webhook.tokens' => "$o{token}\n", %{ $o{files} || {} } });
 }
 
