@@ -89,7 +89,7 @@ FUZZER   = $(BUILD)/fuzz_event
 FUZZ_REC = $(BUILD)/fuzz_record
 FUZZ_SECONDS ?= 30
 
-$(UNIT): t/unit/test_event.c $(EVENT) $(NGINX_DIR)/objs/Makefile
+$(UNIT): t/unit/test_event.c t/unit/tap.h $(EVENT) $(NGINX_DIR)/objs/Makefile
 	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
 	    $(NGX_INCS) -o $@ t/unit/test_event.c \
 	    src/ngx_http_webhook_event.c src/ngx_http_webhook_json.c -lcjson
@@ -100,7 +100,7 @@ $(FUZZER): t/fuzz/fuzz_event.c $(EVENT) $(NGINX_DIR)/objs/Makefile
 	    $(NGX_INCS) -o $@ t/fuzz/fuzz_event.c \
 	    src/ngx_http_webhook_event.c src/ngx_http_webhook_json.c -lcjson
 
-$(UNIT_REC): t/unit/test_record.c $(RECORD) $(NGINX_DIR)/objs/Makefile
+$(UNIT_REC): t/unit/test_record.c t/unit/tap.h $(RECORD) $(NGINX_DIR)/objs/Makefile
 	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
 	    $(NGX_INCS) -o $@ t/unit/test_record.c $(RECORD:%.h=) -lz
 

@@ -63,7 +63,8 @@ void ngx_http_webhook_drain_exit(void);
 /* without threads nginx -t refuses webhook_spool: never on */
 #define ngx_http_webhook_spool_on(r)               0
 #define ngx_http_webhook_spool_holds(r)            0
-#define ngx_http_webhook_spool(r, ctx, why)        NGX_HTTP_INTERNAL_SERVER_ERROR
+#define ngx_http_webhook_spool(r, ctx, why)                                  \
+    NGX_HTTP_INTERNAL_SERVER_ERROR
 #define ngx_http_webhook_spool_cancel(ctx)
 #define ngx_http_webhook_spool_init_process(c, m)  NGX_OK
 #define ngx_http_webhook_spool_exit_process()

@@ -291,7 +291,8 @@ ngx_http_webhook_drain_send(ngx_http_webhook_drain_t *d)
         d->argvlen[NGX_HTTP_WEBHOOK_CMD_ARGS + n + i] = rec->seen.len;
     }
 
-    ttl = ngx_max(ttl, (now - oldest) / 1000 + NGX_HTTP_WEBHOOK_SPOOL_DRAIN_TTL);
+    ttl = ngx_max(ttl,
+                  (now - oldest) / 1000 + NGX_HTTP_WEBHOOK_SPOOL_DRAIN_TTL);
 
     p = d->nums;
 

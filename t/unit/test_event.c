@@ -14,19 +14,7 @@
 #include "ngx_http_webhook_event.h"
 
 
-static int  tests, failed;
-
-
-#define ok(cond, name)                                                       \
-    do {                                                                     \
-        tests++;                                                             \
-        if (cond) {                                                          \
-            printf("ok %d - %s\n", tests, name);                             \
-        } else {                                                             \
-            failed++;                                                        \
-            printf("not ok %d - %s (line %d)\n", tests, name, __LINE__);     \
-        }                                                                    \
-    } while (0)
+#include "tap.h"
 
 
 static int
