@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# The spool through reloads and a graceful quit, while it takes events and
+# The spool through reloads and graceful quits, while it takes events and
 # while it drains: nothing answered 200 is lost, nothing doubled.  A poison
 # record (Redis refuses it for good: WRONGTYPE) is quarantined after a few
 # tries, counted and logged, and the queue goes on; scripts/webhook-spool
@@ -101,6 +101,11 @@ ok($ng->stop(timeout => 20), 'nginx -s quit with the spool holding events: grace
 ok(scalar(() = glob "$spool/*.seg"), 'the segments stay for the next start');
 $ng->start;
 $redis->start;
+# and a graceful quit while it drains
+ok(wait_until(sub { $redis->llen('{webhook}:queue:medium') > 0 }, timeout => 15, interval => 0.01),
+    'the drain started');
+ok($ng->stop(timeout => 20), 'nginx -s quit while the spool drains: graceful');
+$ng->start;
 ok(wait_until(sub { spool_events() == 0 && !(() = glob "$spool/*.seg") }, timeout => 30),
     'after the next start the spool drains');
 check_delivered('quit');
