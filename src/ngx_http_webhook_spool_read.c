@@ -27,6 +27,7 @@ static void ngx_http_webhook_drain_list(ngx_http_webhook_drain_t *d,
 static void ngx_http_webhook_drain_fill(ngx_http_webhook_segment_t *s);
 static void ngx_http_webhook_drain_remove(ngx_http_webhook_drain_t *d);
 static void ngx_http_webhook_drain_quarantine(ngx_http_webhook_drain_t *d);
+static uint64_t ngx_http_webhook_drain_bound(ngx_http_webhook_segment_t *s);
 static void ngx_http_webhook_drain_batch(ngx_http_webhook_drain_t *d,
     uint64_t limit);
 static ngx_int_t ngx_http_webhook_drain_head(ngx_http_webhook_segment_t *s,
@@ -363,7 +364,7 @@ static void
 ngx_http_webhook_drain_batch(ngx_http_webhook_drain_t *d, uint64_t limit)
 {
     size_t                       used, bytes;
-    uint64_t                     seq;
+    uint64_t                     seq, bound;
     ngx_int_t                    cmp, best_cmp;
     ngx_uint_t                   i, max;
     ngx_str_t                   *q, *pick;
@@ -411,15 +412,21 @@ ngx_http_webhook_drain_batch(ngx_http_webhook_drain_t *d, uint64_t limit)
     while (d->n < max && bytes < NGX_HTTP_WEBHOOK_DRAIN_BYTES) {
         best = NULL;
         seq = 0;
+        bound = (uint64_t) -1;
 
         for (i = 0; i < d->nsegs; i++) {
             s = d->segs[i];
 
             if (s->queue.len != pick->len
-                || ngx_strncmp(s->queue.data, pick->data, pick->len) != 0
-                || ngx_http_webhook_drain_head(s, limit, &rec, &used)
-                   != NGX_HTTP_WEBHOOK_REC_OK)
+                || ngx_strncmp(s->queue.data, pick->data, pick->len) != 0)
             {
+                continue;
+            }
+
+            if (ngx_http_webhook_drain_head(s, limit, &rec, &used)
+                != NGX_HTTP_WEBHOOK_REC_OK)
+            {
+                bound = ngx_min(bound, ngx_http_webhook_drain_bound(s));
                 continue;
             }
 
@@ -429,7 +436,9 @@ ngx_http_webhook_drain_batch(ngx_http_webhook_drain_t *d, uint64_t limit)
             }
         }
 
-        if (best == NULL) {
+        /* nothing may pass a record not read whole yet */
+
+        if (best == NULL || seq >= bound) {
             break;
         }
 
@@ -450,6 +459,32 @@ done:
             s->done_at = ngx_current_msec;
         }
     }
+}
+
+
+/*
+ * A segment whose next record is not in its buffer whole while the file
+ * holds more (a record cut at the buffer's end, or larger than it) holds
+ * back the queue's records numbered after it: its sequence number when its
+ * header is read, else 0 (all of them, until the next read).  A record
+ * still being written at the end of a file holds nothing back: it has not
+ * been answered yet.
+ */
+
+static uint64_t
+ngx_http_webhook_drain_bound(ngx_http_webhook_segment_t *s)
+{
+    if (s->eof) {
+        return (uint64_t) -1;
+    }
+
+    if (s->len - s->next < NGX_HTTP_WEBHOOK_REC_HEADER
+        || ngx_memcmp(s->buf + s->next, NGX_HTTP_WEBHOOK_REC_MAGIC, 4) != 0)
+    {
+        return 0;
+    }
+
+    return ngx_http_webhook_record_seq(s->buf + s->next);
 }
 
 

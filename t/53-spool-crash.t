@@ -122,7 +122,7 @@ ok(wait_until(sub { my @w = $ng->workers; @w == 2 && !grep { $_ == $before[0] } 
 # 2. nginx SIGKILLed while the spool holds events; a torn record
 kill_nginx();
 my @segs = sort glob "$spool/*.seg";
-ok(@segs >= 2, scalar(@segs) . ' segments left by the killed nginx');
+ok(@segs >= 1, scalar(@segs) . ' segments left by the killed nginx');
 my $torn = "WHS1\x00\x00\x00\x00\xff\x00\x00\x00partial";
 append_file($segs[0], $torn);
 restart_nginx();
