@@ -773,6 +773,10 @@ ngx_http_webhook_spool_exit_process(void)
     for (i = 0; i < sp->wmcf->queues.nelts; i++) {
         w = &sp->writers[i];
 
+        if (w->idle.timer_set) {
+            ngx_del_timer(&w->idle);
+        }
+
         if (w->fd != NGX_INVALID_FILE && !w->task->event.active) {
             (void) close(w->fd);
         }

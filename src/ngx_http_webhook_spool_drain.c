@@ -116,6 +116,10 @@ ngx_http_webhook_drain_exit(void)
 
     d->stopped = 1;
 
+    if (d->timer.timer_set) {
+        ngx_del_timer(&d->timer);
+    }
+
     if (d->cmd) {
         ngx_http_webhook_redis_cancel(d->cmd);
         d->cmd = NULL;
