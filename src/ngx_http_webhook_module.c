@@ -33,6 +33,9 @@ static ngx_int_t ngx_http_webhook_add_queue(ngx_conf_t *cf,
 /* Redis's time of the enqueue script for one event, measured */
 #define NGX_HTTP_WEBHOOK_EVENT_USEC  13
 
+/* Redis checks the timeouts of blocked clients about every 100 ms */
+#define NGX_HTTP_WEBHOOK_WAIT_SLACK  100
+
 
 static ngx_int_t ngx_http_webhook_init_process(ngx_cycle_t *cycle);
 static void ngx_http_webhook_exit_process(ngx_cycle_t *cycle);
@@ -115,6 +118,66 @@ static ngx_command_t  ngx_http_webhook_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_webhook_main_conf_t, timeout),
       NULL },
+
+    { ngx_string("webhook_redis_wait"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_webhook_redis_wait,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+#if (NGX_SSL)
+
+    { ngx_string("webhook_redis_ssl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_webhook_main_conf_t, ssl),
+      NULL },
+
+    { ngx_string("webhook_redis_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_webhook_main_conf_t, ssl_verify),
+      NULL },
+
+    { ngx_string("webhook_redis_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_webhook_main_conf_t, ssl_trusted_certificate),
+      NULL },
+
+    { ngx_string("webhook_redis_ssl_name"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_webhook_main_conf_t, ssl_name),
+      NULL },
+
+    { ngx_string("webhook_redis_ssl_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_webhook_main_conf_t, ssl_certificate),
+      NULL },
+
+    { ngx_string("webhook_redis_ssl_certificate_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_webhook_main_conf_t, ssl_certificate_key),
+      NULL },
+
+    { ngx_string("webhook_redis_ssl_protocols"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_bitmask_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_webhook_main_conf_t, ssl_protocols),
+      &ngx_http_webhook_redis_ssl_protocols },
+
+#endif
 
     { ngx_string("webhook_receive"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
@@ -312,6 +375,14 @@ ngx_http_webhook_create_main_conf(ngx_conf_t *cf)
     wmcf->db = NGX_CONF_UNSET;
     wmcf->connect_timeout = NGX_CONF_UNSET_MSEC;
     wmcf->timeout = NGX_CONF_UNSET_MSEC;
+    wmcf->wait_replicas = NGX_CONF_UNSET;
+    wmcf->wait_timeout = NGX_CONF_UNSET_MSEC;
+
+#if (NGX_SSL)
+    wmcf->ssl = NGX_CONF_UNSET;
+    wmcf->ssl_verify = NGX_CONF_UNSET;
+    wmcf->ssl_protocols = 0;
+#endif
 
     if (ngx_array_init(&wmcf->queues, cf->pool, 4, sizeof(ngx_str_t))
         != NGX_OK)
@@ -337,6 +408,30 @@ ngx_http_webhook_init_main_conf(ngx_conf_t *cf, void *conf)
                            "\"webhook_redis_db\" must not be negative");
         return NGX_CONF_ERROR;
     }
+
+    ngx_conf_init_value(wmcf->wait_replicas, 0);
+    ngx_conf_init_msec_value(wmcf->wait_timeout,
+                             ngx_min(1000, wmcf->timeout / 2));
+
+    /* WAIT must answer before the requests behind it time out */
+
+    if (wmcf->wait_replicas
+        && wmcf->wait_timeout + NGX_HTTP_WEBHOOK_WAIT_SLACK >= wmcf->timeout)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"webhook_redis_wait\": the timeout (%M ms) "
+                           "must be below webhook_redis_timeout (%M ms) "
+                           "minus %d ms (Redis's own timer granularity)",
+                           wmcf->wait_timeout, wmcf->timeout,
+                           NGX_HTTP_WEBHOOK_WAIT_SLACK);
+        return NGX_CONF_ERROR;
+    }
+
+#if (NGX_SSL)
+    if (ngx_http_webhook_redis_ssl_conf(cf, wmcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+#endif
 
     return NGX_CONF_OK;
 }

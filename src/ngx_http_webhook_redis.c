@@ -2,10 +2,10 @@
 /*
  * Copyright (C) The ngx_http_webhook_module authors
  *
- * The Redis connection of a worker: hiredis's async API driven by
- * nginx's event loop (an adapter over an ngx_connection_t), the
- * handshake (AUTH, SELECT, SCRIPT LOAD), the connect timeout over both
- * and the reconnection with a capped backoff.
+ * The command queue of a worker's Redis connection: the public calls,
+ * commands formatted in RESP into one output buffer (pipelined), the
+ * commands sent in order and matched with their replies, the replies of
+ * writes held until the WAIT of their write pass has answered.
  */
 
 
@@ -13,79 +13,33 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 
-#include "ngx_http_webhook_redis.h"
-#include "ngx_http_webhook_stats.h"
+#include "ngx_http_webhook_redis_conn.h"
 
 
-#define NGX_HTTP_WEBHOOK_BACKOFF_MIN  100
-#define NGX_HTTP_WEBHOOK_BACKOFF_MAX  2000
-
-/* commands up to this size are formatted here, not by hiredis */
-#define NGX_HTTP_WEBHOOK_CMD_BUF      65536
+/* the output buffer is kept at this size when it empties */
+#define NGX_HTTP_WEBHOOK_OUT_SIZE     65536
 
 
-struct ngx_http_webhook_cmd_s {
-    ngx_http_webhook_reply_pt      handler;
-    void                          *data;
-    ngx_http_webhook_script_t     *script;
-    int                            argc;
-    const char                   **argv;
-    size_t                        *argvlen;
-    unsigned                       retried:1;
-};
-
-
-typedef struct {
-    redisAsyncContext             *ac;
-    ngx_connection_t              *connection;
-    ngx_http_webhook_main_conf_t  *wmcf;
-    ngx_log_t                     *log;
-    ngx_event_t                    connect_timer;
-    ngx_event_t                    reconnect_timer;
-    ngx_msec_t                     backoff;
-    u_char                        *buf;         /* CMD_BUF bytes */
-    unsigned                       ready:1;
-    unsigned                       exiting:1;
-    unsigned                       was_up:1;
-    unsigned                       lost_pending:1;  /* got no answer */
-    unsigned                       idle_closed:1;   /* by Redis */
-    unsigned                       quiet:1;         /* the reconnect */
-} ngx_http_webhook_redis_t;
-
-
-static void ngx_http_webhook_redis_connect(ngx_http_webhook_redis_t *rd);
-static ngx_int_t ngx_http_webhook_redis_attach(ngx_http_webhook_redis_t *rd,
-    redisAsyncContext *ac);
-static void ngx_http_webhook_redis_handshake(ngx_http_webhook_redis_t *rd);
-static void ngx_http_webhook_redis_handshake_reply(redisAsyncContext *ac,
-    void *reply, void *privdata);
-static int ngx_http_webhook_redis_send(ngx_http_webhook_redis_t *rd,
-    ngx_http_webhook_cmd_t *cmd);
+static ngx_http_webhook_cmd_t *ngx_http_webhook_redis_cmd(
+    ngx_http_webhook_redis_t *rd, ngx_http_webhook_redis_kind_e kind,
+    int argc, const char **argv, size_t *argvlen);
+static ngx_int_t ngx_http_webhook_redis_reserve(ngx_http_webhook_redis_t *rd,
+    size_t len);
 static u_char *ngx_http_webhook_redis_bulk_len(u_char *p, size_t len);
-static void ngx_http_webhook_redis_reply(redisAsyncContext *ac, void *reply,
-    void *privdata);
+static void ngx_http_webhook_redis_answer(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_cmd_t *cmd, redisReply *reply);
+static void ngx_http_webhook_redis_step_reply(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_cmd_t *cmd, redisReply *reply);
+static void ngx_http_webhook_redis_waited(ngx_http_webhook_redis_t *rd,
+    redisReply *reply);
+static void ngx_http_webhook_redis_role(ngx_http_webhook_redis_t *rd,
+    redisReply *reply);
+static void ngx_http_webhook_redis_call(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_cmd_t *cmd, redisReply *reply, ngx_uint_t failure);
 static ngx_uint_t ngx_http_webhook_redis_noscript(redisReply *reply);
-static void ngx_http_webhook_redis_on_connect(const redisAsyncContext *ac,
-    int status);
-static void ngx_http_webhook_redis_on_disconnect(const redisAsyncContext *ac,
-    int status);
-static void ngx_http_webhook_redis_close(ngx_http_webhook_redis_t *rd);
-static void ngx_http_webhook_redis_schedule(ngx_http_webhook_redis_t *rd);
-static void ngx_http_webhook_redis_connect_timeout(ngx_event_t *ev);
-static void ngx_http_webhook_redis_reconnect(ngx_event_t *ev);
-
-static void ngx_http_webhook_redis_read_handler(ngx_event_t *ev);
-static void ngx_http_webhook_redis_write_handler(ngx_event_t *ev);
-static void ngx_http_webhook_redis_add_read(void *privdata);
-static void ngx_http_webhook_redis_del_read(void *privdata);
-static void ngx_http_webhook_redis_add_write(void *privdata);
-static void ngx_http_webhook_redis_del_write(void *privdata);
-static void ngx_http_webhook_redis_event(ngx_http_webhook_redis_t *rd,
-    ngx_event_t *ev, ngx_int_t event, ngx_uint_t add);
-static void ngx_http_webhook_redis_cleanup(void *privdata);
 
 
-static ngx_http_webhook_redis_t  *ngx_http_webhook_redis;
+ngx_http_webhook_redis_t  *ngx_http_webhook_redis_conn;
 
 
 ngx_int_t
@@ -99,26 +53,25 @@ ngx_http_webhook_redis_init(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
-    rd->buf = ngx_palloc(cycle->pool, NGX_HTTP_WEBHOOK_CMD_BUF);
-    if (rd->buf == NULL) {
+    rd->out = ngx_alloc(NGX_HTTP_WEBHOOK_OUT_SIZE, cycle->log);
+    if (rd->out == NULL) {
         return NGX_ERROR;
     }
 
+    rd->out_size = NGX_HTTP_WEBHOOK_OUT_SIZE;
     rd->wmcf = wmcf;
     rd->log = cycle->log;
-    rd->backoff = NGX_HTTP_WEBHOOK_BACKOFF_MIN;
+    rd->replicas = -1;
 
-    rd->connect_timer.handler = ngx_http_webhook_redis_connect_timeout;
-    rd->connect_timer.data = rd;
-    rd->connect_timer.log = cycle->log;
-    rd->connect_timer.cancelable = 1;
+    ngx_queue_init(&rd->sent);
+    ngx_queue_init(&rd->held);
 
-    rd->reconnect_timer.handler = ngx_http_webhook_redis_reconnect;
-    rd->reconnect_timer.data = rd;
-    rd->reconnect_timer.log = cycle->log;
-    rd->reconnect_timer.cancelable = 1;
+    rd->timer.handler = ngx_http_webhook_redis_timer;
+    rd->timer.data = rd;
+    rd->timer.log = cycle->log;
+    rd->timer.cancelable = 1;
 
-    ngx_http_webhook_redis = rd;
+    ngx_http_webhook_redis_conn = rd;
 
     /*
      * the cached time is the master's from before it read the
@@ -139,7 +92,7 @@ ngx_http_webhook_redis_exit(ngx_cycle_t *cycle)
 {
     ngx_http_webhook_redis_t  *rd;
 
-    rd = ngx_http_webhook_redis;
+    rd = ngx_http_webhook_redis_conn;
     if (rd == NULL) {
         return;
     }
@@ -149,20 +102,29 @@ ngx_http_webhook_redis_exit(ngx_cycle_t *cycle)
 
     rd->exiting = 1;
 
-    if (rd->reconnect_timer.timer_set) {
-        ngx_del_timer(&rd->reconnect_timer);
-    }
+    ngx_http_webhook_redis_close(rd, 0);
 
-    ngx_http_webhook_redis_close(rd);
+    ngx_free(rd->out);
+    rd->out = NULL;
 
-    ngx_http_webhook_redis = NULL;
+    ngx_http_webhook_redis_conn = NULL;
 }
 
 
 ngx_uint_t
 ngx_http_webhook_redis_up(void)
 {
-    return ngx_http_webhook_redis != NULL && ngx_http_webhook_redis->ready;
+    return ngx_http_webhook_redis_conn != NULL
+           && ngx_http_webhook_redis_conn->state
+              == ngx_http_webhook_redis_ready;
+}
+
+
+ngx_uint_t
+ngx_http_webhook_redis_failure(void)
+{
+    return ngx_http_webhook_redis_conn ? ngx_http_webhook_redis_conn->failure
+                                       : NGX_HTTP_WEBHOOK_REDIS_LOST;
 }
 
 
@@ -174,13 +136,16 @@ ngx_http_webhook_redis_eval(ngx_http_webhook_script_t *script, int argc,
     ngx_http_webhook_cmd_t    *cmd;
     ngx_http_webhook_redis_t  *rd;
 
-    rd = ngx_http_webhook_redis;
+    rd = ngx_http_webhook_redis_conn;
 
-    if (rd == NULL || rd->ac == NULL) {
+    /* while connecting, commands wait behind the handshake */
+
+    if (rd == NULL || rd->state == ngx_http_webhook_redis_disconnected) {
         return NULL;
     }
 
-    cmd = ngx_alloc(sizeof(ngx_http_webhook_cmd_t), rd->log);
+    cmd = ngx_http_webhook_redis_cmd(rd, ngx_http_webhook_redis_request,
+                                     argc, argv, argvlen);
     if (cmd == NULL) {
         return NULL;
     }
@@ -188,10 +153,9 @@ ngx_http_webhook_redis_eval(ngx_http_webhook_script_t *script, int argc,
     cmd->handler = handler;
     cmd->data = data;
     cmd->script = script;
-    cmd->argc = argc;
-    cmd->argv = argv;
-    cmd->argvlen = argvlen;
-    cmd->retried = 0;
+
+    /* every command of a caller writes but the status script's */
+    cmd->write = (script != &rd->wmcf->status);
 
     if (script) {
         argv[0] = "EVALSHA";
@@ -200,10 +164,7 @@ ngx_http_webhook_redis_eval(ngx_http_webhook_script_t *script, int argc,
         argvlen[1] = sizeof(script->sha);
     }
 
-    if (ngx_http_webhook_redis_send(rd, cmd) != REDIS_OK) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "webhook: redis command not sent: %s",
-                      rd->ac->errstr[0] ? rd->ac->errstr : "disconnecting");
+    if (ngx_http_webhook_redis_append(rd, cmd) != NGX_OK) {
         ngx_free(cmd);
         return NULL;
     }
@@ -212,15 +173,95 @@ ngx_http_webhook_redis_eval(ngx_http_webhook_script_t *script, int argc,
 }
 
 
+void
+ngx_http_webhook_redis_cancel(ngx_http_webhook_cmd_t *cmd)
+{
+    /* freed when its reply arrives or the connection closes */
+    cmd->handler = NULL;
+    cmd->data = NULL;
+}
+
+
+void
+ngx_http_webhook_redis_timed_out(void)
+{
+    ngx_http_webhook_redis_t  *rd;
+
+    rd = ngx_http_webhook_redis_conn;
+
+    if (rd == NULL || rd->connection == NULL) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                  "webhook: redis timed out, closing the connection");
+
+    ngx_http_webhook_redis_close(rd, 1);
+}
+
+
+static ngx_http_webhook_cmd_t *
+ngx_http_webhook_redis_cmd(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_redis_kind_e kind, int argc, const char **argv,
+    size_t *argvlen)
+{
+    ngx_http_webhook_cmd_t  *cmd;
+
+    cmd = ngx_alloc(sizeof(ngx_http_webhook_cmd_t), rd->log);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(cmd, sizeof(ngx_http_webhook_cmd_t));
+
+    cmd->kind = kind;
+    cmd->argc = argc;
+    cmd->argv = argv;
+    cmd->argvlen = argvlen;
+
+    return cmd;
+}
+
+
+/* an internal command: a step of the handshake, WAIT, ROLE */
+
+ngx_http_webhook_cmd_t *
+ngx_http_webhook_redis_step(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_redis_kind_e kind, const char *name, int argc,
+    const char **argv, size_t *argvlen)
+{
+    ngx_http_webhook_cmd_t  *cmd;
+
+    cmd = ngx_http_webhook_redis_cmd(rd, kind, argc, argv, argvlen);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    cmd->name = name;
+
+    if (ngx_http_webhook_redis_append(rd, cmd) != NGX_OK) {
+        ngx_free(cmd);
+        return NULL;
+    }
+
+    /* the arguments are formatted already: they may go away */
+
+    cmd->argv = NULL;
+    cmd->argvlen = NULL;
+
+    return cmd;
+}
+
+
 /*
- * hiredis formats an argv command with sdscatfmt() and reallocations,
- * then copies it to its output buffer.  A command that fits the worker's
- * buffer is written there in RESP at once and handed over formatted: one
- * copy, no allocation.
+ * Formats the command in RESP at the end of the output buffer, puts it
+ * last of the commands whose replies are awaited and has the buffer
+ * written when the event loop comes round: all the commands of a turn
+ * go out in one write pass.
  */
 
-static int
-ngx_http_webhook_redis_send(ngx_http_webhook_redis_t *rd,
+ngx_int_t
+ngx_http_webhook_redis_append(ngx_http_webhook_redis_t *rd,
     ngx_http_webhook_cmd_t *cmd)
 {
     int      i;
@@ -233,13 +274,11 @@ ngx_http_webhook_redis_send(ngx_http_webhook_redis_t *rd,
         len += sizeof("$\r\n\r\n") - 1 + NGX_SIZE_T_LEN + cmd->argvlen[i];
     }
 
-    if (len > NGX_HTTP_WEBHOOK_CMD_BUF) {
-        return redisAsyncCommandArgv(rd->ac, ngx_http_webhook_redis_reply,
-                                     cmd, cmd->argc, cmd->argv,
-                                     cmd->argvlen);
+    if (ngx_http_webhook_redis_reserve(rd, len) != NGX_OK) {
+        return NGX_ERROR;
     }
 
-    p = rd->buf;
+    p = rd->out + rd->out_len;
     *p++ = '*';
     p = ngx_http_webhook_redis_bulk_len(p, cmd->argc);
 
@@ -251,8 +290,56 @@ ngx_http_webhook_redis_send(ngx_http_webhook_redis_t *rd,
         *p++ = LF;
     }
 
-    return redisAsyncFormattedCommand(rd->ac, ngx_http_webhook_redis_reply,
-                                      cmd, (char *) rd->buf, p - rd->buf);
+    rd->out_len = p - rd->out;
+
+    ngx_queue_insert_tail(&rd->sent, &cmd->queue);
+
+    if (cmd->write) {
+        rd->unwaited++;
+    }
+
+    ngx_http_webhook_redis_flush(rd);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_redis_reserve(ngx_http_webhook_redis_t *rd, size_t len)
+{
+    u_char  *out;
+    size_t   size, unsent;
+
+    if (rd->out_pos == rd->out_len) {
+        rd->out_pos = 0;
+        rd->out_len = 0;
+    }
+
+    if (rd->out_size - rd->out_len >= len) {
+        return NGX_OK;
+    }
+
+    unsent = rd->out_len - rd->out_pos;
+
+    size = ngx_max(rd->out_size, NGX_HTTP_WEBHOOK_OUT_SIZE);
+    while (size < unsent + len) {
+        size *= 2;
+    }
+
+    out = ngx_alloc(size, rd->log);
+    if (out == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out, rd->out + rd->out_pos, unsent);
+    ngx_free(rd->out);
+
+    rd->out = out;
+    rd->out_size = size;
+    rd->out_pos = 0;
+    rd->out_len = unsent;
+
+    return NGX_OK;
 }
 
 
@@ -279,266 +366,82 @@ ngx_http_webhook_redis_bulk_len(u_char *p, size_t len)
 }
 
 
-void
-ngx_http_webhook_redis_cancel(ngx_http_webhook_cmd_t *cmd)
-{
-    /* the reply callback frees it */
-    cmd->handler = NULL;
-    cmd->data = NULL;
-}
-
+/* the output buffer is written: a large one is given back */
 
 void
-ngx_http_webhook_redis_timed_out(void)
+ngx_http_webhook_redis_shrink(ngx_http_webhook_redis_t *rd)
 {
-    ngx_http_webhook_redis_t  *rd;
+    u_char  *out;
 
-    rd = ngx_http_webhook_redis;
+    rd->out_pos = 0;
+    rd->out_len = 0;
 
-    if (rd == NULL || rd->ac == NULL) {
+    if (rd->out_size <= 16 * NGX_HTTP_WEBHOOK_OUT_SIZE) {
         return;
     }
 
-    ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                  "webhook: redis timed out, closing the connection");
+    out = ngx_alloc(NGX_HTTP_WEBHOOK_OUT_SIZE, rd->log);
+    if (out == NULL) {
+        return;
+    }
 
-    ngx_http_webhook_redis_close(rd);
+    ngx_free(rd->out);
+    rd->out = out;
+    rd->out_size = NGX_HTTP_WEBHOOK_OUT_SIZE;
 }
 
 
-static void
-ngx_http_webhook_redis_connect(ngx_http_webhook_redis_t *rd)
+/* a reply, for the first command that awaits one */
+
+void
+ngx_http_webhook_redis_dispatch(ngx_http_webhook_redis_t *rd,
+    redisReply *reply)
 {
-    redisAsyncContext             *ac;
-    ngx_http_webhook_main_conf_t  *wmcf;
+    ngx_queue_t             *q;
+    ngx_http_webhook_cmd_t  *cmd;
 
-    wmcf = rd->wmcf;
-
-    /* only the attempt right after an idle close is quiet */
-
-    rd->quiet = rd->idle_closed;
-    rd->idle_closed = 0;
-
-    if (wmcf->port == 0) {
-        ac = redisAsyncConnectUnix((char *) wmcf->unix_path.data);
-
-    } else {
-        ac = redisAsyncConnect((char *) wmcf->host.data, (int) wmcf->port);
-    }
-
-    if (ac == NULL) {
+    if (ngx_queue_empty(&rd->sent)) {
+        /* "max number of clients reached" and the like, then a close */
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "webhook: redis context allocation failed");
-        ngx_http_webhook_redis_schedule(rd);
+                      "webhook: redis at %V sent a reply with no command "
+                      "waiting: %*s", &rd->wmcf->addr_text,
+                      reply->type == REDIS_REPLY_ERROR ? (size_t) reply->len
+                                                       : 0, reply->str);
+        freeReplyObject(reply);
+        ngx_http_webhook_redis_close(rd, 1);
         return;
     }
 
-    if (ac->err) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "webhook: redis connect to %V failed: %s",
-                      &wmcf->addr_text, ac->errstr);
-        redisAsyncFree(ac);
-        ngx_http_webhook_redis_schedule(rd);
+    q = ngx_queue_head(&rd->sent);
+    ngx_queue_remove(q);
+    cmd = ngx_queue_data(q, ngx_http_webhook_cmd_t, queue);
+
+    if (cmd->kind == ngx_http_webhook_redis_request) {
+        ngx_http_webhook_redis_answer(rd, cmd, reply);
         return;
     }
 
-    if (ngx_http_webhook_redis_attach(rd, ac) != NGX_OK) {
-        redisAsyncFree(ac);
-        ngx_http_webhook_redis_schedule(rd);
-        return;
-    }
-
-    /* the hooks are in place: now hiredis may arm the write event */
-
-    redisAsyncSetConnectCallback(ac, ngx_http_webhook_redis_on_connect);
-    redisAsyncSetDisconnectCallback(ac, ngx_http_webhook_redis_on_disconnect);
-
-    ngx_add_timer(&rd->connect_timer, wmcf->connect_timeout);
-
-    ngx_http_webhook_redis_handshake(rd);
-}
-
-
-static ngx_int_t
-ngx_http_webhook_redis_attach(ngx_http_webhook_redis_t *rd,
-    redisAsyncContext *ac)
-{
-    ngx_connection_t  *c;
-
-    c = ngx_get_connection(ac->c.fd, rd->log);
-    if (c == NULL) {
-        return NGX_ERROR;
-    }
-
-    c->data = rd;
-    c->log = rd->log;
-    c->read->log = rd->log;
-    c->write->log = rd->log;
-    c->read->handler = ngx_http_webhook_redis_read_handler;
-    c->write->handler = ngx_http_webhook_redis_write_handler;
-
-    rd->ac = ac;
-    rd->connection = c;
-    rd->ready = 0;
-    rd->lost_pending = 0;
-
-    ac->data = rd;
-    ac->ev.data = rd;
-    ac->ev.addRead = ngx_http_webhook_redis_add_read;
-    ac->ev.delRead = ngx_http_webhook_redis_del_read;
-    ac->ev.addWrite = ngx_http_webhook_redis_add_write;
-    ac->ev.delWrite = ngx_http_webhook_redis_del_write;
-    ac->ev.cleanup = ngx_http_webhook_redis_cleanup;
-
-    return NGX_OK;
+    ngx_http_webhook_redis_step_reply(rd, cmd, reply);
 }
 
 
 static void
-ngx_http_webhook_redis_handshake(ngx_http_webhook_redis_t *rd)
+ngx_http_webhook_redis_answer(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_cmd_t *cmd, redisReply *reply)
 {
-    int                            argc;
-    u_char                        *p;
-    size_t                         argvlen[3];
-    const char                    *argv[3];
-    u_char                         db[NGX_INT_T_LEN];
-    ngx_http_webhook_main_conf_t  *wmcf;
-
-    wmcf = rd->wmcf;
-
-    /*
-     * commands sent while connecting are buffered by hiredis and go out
-     * first, before any command of a request
-     */
-
-    if (wmcf->password.len) {
-        argc = 0;
-        argv[argc] = "AUTH";
-        argvlen[argc++] = 4;
-
-        if (wmcf->user.len) {
-            argv[argc] = (char *) wmcf->user.data;
-            argvlen[argc++] = wmcf->user.len;
-        }
-
-        argv[argc] = (char *) wmcf->password.data;
-        argvlen[argc++] = wmcf->password.len;
-
-        redisAsyncCommandArgv(rd->ac, ngx_http_webhook_redis_handshake_reply,
-                              "AUTH", argc, argv, argvlen);
-    }
-
-    if (wmcf->db) {
-        p = ngx_sprintf(db, "%i", wmcf->db);
-
-        argv[0] = "SELECT";
-        argvlen[0] = 6;
-        argv[1] = (char *) db;
-        argvlen[1] = p - db;
-
-        redisAsyncCommandArgv(rd->ac, ngx_http_webhook_redis_handshake_reply,
-                              "SELECT", 2, argv, argvlen);
-    }
-
-    argv[0] = "SCRIPT";
-    argvlen[0] = 6;
-    argv[1] = "LOAD";
-    argvlen[1] = 4;
-    argv[2] = (char *) wmcf->enqueue.text.data;
-    argvlen[2] = wmcf->enqueue.text.len;
-
-    redisAsyncCommandArgv(rd->ac, ngx_http_webhook_redis_handshake_reply,
-                          "SCRIPT LOAD", 3, argv, argvlen);
-
-    argv[2] = (char *) wmcf->status.text.data;
-    argvlen[2] = wmcf->status.text.len;
-
-    redisAsyncCommandArgv(rd->ac, ngx_http_webhook_redis_handshake_reply,
-                          "SCRIPT LOAD", 3, argv, argvlen);
-}
-
-
-static void
-ngx_http_webhook_redis_handshake_reply(redisAsyncContext *ac, void *reply,
-    void *privdata)
-{
-    redisReply                *rr = reply;
-    ngx_uint_t                 level;
-    ngx_http_webhook_redis_t  *rd;
-
-    rd = ac->data;
-
-    if (rr == NULL) {
-        rd->lost_pending = 1;
-        return;
-    }
-
-    if (rr->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "webhook: redis %s failed: %*s",
-                      (char *) privdata, (size_t) rr->len, rr->str);
-
-        /* deferred by hiredis until this callback returns */
-        redisAsyncFree(ac);
-        return;
-    }
-
-    if (ngx_strcmp((char *) privdata, "SCRIPT LOAD") == 0 && !rd->ready) {
-        /* every step of the handshake went through */
-
-        if (rd->connect_timer.timer_set) {
-            ngx_del_timer(&rd->connect_timer);
-        }
-
-        rd->ready = 1;
-        rd->backoff = NGX_HTTP_WEBHOOK_BACKOFF_MIN;
-
-        if (rd->was_up) {
-            ngx_http_webhook_count_reconnect(rd->wmcf);
-        }
-
-        rd->was_up = 1;
-
-        level = rd->quiet ? NGX_LOG_INFO : NGX_LOG_NOTICE;
-
-        ngx_log_error(level, rd->log, 0, "webhook: connected to redis at %V",
-                      &rd->wmcf->addr_text);
-
-        rd->quiet = 0;
-    }
-}
-
-
-static void
-ngx_http_webhook_redis_reply(redisAsyncContext *ac, void *reply,
-    void *privdata)
-{
-    ngx_http_webhook_cmd_t  *cmd = privdata;
-
-    ngx_http_webhook_redis_t  *rd;
-
-    rd = ac->data;
-
-    if (reply == NULL) {
-        rd->lost_pending = 1;
-    }
-
     if (cmd->handler == NULL) {
         /* its request went away (timed out or closed) */
+        freeReplyObject(reply);
         ngx_free(cmd);
         return;
     }
 
-    if (reply == NULL) {
-        ngx_log_error(NGX_LOG_INFO, rd->log, 0,
-                      "webhook: redis command failed: %s",
-                      ac->errstr[0] ? ac->errstr : "connection closed");
-
-    } else if (cmd->script && !cmd->retried
-               && ngx_http_webhook_redis_noscript(reply))
+    if (cmd->script && !cmd->retried
+        && ngx_http_webhook_redis_noscript(reply))
     {
-
         /* the script cache was flushed: send the script itself */
+
+        freeReplyObject(reply);
 
         cmd->retried = 1;
         cmd->argv[0] = "EVAL";
@@ -546,16 +449,199 @@ ngx_http_webhook_redis_reply(redisAsyncContext *ac, void *reply,
         cmd->argv[1] = (char *) cmd->script->text.data;
         cmd->argvlen[1] = cmd->script->text.len;
 
-        if (ngx_http_webhook_redis_send(rd, cmd) == REDIS_OK) {
+        if (ngx_http_webhook_redis_append(rd, cmd) != NGX_OK) {
+            ngx_http_webhook_redis_call(rd, cmd, NULL,
+                                        NGX_HTTP_WEBHOOK_REDIS_LOST);
+        }
+
+        return;
+    }
+
+    if (cmd->write && rd->wmcf->wait_replicas
+        && reply->type != REDIS_REPLY_ERROR)
+    {
+        /* answered once the replicas have it too */
+        cmd->reply = reply;
+        ngx_queue_insert_tail(&rd->held, &cmd->queue);
+        return;
+    }
+
+    ngx_http_webhook_redis_call(rd, cmd, reply, 0);
+}
+
+
+/* the handler once, the reply and the command freed after it */
+
+static void
+ngx_http_webhook_redis_call(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_cmd_t *cmd, redisReply *reply, ngx_uint_t failure)
+{
+    if (cmd->handler) {
+        rd->failure = failure;
+
+        if (reply == NULL && failure == NGX_HTTP_WEBHOOK_REDIS_LOST) {
+            ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                          "webhook: redis command failed: connection "
+                          "closed");
+        }
+
+        cmd->handler(cmd->data, reply);
+
+        rd->failure = 0;
+    }
+
+    if (reply) {
+        freeReplyObject(reply);
+    }
+
+    ngx_free(cmd);
+}
+
+
+static void
+ngx_http_webhook_redis_step_reply(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_cmd_t *cmd, redisReply *reply)
+{
+    const char                    *name;
+    ngx_http_webhook_redis_kind_e  kind;
+
+    kind = cmd->kind;
+    name = cmd->name;
+    ngx_free(cmd);
+
+    switch (kind) {
+
+    case ngx_http_webhook_redis_wait_step:
+        ngx_http_webhook_redis_waited(rd, reply);
+        break;
+
+    case ngx_http_webhook_redis_role_step:
+        ngx_http_webhook_redis_role(rd, reply);
+        break;
+
+    default: /* the handshake */
+
+        if (reply->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                          "webhook: redis %s failed: %*s", name,
+                          (size_t) reply->len, reply->str);
+            freeReplyObject(reply);
+            ngx_http_webhook_redis_close(rd, 1);
             return;
         }
 
-        reply = NULL;
+        if (kind == ngx_http_webhook_redis_ready_step
+            && rd->state == ngx_http_webhook_redis_handshake)
+        {
+            ngx_http_webhook_redis_set_ready(rd);
+        }
     }
 
-    cmd->handler(cmd->data, reply);
+    freeReplyObject(reply);
+}
 
-    ngx_free(cmd);
+
+/*
+ * The answer of WAIT: every write held since the previous WAIT was sent
+ * before it; they are answered with their replies when enough replicas
+ * acknowledged them, else as failed (REPLICAS).
+ */
+
+static void
+ngx_http_webhook_redis_waited(ngx_http_webhook_redis_t *rd,
+    redisReply *reply)
+{
+    ngx_int_t                      acked;
+    ngx_uint_t                     n, gen;
+    ngx_queue_t                   *q;
+    ngx_http_webhook_cmd_t        *cmd;
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    static const char  *role[] = { "ROLE" };
+    static size_t       role_len[] = { sizeof("ROLE") - 1 };
+
+    wmcf = rd->wmcf;
+
+    if (reply->type == REDIS_REPLY_INTEGER) {
+        acked = (ngx_int_t) reply->integer;
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "webhook: redis WAIT failed: %*s",
+                      reply->type == REDIS_REPLY_ERROR ? (size_t) reply->len
+                                                       : 0, reply->str);
+        acked = -1;
+    }
+
+    n = 0;
+
+    for (q = ngx_queue_head(&rd->held);
+         q != ngx_queue_sentinel(&rd->held);
+         q = ngx_queue_next(q))
+    {
+        n++;
+    }
+
+    if (acked >= 0 && acked < wmcf->wait_replicas) {
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "webhook: redis WAIT %i %M: %i replicas acknowledged, "
+                      "%ui writes answered as not replicated",
+                      wmcf->wait_replicas, wmcf->wait_timeout, acked, n);
+
+        /* how many replicas there are, for the log */
+        (void) ngx_http_webhook_redis_step(rd,
+                                           ngx_http_webhook_redis_role_step,
+                                           "ROLE", 1, role, role_len);
+    }
+
+    gen = rd->generation;
+
+    while (!ngx_queue_empty(&rd->held)) {
+        q = ngx_queue_head(&rd->held);
+        ngx_queue_remove(q);
+        cmd = ngx_queue_data(q, ngx_http_webhook_cmd_t, queue);
+
+        if (acked >= wmcf->wait_replicas) {
+            ngx_http_webhook_redis_call(rd, cmd, cmd->reply, 0);
+
+        } else {
+            freeReplyObject(cmd->reply);
+            ngx_http_webhook_redis_call(rd, cmd, NULL,
+                                        NGX_HTTP_WEBHOOK_REDIS_REPLICAS);
+        }
+
+        if (gen != rd->generation) {
+            break;
+        }
+    }
+}
+
+
+/* ROLE after a short WAIT: fewer replicas than asked are connected? */
+
+static void
+ngx_http_webhook_redis_role(ngx_http_webhook_redis_t *rd, redisReply *reply)
+{
+    ngx_int_t  replicas;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3
+        || reply->element[2]->type != REDIS_REPLY_ARRAY)
+    {
+        return;
+    }
+
+    replicas = (ngx_int_t) reply->element[2]->elements;
+
+    if (replicas < rd->wmcf->wait_replicas && replicas != rd->replicas) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "webhook: redis at %V has %i connected replicas, "
+                      "webhook_redis_wait asks for %i: no write is "
+                      "acknowledged until enough replicas are back",
+                      &rd->wmcf->addr_text, replicas,
+                      rd->wmcf->wait_replicas);
+    }
+
+    rd->replicas = replicas;
 }
 
 
@@ -569,233 +655,31 @@ ngx_http_webhook_redis_noscript(redisReply *reply)
 }
 
 
-static void
-ngx_http_webhook_redis_on_connect(const redisAsyncContext *ac, int status)
+/* the connection is gone: every command awaiting a reply fails */
+
+void
+ngx_http_webhook_redis_fail_all(ngx_http_webhook_redis_t *rd)
 {
-    ngx_http_webhook_redis_t  *rd;
+    ngx_queue_t             *q;
+    ngx_http_webhook_cmd_t  *cmd;
 
-    rd = ac->data;
+    while (!ngx_queue_empty(&rd->held) || !ngx_queue_empty(&rd->sent)) {
+        q = ngx_queue_empty(&rd->held) ? ngx_queue_head(&rd->sent)
+                                       : ngx_queue_head(&rd->held);
+        ngx_queue_remove(q);
+        cmd = ngx_queue_data(q, ngx_http_webhook_cmd_t, queue);
 
-    /* on success the connect timer goes on: it covers the handshake */
-
-    if (status != REDIS_OK) {
-        /* hiredis frees the context itself, the cleanup hook follows */
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "webhook: redis connect to %V failed: %s",
-                      &rd->wmcf->addr_text, ac->errstr);
-    }
-}
-
-
-static void
-ngx_http_webhook_redis_on_disconnect(const redisAsyncContext *ac, int status)
-{
-    ngx_http_webhook_redis_t  *rd;
-
-    rd = ac->data;
-
-    if (status == REDIS_OK || rd->exiting) {
-        /* closed by us */
-        return;
-    }
-
-    /* hiredis has failed the pending commands already */
-
-    if (rd->lost_pending) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "webhook: redis connection to %V lost: %s",
-                      &rd->wmcf->addr_text, ac->errstr);
-        return;
-    }
-
-    /* nothing was waiting: "timeout" in redis.conf, a normal event */
-
-    ngx_log_error(NGX_LOG_INFO, rd->log, 0,
-                  "webhook: redis closed the idle connection to %V (%s), "
-                  "reconnecting", &rd->wmcf->addr_text, ac->errstr);
-
-    rd->idle_closed = 1;
-}
-
-
-static void
-ngx_http_webhook_redis_close(ngx_http_webhook_redis_t *rd)
-{
-    if (rd->connect_timer.timer_set) {
-        ngx_del_timer(&rd->connect_timer);
-    }
-
-    if (rd->ac) {
-        /*
-         * outside of a hiredis callback this runs at once: pending
-         * commands fail (their handlers get NULL), then the cleanup hook
-         */
-        redisAsyncFree(rd->ac);
-    }
-}
-
-
-static void
-ngx_http_webhook_redis_schedule(ngx_http_webhook_redis_t *rd)
-{
-    if (rd->exiting || ngx_exiting || ngx_terminate || ngx_quit) {
-        return;
-    }
-
-    if (rd->reconnect_timer.timer_set) {
-        return;
-    }
-
-    ngx_add_timer(&rd->reconnect_timer, rd->backoff);
-
-    rd->backoff *= 2;
-    if (rd->backoff > NGX_HTTP_WEBHOOK_BACKOFF_MAX) {
-        rd->backoff = NGX_HTTP_WEBHOOK_BACKOFF_MAX;
-    }
-}
-
-
-static void
-ngx_http_webhook_redis_connect_timeout(ngx_event_t *ev)
-{
-    ngx_http_webhook_redis_t  *rd = ev->data;
-
-    if (rd->ac && (rd->ac->c.flags & REDIS_CONNECTED)) {
-        /* a peer that accepts and never answers: a proxy, a hung Redis */
-        ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
-                      "webhook: redis handshake with %V timed out",
-                      &rd->wmcf->addr_text);
-
-    } else {
-        ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
-                      "webhook: redis connect to %V timed out",
-                      &rd->wmcf->addr_text);
-    }
-
-    ngx_http_webhook_redis_close(rd);
-}
-
-
-static void
-ngx_http_webhook_redis_reconnect(ngx_event_t *ev)
-{
-    ngx_http_webhook_redis_t  *rd = ev->data;
-
-    if (rd->ac == NULL && !rd->exiting) {
-        ngx_http_webhook_redis_connect(rd);
-    }
-}
-
-
-/* the event adapter */
-
-
-static void
-ngx_http_webhook_redis_read_handler(ngx_event_t *ev)
-{
-    ngx_connection_t          *c = ev->data;
-    ngx_http_webhook_redis_t  *rd = c->data;
-
-    if (rd->ac) {
-        redisAsyncHandleRead(rd->ac);
-    }
-}
-
-
-static void
-ngx_http_webhook_redis_write_handler(ngx_event_t *ev)
-{
-    ngx_connection_t          *c = ev->data;
-    ngx_http_webhook_redis_t  *rd = c->data;
-
-    if (rd->ac) {
-        redisAsyncHandleWrite(rd->ac);
-    }
-}
-
-
-/*
- * level-triggered registration (flags 0): hiredis reads at most 16K
- * a call, leftover bytes must wake us up again
- */
-
-static void
-ngx_http_webhook_redis_add_read(void *privdata)
-{
-    ngx_http_webhook_redis_t  *rd = privdata;
-
-    ngx_http_webhook_redis_event(rd, rd->connection->read, NGX_READ_EVENT, 1);
-}
-
-
-static void
-ngx_http_webhook_redis_del_read(void *privdata)
-{
-    ngx_http_webhook_redis_t  *rd = privdata;
-
-    ngx_http_webhook_redis_event(rd, rd->connection->read, NGX_READ_EVENT, 0);
-}
-
-
-static void
-ngx_http_webhook_redis_add_write(void *privdata)
-{
-    ngx_http_webhook_redis_t  *rd = privdata;
-
-    ngx_http_webhook_redis_event(rd, rd->connection->write, NGX_WRITE_EVENT,
-                                 1);
-}
-
-
-static void
-ngx_http_webhook_redis_del_write(void *privdata)
-{
-    ngx_http_webhook_redis_t  *rd = privdata;
-
-    ngx_http_webhook_redis_event(rd, rd->connection->write, NGX_WRITE_EVENT,
-                                 0);
-}
-
-
-/* hiredis calls the hooks again and again: they must be idempotent */
-
-static void
-ngx_http_webhook_redis_event(ngx_http_webhook_redis_t *rd, ngx_event_t *ev,
-    ngx_int_t event, ngx_uint_t add)
-{
-    if (add && !ev->active) {
-        if (ngx_add_event(ev, event, 0) != NGX_OK) {
-            ngx_log_error(NGX_LOG_ALERT, rd->log, 0,
-                          "webhook: adding a redis event failed");
+        if (cmd->reply) {
+            freeReplyObject(cmd->reply);
+            cmd->reply = NULL;
         }
 
-    } else if (!add && ev->active) {
-        (void) ngx_del_event(ev, event, 0);
+        if (cmd->kind != ngx_http_webhook_redis_request) {
+            ngx_free(cmd);
+            continue;
+        }
+
+        ngx_http_webhook_redis_call(rd, cmd, NULL,
+                                    NGX_HTTP_WEBHOOK_REDIS_LOST);
     }
-}
-
-
-static void
-ngx_http_webhook_redis_cleanup(void *privdata)
-{
-    ngx_http_webhook_redis_t  *rd = privdata;
-
-    if (rd->connection == NULL) {
-        return;
-    }
-
-    ngx_close_connection(rd->connection);
-
-    /* redisFree() must not close the descriptor a second time */
-    rd->ac->c.fd = -1;
-
-    rd->connection = NULL;
-    rd->ac = NULL;
-    rd->ready = 0;
-
-    if (rd->connect_timer.timer_set) {
-        ngx_del_timer(&rd->connect_timer);
-    }
-
-    ngx_http_webhook_redis_schedule(rd);
 }
