@@ -262,6 +262,7 @@ sub new {
         dir      => WebhookTest::make_dir('redis'),
         password => $o{password},
         unixsocket => $o{unixsocket},
+        tls      => $o{tls},
         extra    => $o{extra} || [],
         owner    => $$,
     }, $class;
@@ -279,8 +280,18 @@ sub running { defined $_[0]{pid} }
 sub start {
     my ($self) = @_;
     die "redis already running\n" if $self->{pid};
+    # tls => { cert, key, ca, auth_clients, client_cert, client_key }: the
+    # TLS port only (--port 0); cli() talks TLS with the CA (and the client
+    # certificate when Redis asks for one)
+    my $t = $self->{tls};
+    my @port = $t
+        ? ('--port', 0, '--tls-port', $self->{port},
+           '--tls-cert-file', $t->{cert}, '--tls-key-file', $t->{key},
+           '--tls-ca-cert-file', $t->{ca},
+           '--tls-auth-clients', $t->{auth_clients} // 'no')
+        : ('--port', $self->{port});
     my @cmd = ($REDIS_SERVER,
-        '--port', $self->{port}, '--bind', '127.0.0.1',
+        @port, '--bind', '127.0.0.1',
         '--save', '', '--appendonly', 'no',
         '--dir', $self->{dir}, '--daemonize', 'no',
         '--logfile', "$self->{dir}/redis.log",
@@ -335,6 +346,11 @@ sub cli {
     my ($self, @args) = @_;
     my %o = ref $args[0] eq 'HASH' ? %{ shift @args } : ();
     my @cmd = ($REDIS_CLI, '-h', '127.0.0.1', '-p', $self->{port});
+    if (my $t = $self->{tls}) {
+        push @cmd, '--tls', '--cacert', $t->{ca};
+        push @cmd, '--cert', $t->{client_cert}, '--key', $t->{client_key}
+            if $t->{client_cert};
+    }
     push @cmd, '-n', $o{db} if defined $o{db};
     push @cmd, '-a', $self->{password}, '--no-auth-warning' if defined $self->{password};
     my ($rc, $out) = WebhookTest::run_cmd([@cmd, @args], timeout => $o{timeout} // 20);
