@@ -17,7 +17,8 @@
 #include "ngx_http_webhook_directives.h"
 
 
-#define NGX_HTTP_WEBHOOK_REDIS_PORT  6379
+#define NGX_HTTP_WEBHOOK_REDIS_PORT     6379
+#define NGX_HTTP_WEBHOOK_SENTINEL_PORT  26379
 
 /* a unix socket path, null-terminated in sun_path */
 #define NGX_HTTP_WEBHOOK_UNIX_PATH_MAX                                       \
@@ -132,6 +133,80 @@ ngx_http_webhook_redis_password_file(ngx_conf_t *cf, ngx_command_t *cmd,
 
     return ngx_http_webhook_read_secret(cf, &cmd->name, &value[1],
                                         &wmcf->user, &wmcf->password);
+}
+
+
+/* webhook_redis_sentinel <master-name> host:port [host:port ...] */
+
+char *
+ngx_http_webhook_redis_sentinel(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_webhook_main_conf_t  *wmcf = conf;
+
+    ngx_url_t    u;
+    ngx_str_t   *value;
+    ngx_addr_t  *addr;
+    ngx_uint_t   i;
+
+    if (wmcf->sentinels) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    wmcf->sentinel_name = value[1];
+
+    wmcf->sentinels = ngx_array_create(cf->pool, cf->args->nelts - 2,
+                                       sizeof(ngx_addr_t));
+    if (wmcf->sentinels == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        ngx_memzero(&u, sizeof(ngx_url_t));
+
+        u.url = value[i];
+        u.default_port = NGX_HTTP_WEBHOOK_SENTINEL_PORT;
+
+        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.uri.len
+            || u.naddrs == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": %s in \"%V\"",
+                               &cmd->name, u.err ? u.err : "no address",
+                               &u.url);
+            return NGX_CONF_ERROR;
+        }
+
+        addr = ngx_array_push(wmcf->sentinels);
+        if (addr == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *addr = u.addrs[0];
+        addr->name = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_webhook_redis_sentinel_password_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf)
+{
+    ngx_http_webhook_main_conf_t  *wmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (wmcf->sentinel_password.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    return ngx_http_webhook_read_secret(cf, &cmd->name, &value[1],
+                                        &wmcf->sentinel_user,
+                                        &wmcf->sentinel_password);
 }
 
 

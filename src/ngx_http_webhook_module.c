@@ -119,6 +119,20 @@ static ngx_command_t  ngx_http_webhook_commands[] = {
       offsetof(ngx_http_webhook_main_conf_t, timeout),
       NULL },
 
+    { ngx_string("webhook_redis_sentinel"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_webhook_redis_sentinel,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_redis_sentinel_password_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_redis_sentinel_password_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("webhook_redis_wait"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
       ngx_http_webhook_redis_wait,
@@ -409,21 +423,39 @@ ngx_http_webhook_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (wmcf->sentinels && wmcf->addr_text.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"webhook_redis\" and \"webhook_redis_sentinel\" "
+                           "are exclusive: with Sentinel, the sentinels name "
+                           "the primary");
+        return NGX_CONF_ERROR;
+    }
+
+    if (wmcf->sentinels) {
+        /* until a sentinel names the primary */
+        wmcf->addr_text = wmcf->sentinel_name;
+    }
+
     ngx_conf_init_value(wmcf->wait_replicas, 0);
     ngx_conf_init_msec_value(wmcf->wait_timeout,
-                             ngx_min(1000, wmcf->timeout / 2));
+                             ngx_min(500, wmcf->timeout / 4));
 
-    /* WAIT must answer before the requests behind it time out */
+    /*
+     * a write sent while a WAIT blocks the connection waits for it, then
+     * for its own WAIT: both must answer before the request times out
+     */
 
     if (wmcf->wait_replicas
-        && wmcf->wait_timeout + NGX_HTTP_WEBHOOK_WAIT_SLACK >= wmcf->timeout)
+        && 2 * (wmcf->wait_timeout + NGX_HTTP_WEBHOOK_WAIT_SLACK)
+           >= wmcf->timeout)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"webhook_redis_wait\": the timeout (%M ms) "
-                           "must be below webhook_redis_timeout (%M ms) "
-                           "minus %d ms (Redis's own timer granularity)",
-                           wmcf->wait_timeout, wmcf->timeout,
-                           NGX_HTTP_WEBHOOK_WAIT_SLACK);
+                           "must be below half of webhook_redis_timeout "
+                           "(%M ms) minus %d ms (Redis's own timer "
+                           "granularity): a write may wait for the WAIT "
+                           "before its own", wmcf->wait_timeout,
+                           wmcf->timeout, NGX_HTTP_WEBHOOK_WAIT_SLACK);
         return NGX_CONF_ERROR;
     }
 
@@ -549,9 +581,10 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (wmcf->addr_text.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%s\" requires \"webhook_redis\" in the http "
-                           "block", conf->receive ? "webhook_receive"
-                                                  : "webhook_status");
+                           "\"%s\" requires \"webhook_redis\" (or "
+                           "\"webhook_redis_sentinel\") in the http block",
+                           conf->receive ? "webhook_receive"
+                                         : "webhook_status");
         return NGX_CONF_ERROR;
     }
 

@@ -67,6 +67,10 @@ typedef struct {
     ngx_str_t                    password;
     ngx_msec_t                   connect_timeout;
     ngx_msec_t                   timeout;
+    ngx_str_t                    sentinel_name;   /* of the master */
+    ngx_array_t                 *sentinels;       /* of ngx_addr_t */
+    ngx_str_t                    sentinel_user;
+    ngx_str_t                    sentinel_password;
     ngx_int_t                    wait_replicas;   /* 0: no WAIT */
     ngx_msec_t                   wait_timeout;
 

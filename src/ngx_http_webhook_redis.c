@@ -36,7 +36,14 @@ static void ngx_http_webhook_redis_role(ngx_http_webhook_redis_t *rd,
     redisReply *reply);
 static void ngx_http_webhook_redis_call(ngx_http_webhook_redis_t *rd,
     ngx_http_webhook_cmd_t *cmd, redisReply *reply, ngx_uint_t failure);
-static ngx_uint_t ngx_http_webhook_redis_noscript(redisReply *reply);
+static ngx_uint_t ngx_http_webhook_redis_error_is(redisReply *reply,
+    char *prefix, size_t len);
+static ngx_uint_t ngx_http_webhook_redis_role_is_master(redisReply *reply);
+
+#define ngx_http_webhook_redis_noscript(reply)                               \
+    ngx_http_webhook_redis_error_is(reply, "NOSCRIPT", sizeof("NOSCRIPT") - 1)
+#define ngx_http_webhook_redis_readonly(reply)                               \
+    ngx_http_webhook_redis_error_is(reply, "READONLY", sizeof("READONLY") - 1)
 
 
 ngx_http_webhook_redis_t  *ngx_http_webhook_redis_conn;
@@ -81,6 +88,25 @@ ngx_http_webhook_redis_init(ngx_cycle_t *cycle,
 
     ngx_time_update();
 
+    if (wmcf->sentinels) {
+        /* the sentinels name the primary */
+
+        rd->addr_text = wmcf->sentinel_name;
+
+        if (ngx_http_webhook_sentinel_init(rd, cycle) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_webhook_sentinel_discover(rd);
+
+        return NGX_OK;
+    }
+
+    rd->addr_text = wmcf->addr_text;
+    rd->sockaddr = wmcf->sockaddr;
+    rd->socklen = wmcf->socklen;
+    rd->host = wmcf->host;
+
     ngx_http_webhook_redis_connect(rd);
 
     return NGX_OK;
@@ -102,6 +128,7 @@ ngx_http_webhook_redis_exit(ngx_cycle_t *cycle)
 
     rd->exiting = 1;
 
+    ngx_http_webhook_sentinel_close(rd);
     ngx_http_webhook_redis_close(rd, 0);
 
     ngx_free(rd->out);
@@ -404,7 +431,7 @@ ngx_http_webhook_redis_dispatch(ngx_http_webhook_redis_t *rd,
         /* "max number of clients reached" and the like, then a close */
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "webhook: redis at %V sent a reply with no command "
-                      "waiting: %*s", &rd->wmcf->addr_text,
+                      "waiting: %*s", &rd->addr_text,
                       reply->type == REDIS_REPLY_ERROR ? (size_t) reply->len
                                                        : 0, reply->str);
         freeReplyObject(reply);
@@ -429,6 +456,8 @@ static void
 ngx_http_webhook_redis_answer(ngx_http_webhook_redis_t *rd,
     ngx_http_webhook_cmd_t *cmd, redisReply *reply)
 {
+    ngx_uint_t  gen;
+
     if (cmd->handler == NULL) {
         /* its request went away (timed out or closed) */
         freeReplyObject(reply);
@@ -463,6 +492,24 @@ ngx_http_webhook_redis_answer(ngx_http_webhook_redis_t *rd,
         /* answered once the replicas have it too */
         cmd->reply = reply;
         ngx_queue_insert_tail(&rd->held, &cmd->queue);
+        return;
+    }
+
+    if (rd->sentinel && ngx_http_webhook_redis_readonly(reply)) {
+        /* a replica now: the sentinels are asked for the primary */
+
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "webhook: redis at %V is read-only (no longer the "
+                      "primary), asking the sentinels", &rd->addr_text);
+
+        gen = rd->generation;
+
+        ngx_http_webhook_redis_call(rd, cmd, reply, 0);
+
+        if (gen == rd->generation) {
+            ngx_http_webhook_redis_close(rd, 1);
+        }
+
         return;
     }
 
@@ -525,6 +572,23 @@ ngx_http_webhook_redis_step_reply(ngx_http_webhook_redis_t *rd,
             ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                           "webhook: redis %s failed: %*s", name,
                           (size_t) reply->len, reply->str);
+            freeReplyObject(reply);
+            ngx_http_webhook_redis_close(rd, 1);
+            return;
+        }
+
+        if (kind == ngx_http_webhook_redis_role_check
+            && !ngx_http_webhook_redis_role_is_master(reply))
+        {
+            ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                          "webhook: redis at %V is not the primary (ROLE "
+                          "%*s), asking the sentinels again", &rd->addr_text,
+                          reply->type == REDIS_REPLY_ARRAY
+                          && reply->elements
+                          && reply->element[0]->type == REDIS_REPLY_STRING
+                          ? (size_t) reply->element[0]->len : 0,
+                          reply->type == REDIS_REPLY_ARRAY && reply->elements
+                          ? reply->element[0]->str : NULL);
             freeReplyObject(reply);
             ngx_http_webhook_redis_close(rd, 1);
             return;
@@ -595,6 +659,13 @@ ngx_http_webhook_redis_waited(ngx_http_webhook_redis_t *rd,
     }
 
     gen = rd->generation;
+    rd->waiting = 0;
+
+    /* the writes sent while it waited: the next WAIT */
+
+    if (rd->unwaited) {
+        ngx_http_webhook_redis_flush(rd);
+    }
 
     while (!ngx_queue_empty(&rd->held)) {
         q = ngx_queue_head(&rd->held);
@@ -637,7 +708,7 @@ ngx_http_webhook_redis_role(ngx_http_webhook_redis_t *rd, redisReply *reply)
                       "webhook: redis at %V has %i connected replicas, "
                       "webhook_redis_wait asks for %i: no write is "
                       "acknowledged until enough replicas are back",
-                      &rd->wmcf->addr_text, replicas,
+                      &rd->addr_text, replicas,
                       rd->wmcf->wait_replicas);
     }
 
@@ -646,12 +717,47 @@ ngx_http_webhook_redis_role(ngx_http_webhook_redis_t *rd, redisReply *reply)
 
 
 static ngx_uint_t
-ngx_http_webhook_redis_noscript(redisReply *reply)
+ngx_http_webhook_redis_error_is(redisReply *reply, char *prefix, size_t len)
 {
     return reply->type == REDIS_REPLY_ERROR
-           && reply->len >= sizeof("NOSCRIPT") - 1
-           && ngx_strncmp(reply->str, "NOSCRIPT", sizeof("NOSCRIPT") - 1)
-              == 0;
+           && reply->len >= len
+           && ngx_strncmp(reply->str, prefix, len) == 0;
+}
+
+
+static ngx_uint_t
+ngx_http_webhook_redis_role_is_master(redisReply *reply)
+{
+    return reply->type == REDIS_REPLY_ARRAY && reply->elements
+           && reply->element[0]->type == REDIS_REPLY_STRING
+           && reply->element[0]->len == sizeof("master") - 1
+           && ngx_strncmp(reply->element[0]->str, "master",
+                          sizeof("master") - 1) == 0;
+}
+
+
+/* for the status: the primary, and the sentinel that named it */
+
+void
+ngx_http_webhook_redis_addresses(ngx_str_t *primary, ngx_str_t *sentinel)
+{
+    ngx_str_t                 *s;
+    ngx_http_webhook_redis_t  *rd;
+
+    rd = ngx_http_webhook_redis_conn;
+
+    ngx_str_null(sentinel);
+
+    if (rd == NULL) {
+        return;
+    }
+
+    *primary = rd->addr_text;
+
+    s = ngx_http_webhook_sentinel_name(rd);
+    if (s) {
+        *sentinel = *s;
+    }
 }
 
 

@@ -59,6 +59,10 @@ void ngx_http_webhook_redis_cancel(ngx_http_webhook_cmd_t *cmd);
 void ngx_http_webhook_redis_timed_out(void);
 ngx_uint_t ngx_http_webhook_redis_up(void);
 ngx_uint_t ngx_http_webhook_redis_failure(void);
+/* the primary connected to (or the configured address), and the sentinel
+ * that named it (empty without Sentinel) */
+void ngx_http_webhook_redis_addresses(ngx_str_t *primary,
+    ngx_str_t *sentinel);
 
 #if (NGX_SSL)
 extern ngx_conf_bitmask_t  ngx_http_webhook_redis_ssl_protocols[];

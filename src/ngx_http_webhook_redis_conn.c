@@ -81,20 +81,18 @@ ngx_http_webhook_redis_connect(ngx_http_webhook_redis_t *rd)
 static ngx_int_t
 ngx_http_webhook_redis_open(ngx_http_webhook_redis_t *rd)
 {
-    ngx_int_t                      rc;
-    ngx_err_t                      err;
-    ngx_connection_t              *c;
-    ngx_peer_connection_t         *pc;
-    ngx_http_webhook_main_conf_t  *wmcf;
+    ngx_int_t               rc;
+    ngx_err_t               err;
+    ngx_connection_t       *c;
+    ngx_peer_connection_t  *pc;
 
-    wmcf = rd->wmcf;
     pc = &rd->peer;
 
     ngx_memzero(pc, sizeof(ngx_peer_connection_t));
 
-    pc->sockaddr = wmcf->sockaddr;
-    pc->socklen = wmcf->socklen;
-    pc->name = &wmcf->addr_text;
+    pc->sockaddr = rd->sockaddr;
+    pc->socklen = rd->socklen;
+    pc->name = &rd->addr_text;
     pc->get = ngx_event_get_peer;
     pc->log = rd->log;
     pc->log_error = NGX_ERROR_ERR;
@@ -143,7 +141,7 @@ ngx_http_webhook_redis_log_failed(ngx_http_webhook_redis_t *rd,
 
     ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                   "webhook: redis connect to %V failed: %*s",
-                  &rd->wmcf->addr_text, p - msg, msg);
+                  &rd->addr_text, p - msg, msg);
 }
 
 
@@ -237,6 +235,20 @@ ngx_http_webhook_redis_setup_steps(ngx_http_webhook_redis_t *rd)
         }
     }
 
+    /* what a sentinel names is checked before anything is written */
+
+    if (rd->sentinel) {
+        argv[0] = "ROLE";
+        argvlen[0] = 4;
+
+        if (ngx_http_webhook_redis_step(rd, ngx_http_webhook_redis_role_check,
+                                        "ROLE", 1, argv, argvlen)
+            == NULL)
+        {
+            return NGX_ERROR;
+        }
+    }
+
     argv[0] = "SCRIPT";
     argvlen[0] = 6;
     argv[1] = "LOAD";
@@ -286,7 +298,7 @@ ngx_http_webhook_redis_set_ready(ngx_http_webhook_redis_t *rd)
     level = rd->quiet ? NGX_LOG_INFO : NGX_LOG_NOTICE;
 
     ngx_log_error(level, rd->log, 0, "webhook: connected to redis at %V",
-                  &rd->wmcf->addr_text);
+                  &rd->addr_text);
 
     rd->quiet = 0;
 }
@@ -373,8 +385,16 @@ ngx_http_webhook_redis_send(ngx_http_webhook_redis_t *rd)
     c = rd->connection;
     wmcf = rd->wmcf;
 
-    if (wmcf->wait_replicas && rd->unwaited) {
+    /*
+     * one WAIT at a time: Redis blocks the connection while it waits, a
+     * second WAIT behind it would add its own timeout to every command
+     * sent meanwhile; those are covered by the next WAIT, sent once this
+     * one has answered
+     */
+
+    if (wmcf->wait_replicas && rd->unwaited && !rd->waiting) {
         rd->unwaited = 0;
+        rd->waiting = 1;
 
         argv[0] = "WAIT";
         argvlen[0] = 4;
@@ -510,13 +530,13 @@ ngx_http_webhook_redis_closed(ngx_http_webhook_redis_t *rd, ngx_err_t err)
     if (!ngx_queue_empty(&rd->sent) || !ngx_queue_empty(&rd->held)) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "webhook: redis connection to %V lost: %*s",
-                      &rd->wmcf->addr_text, p - msg, msg);
+                      &rd->addr_text, p - msg, msg);
 
     } else {
         /* nothing was waiting: "timeout" in redis.conf, a normal event */
         ngx_log_error(NGX_LOG_INFO, rd->log, 0,
                       "webhook: redis closed the idle connection to %V "
-                      "(%*s), reconnecting", &rd->wmcf->addr_text,
+                      "(%*s), reconnecting", &rd->addr_text,
                       p - msg, msg);
 
         rd->idle_closed = 1;
@@ -571,6 +591,7 @@ ngx_http_webhook_redis_close(ngx_http_webhook_redis_t *rd, ngx_uint_t lost)
     rd->state = ngx_http_webhook_redis_disconnected;
     rd->generation++;
     rd->unwaited = 0;
+    rd->waiting = 0;
     rd->out_pos = 0;
     rd->out_len = 0;
 
@@ -616,28 +637,36 @@ ngx_http_webhook_redis_timer(ngx_event_t *ev)
     switch (rd->state) {
 
     case ngx_http_webhook_redis_disconnected:
-        if (!rd->exiting) {
-            ngx_http_webhook_redis_connect(rd);
+        if (rd->exiting) {
+            return;
         }
+
+        if (rd->sentinel) {
+            /* the primary may have moved: ask again */
+            ngx_http_webhook_sentinel_discover(rd);
+            return;
+        }
+
+        ngx_http_webhook_redis_connect(rd);
         return;
 
     case ngx_http_webhook_redis_connecting:
         ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
                       "webhook: redis connect to %V timed out",
-                      &rd->wmcf->addr_text);
+                      &rd->addr_text);
         break;
 
     case ngx_http_webhook_redis_tls:
         /* a peer that accepts and never answers: a proxy, a hung Redis */
         ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
                       "webhook: redis TLS handshake with %V timed out",
-                      &rd->wmcf->addr_text);
+                      &rd->addr_text);
         break;
 
     case ngx_http_webhook_redis_handshake:
         ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
                       "webhook: redis handshake with %V timed out",
-                      &rd->wmcf->addr_text);
+                      &rd->addr_text);
         break;
 
     default: /* ready: no timer */

@@ -47,7 +47,8 @@ typedef enum {
     ngx_http_webhook_redis_setup,         /* a step of the handshake */
     ngx_http_webhook_redis_ready_step,    /* the last step */
     ngx_http_webhook_redis_wait_step,     /* WAIT after a write pass */
-    ngx_http_webhook_redis_role_step      /* ROLE after a short WAIT */
+    ngx_http_webhook_redis_role_step,     /* ROLE after a short WAIT */
+    ngx_http_webhook_redis_role_check     /* ROLE: the primary? */
 } ngx_http_webhook_redis_kind_e;
 
 
@@ -67,8 +68,18 @@ struct ngx_http_webhook_cmd_s {
 };
 
 
+typedef struct ngx_http_webhook_sentinel_s  ngx_http_webhook_sentinel_t;
+
+
 typedef struct {
     ngx_http_webhook_redis_state_e  state;
+    ngx_str_t                       addr_text;  /* of the primary */
+    struct sockaddr                *sockaddr;
+    socklen_t                       socklen;
+    ngx_str_t                       host;       /* its address, for TLS */
+    ngx_sockaddr_t                  sockaddr_buf;
+    u_char                          addr_buf[NGX_SOCKADDR_STRLEN];
+    ngx_http_webhook_sentinel_t    *sentinel;   /* NULL: no Sentinel */
     ngx_peer_connection_t           peer;
     ngx_connection_t               *connection;
     redisReader                    *reader;
@@ -90,6 +101,7 @@ typedef struct {
     ngx_int_t                       replicas;  /* last known by ROLE */
     ngx_uint_t                      failure;   /* of the handler called */
 
+    unsigned                        waiting:1;      /* a WAIT sent */
     unsigned                        exiting:1;
     unsigned                        was_up:1;
     unsigned                        idle_closed:1;  /* by Redis */
@@ -119,6 +131,13 @@ void ngx_http_webhook_redis_shrink(ngx_http_webhook_redis_t *rd);
 void ngx_http_webhook_redis_dispatch(ngx_http_webhook_redis_t *rd,
     redisReply *reply);
 void ngx_http_webhook_redis_fail_all(ngx_http_webhook_redis_t *rd);
+
+/* ngx_http_webhook_redis_sentinel.c */
+ngx_int_t ngx_http_webhook_sentinel_init(ngx_http_webhook_redis_t *rd,
+    ngx_cycle_t *cycle);
+void ngx_http_webhook_sentinel_discover(ngx_http_webhook_redis_t *rd);
+void ngx_http_webhook_sentinel_close(ngx_http_webhook_redis_t *rd);
+ngx_str_t *ngx_http_webhook_sentinel_name(ngx_http_webhook_redis_t *rd);
 
 #if (NGX_SSL)
 /* ngx_http_webhook_redis_ssl.c */

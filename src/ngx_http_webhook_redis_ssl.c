@@ -125,21 +125,26 @@ ngx_http_webhook_redis_ssl_conf(ngx_conf_t *cf,
     cln->handler = ngx_ssl_cleanup_ctx;
     cln->data = ssl;
 
-    if (wmcf->ssl_certificate.len
-        && ngx_ssl_certificate(cf, ssl, &wmcf->ssl_certificate,
-                               &wmcf->ssl_certificate_key, NULL)
-           != NGX_OK)
+    if ((wmcf->ssl_certificate.len
+         && ngx_ssl_certificate(cf, ssl, &wmcf->ssl_certificate,
+                                &wmcf->ssl_certificate_key, NULL)
+            != NGX_OK)
+        || (wmcf->ssl_trusted_certificate.len
+            && ngx_ssl_trusted_certificate(cf, ssl,
+                                           &wmcf->ssl_trusted_certificate,
+                                           NGX_HTTP_WEBHOOK_SSL_DEPTH)
+               != NGX_OK))
     {
+        ngx_ssl_cleanup_ctx(ssl);
+        cln->handler = NULL;
         return NGX_CONF_ERROR;
     }
 
-    if (wmcf->ssl_trusted_certificate.len
-        && ngx_ssl_trusted_certificate(cf, ssl,
-                                       &wmcf->ssl_trusted_certificate,
-                                       NGX_HTTP_WEBHOOK_SSL_DEPTH)
-           != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
+    if (ngx_test_config) {
+        /* checked; nginx -t exits without destroying its pools */
+        ngx_ssl_cleanup_ctx(ssl);
+        cln->handler = NULL;
+        return NGX_CONF_OK;
     }
 
     wmcf->ssl_ctx = ssl;
@@ -168,7 +173,8 @@ ngx_http_webhook_redis_ssl_init(ngx_http_webhook_redis_t *rd)
         return NGX_ERROR;
     }
 
-    name = &wmcf->ssl_name;
+    /* with Sentinel and no name set: the address the sentinel named */
+    name = wmcf->ssl_name.len ? &wmcf->ssl_name : &rd->host;
 
     /* no SNI for an address (RFC 6066) */
 
@@ -209,7 +215,7 @@ ngx_http_webhook_redis_ssl_handshaked(ngx_connection_t *c)
         /* OpenSSL's reason is in the line nginx logged before */
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "webhook: redis TLS handshake with %V failed",
-                      &rd->wmcf->addr_text);
+                      &rd->addr_text);
         ngx_http_webhook_redis_close(rd, 0);
         return;
     }
@@ -229,25 +235,25 @@ static ngx_int_t
 ngx_http_webhook_redis_ssl_verify(ngx_http_webhook_redis_t *rd,
     ngx_connection_t *c)
 {
-    long  rc;
+    long        rc;
+    ngx_str_t  *name;
 
     rc = SSL_get_verify_result(c->ssl->connection);
 
     if (rc != X509_V_OK) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "webhook: redis TLS certificate of %V does not "
-                      "verify: (%l:%s)", &rd->wmcf->addr_text, rc,
+                      "verify: (%l:%s)", &rd->addr_text, rc,
                       X509_verify_cert_error_string(rc));
         return NGX_ERROR;
     }
 
-    if (ngx_http_webhook_redis_ssl_check_name(c, &rd->wmcf->ssl_name)
-        != NGX_OK)
-    {
+    name = rd->wmcf->ssl_name.len ? &rd->wmcf->ssl_name : &rd->host;
+
+    if (ngx_http_webhook_redis_ssl_check_name(c, name) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "webhook: redis TLS certificate of %V does not match "
-                      "the name \"%V\"", &rd->wmcf->addr_text,
-                      &rd->wmcf->ssl_name);
+                      "the name \"%V\"", &rd->addr_text, name);
         return NGX_ERROR;
     }
 

@@ -31,14 +31,14 @@ sub conf_t {
 }
 
 subtest 'nginx -t' => sub {
-    my ($rc, $out) = conf_t("webhook_redis_timeout 1s;\nwebhook_redis_wait 1 950ms;");
-    isnt($rc, 0, 'a WAIT timeout within 100 ms of webhook_redis_timeout: refused');
-    like($out, qr/"webhook_redis_wait": the timeout \(950 ms\) must be below webhook_redis_timeout \(1000 ms\) minus 100 ms/,
+    my ($rc, $out) = conf_t("webhook_redis_timeout 1s;\nwebhook_redis_wait 1 400ms;");
+    isnt($rc, 0, 'twice the WAIT timeout and 100 ms not below webhook_redis_timeout: refused');
+    like($out, qr/"webhook_redis_wait": the timeout \(400 ms\) must be below half of webhook_redis_timeout \(1000 ms\) minus 100 ms/,
         '... saying why');
-    ($rc, $out) = conf_t("webhook_redis_timeout 1s;\nwebhook_redis_wait 1 850ms;");
-    is($rc, 0, '850 ms with a timeout of 1 s: accepted') or diag $out;
+    ($rc, $out) = conf_t("webhook_redis_timeout 1s;\nwebhook_redis_wait 1 350ms;");
+    is($rc, 0, '350 ms with a timeout of 1 s: accepted') or diag $out;
     ($rc, $out) = conf_t("webhook_redis_wait 1;");
-    is($rc, 0, 'the default timeout (1 s with webhook_redis_timeout 2 s): accepted') or diag $out;
+    is($rc, 0, 'the default timeout (500 ms with webhook_redis_timeout 2 s): accepted') or diag $out;
     ($rc, $out) = conf_t("webhook_redis_wait 0;");
     isnt($rc, 0, 'webhook_redis_wait 0: refused');
     ($rc, $out) = conf_t("webhook_redis_wait 1 0;");
