@@ -27,6 +27,8 @@ static char *ngx_http_webhook_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_webhook_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static ngx_int_t ngx_http_webhook_redis_resolver(ngx_conf_t *cf,
+    ngx_http_webhook_main_conf_t *wmcf);
 static ngx_int_t ngx_http_webhook_add_queue(ngx_conf_t *cf,
     ngx_http_webhook_main_conf_t *wmcf, ngx_http_webhook_loc_conf_t *wlcf);
 
@@ -436,6 +438,10 @@ ngx_http_webhook_init_main_conf(ngx_conf_t *cf, void *conf)
         wmcf->addr_text = wmcf->sentinel_name;
     }
 
+    if (ngx_http_webhook_redis_resolver(cf, wmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     ngx_conf_init_value(wmcf->wait_replicas, 0);
     ngx_conf_init_msec_value(wmcf->wait_timeout,
                              ngx_min(500, wmcf->timeout / 4));
@@ -648,6 +654,51 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * With nginx's resolver in the http block, a host name in webhook_redis
+ * is resolved again at each connect (managed Redis fails over by moving
+ * the address behind the name); it is resolved once at configuration
+ * time all the same, so that nginx -t checks it
+ */
+
+static ngx_int_t
+ngx_http_webhook_redis_resolver(ngx_conf_t *cf,
+    ngx_http_webhook_main_conf_t *wmcf)
+{
+    ngx_str_t                 *host;
+    ngx_http_core_loc_conf_t  *clcf;
+#if (NGX_HAVE_INET6)
+    u_char                     buf[16];
+#endif
+
+    host = &wmcf->host_name;
+
+    if (host->len == 0 || host->data[0] == '['
+        || ngx_inet_addr(host->data, host->len) != INADDR_NONE
+#if (NGX_HAVE_INET6)
+        || ngx_inet6_addr(host->data, host->len, buf) == NGX_OK
+#endif
+        )
+    {
+        return NGX_OK;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->resolver == NGX_CONF_UNSET_PTR || clcf->resolver == NULL
+        || clcf->resolver->connections.nelts == 0)
+    {
+        return NGX_OK;
+    }
+
+    wmcf->resolver = clcf->resolver;
+    wmcf->resolver_timeout = clcf->resolver_timeout == NGX_CONF_UNSET_MSEC
+                             ? 30000 : clcf->resolver_timeout;
+
+    return NGX_OK;
 }
 
 

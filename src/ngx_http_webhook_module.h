@@ -62,6 +62,8 @@ typedef struct {
     ngx_str_t                    unix_path;   /* null-terminated */
     struct sockaddr             *sockaddr;    /* to connect to */
     socklen_t                    socklen;
+    ngx_resolver_t              *resolver;    /* NULL: resolved once */
+    ngx_msec_t                   resolver_timeout;
     ngx_int_t                    db;
     ngx_str_t                    user;
     ngx_str_t                    password;

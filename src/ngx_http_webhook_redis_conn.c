@@ -23,6 +23,9 @@
 #define NGX_HTTP_WEBHOOK_READ_SIZE    16384
 
 
+static void ngx_http_webhook_redis_connect_to(ngx_http_webhook_redis_t *rd);
+static void ngx_http_webhook_redis_resolve(ngx_http_webhook_redis_t *rd);
+static void ngx_http_webhook_redis_resolved(ngx_resolver_ctx_t *ctx);
 static ngx_int_t ngx_http_webhook_redis_open(ngx_http_webhook_redis_t *rd);
 static void ngx_http_webhook_redis_connected(ngx_http_webhook_redis_t *rd);
 static ngx_int_t ngx_http_webhook_redis_setup_steps(
@@ -45,12 +48,34 @@ static u_char  ngx_http_webhook_redis_buf[NGX_HTTP_WEBHOOK_READ_SIZE];
 void
 ngx_http_webhook_redis_connect(ngx_http_webhook_redis_t *rd)
 {
-    ngx_int_t  rc;
-
     /* only the attempt right after an idle close is quiet */
 
     rd->quiet = rd->idle_closed;
     rd->idle_closed = 0;
+
+    rd->state = rd->wmcf->resolver ? ngx_http_webhook_redis_resolving
+                                   : ngx_http_webhook_redis_connecting;
+
+    /* queued first, written once connected */
+
+    if (ngx_http_webhook_redis_setup_steps(rd) != NGX_OK) {
+        ngx_http_webhook_redis_close(rd, 0);
+        return;
+    }
+
+    if (rd->state == ngx_http_webhook_redis_resolving) {
+        ngx_http_webhook_redis_resolve(rd);
+        return;
+    }
+
+    ngx_http_webhook_redis_connect_to(rd);
+}
+
+
+static void
+ngx_http_webhook_redis_connect_to(ngx_http_webhook_redis_t *rd)
+{
+    ngx_int_t  rc;
 
     rc = ngx_http_webhook_redis_open(rd);
 
@@ -65,16 +90,93 @@ ngx_http_webhook_redis_connect(ngx_http_webhook_redis_t *rd)
 
     ngx_add_timer(&rd->timer, rd->wmcf->connect_timeout);
 
-    /* queued first, written once connected */
+    if (rc == NGX_OK) {
+        ngx_http_webhook_redis_connected(rd);
+    }
+}
 
-    if (ngx_http_webhook_redis_setup_steps(rd) != NGX_OK) {
+
+/* nginx's resolver, for the address behind webhook_redis's name now */
+
+static void
+ngx_http_webhook_redis_resolve(ngx_http_webhook_redis_t *rd)
+{
+    ngx_resolver_ctx_t            *ctx;
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    wmcf = rd->wmcf;
+
+    ctx = ngx_resolve_start(wmcf->resolver, NULL);
+
+    if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "webhook: redis: resolving \"%V\" failed",
+                      &wmcf->host_name);
         ngx_http_webhook_redis_close(rd, 0);
         return;
     }
 
-    if (rc == NGX_OK) {
-        ngx_http_webhook_redis_connected(rd);
+    ctx->name = wmcf->host_name;
+    ctx->handler = ngx_http_webhook_redis_resolved;
+    ctx->data = rd;
+    ctx->timeout = wmcf->resolver_timeout;
+
+    rd->resolving = ctx;
+
+    /* the handler may run before this returns */
+
+    if (ngx_resolve_name(ctx) != NGX_OK) {
+        rd->resolving = NULL;
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "webhook: redis: resolving \"%V\" failed",
+                      &wmcf->host_name);
+        ngx_http_webhook_redis_close(rd, 0);
     }
+}
+
+
+static void
+ngx_http_webhook_redis_resolved(ngx_resolver_ctx_t *ctx)
+{
+    ngx_http_webhook_redis_t  *rd = ctx->data;
+
+    u_char                text[NGX_SOCKADDR_STRLEN];
+    ngx_uint_t            i;
+    ngx_resolver_addr_t  *addr;
+
+    if (ctx->state) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "webhook: redis: \"%V\" could not be resolved "
+                      "(%i: %s)", &ctx->name, ctx->state,
+                      ngx_resolver_strerror(ctx->state));
+
+        ngx_resolve_name_done(ctx);
+        rd->resolving = NULL;
+
+        ngx_http_webhook_redis_close(rd, 0);
+        return;
+    }
+
+    /* the addresses in turn, one a connect */
+
+    i = rd->next_addr++ % ctx->naddrs;
+    addr = &ctx->addrs[i];
+
+    ngx_memcpy(&rd->sockaddr_buf, addr->sockaddr, addr->socklen);
+    rd->sockaddr = &rd->sockaddr_buf.sockaddr;
+    rd->socklen = addr->socklen;
+    ngx_inet_set_port(rd->sockaddr, (in_port_t) rd->wmcf->port);
+
+    ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                  "webhook: redis: \"%V\" resolved to %*s", &ctx->name,
+                  ngx_sock_ntop(rd->sockaddr, rd->socklen, text,
+                                NGX_SOCKADDR_STRLEN, 0),
+                  text);
+
+    ngx_resolve_name_done(ctx);
+    rd->resolving = NULL;
+
+    ngx_http_webhook_redis_connect_to(rd);
 }
 
 
@@ -582,6 +684,11 @@ ngx_http_webhook_redis_close(ngx_http_webhook_redis_t *rd, ngx_uint_t lost)
     if (rd->reader) {
         redisReaderFree(rd->reader);
         rd->reader = NULL;
+    }
+
+    if (rd->resolving) {
+        ngx_resolve_name_done(rd->resolving);
+        rd->resolving = NULL;
     }
 
     if (rd->timer.timer_set) {

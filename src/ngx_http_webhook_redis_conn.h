@@ -24,6 +24,8 @@
  * The states, each with at most one timer (rd->timer):
  *
  *   disconnected  the backoff before the next attempt
+ *   resolving     the resolver's own (resolver_timeout), when nginx's
+ *                 resolver resolves webhook_redis's host name
  *   connecting    the connect timeout (TCP or unix socket connect)
  *   tls           the connect timeout goes on (the TLS handshake)
  *   handshake     the connect timeout goes on (AUTH, SELECT, SCRIPT LOAD)
@@ -34,6 +36,7 @@
 
 typedef enum {
     ngx_http_webhook_redis_disconnected = 0,
+    ngx_http_webhook_redis_resolving,
     ngx_http_webhook_redis_connecting,
     ngx_http_webhook_redis_tls,
     ngx_http_webhook_redis_handshake,
@@ -80,6 +83,8 @@ typedef struct {
     ngx_sockaddr_t                  sockaddr_buf;
     u_char                          addr_buf[NGX_SOCKADDR_STRLEN];
     ngx_http_webhook_sentinel_t    *sentinel;   /* NULL: no Sentinel */
+    ngx_resolver_ctx_t             *resolving;
+    ngx_uint_t                      next_addr;  /* of those resolved */
     ngx_peer_connection_t           peer;
     ngx_connection_t               *connection;
     redisReader                    *reader;

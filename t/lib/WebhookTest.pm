@@ -157,9 +157,9 @@ sub free_port {
 }
 
 sub port_open {
-    my ($port) = @_;
+    my ($port, $host) = @_;
     my $s = IO::Socket::INET->new(
-        PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp', Timeout => 1);
+        PeerAddr => $host // '127.0.0.1', PeerPort => $port, Proto => 'tcp', Timeout => 1);
     return 0 unless $s;
     close $s;
     return 1;
@@ -263,6 +263,7 @@ sub new {
         password => $o{password},
         unixsocket => $o{unixsocket},
         tls      => $o{tls},
+        bind     => $o{bind} // '127.0.0.1',
         extra    => $o{extra} || [],
         owner    => $$,
     }, $class;
@@ -274,7 +275,7 @@ sub new {
 sub port { $_[0]{port} }
 sub dir  { $_[0]{dir} }
 sub pid  { $_[0]{pid} }
-sub addr { '127.0.0.1:' . $_[0]{port} }
+sub addr { "$_[0]{bind}:$_[0]{port}" }
 sub running { defined $_[0]{pid} }
 
 sub start {
@@ -291,7 +292,7 @@ sub start {
            '--tls-auth-clients', $t->{auth_clients} // 'no')
         : ('--port', $self->{port});
     my @cmd = ($REDIS_SERVER,
-        @port, '--bind', '127.0.0.1',
+        @port, '--bind', $self->{bind},
         '--save', '', '--appendonly', 'no',
         '--dir', $self->{dir}, '--daemonize', 'no',
         '--logfile', "$self->{dir}/redis.log",
@@ -335,7 +336,7 @@ sub stop {
         waitpid($pid, 0);
     }
     # make sure nothing answers any more
-    WebhookTest::wait_until(sub { !WebhookTest::port_open($self->{port}) }, timeout => 5);
+    WebhookTest::wait_until(sub { !WebhookTest::port_open($self->{port}, $self->{bind}) }, timeout => 5);
 }
 
 sub restart { my $s = shift; $s->stop; $s->start }
@@ -345,7 +346,7 @@ sub restart { my $s = shift; $s->stop; $s->start }
 sub cli {
     my ($self, @args) = @_;
     my %o = ref $args[0] eq 'HASH' ? %{ shift @args } : ();
-    my @cmd = ($REDIS_CLI, '-h', '127.0.0.1', '-p', $self->{port});
+    my @cmd = ($REDIS_CLI, '-h', $self->{bind}, '-p', $self->{port});
     if (my $t = $self->{tls}) {
         push @cmd, '--tls', '--cacert', $t->{ca};
         push @cmd, '--cert', $t->{client_cert}, '--key', $t->{client_key}
