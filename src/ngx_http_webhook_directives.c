@@ -17,9 +17,10 @@
 #include "ngx_http_webhook_directives.h"
 
 
-#define NGX_HTTP_WEBHOOK_REDIS_PORT  6379
+#define NGX_HTTP_WEBHOOK_REDIS_PORT     6379
+#define NGX_HTTP_WEBHOOK_SENTINEL_PORT  26379
 
-/* hiredis copies at most this many bytes of a unix socket path */
+/* a unix socket path, null-terminated in sun_path */
 #define NGX_HTTP_WEBHOOK_UNIX_PATH_MAX                                       \
     (sizeof(((struct sockaddr_un *) 0)->sun_path) - 1)
 
@@ -31,9 +32,10 @@ ngx_http_webhook_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_webhook_main_conf_t  *wmcf = conf;
 
-    size_t      len;
-    ngx_url_t   u;
-    ngx_str_t  *value;
+    size_t               len;
+    ngx_url_t            u;
+    ngx_str_t           *value;
+    struct sockaddr_un  *sun;
 
     if (wmcf->addr_text.len) {
         return "is duplicate";
@@ -63,13 +65,21 @@ ngx_http_webhook_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                     wmcf->unix_path.len + 1);
         wmcf->port = 0;
 
+        sun = ngx_pcalloc(cf->pool, sizeof(struct sockaddr_un));
+        if (sun == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        sun->sun_family = AF_UNIX;
+        ngx_memcpy(sun->sun_path, wmcf->unix_path.data, wmcf->unix_path.len);
+
+        wmcf->sockaddr = (struct sockaddr *) sun;
+        wmcf->socklen = sizeof(struct sockaddr_un);
+
         return NGX_CONF_OK;
     }
 
-    /*
-     * resolved now: hiredis would resolve a name with a blocking
-     * getaddrinfo() in the worker
-     */
+    /* resolved now: a worker must not block on getaddrinfo() */
 
     ngx_memzero(&u, sizeof(ngx_url_t));
 
@@ -99,6 +109,9 @@ ngx_http_webhook_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     wmcf->host.data[len] = '\0';
     wmcf->host.len = len;
     wmcf->port = u.port;
+    wmcf->sockaddr = u.addrs[0].sockaddr;
+    wmcf->socklen = u.addrs[0].socklen;
+    wmcf->host_name = u.host;
 
     return NGX_CONF_OK;
 }
@@ -120,6 +133,124 @@ ngx_http_webhook_redis_password_file(ngx_conf_t *cf, ngx_command_t *cmd,
 
     return ngx_http_webhook_read_secret(cf, &cmd->name, &value[1],
                                         &wmcf->user, &wmcf->password);
+}
+
+
+/* webhook_redis_sentinel <master-name> host:port [host:port ...] */
+
+char *
+ngx_http_webhook_redis_sentinel(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_webhook_main_conf_t  *wmcf = conf;
+
+    ngx_url_t    u;
+    ngx_str_t   *value;
+    ngx_addr_t  *addr;
+    ngx_uint_t   i;
+
+    if (wmcf->sentinels) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    wmcf->sentinel_name = value[1];
+
+    wmcf->sentinels = ngx_array_create(cf->pool, cf->args->nelts - 2,
+                                       sizeof(ngx_addr_t));
+    if (wmcf->sentinels == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        ngx_memzero(&u, sizeof(ngx_url_t));
+
+        u.url = value[i];
+        u.default_port = NGX_HTTP_WEBHOOK_SENTINEL_PORT;
+
+        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.uri.len
+            || u.naddrs == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": %s in \"%V\"",
+                               &cmd->name, u.err ? u.err : "no address",
+                               &u.url);
+            return NGX_CONF_ERROR;
+        }
+
+        addr = ngx_array_push(wmcf->sentinels);
+        if (addr == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *addr = u.addrs[0];
+        addr->name = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_webhook_redis_sentinel_password_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf)
+{
+    ngx_http_webhook_main_conf_t  *wmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (wmcf->sentinel_password.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    return ngx_http_webhook_read_secret(cf, &cmd->name, &value[1],
+                                        &wmcf->sentinel_user,
+                                        &wmcf->sentinel_password);
+}
+
+
+/* webhook_redis_wait <numreplicas> [timeout] */
+
+char *
+ngx_http_webhook_redis_wait(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_webhook_main_conf_t  *wmcf = conf;
+
+    ngx_int_t   n;
+    ngx_msec_t  ms;
+    ngx_str_t  *value;
+
+    if (wmcf->wait_replicas != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    n = ngx_atoi(value[1].data, value[1].len);
+    if (n == NGX_ERROR || n == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": \"%V\" is not a number of replicas "
+                           "(1 or more)", &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    wmcf->wait_replicas = n;
+
+    if (cf->args->nelts == 3) {
+        ms = ngx_parse_time(&value[2], 0);
+        if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\": \"%V\" is not a timeout (0 would "
+                               "make Redis wait for ever)", &cmd->name,
+                               &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        wmcf->wait_timeout = ms;
+    }
+
+    return NGX_CONF_OK;
 }
 
 

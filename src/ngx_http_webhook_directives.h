@@ -15,6 +15,12 @@
 char *ngx_http_webhook_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_webhook_redis_password_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+char *ngx_http_webhook_redis_sentinel(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_webhook_redis_sentinel_password_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_webhook_redis_wait(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 char *ngx_http_webhook_set_handler(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_webhook_rejected(ngx_conf_t *cf, ngx_command_t *cmd,

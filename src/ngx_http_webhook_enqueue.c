@@ -624,11 +624,16 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     }
 
     if (reply == NULL) {
+        /* REPLICAS: in Redis, but not on enough replicas (WAIT) */
         return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                        ngx_http_webhook_unavailable,
                                        "unavailable",
-                                       "the queue is unavailable, "
-                                       "retry later");
+                                       ngx_http_webhook_redis_failure()
+                                       == NGX_HTTP_WEBHOOK_REDIS_REPLICAS
+                                       ? "the queue's replicas did not "
+                                         "acknowledge the event, retry later"
+                                       : "the queue is unavailable, "
+                                         "retry later");
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {

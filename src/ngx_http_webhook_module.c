@@ -28,11 +28,16 @@ static char *ngx_http_webhook_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_webhook_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static ngx_int_t ngx_http_webhook_redis_resolver(ngx_conf_t *cf,
+    ngx_http_webhook_main_conf_t *wmcf);
 static ngx_int_t ngx_http_webhook_add_queue(ngx_conf_t *cf,
     ngx_http_webhook_main_conf_t *wmcf, ngx_http_webhook_loc_conf_t *wlcf);
 
 /* Redis's time of the enqueue script for one event, measured */
 #define NGX_HTTP_WEBHOOK_EVENT_USEC  13
+
+/* Redis checks the timeouts of blocked clients about every 100 ms */
+#define NGX_HTTP_WEBHOOK_WAIT_SLACK  100
 
 
 static ngx_int_t ngx_http_webhook_init_process(ngx_cycle_t *cycle);
@@ -117,6 +122,80 @@ static ngx_command_t  ngx_http_webhook_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_webhook_main_conf_t, timeout),
       NULL },
+
+    { ngx_string("webhook_redis_sentinel"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_webhook_redis_sentinel,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_redis_sentinel_password_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_webhook_redis_sentinel_password_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("webhook_redis_wait"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_webhook_redis_wait,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+#if (NGX_SSL)
+
+    { ngx_string("webhook_redis_ssl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_webhook_main_conf_t, ssl),
+      NULL },
+
+    { ngx_string("webhook_redis_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_webhook_main_conf_t, ssl_verify),
+      NULL },
+
+    { ngx_string("webhook_redis_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_webhook_main_conf_t, ssl_trusted_certificate),
+      NULL },
+
+    { ngx_string("webhook_redis_ssl_name"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_webhook_main_conf_t, ssl_name),
+      NULL },
+
+    { ngx_string("webhook_redis_ssl_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_webhook_main_conf_t, ssl_certificate),
+      NULL },
+
+    { ngx_string("webhook_redis_ssl_certificate_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_webhook_main_conf_t, ssl_certificate_key),
+      NULL },
+
+    { ngx_string("webhook_redis_ssl_protocols"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_bitmask_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_webhook_main_conf_t, ssl_protocols),
+      &ngx_http_webhook_redis_ssl_protocols },
+
+#endif
 
     { ngx_string("webhook_receive"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
@@ -325,6 +404,14 @@ ngx_http_webhook_create_main_conf(ngx_conf_t *cf)
     wmcf->db = NGX_CONF_UNSET;
     wmcf->connect_timeout = NGX_CONF_UNSET_MSEC;
     wmcf->timeout = NGX_CONF_UNSET_MSEC;
+    wmcf->wait_replicas = NGX_CONF_UNSET;
+    wmcf->wait_timeout = NGX_CONF_UNSET_MSEC;
+
+#if (NGX_SSL)
+    wmcf->ssl = NGX_CONF_UNSET;
+    wmcf->ssl_verify = NGX_CONF_UNSET;
+    wmcf->ssl_protocols = 0;
+#endif
 
     if (ngx_array_init(&wmcf->queues, cf->pool, 4, sizeof(ngx_str_t))
         != NGX_OK)
@@ -350,6 +437,52 @@ ngx_http_webhook_init_main_conf(ngx_conf_t *cf, void *conf)
                            "\"webhook_redis_db\" must not be negative");
         return NGX_CONF_ERROR;
     }
+
+    if (wmcf->sentinels && wmcf->addr_text.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"webhook_redis\" and \"webhook_redis_sentinel\" "
+                           "are exclusive: with Sentinel, the sentinels name "
+                           "the primary");
+        return NGX_CONF_ERROR;
+    }
+
+    if (wmcf->sentinels) {
+        /* until a sentinel names the primary */
+        wmcf->addr_text = wmcf->sentinel_name;
+    }
+
+    if (ngx_http_webhook_redis_resolver(cf, wmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_init_value(wmcf->wait_replicas, 0);
+    ngx_conf_init_msec_value(wmcf->wait_timeout,
+                             ngx_min(500, wmcf->timeout / 4));
+
+    /*
+     * a write sent while a WAIT blocks the connection waits for it, then
+     * for its own WAIT: both must answer before the request times out
+     */
+
+    if (wmcf->wait_replicas
+        && 2 * (wmcf->wait_timeout + NGX_HTTP_WEBHOOK_WAIT_SLACK)
+           >= wmcf->timeout)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"webhook_redis_wait\": the timeout (%M ms) "
+                           "must be below half of webhook_redis_timeout "
+                           "(%M ms) minus %d ms (Redis's own timer "
+                           "granularity): a write may wait for the WAIT "
+                           "before its own", wmcf->wait_timeout,
+                           wmcf->timeout, NGX_HTTP_WEBHOOK_WAIT_SLACK);
+        return NGX_CONF_ERROR;
+    }
+
+#if (NGX_SSL)
+    if (ngx_http_webhook_redis_ssl_conf(cf, wmcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+#endif
 
     return NGX_CONF_OK;
 }
@@ -469,9 +602,10 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (wmcf->addr_text.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%s\" requires \"webhook_redis\" in the http "
-                           "block", conf->receive ? "webhook_receive"
-                                                  : "webhook_status");
+                           "\"%s\" requires \"webhook_redis\" (or "
+                           "\"webhook_redis_sentinel\") in the http block",
+                           conf->receive ? "webhook_receive"
+                                         : "webhook_status");
         return NGX_CONF_ERROR;
     }
 
@@ -535,6 +669,51 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * With nginx's resolver in the http block, a host name in webhook_redis
+ * is resolved again at each connect (managed Redis fails over by moving
+ * the address behind the name); it is resolved once at configuration
+ * time all the same, so that nginx -t checks it
+ */
+
+static ngx_int_t
+ngx_http_webhook_redis_resolver(ngx_conf_t *cf,
+    ngx_http_webhook_main_conf_t *wmcf)
+{
+    ngx_str_t                 *host;
+    ngx_http_core_loc_conf_t  *clcf;
+#if (NGX_HAVE_INET6)
+    u_char                     buf[16];
+#endif
+
+    host = &wmcf->host_name;
+
+    if (host->len == 0 || host->data[0] == '['
+        || ngx_inet_addr(host->data, host->len) != INADDR_NONE
+#if (NGX_HAVE_INET6)
+        || ngx_inet6_addr(host->data, host->len, buf) == NGX_OK
+#endif
+        )
+    {
+        return NGX_OK;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->resolver == NGX_CONF_UNSET_PTR || clcf->resolver == NULL
+        || clcf->resolver->connections.nelts == 0)
+    {
+        return NGX_OK;
+    }
+
+    wmcf->resolver = clcf->resolver;
+    wmcf->resolver_timeout = clcf->resolver_timeout == NGX_CONF_UNSET_MSEC
+                             ? 30000 : clcf->resolver_timeout;
+
+    return NGX_OK;
 }
 
 

@@ -58,13 +58,35 @@ typedef struct {
 typedef struct {
     ngx_str_t                    addr_text;   /* as configured */
     ngx_str_t                    host;        /* numeric, null-terminated */
+    ngx_str_t                    host_name;   /* as written, for TLS */
     ngx_int_t                    port;        /* 0 for a unix socket */
     ngx_str_t                    unix_path;   /* null-terminated */
+    struct sockaddr             *sockaddr;    /* to connect to */
+    socklen_t                    socklen;
+    ngx_resolver_t              *resolver;    /* NULL: resolved once */
+    ngx_msec_t                   resolver_timeout;
     ngx_int_t                    db;
     ngx_str_t                    user;
     ngx_str_t                    password;
     ngx_msec_t                   connect_timeout;
     ngx_msec_t                   timeout;
+    ngx_str_t                    sentinel_name;   /* of the master */
+    ngx_array_t                 *sentinels;       /* of ngx_addr_t */
+    ngx_str_t                    sentinel_user;
+    ngx_str_t                    sentinel_password;
+    ngx_int_t                    wait_replicas;   /* 0: no WAIT */
+    ngx_msec_t                   wait_timeout;
+
+#if (NGX_SSL)
+    ngx_flag_t                   ssl;
+    ngx_flag_t                   ssl_verify;
+    ngx_str_t                    ssl_trusted_certificate;
+    ngx_str_t                    ssl_name;        /* null-terminated */
+    ngx_str_t                    ssl_certificate;
+    ngx_str_t                    ssl_certificate_key;
+    ngx_uint_t                   ssl_protocols;
+    ngx_ssl_t                   *ssl_ctx;         /* NULL: no TLS */
+#endif
 
     ngx_array_t                  queues;      /* of ngx_str_t */
     ngx_uint_t                   used;        /* any webhook location */

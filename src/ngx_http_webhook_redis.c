@@ -2,10 +2,10 @@
 /*
  * Copyright (C) The ngx_http_webhook_module authors
  *
- * The Redis connection of a worker: hiredis's async API driven by
- * nginx's event loop (an adapter over an ngx_connection_t), the
- * handshake (AUTH, SELECT, SCRIPT LOAD), the connect timeout over both
- * and the reconnection with a capped backoff.
+ * The command queue of a worker's Redis connection: the public calls,
+ * commands formatted in RESP into one output buffer (pipelined), the
+ * commands sent in order and matched with their replies, the replies of
+ * writes held until the WAIT of their write pass has answered.
  */
 
 
@@ -13,79 +13,40 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 
-#include "ngx_http_webhook_redis.h"
-#include "ngx_http_webhook_stats.h"
+#include "ngx_http_webhook_redis_conn.h"
 
 
-#define NGX_HTTP_WEBHOOK_BACKOFF_MIN  100
-#define NGX_HTTP_WEBHOOK_BACKOFF_MAX  2000
-
-/* commands up to this size are formatted here, not by hiredis */
-#define NGX_HTTP_WEBHOOK_CMD_BUF      65536
+/* the output buffer is kept at this size when it empties */
+#define NGX_HTTP_WEBHOOK_OUT_SIZE     65536
 
 
-struct ngx_http_webhook_cmd_s {
-    ngx_http_webhook_reply_pt      handler;
-    void                          *data;
-    ngx_http_webhook_script_t     *script;
-    int                            argc;
-    const char                   **argv;
-    size_t                        *argvlen;
-    unsigned                       retried:1;
-};
-
-
-typedef struct {
-    redisAsyncContext             *ac;
-    ngx_connection_t              *connection;
-    ngx_http_webhook_main_conf_t  *wmcf;
-    ngx_log_t                     *log;
-    ngx_event_t                    connect_timer;
-    ngx_event_t                    reconnect_timer;
-    ngx_msec_t                     backoff;
-    u_char                        *buf;         /* CMD_BUF bytes */
-    unsigned                       ready:1;
-    unsigned                       exiting:1;
-    unsigned                       was_up:1;
-    unsigned                       lost_pending:1;  /* got no answer */
-    unsigned                       idle_closed:1;   /* by Redis */
-    unsigned                       quiet:1;         /* the reconnect */
-} ngx_http_webhook_redis_t;
-
-
-static void ngx_http_webhook_redis_connect(ngx_http_webhook_redis_t *rd);
-static ngx_int_t ngx_http_webhook_redis_attach(ngx_http_webhook_redis_t *rd,
-    redisAsyncContext *ac);
-static void ngx_http_webhook_redis_handshake(ngx_http_webhook_redis_t *rd);
-static void ngx_http_webhook_redis_handshake_reply(redisAsyncContext *ac,
-    void *reply, void *privdata);
-static int ngx_http_webhook_redis_send(ngx_http_webhook_redis_t *rd,
-    ngx_http_webhook_cmd_t *cmd);
+static ngx_http_webhook_cmd_t *ngx_http_webhook_redis_cmd(
+    ngx_http_webhook_redis_t *rd, ngx_http_webhook_redis_kind_e kind,
+    int argc, const char **argv, size_t *argvlen);
+static ngx_int_t ngx_http_webhook_redis_reserve(ngx_http_webhook_redis_t *rd,
+    size_t len);
 static u_char *ngx_http_webhook_redis_bulk_len(u_char *p, size_t len);
-static void ngx_http_webhook_redis_reply(redisAsyncContext *ac, void *reply,
-    void *privdata);
-static ngx_uint_t ngx_http_webhook_redis_noscript(redisReply *reply);
-static void ngx_http_webhook_redis_on_connect(const redisAsyncContext *ac,
-    int status);
-static void ngx_http_webhook_redis_on_disconnect(const redisAsyncContext *ac,
-    int status);
-static void ngx_http_webhook_redis_close(ngx_http_webhook_redis_t *rd);
-static void ngx_http_webhook_redis_schedule(ngx_http_webhook_redis_t *rd);
-static void ngx_http_webhook_redis_connect_timeout(ngx_event_t *ev);
-static void ngx_http_webhook_redis_reconnect(ngx_event_t *ev);
+static void ngx_http_webhook_redis_answer(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_cmd_t *cmd, redisReply *reply);
+static void ngx_http_webhook_redis_step_reply(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_cmd_t *cmd, redisReply *reply);
+static void ngx_http_webhook_redis_waited(ngx_http_webhook_redis_t *rd,
+    redisReply *reply);
+static void ngx_http_webhook_redis_role(ngx_http_webhook_redis_t *rd,
+    redisReply *reply);
+static void ngx_http_webhook_redis_call(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_cmd_t *cmd, redisReply *reply, ngx_uint_t failure);
+static ngx_uint_t ngx_http_webhook_redis_error_is(redisReply *reply,
+    char *prefix, size_t len);
+static ngx_uint_t ngx_http_webhook_redis_role_is_master(redisReply *reply);
 
-static void ngx_http_webhook_redis_read_handler(ngx_event_t *ev);
-static void ngx_http_webhook_redis_write_handler(ngx_event_t *ev);
-static void ngx_http_webhook_redis_add_read(void *privdata);
-static void ngx_http_webhook_redis_del_read(void *privdata);
-static void ngx_http_webhook_redis_add_write(void *privdata);
-static void ngx_http_webhook_redis_del_write(void *privdata);
-static void ngx_http_webhook_redis_event(ngx_http_webhook_redis_t *rd,
-    ngx_event_t *ev, ngx_int_t event, ngx_uint_t add);
-static void ngx_http_webhook_redis_cleanup(void *privdata);
+#define ngx_http_webhook_redis_noscript(reply)                               \
+    ngx_http_webhook_redis_error_is(reply, "NOSCRIPT", sizeof("NOSCRIPT") - 1)
+#define ngx_http_webhook_redis_readonly(reply)                               \
+    ngx_http_webhook_redis_error_is(reply, "READONLY", sizeof("READONLY") - 1)
 
 
-static ngx_http_webhook_redis_t  *ngx_http_webhook_redis;
+ngx_http_webhook_redis_t  *ngx_http_webhook_redis_conn;
 
 
 ngx_int_t
@@ -99,26 +60,25 @@ ngx_http_webhook_redis_init(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
-    rd->buf = ngx_palloc(cycle->pool, NGX_HTTP_WEBHOOK_CMD_BUF);
-    if (rd->buf == NULL) {
+    rd->out = ngx_alloc(NGX_HTTP_WEBHOOK_OUT_SIZE, cycle->log);
+    if (rd->out == NULL) {
         return NGX_ERROR;
     }
 
+    rd->out_size = NGX_HTTP_WEBHOOK_OUT_SIZE;
     rd->wmcf = wmcf;
     rd->log = cycle->log;
-    rd->backoff = NGX_HTTP_WEBHOOK_BACKOFF_MIN;
+    rd->replicas = -1;
 
-    rd->connect_timer.handler = ngx_http_webhook_redis_connect_timeout;
-    rd->connect_timer.data = rd;
-    rd->connect_timer.log = cycle->log;
-    rd->connect_timer.cancelable = 1;
+    ngx_queue_init(&rd->sent);
+    ngx_queue_init(&rd->held);
 
-    rd->reconnect_timer.handler = ngx_http_webhook_redis_reconnect;
-    rd->reconnect_timer.data = rd;
-    rd->reconnect_timer.log = cycle->log;
-    rd->reconnect_timer.cancelable = 1;
+    rd->timer.handler = ngx_http_webhook_redis_timer;
+    rd->timer.data = rd;
+    rd->timer.log = cycle->log;
+    rd->timer.cancelable = 1;
 
-    ngx_http_webhook_redis = rd;
+    ngx_http_webhook_redis_conn = rd;
 
     /*
      * the cached time is the master's from before it read the
@@ -127,6 +87,25 @@ ngx_http_webhook_redis_init(ngx_cycle_t *cycle,
      */
 
     ngx_time_update();
+
+    if (wmcf->sentinels) {
+        /* the sentinels name the primary */
+
+        rd->addr_text = wmcf->sentinel_name;
+
+        if (ngx_http_webhook_sentinel_init(rd, cycle) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_webhook_sentinel_discover(rd);
+
+        return NGX_OK;
+    }
+
+    rd->addr_text = wmcf->addr_text;
+    rd->sockaddr = wmcf->sockaddr;
+    rd->socklen = wmcf->socklen;
+    rd->host = wmcf->host;
 
     ngx_http_webhook_redis_connect(rd);
 
@@ -139,7 +118,7 @@ ngx_http_webhook_redis_exit(ngx_cycle_t *cycle)
 {
     ngx_http_webhook_redis_t  *rd;
 
-    rd = ngx_http_webhook_redis;
+    rd = ngx_http_webhook_redis_conn;
     if (rd == NULL) {
         return;
     }
@@ -149,20 +128,30 @@ ngx_http_webhook_redis_exit(ngx_cycle_t *cycle)
 
     rd->exiting = 1;
 
-    if (rd->reconnect_timer.timer_set) {
-        ngx_del_timer(&rd->reconnect_timer);
-    }
+    ngx_http_webhook_sentinel_close(rd);
+    ngx_http_webhook_redis_close(rd, 0);
 
-    ngx_http_webhook_redis_close(rd);
+    ngx_free(rd->out);
+    rd->out = NULL;
 
-    ngx_http_webhook_redis = NULL;
+    ngx_http_webhook_redis_conn = NULL;
 }
 
 
 ngx_uint_t
 ngx_http_webhook_redis_up(void)
 {
-    return ngx_http_webhook_redis != NULL && ngx_http_webhook_redis->ready;
+    return ngx_http_webhook_redis_conn != NULL
+           && ngx_http_webhook_redis_conn->state
+              == ngx_http_webhook_redis_ready;
+}
+
+
+ngx_uint_t
+ngx_http_webhook_redis_failure(void)
+{
+    return ngx_http_webhook_redis_conn ? ngx_http_webhook_redis_conn->failure
+                                       : NGX_HTTP_WEBHOOK_REDIS_LOST;
 }
 
 
@@ -174,13 +163,16 @@ ngx_http_webhook_redis_eval(ngx_http_webhook_script_t *script, int argc,
     ngx_http_webhook_cmd_t    *cmd;
     ngx_http_webhook_redis_t  *rd;
 
-    rd = ngx_http_webhook_redis;
+    rd = ngx_http_webhook_redis_conn;
 
-    if (rd == NULL || rd->ac == NULL) {
+    /* while connecting, commands wait behind the handshake */
+
+    if (rd == NULL || rd->state == ngx_http_webhook_redis_disconnected) {
         return NULL;
     }
 
-    cmd = ngx_alloc(sizeof(ngx_http_webhook_cmd_t), rd->log);
+    cmd = ngx_http_webhook_redis_cmd(rd, ngx_http_webhook_redis_request,
+                                     argc, argv, argvlen);
     if (cmd == NULL) {
         return NULL;
     }
@@ -188,10 +180,9 @@ ngx_http_webhook_redis_eval(ngx_http_webhook_script_t *script, int argc,
     cmd->handler = handler;
     cmd->data = data;
     cmd->script = script;
-    cmd->argc = argc;
-    cmd->argv = argv;
-    cmd->argvlen = argvlen;
-    cmd->retried = 0;
+
+    /* every command of a caller writes but the status script's */
+    cmd->write = (script != &rd->wmcf->status);
 
     if (script) {
         argv[0] = "EVALSHA";
@@ -200,10 +191,7 @@ ngx_http_webhook_redis_eval(ngx_http_webhook_script_t *script, int argc,
         argvlen[1] = sizeof(script->sha);
     }
 
-    if (ngx_http_webhook_redis_send(rd, cmd) != REDIS_OK) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "webhook: redis command not sent: %s",
-                      rd->ac->errstr[0] ? rd->ac->errstr : "disconnecting");
+    if (ngx_http_webhook_redis_append(rd, cmd) != NGX_OK) {
         ngx_free(cmd);
         return NULL;
     }
@@ -212,15 +200,95 @@ ngx_http_webhook_redis_eval(ngx_http_webhook_script_t *script, int argc,
 }
 
 
+void
+ngx_http_webhook_redis_cancel(ngx_http_webhook_cmd_t *cmd)
+{
+    /* freed when its reply arrives or the connection closes */
+    cmd->handler = NULL;
+    cmd->data = NULL;
+}
+
+
+void
+ngx_http_webhook_redis_timed_out(void)
+{
+    ngx_http_webhook_redis_t  *rd;
+
+    rd = ngx_http_webhook_redis_conn;
+
+    if (rd == NULL || rd->connection == NULL) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                  "webhook: redis timed out, closing the connection");
+
+    ngx_http_webhook_redis_close(rd, 1);
+}
+
+
+static ngx_http_webhook_cmd_t *
+ngx_http_webhook_redis_cmd(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_redis_kind_e kind, int argc, const char **argv,
+    size_t *argvlen)
+{
+    ngx_http_webhook_cmd_t  *cmd;
+
+    cmd = ngx_alloc(sizeof(ngx_http_webhook_cmd_t), rd->log);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(cmd, sizeof(ngx_http_webhook_cmd_t));
+
+    cmd->kind = kind;
+    cmd->argc = argc;
+    cmd->argv = argv;
+    cmd->argvlen = argvlen;
+
+    return cmd;
+}
+
+
+/* an internal command: a step of the handshake, WAIT, ROLE */
+
+ngx_http_webhook_cmd_t *
+ngx_http_webhook_redis_step(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_redis_kind_e kind, const char *name, int argc,
+    const char **argv, size_t *argvlen)
+{
+    ngx_http_webhook_cmd_t  *cmd;
+
+    cmd = ngx_http_webhook_redis_cmd(rd, kind, argc, argv, argvlen);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    cmd->name = name;
+
+    if (ngx_http_webhook_redis_append(rd, cmd) != NGX_OK) {
+        ngx_free(cmd);
+        return NULL;
+    }
+
+    /* the arguments are formatted already: they may go away */
+
+    cmd->argv = NULL;
+    cmd->argvlen = NULL;
+
+    return cmd;
+}
+
+
 /*
- * hiredis formats an argv command with sdscatfmt() and reallocations,
- * then copies it to its output buffer.  A command that fits the worker's
- * buffer is written there in RESP at once and handed over formatted: one
- * copy, no allocation.
+ * Formats the command in RESP at the end of the output buffer, puts it
+ * last of the commands whose replies are awaited and has the buffer
+ * written when the event loop comes round: all the commands of a turn
+ * go out in one write pass.
  */
 
-static int
-ngx_http_webhook_redis_send(ngx_http_webhook_redis_t *rd,
+ngx_int_t
+ngx_http_webhook_redis_append(ngx_http_webhook_redis_t *rd,
     ngx_http_webhook_cmd_t *cmd)
 {
     int      i;
@@ -233,13 +301,11 @@ ngx_http_webhook_redis_send(ngx_http_webhook_redis_t *rd,
         len += sizeof("$\r\n\r\n") - 1 + NGX_SIZE_T_LEN + cmd->argvlen[i];
     }
 
-    if (len > NGX_HTTP_WEBHOOK_CMD_BUF) {
-        return redisAsyncCommandArgv(rd->ac, ngx_http_webhook_redis_reply,
-                                     cmd, cmd->argc, cmd->argv,
-                                     cmd->argvlen);
+    if (ngx_http_webhook_redis_reserve(rd, len) != NGX_OK) {
+        return NGX_ERROR;
     }
 
-    p = rd->buf;
+    p = rd->out + rd->out_len;
     *p++ = '*';
     p = ngx_http_webhook_redis_bulk_len(p, cmd->argc);
 
@@ -251,8 +317,56 @@ ngx_http_webhook_redis_send(ngx_http_webhook_redis_t *rd,
         *p++ = LF;
     }
 
-    return redisAsyncFormattedCommand(rd->ac, ngx_http_webhook_redis_reply,
-                                      cmd, (char *) rd->buf, p - rd->buf);
+    rd->out_len = p - rd->out;
+
+    ngx_queue_insert_tail(&rd->sent, &cmd->queue);
+
+    if (cmd->write) {
+        rd->unwaited++;
+    }
+
+    ngx_http_webhook_redis_flush(rd);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_redis_reserve(ngx_http_webhook_redis_t *rd, size_t len)
+{
+    u_char  *out;
+    size_t   size, unsent;
+
+    if (rd->out_pos == rd->out_len) {
+        rd->out_pos = 0;
+        rd->out_len = 0;
+    }
+
+    if (rd->out_size - rd->out_len >= len) {
+        return NGX_OK;
+    }
+
+    unsent = rd->out_len - rd->out_pos;
+
+    size = ngx_max(rd->out_size, NGX_HTTP_WEBHOOK_OUT_SIZE);
+    while (size < unsent + len) {
+        size *= 2;
+    }
+
+    out = ngx_alloc(size, rd->log);
+    if (out == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out, rd->out + rd->out_pos, unsent);
+    ngx_free(rd->out);
+
+    rd->out = out;
+    rd->out_size = size;
+    rd->out_pos = 0;
+    rd->out_len = unsent;
+
+    return NGX_OK;
 }
 
 
@@ -279,266 +393,84 @@ ngx_http_webhook_redis_bulk_len(u_char *p, size_t len)
 }
 
 
-void
-ngx_http_webhook_redis_cancel(ngx_http_webhook_cmd_t *cmd)
-{
-    /* the reply callback frees it */
-    cmd->handler = NULL;
-    cmd->data = NULL;
-}
-
+/* the output buffer is written: a large one is given back */
 
 void
-ngx_http_webhook_redis_timed_out(void)
+ngx_http_webhook_redis_shrink(ngx_http_webhook_redis_t *rd)
 {
-    ngx_http_webhook_redis_t  *rd;
+    u_char  *out;
 
-    rd = ngx_http_webhook_redis;
+    rd->out_pos = 0;
+    rd->out_len = 0;
 
-    if (rd == NULL || rd->ac == NULL) {
+    if (rd->out_size <= 16 * NGX_HTTP_WEBHOOK_OUT_SIZE) {
         return;
     }
 
-    ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                  "webhook: redis timed out, closing the connection");
+    out = ngx_alloc(NGX_HTTP_WEBHOOK_OUT_SIZE, rd->log);
+    if (out == NULL) {
+        return;
+    }
 
-    ngx_http_webhook_redis_close(rd);
+    ngx_free(rd->out);
+    rd->out = out;
+    rd->out_size = NGX_HTTP_WEBHOOK_OUT_SIZE;
 }
 
 
-static void
-ngx_http_webhook_redis_connect(ngx_http_webhook_redis_t *rd)
+/* a reply, for the first command that awaits one */
+
+void
+ngx_http_webhook_redis_dispatch(ngx_http_webhook_redis_t *rd,
+    redisReply *reply)
 {
-    redisAsyncContext             *ac;
-    ngx_http_webhook_main_conf_t  *wmcf;
+    ngx_queue_t             *q;
+    ngx_http_webhook_cmd_t  *cmd;
 
-    wmcf = rd->wmcf;
-
-    /* only the attempt right after an idle close is quiet */
-
-    rd->quiet = rd->idle_closed;
-    rd->idle_closed = 0;
-
-    if (wmcf->port == 0) {
-        ac = redisAsyncConnectUnix((char *) wmcf->unix_path.data);
-
-    } else {
-        ac = redisAsyncConnect((char *) wmcf->host.data, (int) wmcf->port);
-    }
-
-    if (ac == NULL) {
+    if (ngx_queue_empty(&rd->sent)) {
+        /* "max number of clients reached" and the like, then a close */
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "webhook: redis context allocation failed");
-        ngx_http_webhook_redis_schedule(rd);
+                      "webhook: redis at %V sent a reply with no command "
+                      "waiting: %*s", &rd->addr_text,
+                      reply->type == REDIS_REPLY_ERROR ? (size_t) reply->len
+                                                       : 0, reply->str);
+        freeReplyObject(reply);
+        ngx_http_webhook_redis_close(rd, 1);
         return;
     }
 
-    if (ac->err) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "webhook: redis connect to %V failed: %s",
-                      &wmcf->addr_text, ac->errstr);
-        redisAsyncFree(ac);
-        ngx_http_webhook_redis_schedule(rd);
+    q = ngx_queue_head(&rd->sent);
+    ngx_queue_remove(q);
+    cmd = ngx_queue_data(q, ngx_http_webhook_cmd_t, queue);
+
+    if (cmd->kind == ngx_http_webhook_redis_request) {
+        ngx_http_webhook_redis_answer(rd, cmd, reply);
         return;
     }
 
-    if (ngx_http_webhook_redis_attach(rd, ac) != NGX_OK) {
-        redisAsyncFree(ac);
-        ngx_http_webhook_redis_schedule(rd);
-        return;
-    }
-
-    /* the hooks are in place: now hiredis may arm the write event */
-
-    redisAsyncSetConnectCallback(ac, ngx_http_webhook_redis_on_connect);
-    redisAsyncSetDisconnectCallback(ac, ngx_http_webhook_redis_on_disconnect);
-
-    ngx_add_timer(&rd->connect_timer, wmcf->connect_timeout);
-
-    ngx_http_webhook_redis_handshake(rd);
-}
-
-
-static ngx_int_t
-ngx_http_webhook_redis_attach(ngx_http_webhook_redis_t *rd,
-    redisAsyncContext *ac)
-{
-    ngx_connection_t  *c;
-
-    c = ngx_get_connection(ac->c.fd, rd->log);
-    if (c == NULL) {
-        return NGX_ERROR;
-    }
-
-    c->data = rd;
-    c->log = rd->log;
-    c->read->log = rd->log;
-    c->write->log = rd->log;
-    c->read->handler = ngx_http_webhook_redis_read_handler;
-    c->write->handler = ngx_http_webhook_redis_write_handler;
-
-    rd->ac = ac;
-    rd->connection = c;
-    rd->ready = 0;
-    rd->lost_pending = 0;
-
-    ac->data = rd;
-    ac->ev.data = rd;
-    ac->ev.addRead = ngx_http_webhook_redis_add_read;
-    ac->ev.delRead = ngx_http_webhook_redis_del_read;
-    ac->ev.addWrite = ngx_http_webhook_redis_add_write;
-    ac->ev.delWrite = ngx_http_webhook_redis_del_write;
-    ac->ev.cleanup = ngx_http_webhook_redis_cleanup;
-
-    return NGX_OK;
+    ngx_http_webhook_redis_step_reply(rd, cmd, reply);
 }
 
 
 static void
-ngx_http_webhook_redis_handshake(ngx_http_webhook_redis_t *rd)
+ngx_http_webhook_redis_answer(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_cmd_t *cmd, redisReply *reply)
 {
-    int                            argc;
-    u_char                        *p;
-    size_t                         argvlen[3];
-    const char                    *argv[3];
-    u_char                         db[NGX_INT_T_LEN];
-    ngx_http_webhook_main_conf_t  *wmcf;
-
-    wmcf = rd->wmcf;
-
-    /*
-     * commands sent while connecting are buffered by hiredis and go out
-     * first, before any command of a request
-     */
-
-    if (wmcf->password.len) {
-        argc = 0;
-        argv[argc] = "AUTH";
-        argvlen[argc++] = 4;
-
-        if (wmcf->user.len) {
-            argv[argc] = (char *) wmcf->user.data;
-            argvlen[argc++] = wmcf->user.len;
-        }
-
-        argv[argc] = (char *) wmcf->password.data;
-        argvlen[argc++] = wmcf->password.len;
-
-        redisAsyncCommandArgv(rd->ac, ngx_http_webhook_redis_handshake_reply,
-                              "AUTH", argc, argv, argvlen);
-    }
-
-    if (wmcf->db) {
-        p = ngx_sprintf(db, "%i", wmcf->db);
-
-        argv[0] = "SELECT";
-        argvlen[0] = 6;
-        argv[1] = (char *) db;
-        argvlen[1] = p - db;
-
-        redisAsyncCommandArgv(rd->ac, ngx_http_webhook_redis_handshake_reply,
-                              "SELECT", 2, argv, argvlen);
-    }
-
-    argv[0] = "SCRIPT";
-    argvlen[0] = 6;
-    argv[1] = "LOAD";
-    argvlen[1] = 4;
-    argv[2] = (char *) wmcf->enqueue.text.data;
-    argvlen[2] = wmcf->enqueue.text.len;
-
-    redisAsyncCommandArgv(rd->ac, ngx_http_webhook_redis_handshake_reply,
-                          "SCRIPT LOAD", 3, argv, argvlen);
-
-    argv[2] = (char *) wmcf->status.text.data;
-    argvlen[2] = wmcf->status.text.len;
-
-    redisAsyncCommandArgv(rd->ac, ngx_http_webhook_redis_handshake_reply,
-                          "SCRIPT LOAD", 3, argv, argvlen);
-}
-
-
-static void
-ngx_http_webhook_redis_handshake_reply(redisAsyncContext *ac, void *reply,
-    void *privdata)
-{
-    redisReply                *rr = reply;
-    ngx_uint_t                 level;
-    ngx_http_webhook_redis_t  *rd;
-
-    rd = ac->data;
-
-    if (rr == NULL) {
-        rd->lost_pending = 1;
-        return;
-    }
-
-    if (rr->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "webhook: redis %s failed: %*s",
-                      (char *) privdata, (size_t) rr->len, rr->str);
-
-        /* deferred by hiredis until this callback returns */
-        redisAsyncFree(ac);
-        return;
-    }
-
-    if (ngx_strcmp((char *) privdata, "SCRIPT LOAD") == 0 && !rd->ready) {
-        /* every step of the handshake went through */
-
-        if (rd->connect_timer.timer_set) {
-            ngx_del_timer(&rd->connect_timer);
-        }
-
-        rd->ready = 1;
-        rd->backoff = NGX_HTTP_WEBHOOK_BACKOFF_MIN;
-
-        if (rd->was_up) {
-            ngx_http_webhook_count_reconnect(rd->wmcf);
-        }
-
-        rd->was_up = 1;
-
-        level = rd->quiet ? NGX_LOG_INFO : NGX_LOG_NOTICE;
-
-        ngx_log_error(level, rd->log, 0, "webhook: connected to redis at %V",
-                      &rd->wmcf->addr_text);
-
-        rd->quiet = 0;
-    }
-}
-
-
-static void
-ngx_http_webhook_redis_reply(redisAsyncContext *ac, void *reply,
-    void *privdata)
-{
-    ngx_http_webhook_cmd_t  *cmd = privdata;
-
-    ngx_http_webhook_redis_t  *rd;
-
-    rd = ac->data;
-
-    if (reply == NULL) {
-        rd->lost_pending = 1;
-    }
+    ngx_uint_t  gen;
 
     if (cmd->handler == NULL) {
         /* its request went away (timed out or closed) */
+        freeReplyObject(reply);
         ngx_free(cmd);
         return;
     }
 
-    if (reply == NULL) {
-        ngx_log_error(NGX_LOG_INFO, rd->log, 0,
-                      "webhook: redis command failed: %s",
-                      ac->errstr[0] ? ac->errstr : "connection closed");
-
-    } else if (cmd->script && !cmd->retried
-               && ngx_http_webhook_redis_noscript(reply))
+    if (cmd->script && !cmd->retried
+        && ngx_http_webhook_redis_noscript(reply))
     {
-
         /* the script cache was flushed: send the script itself */
+
+        freeReplyObject(reply);
 
         cmd->retried = 1;
         cmd->argv[0] = "EVAL";
@@ -546,256 +478,314 @@ ngx_http_webhook_redis_reply(redisAsyncContext *ac, void *reply,
         cmd->argv[1] = (char *) cmd->script->text.data;
         cmd->argvlen[1] = cmd->script->text.len;
 
-        if (ngx_http_webhook_redis_send(rd, cmd) == REDIS_OK) {
-            return;
+        if (ngx_http_webhook_redis_append(rd, cmd) != NGX_OK) {
+            ngx_http_webhook_redis_call(rd, cmd, NULL,
+                                        NGX_HTTP_WEBHOOK_REDIS_LOST);
         }
 
-        reply = NULL;
+        return;
     }
 
-    cmd->handler(cmd->data, reply);
+    if (cmd->write && rd->wmcf->wait_replicas
+        && reply->type != REDIS_REPLY_ERROR)
+    {
+        /* answered once the replicas have it too */
+        cmd->reply = reply;
+        ngx_queue_insert_tail(&rd->held, &cmd->queue);
+        return;
+    }
+
+    if (rd->sentinel && ngx_http_webhook_redis_readonly(reply)) {
+        /* a replica now: the sentinels are asked for the primary */
+
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "webhook: redis at %V is read-only (no longer the "
+                      "primary), asking the sentinels", &rd->addr_text);
+
+        gen = rd->generation;
+
+        ngx_http_webhook_redis_call(rd, cmd, reply, 0);
+
+        if (gen == rd->generation) {
+            ngx_http_webhook_redis_close(rd, 1);
+        }
+
+        return;
+    }
+
+    ngx_http_webhook_redis_call(rd, cmd, reply, 0);
+}
+
+
+/* the handler once, the reply and the command freed after it */
+
+static void
+ngx_http_webhook_redis_call(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_cmd_t *cmd, redisReply *reply, ngx_uint_t failure)
+{
+    if (cmd->handler) {
+        rd->failure = failure;
+
+        if (reply == NULL && failure == NGX_HTTP_WEBHOOK_REDIS_LOST) {
+            ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                          "webhook: redis command failed: connection "
+                          "closed");
+        }
+
+        cmd->handler(cmd->data, reply);
+
+        rd->failure = 0;
+    }
+
+    if (reply) {
+        freeReplyObject(reply);
+    }
 
     ngx_free(cmd);
 }
 
 
-static ngx_uint_t
-ngx_http_webhook_redis_noscript(redisReply *reply)
-{
-    return reply->type == REDIS_REPLY_ERROR
-           && reply->len >= sizeof("NOSCRIPT") - 1
-           && ngx_strncmp(reply->str, "NOSCRIPT", sizeof("NOSCRIPT") - 1)
-              == 0;
-}
-
-
 static void
-ngx_http_webhook_redis_on_connect(const redisAsyncContext *ac, int status)
+ngx_http_webhook_redis_step_reply(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_cmd_t *cmd, redisReply *reply)
 {
-    ngx_http_webhook_redis_t  *rd;
+    const char                    *name;
+    ngx_http_webhook_redis_kind_e  kind;
 
-    rd = ac->data;
+    kind = cmd->kind;
+    name = cmd->name;
+    ngx_free(cmd);
 
-    /* on success the connect timer goes on: it covers the handshake */
+    switch (kind) {
 
-    if (status != REDIS_OK) {
-        /* hiredis frees the context itself, the cleanup hook follows */
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "webhook: redis connect to %V failed: %s",
-                      &rd->wmcf->addr_text, ac->errstr);
-    }
-}
+    case ngx_http_webhook_redis_wait_step:
+        ngx_http_webhook_redis_waited(rd, reply);
+        break;
 
+    case ngx_http_webhook_redis_role_step:
+        ngx_http_webhook_redis_role(rd, reply);
+        break;
 
-static void
-ngx_http_webhook_redis_on_disconnect(const redisAsyncContext *ac, int status)
-{
-    ngx_http_webhook_redis_t  *rd;
+    default: /* the handshake */
 
-    rd = ac->data;
+        if (reply->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                          "webhook: redis %s failed: %*s", name,
+                          (size_t) reply->len, reply->str);
+            freeReplyObject(reply);
+            ngx_http_webhook_redis_close(rd, 1);
+            return;
+        }
 
-    if (status == REDIS_OK || rd->exiting) {
-        /* closed by us */
-        return;
-    }
+        if (kind == ngx_http_webhook_redis_role_check
+            && !ngx_http_webhook_redis_role_is_master(reply))
+        {
+            ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                          "webhook: redis at %V is not the primary (ROLE "
+                          "%*s), asking the sentinels again", &rd->addr_text,
+                          reply->type == REDIS_REPLY_ARRAY
+                          && reply->elements
+                          && reply->element[0]->type == REDIS_REPLY_STRING
+                          ? (size_t) reply->element[0]->len : 0,
+                          reply->type == REDIS_REPLY_ARRAY && reply->elements
+                          ? reply->element[0]->str : NULL);
+            freeReplyObject(reply);
+            ngx_http_webhook_redis_close(rd, 1);
+            return;
+        }
 
-    /* hiredis has failed the pending commands already */
-
-    if (rd->lost_pending) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "webhook: redis connection to %V lost: %s",
-                      &rd->wmcf->addr_text, ac->errstr);
-        return;
-    }
-
-    /* nothing was waiting: "timeout" in redis.conf, a normal event */
-
-    ngx_log_error(NGX_LOG_INFO, rd->log, 0,
-                  "webhook: redis closed the idle connection to %V (%s), "
-                  "reconnecting", &rd->wmcf->addr_text, ac->errstr);
-
-    rd->idle_closed = 1;
-}
-
-
-static void
-ngx_http_webhook_redis_close(ngx_http_webhook_redis_t *rd)
-{
-    if (rd->connect_timer.timer_set) {
-        ngx_del_timer(&rd->connect_timer);
-    }
-
-    if (rd->ac) {
-        /*
-         * outside of a hiredis callback this runs at once: pending
-         * commands fail (their handlers get NULL), then the cleanup hook
-         */
-        redisAsyncFree(rd->ac);
-    }
-}
-
-
-static void
-ngx_http_webhook_redis_schedule(ngx_http_webhook_redis_t *rd)
-{
-    if (rd->exiting || ngx_exiting || ngx_terminate || ngx_quit) {
-        return;
+        if (kind == ngx_http_webhook_redis_ready_step
+            && rd->state == ngx_http_webhook_redis_handshake)
+        {
+            ngx_http_webhook_redis_set_ready(rd);
+        }
     }
 
-    if (rd->reconnect_timer.timer_set) {
-        return;
-    }
-
-    ngx_add_timer(&rd->reconnect_timer, rd->backoff);
-
-    rd->backoff *= 2;
-    if (rd->backoff > NGX_HTTP_WEBHOOK_BACKOFF_MAX) {
-        rd->backoff = NGX_HTTP_WEBHOOK_BACKOFF_MAX;
-    }
-}
-
-
-static void
-ngx_http_webhook_redis_connect_timeout(ngx_event_t *ev)
-{
-    ngx_http_webhook_redis_t  *rd = ev->data;
-
-    if (rd->ac && (rd->ac->c.flags & REDIS_CONNECTED)) {
-        /* a peer that accepts and never answers: a proxy, a hung Redis */
-        ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
-                      "webhook: redis handshake with %V timed out",
-                      &rd->wmcf->addr_text);
-
-    } else {
-        ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
-                      "webhook: redis connect to %V timed out",
-                      &rd->wmcf->addr_text);
-    }
-
-    ngx_http_webhook_redis_close(rd);
-}
-
-
-static void
-ngx_http_webhook_redis_reconnect(ngx_event_t *ev)
-{
-    ngx_http_webhook_redis_t  *rd = ev->data;
-
-    if (rd->ac == NULL && !rd->exiting) {
-        ngx_http_webhook_redis_connect(rd);
-    }
-}
-
-
-/* the event adapter */
-
-
-static void
-ngx_http_webhook_redis_read_handler(ngx_event_t *ev)
-{
-    ngx_connection_t          *c = ev->data;
-    ngx_http_webhook_redis_t  *rd = c->data;
-
-    if (rd->ac) {
-        redisAsyncHandleRead(rd->ac);
-    }
-}
-
-
-static void
-ngx_http_webhook_redis_write_handler(ngx_event_t *ev)
-{
-    ngx_connection_t          *c = ev->data;
-    ngx_http_webhook_redis_t  *rd = c->data;
-
-    if (rd->ac) {
-        redisAsyncHandleWrite(rd->ac);
-    }
+    freeReplyObject(reply);
 }
 
 
 /*
- * level-triggered registration (flags 0): hiredis reads at most 16K
- * a call, leftover bytes must wake us up again
+ * The answer of WAIT: every write held since the previous WAIT was sent
+ * before it; they are answered with their replies when enough replicas
+ * acknowledged them, else as failed (REPLICAS).
  */
 
 static void
-ngx_http_webhook_redis_add_read(void *privdata)
+ngx_http_webhook_redis_waited(ngx_http_webhook_redis_t *rd,
+    redisReply *reply)
 {
-    ngx_http_webhook_redis_t  *rd = privdata;
+    ngx_int_t                      acked;
+    ngx_uint_t                     n, gen;
+    ngx_queue_t                   *q;
+    ngx_http_webhook_cmd_t        *cmd;
+    ngx_http_webhook_main_conf_t  *wmcf;
 
-    ngx_http_webhook_redis_event(rd, rd->connection->read, NGX_READ_EVENT, 1);
-}
+    static const char  *role[] = { "ROLE" };
+    static size_t       role_len[] = { sizeof("ROLE") - 1 };
 
+    wmcf = rd->wmcf;
 
-static void
-ngx_http_webhook_redis_del_read(void *privdata)
-{
-    ngx_http_webhook_redis_t  *rd = privdata;
+    if (reply->type == REDIS_REPLY_INTEGER) {
+        acked = (ngx_int_t) reply->integer;
 
-    ngx_http_webhook_redis_event(rd, rd->connection->read, NGX_READ_EVENT, 0);
-}
+    } else {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "webhook: redis WAIT failed: %*s",
+                      reply->type == REDIS_REPLY_ERROR ? (size_t) reply->len
+                                                       : 0, reply->str);
+        acked = -1;
+    }
 
+    n = 0;
 
-static void
-ngx_http_webhook_redis_add_write(void *privdata)
-{
-    ngx_http_webhook_redis_t  *rd = privdata;
+    for (q = ngx_queue_head(&rd->held);
+         q != ngx_queue_sentinel(&rd->held);
+         q = ngx_queue_next(q))
+    {
+        n++;
+    }
 
-    ngx_http_webhook_redis_event(rd, rd->connection->write, NGX_WRITE_EVENT,
-                                 1);
-}
+    if (acked >= 0 && acked < wmcf->wait_replicas) {
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "webhook: redis WAIT %i %M: %i replicas acknowledged, "
+                      "%ui writes answered as not replicated",
+                      wmcf->wait_replicas, wmcf->wait_timeout, acked, n);
 
+        /* how many replicas there are, for the log */
+        (void) ngx_http_webhook_redis_step(rd,
+                                           ngx_http_webhook_redis_role_step,
+                                           "ROLE", 1, role, role_len);
+    }
 
-static void
-ngx_http_webhook_redis_del_write(void *privdata)
-{
-    ngx_http_webhook_redis_t  *rd = privdata;
+    gen = rd->generation;
+    rd->waiting = 0;
 
-    ngx_http_webhook_redis_event(rd, rd->connection->write, NGX_WRITE_EVENT,
-                                 0);
-}
+    /* the writes sent while it waited: the next WAIT */
 
+    if (rd->unwaited) {
+        ngx_http_webhook_redis_flush(rd);
+    }
 
-/* hiredis calls the hooks again and again: they must be idempotent */
+    while (!ngx_queue_empty(&rd->held)) {
+        q = ngx_queue_head(&rd->held);
+        ngx_queue_remove(q);
+        cmd = ngx_queue_data(q, ngx_http_webhook_cmd_t, queue);
 
-static void
-ngx_http_webhook_redis_event(ngx_http_webhook_redis_t *rd, ngx_event_t *ev,
-    ngx_int_t event, ngx_uint_t add)
-{
-    if (add && !ev->active) {
-        if (ngx_add_event(ev, event, 0) != NGX_OK) {
-            ngx_log_error(NGX_LOG_ALERT, rd->log, 0,
-                          "webhook: adding a redis event failed");
+        if (acked >= wmcf->wait_replicas) {
+            ngx_http_webhook_redis_call(rd, cmd, cmd->reply, 0);
+
+        } else {
+            freeReplyObject(cmd->reply);
+            ngx_http_webhook_redis_call(rd, cmd, NULL,
+                                        NGX_HTTP_WEBHOOK_REDIS_REPLICAS);
         }
 
-    } else if (!add && ev->active) {
-        (void) ngx_del_event(ev, event, 0);
+        if (gen != rd->generation) {
+            break;
+        }
     }
 }
 
 
-static void
-ngx_http_webhook_redis_cleanup(void *privdata)
-{
-    ngx_http_webhook_redis_t  *rd = privdata;
+/* ROLE after a short WAIT: fewer replicas than asked are connected? */
 
-    if (rd->connection == NULL) {
+static void
+ngx_http_webhook_redis_role(ngx_http_webhook_redis_t *rd, redisReply *reply)
+{
+    ngx_int_t  replicas;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3
+        || reply->element[2]->type != REDIS_REPLY_ARRAY)
+    {
         return;
     }
 
-    ngx_close_connection(rd->connection);
+    replicas = (ngx_int_t) reply->element[2]->elements;
 
-    /* redisFree() must not close the descriptor a second time */
-    rd->ac->c.fd = -1;
-
-    rd->connection = NULL;
-    rd->ac = NULL;
-    rd->ready = 0;
-
-    if (rd->connect_timer.timer_set) {
-        ngx_del_timer(&rd->connect_timer);
+    if (replicas < rd->wmcf->wait_replicas && replicas != rd->replicas) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "webhook: redis at %V has %i connected replicas, "
+                      "webhook_redis_wait asks for %i: no write is "
+                      "acknowledged until enough replicas are back",
+                      &rd->addr_text, replicas,
+                      rd->wmcf->wait_replicas);
     }
 
-    ngx_http_webhook_redis_schedule(rd);
+    rd->replicas = replicas;
+}
+
+
+static ngx_uint_t
+ngx_http_webhook_redis_error_is(redisReply *reply, char *prefix, size_t len)
+{
+    return reply->type == REDIS_REPLY_ERROR
+           && reply->len >= len
+           && ngx_strncmp(reply->str, prefix, len) == 0;
+}
+
+
+static ngx_uint_t
+ngx_http_webhook_redis_role_is_master(redisReply *reply)
+{
+    return reply->type == REDIS_REPLY_ARRAY && reply->elements
+           && reply->element[0]->type == REDIS_REPLY_STRING
+           && reply->element[0]->len == sizeof("master") - 1
+           && ngx_strncmp(reply->element[0]->str, "master",
+                          sizeof("master") - 1) == 0;
+}
+
+
+/* for the status: the primary, and the sentinel that named it */
+
+void
+ngx_http_webhook_redis_addresses(ngx_str_t *primary, ngx_str_t *sentinel)
+{
+    ngx_str_t                 *s;
+    ngx_http_webhook_redis_t  *rd;
+
+    rd = ngx_http_webhook_redis_conn;
+
+    ngx_str_null(sentinel);
+
+    if (rd == NULL) {
+        return;
+    }
+
+    *primary = rd->addr_text;
+
+    s = ngx_http_webhook_sentinel_name(rd);
+    if (s) {
+        *sentinel = *s;
+    }
+}
+
+
+/* the connection is gone: every command awaiting a reply fails */
+
+void
+ngx_http_webhook_redis_fail_all(ngx_http_webhook_redis_t *rd)
+{
+    ngx_queue_t             *q;
+    ngx_http_webhook_cmd_t  *cmd;
+
+    while (!ngx_queue_empty(&rd->held) || !ngx_queue_empty(&rd->sent)) {
+        q = ngx_queue_empty(&rd->held) ? ngx_queue_head(&rd->sent)
+                                       : ngx_queue_head(&rd->held);
+        ngx_queue_remove(q);
+        cmd = ngx_queue_data(q, ngx_http_webhook_cmd_t, queue);
+
+        if (cmd->reply) {
+            freeReplyObject(cmd->reply);
+            cmd->reply = NULL;
+        }
+
+        if (cmd->kind != ngx_http_webhook_redis_request) {
+            ngx_free(cmd);
+            continue;
+        }
+
+        ngx_http_webhook_redis_call(rd, cmd, NULL,
+                                    NGX_HTTP_WEBHOOK_REDIS_LOST);
+    }
 }

@@ -11,7 +11,6 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <hiredis/hiredis.h>
-#include <hiredis/async.h>
 
 #include "ngx_http_webhook_module.h"
 
@@ -19,10 +18,28 @@
 /*
  * One Redis connection per worker, shared (pipelined) by every request
  * of the worker.  A caller sends a command with a handler; the handler
- * is called once, with the reply, or with NULL when the command failed
- * (connection lost or closed).  A caller that goes away first cancels
- * its command: the handler is then never called.
+ * is called once, with the reply (built by hiredis's reader, freed by
+ * this layer after the handler returns), or with NULL when the command
+ * failed.  During a call with NULL, ngx_http_webhook_redis_failure()
+ * tells why:
+ *
+ *   NGX_HTTP_WEBHOOK_REDIS_LOST      the connection was lost or closed
+ *                                    (a timeout, a failover) with the
+ *                                    command in flight: its outcome is
+ *                                    unknown, it may have been applied
+ *   NGX_HTTP_WEBHOOK_REDIS_REPLICAS  webhook_redis_wait: Redis applied
+ *                                    the command, but fewer replicas than
+ *                                    asked acknowledged it in time; the
+ *                                    connection stays
+ *
+ * A reply is never held back for WAIT when it is an error (nothing was
+ * written) or when the command is the status script (a read).  A caller
+ * that goes away first cancels its command: the handler is then never
+ * called.
  */
+
+#define NGX_HTTP_WEBHOOK_REDIS_LOST      1
+#define NGX_HTTP_WEBHOOK_REDIS_REPLICAS  2
 
 typedef void (*ngx_http_webhook_reply_pt)(void *data, redisReply *reply);
 
@@ -41,6 +58,18 @@ ngx_http_webhook_cmd_t *ngx_http_webhook_redis_eval(
 void ngx_http_webhook_redis_cancel(ngx_http_webhook_cmd_t *cmd);
 void ngx_http_webhook_redis_timed_out(void);
 ngx_uint_t ngx_http_webhook_redis_up(void);
+ngx_uint_t ngx_http_webhook_redis_failure(void);
+/* the primary connected to (or the configured address), and the sentinel
+ * that named it (empty without Sentinel) */
+void ngx_http_webhook_redis_addresses(ngx_str_t *primary,
+    ngx_str_t *sentinel);
+
+#if (NGX_SSL)
+extern ngx_conf_bitmask_t  ngx_http_webhook_redis_ssl_protocols[];
+
+char *ngx_http_webhook_redis_ssl_conf(ngx_conf_t *cf,
+    ngx_http_webhook_main_conf_t *wmcf);
+#endif
 
 
 #endif /* _NGX_HTTP_WEBHOOK_REDIS_H_INCLUDED_ */

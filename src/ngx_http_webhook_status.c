@@ -341,7 +341,9 @@ ngx_http_webhook_status_send(ngx_http_request_t *r, ngx_uint_t prometheus,
 
     /* a bound that depends on the number of queues, not on the traffic */
 
-    len = 8192 + wmcf->addr_text.len * 2 + NGX_HTTP_WEBHOOK_STATUS_SPOOL_ALL;
+    /* the addresses are escaped: up to 6 bytes each (\u00XX) */
+    len = 8192 + (wmcf->addr_text.len + NGX_SOCKADDR_STRLEN * 2) * 6
+          + NGX_HTTP_WEBHOOK_STATUS_SPOOL_ALL;
     queue = wmcf->queues.elts;
 
     for (i = 0; i < wmcf->queues.nelts; i++) {
@@ -389,7 +391,7 @@ static u_char *
 ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
     ngx_uint_t up, ngx_http_webhook_depth_t *depths)
 {
-    ngx_str_t                    *queue;
+    ngx_str_t                    *queue, primary, sentinel;
     ngx_uint_t                    i, k, prio;
     ngx_atomic_uint_t             requests[ngx_http_webhook_nresults];
     ngx_atomic_uint_t             events[NGX_HTTP_WEBHOOK_NPRIO];
@@ -406,8 +408,16 @@ ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
     p = ngx_sprintf(p, "{\"version\":\"" NGX_HTTP_WEBHOOK_VERSION "\","
                     "\"redis\":{\"up\":%s,\"address\":\"",
                     up ? "true" : "false");
-    p = ngx_http_webhook_json_escape(p, wmcf->addr_text.data,
-                                     wmcf->addr_text.len);
+    primary = wmcf->addr_text;
+    ngx_http_webhook_redis_addresses(&primary, &sentinel);
+
+    p = ngx_http_webhook_json_escape(p, primary.data, primary.len);
+
+    if (sentinel.len) {
+        p = ngx_sprintf(p, "\",\"sentinel\":\"");
+        p = ngx_http_webhook_json_escape(p, sentinel.data, sentinel.len);
+    }
+
     p = ngx_sprintf(p, "\",\"reconnects\":%uA},\"queues\":{",
                     stats->reconnects);
 

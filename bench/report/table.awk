@@ -62,6 +62,27 @@ function targets(    k, lim, r, i, m, worst, all, lost) {
                r >= 0.4)
     }
 
+    if ((k "module, TLS to Redis") in rps) {
+        r = rps[k "module, TLS to Redis"] / rps[k "module"]
+        target("module, TLS to Redis ≥ 0.8 × module", sprintf("%.2f ×", r),
+               r >= 0.8)
+    }
+    if ((k "module, WAIT 1") in rps) {
+        r = rps[k "module, WAIT 1"] / rps[k "module"]
+        target("module, WAIT 1 ≥ 0.5 × module", sprintf("%.2f ×", r),
+               r >= 0.5)
+    }
+    if ((k "module (base)") in rps) {
+        r = rps[k "module"] / rps[k "module (base)"]
+        target("module ≥ the base build's (no regression beyond noise)",
+               sprintf("%.2f ×", r), r >= 0.95)
+    }
+    if ((k "module dedupe (base)") in rps) {
+        r = rps[k "module dedupe"] / rps[k "module dedupe (base)"]
+        target("module dedupe ≥ the base build's", sprintf("%.2f ×", r),
+               r >= 0.95)
+    }
+
     worst = 0
     all = ""
     split("module|module dedupe|module + scrape", m, "|")

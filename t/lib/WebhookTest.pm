@@ -157,9 +157,9 @@ sub free_port {
 }
 
 sub port_open {
-    my ($port) = @_;
+    my ($port, $host) = @_;
     my $s = IO::Socket::INET->new(
-        PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp', Timeout => 1);
+        PeerAddr => $host // '127.0.0.1', PeerPort => $port, Proto => 'tcp', Timeout => 1);
     return 0 unless $s;
     close $s;
     return 1;
@@ -262,6 +262,8 @@ sub new {
         dir      => WebhookTest::make_dir('redis'),
         password => $o{password},
         unixsocket => $o{unixsocket},
+        tls      => $o{tls},
+        bind     => $o{bind} // '127.0.0.1',
         extra    => $o{extra} || [],
         owner    => $$,
     }, $class;
@@ -273,14 +275,24 @@ sub new {
 sub port { $_[0]{port} }
 sub dir  { $_[0]{dir} }
 sub pid  { $_[0]{pid} }
-sub addr { '127.0.0.1:' . $_[0]{port} }
+sub addr { "$_[0]{bind}:$_[0]{port}" }
 sub running { defined $_[0]{pid} }
 
 sub start {
     my ($self) = @_;
     die "redis already running\n" if $self->{pid};
+    # tls => { cert, key, ca, auth_clients, client_cert, client_key }: the
+    # TLS port only (--port 0); cli() talks TLS with the CA (and the client
+    # certificate when Redis asks for one)
+    my $t = $self->{tls};
+    my @port = $t
+        ? ('--port', 0, '--tls-port', $self->{port},
+           '--tls-cert-file', $t->{cert}, '--tls-key-file', $t->{key},
+           '--tls-ca-cert-file', $t->{ca},
+           '--tls-auth-clients', $t->{auth_clients} // 'no')
+        : ('--port', $self->{port});
     my @cmd = ($REDIS_SERVER,
-        '--port', $self->{port}, '--bind', '127.0.0.1',
+        @port, '--bind', $self->{bind},
         '--save', '', '--appendonly', 'no',
         '--dir', $self->{dir}, '--daemonize', 'no',
         '--logfile', "$self->{dir}/redis.log",
@@ -324,7 +336,7 @@ sub stop {
         waitpid($pid, 0);
     }
     # make sure nothing answers any more
-    WebhookTest::wait_until(sub { !WebhookTest::port_open($self->{port}) }, timeout => 5);
+    WebhookTest::wait_until(sub { !WebhookTest::port_open($self->{port}, $self->{bind}) }, timeout => 5);
 }
 
 sub restart { my $s = shift; $s->stop; $s->start }
@@ -334,7 +346,12 @@ sub restart { my $s = shift; $s->stop; $s->start }
 sub cli {
     my ($self, @args) = @_;
     my %o = ref $args[0] eq 'HASH' ? %{ shift @args } : ();
-    my @cmd = ($REDIS_CLI, '-h', '127.0.0.1', '-p', $self->{port});
+    my @cmd = ($REDIS_CLI, '-h', $self->{bind}, '-p', $self->{port});
+    if (my $t = $self->{tls}) {
+        push @cmd, '--tls', '--cacert', $t->{ca};
+        push @cmd, '--cert', $t->{client_cert}, '--key', $t->{client_key}
+            if $t->{client_cert};
+    }
     push @cmd, '-n', $o{db} if defined $o{db};
     push @cmd, '-a', $self->{password}, '--no-auth-warning' if defined $self->{password};
     my ($rc, $out) = WebhookTest::run_cmd([@cmd, @args], timeout => $o{timeout} // 20);
