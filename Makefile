@@ -133,7 +133,7 @@ deb:
 	@echo "built $(DEB)"
 
 lintian: deb
-	lintian --info --display-info --pedantic \
+	lintian --info --display-info --pedantic --fail-on error,warning \
 	    $(DEB_NAME)_$(DEB_VERSION)_$(DEB_ARCH).changes
 
 # the compatibility matrix (scripts/build-matrix): nginx from each source
