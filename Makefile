@@ -25,7 +25,8 @@ ENABLED     = $(NGINX_CONFDIR)/modules-enabled/50-mod-http-webhook.conf
 
 SRCS = $(wildcard src/*.c src/*.h) config
 
-.PHONY: all check-nginx install uninstall test unit fuzz run clean
+.PHONY: all check-nginx install uninstall test unit fuzz run clean deb \
+        lintian matrix matrix-test
 
 all: check-nginx
 
@@ -135,6 +136,34 @@ run: $(MODULE)
 
 clean:
 	rm -rf $(BUILD)
+
+# the Debian package, as Debian builds its libnginx-mod-* (debian/: dh
+# --with nginx); the .deb and its .changes are moved into the project root
+DEB_NAME    = libnginx-mod-http-webhook
+DEB_VERSION = $(shell dpkg-parsechangelog -S Version 2>/dev/null)
+DEB_ARCH    = $(shell dpkg-architecture -qDEB_HOST_ARCH 2>/dev/null)
+DEB         = $(DEB_NAME)_$(DEB_VERSION)_$(DEB_ARCH).deb
+
+deb:
+	rm -f ../$(DEB_NAME)_$(DEB_VERSION)_* \
+	    ../$(DEB_NAME)-dbgsym_$(DEB_VERSION)_*
+	dpkg-buildpackage -b -us -uc
+	mv ../$(DEB_NAME)_$(DEB_VERSION)_* \
+	    ../$(DEB_NAME)-dbgsym_$(DEB_VERSION)_* .
+	@echo "built $(DEB)"
+
+lintian: deb
+	lintian --info --display-info --pedantic --fail-on error,warning \
+	    $(DEB_NAME)_$(DEB_VERSION)_$(DEB_ARCH).changes
+
+# the compatibility matrix (scripts/build-matrix): nginx from each source
+# tarball of ../shared/nginx, the module against hiredis 0.14 and 1.2;
+# matrix-test: the integration suite against 1.30.4 and 1.31.4
+matrix:
+	scripts/build-matrix
+
+matrix-test: matrix
+	scripts/matrix-tests
 
 # the benchmark of issue 5 (bench/run): every row, results in bench/;
 # bench-smoke: every row once, 1 s each, for CI (non-zero only if broken)

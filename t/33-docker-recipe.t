@@ -41,10 +41,18 @@ for my $line ('listen 127.0.0.1:8080;', 'webhook_redis 127.0.0.1:6379;', '/var/l
        && (index($dockerfile, $sed) >= 0 || index($dockerfile, $line) >= 0),
        "the Dockerfile rewrites '$line' of conf.d/webhook.conf");
 }
-like($dockerfile, qr/^ARG NGINX_SHA256=[0-9a-f]{64}$/m, 'the source tarball\'s checksum is pinned');
+like($dockerfile, qr/^ARG NGINX_SHA256=([0-9a-f]{64})?$/m,
+     'the build stage takes the source tarball\'s SHA-256 (NGINX_SHA256)');
 my ($pinned) = $dockerfile =~ /^ARG NGINX_VERSION=(\S+)$/m;
-like($dockerfile, qr/^FROM nginx:\$\{NGINX_VERSION\}-bookworm AS build$/m,
-     "the build stage is the official image of the pinned nginx ($pinned)");
+my ($base) = $dockerfile =~ /^ARG BASE=(\S+)$/m;
+(my $line = $pinned // '') =~ s/\.\d+\z//;
+is($base, "nginx:$line",
+   "the base is the official image of the pinned nginx's line ($pinned)");
+like($dockerfile, qr/^FROM \$\{BASE\} AS build$/m,
+     'the build stage is that image, whose nginx the module is checked against');
+like($dockerfile, qr/^FROM \$\{BASE\}$/m, 'and so is the runtime stage');
+like($dockerfile, qr/install .*libhiredis1\.1\.0/,
+     'with hiredis 1.2 (libhiredis1.1.0), the library of the image\'s Debian');
 
 SKIP: {
     my $json = `/usr/bin/python3 -c 'import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))' $repo/docker/compose.yaml 2>&1`;
