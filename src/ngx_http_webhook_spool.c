@@ -777,7 +777,9 @@ ngx_http_webhook_spool_exit_process(void)
             ngx_del_timer(&w->idle);
         }
 
-        if (w->fd != NGX_INVALID_FILE && !w->task->event.active) {
+        /* the thread pools have ended: no write is in flight */
+
+        if (w->fd != NGX_INVALID_FILE) {
             (void) close(w->fd);
         }
 

@@ -125,9 +125,10 @@ ngx_http_webhook_drain_exit(void)
         d->cmd = NULL;
     }
 
-    if (d->task->event.active) {
-        return;                 /* the thread still reads: left to exit */
-    }
+    /*
+     * the thread pools (a core module's) have ended before the modules'
+     * exit_process: a task posted is done, its completion will not run
+     */
 
     for (i = 0; i < d->nsegs; i++) {
         s = d->segs[i];
