@@ -52,7 +52,6 @@ typedef struct {
     ngx_msec_t                     done_at;    /* 0: not done */
     unsigned                       sealed:1;
     unsigned                       eof:1;
-    unsigned                       gone:1;     /* unlinked */
 } ngx_http_webhook_segment_t;
 
 
@@ -76,7 +75,6 @@ typedef struct {
     ngx_uint_t                      n;
     ngx_str_t                       queue;
     ngx_uint_t                      left;       /* records not in a batch */
-    ngx_uint_t                      empty;      /* no segment left */
     ngx_http_webhook_cmd_t         *cmd;
     int                             argc;
     const char                    **argv;

@@ -256,7 +256,6 @@ ngx_http_webhook_drain_remove(ngx_http_webhook_drain_t *d)
             continue;
         }
 
-        s->gone = 1;
         removed++;
 
         size = s->buf_off + s->len;
@@ -363,7 +362,7 @@ ngx_http_webhook_drain_quarantine(ngx_http_webhook_drain_t *d)
 static void
 ngx_http_webhook_drain_batch(ngx_http_webhook_drain_t *d, uint64_t limit)
 {
-    size_t                       used, bytes;
+    size_t                       used, best_used, bytes;
     uint64_t                     seq, bound;
     ngx_int_t                    cmp, best_cmp;
     ngx_uint_t                   i, max;
@@ -412,6 +411,7 @@ ngx_http_webhook_drain_batch(ngx_http_webhook_drain_t *d, uint64_t limit)
     while (d->n < max && bytes < NGX_HTTP_WEBHOOK_DRAIN_BYTES) {
         best = NULL;
         seq = 0;
+        best_used = 0;
         bound = (uint64_t) -1;
 
         for (i = 0; i < d->nsegs; i++) {
@@ -433,6 +433,8 @@ ngx_http_webhook_drain_batch(ngx_http_webhook_drain_t *d, uint64_t limit)
             if (best == NULL || rec.seq < seq) {
                 best = s;
                 seq = rec.seq;
+                d->recs[d->n] = rec;        /* read once: no second CRC */
+                best_used = used;
             }
         }
 
@@ -442,10 +444,9 @@ ngx_http_webhook_drain_batch(ngx_http_webhook_drain_t *d, uint64_t limit)
             break;
         }
 
-        (void) ngx_http_webhook_drain_head(best, limit, &d->recs[d->n], &used);
         d->from[d->n++] = best;
-        best->next += used;
-        bytes += used;
+        best->next += best_used;
+        bytes += best_used;
     }
 
 done:
