@@ -89,6 +89,8 @@ UNIT_REC = $(BUILD)/test_record
 FUZZER   = $(BUILD)/fuzz_event
 FUZZ_REC = $(BUILD)/fuzz_record
 FUZZ_SECONDS ?= 30
+# prove -j of make test (every test takes loopback ports of its own)
+PROVE_JOBS ?= 1
 
 $(UNIT): t/unit/test_event.c t/unit/tap.h $(EVENT) $(NGINX_DIR)/objs/Makefile
 	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
@@ -129,7 +131,7 @@ fuzz: $(FUZZER) $(FUZZ_REC)
 	    -print_final_stats=1 $(BUILD)/corpus-record
 
 test: $(MODULE) $(UNIT) $(UNIT_REC)
-	prove -I t/lib t/
+	prove -j$(PROVE_JOBS) -I t/lib t/
 
 run: $(MODULE)
 	scripts/run-example
