@@ -37,5 +37,14 @@ u_char *ngx_http_webhook_status_spool_queue(u_char *p,
 u_char *ngx_http_webhook_status_spool_text(u_char *p,
     ngx_http_webhook_main_conf_t *wmcf);
 
+/* ngx_http_webhook_status_cluster.c: bytes in all, and per queue */
+#define NGX_HTTP_WEBHOOK_STATUS_CLUSTER_ALL  (64 * (NGX_SOCKADDR_STRLEN * 12 \
+                                                    + 256))
+#define NGX_HTTP_WEBHOOK_STATUS_CLUSTER      (NGX_SOCKADDR_STRLEN * 6 + 16)
+
+u_char *ngx_http_webhook_status_cluster_json(u_char *p);
+u_char *ngx_http_webhook_status_cluster_queue(u_char *p, ngx_uint_t slot);
+u_char *ngx_http_webhook_status_cluster_text(u_char *p);
+
 
 #endif /* _NGX_HTTP_WEBHOOK_STATUS_H_INCLUDED_ */
