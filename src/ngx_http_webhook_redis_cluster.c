@@ -11,9 +11,9 @@
  * timed out, a failover), after a MOVED, and, with a short backoff, as
  * long as a slot of a configured queue has no primary connected: the
  * cluster takes its node timeout and an election to promote a replica.
- * The refresh has one timer (the backoff) and the connection's own for
- * the question (its connection's commands are under the callers' timers;
- * a refresh asked of a node that does not answer is lost with it).
+ * The refresh has one timer: the backoff, or while CLUSTER SLOTS is
+ * asked, its timeout (webhook_redis_timeout), whose expiry closes the
+ * connection asked.  MOVED and ASK: ngx_http_webhook_redis_redirect.c.
  */
 
 
@@ -21,56 +21,12 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 
-#include "ngx_http_webhook_redis_conn.h"
+#include "ngx_http_webhook_redis_cluster.h"
 
 
-#define NGX_HTTP_WEBHOOK_CLUSTER_NODES    64
-#define NGX_HTTP_WEBHOOK_REFRESH_MIN      300
-#define NGX_HTTP_WEBHOOK_REFRESH_MAX      1000
-#define NGX_HTTP_WEBHOOK_REDIRECTS_MAX    5
-
-
-struct ngx_http_webhook_node_s {
-    ngx_str_t                      addr_text;   /* host:port */
-    ngx_str_t                      host;        /* null-terminated */
-    ngx_sockaddr_t                 sockaddr;
-    socklen_t                      socklen;
-    ngx_http_webhook_redis_t      *rd;          /* NULL: never connected */
-    ngx_uint_t                     index;
-    ngx_uint_t                     slots;       /* owned, as last read */
-    u_char                         text[NGX_SOCKADDR_STRLEN];
-    u_char                         host_buf[NGX_SOCKADDR_STRLEN];
-};
-
-
-typedef struct {
-    ngx_http_webhook_main_conf_t  *wmcf;
-    ngx_cycle_t                   *cycle;
-    ngx_log_t                     *log;
-    ngx_http_webhook_node_t       *nodes[NGX_HTTP_WEBHOOK_CLUSTER_NODES];
-    ngx_uint_t                     nnodes;
-    ngx_uint_t                     next;        /* the node asked next */
-    ngx_http_webhook_node_t       *asked;       /* CLUSTER SLOTS in flight */
-    ngx_event_t                    refresh;     /* the backoff */
-    ngx_msec_t                     backoff;
-    const char                    *argv[2];
-    size_t                         argvlen[2];
-    u_char                         owner[NGX_HTTP_WEBHOOK_SLOTS_ALL];
-                                                /* node index + 1, 0: none */
-    unsigned                       wanted:1;    /* a refresh to do */
-    unsigned                       exiting:1;
-} ngx_http_webhook_cluster_t;
-
-
-static ngx_http_webhook_node_t *ngx_http_webhook_cluster_add(
-    ngx_http_webhook_cluster_t *cl, u_char *text, size_t len);
-static ngx_int_t ngx_http_webhook_cluster_connect(
-    ngx_http_webhook_cluster_t *cl, ngx_http_webhook_node_t *node);
 static void ngx_http_webhook_cluster_retire(ngx_http_webhook_node_t *node);
 static void ngx_http_webhook_cluster_refresh(ngx_http_webhook_cluster_t *cl);
 static void ngx_http_webhook_cluster_timer(ngx_event_t *ev);
-static void ngx_http_webhook_cluster_later(ngx_http_webhook_cluster_t *cl,
-    ngx_msec_t delay);
 static void ngx_http_webhook_cluster_slots(void *data, redisReply *reply);
 static ngx_int_t ngx_http_webhook_cluster_map(ngx_http_webhook_cluster_t *cl,
     redisReply *reply);
@@ -79,11 +35,9 @@ static ngx_http_webhook_node_t *ngx_http_webhook_cluster_endpoint(
 static void ngx_http_webhook_cluster_apply(ngx_http_webhook_cluster_t *cl);
 static ngx_uint_t ngx_http_webhook_cluster_needed_down(
     ngx_http_webhook_cluster_t *cl);
-static ngx_http_webhook_node_t *ngx_http_webhook_cluster_owner(
-    ngx_uint_t slot);
 
 
-static ngx_http_webhook_cluster_t  *ngx_http_webhook_cluster;
+ngx_http_webhook_cluster_t  *ngx_http_webhook_cluster;
 
 
 ngx_int_t
@@ -190,7 +144,7 @@ ngx_http_webhook_cluster_on(void)
 
 /* the node of an address, added when new */
 
-static ngx_http_webhook_node_t *
+ngx_http_webhook_node_t *
 ngx_http_webhook_cluster_add(ngx_http_webhook_cluster_t *cl, u_char *text,
     size_t len)
 {
@@ -263,7 +217,7 @@ ngx_http_webhook_cluster_add(ngx_http_webhook_cluster_t *cl, u_char *text,
 
 /* the node's connection, made (or made again, when retired) */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_webhook_cluster_connect(ngx_http_webhook_cluster_t *cl,
     ngx_http_webhook_node_t *node)
 {
@@ -350,7 +304,7 @@ ngx_http_webhook_cluster_route(ngx_uint_t slot)
 }
 
 
-static ngx_http_webhook_node_t *
+ngx_http_webhook_node_t *
 ngx_http_webhook_cluster_owner(ngx_uint_t slot)
 {
     ngx_uint_t                   i;
@@ -480,6 +434,14 @@ ngx_http_webhook_cluster_refresh(ngx_http_webhook_cluster_t *cl)
         cl->asked = node;
         cl->wanted = 0;
 
+        /* the question's timer, in place of the backoff */
+
+        if (cl->refresh.timer_set) {
+            ngx_del_timer(&cl->refresh);
+        }
+
+        ngx_add_timer(&cl->refresh, cl->wmcf->timeout);
+
         return;
     }
 
@@ -494,7 +456,7 @@ ngx_http_webhook_cluster_refresh(ngx_http_webhook_cluster_t *cl)
 }
 
 
-static void
+void
 ngx_http_webhook_cluster_later(ngx_http_webhook_cluster_t *cl,
     ngx_msec_t delay)
 {
@@ -515,6 +477,22 @@ ngx_http_webhook_cluster_timer(ngx_event_t *ev)
 {
     ngx_http_webhook_cluster_t  *cl = ev->data;
 
+    ngx_http_webhook_node_t  *asked;
+
+    asked = cl->asked;
+
+    if (asked) {
+        /* CLUSTER SLOTS unanswered: its connection is closed, which
+         * fails it, and the next node is asked */
+
+        ngx_log_error(NGX_LOG_ERR, cl->log, NGX_ETIMEDOUT,
+                      "webhook: redis cluster: CLUSTER SLOTS on %V timed "
+                      "out, closing the connection", &asked->addr_text);
+
+        ngx_http_webhook_redis_close(asked->rd, 1);
+        return;
+    }
+
     cl->wanted = 1;
 
     ngx_http_webhook_cluster_refresh(cl);
@@ -530,6 +508,11 @@ ngx_http_webhook_cluster_slots(void *data, redisReply *reply)
 
     ngx_int_t                 rc;
     ngx_http_webhook_node_t  *asked;
+
+    if (cl->refresh.timer_set) {
+        /* the question's */
+        ngx_del_timer(&cl->refresh);
+    }
 
     if (cl->exiting) {
         cl->asked = NULL;
@@ -694,10 +677,11 @@ ngx_http_webhook_cluster_apply(ngx_http_webhook_cluster_t *cl)
         node = cl->nodes[i];
 
         if (node->slots) {
-            if (ngx_http_webhook_cluster_connect(cl, node) == NGX_ERROR) {
+            if (ngx_http_webhook_cluster_connect(cl, node) != NGX_OK) {
                 ngx_log_error(NGX_LOG_ERR, cl->log, 0,
                               "webhook: redis cluster: no connection to "
-                              "%V", &node->addr_text);
+                              "%V (a node must announce an IP address)",
+                              &node->addr_text);
             }
 
             continue;
@@ -727,183 +711,4 @@ ngx_http_webhook_cluster_needed_down(ngx_http_webhook_cluster_t *cl)
     }
 
     return 0;
-}
-
-
-/*
- * "MOVED <slot> <host:port>" (the map is updated, a refresh follows) and
- * "ASK <slot> <host:port>" (ASKING first, the map unchanged): the command
- * is sent again to the node named.  NGX_DECLINED: not a redirection, or
- * one too many, or to a node not connected: the reply is the caller's.
- */
-
-ngx_int_t
-ngx_http_webhook_cluster_redirect(ngx_http_webhook_redis_t *rd,
-    ngx_http_webhook_cmd_t *cmd, redisReply *reply)
-{
-    u_char                      *p, *last, *addr;
-    ngx_int_t                    slot;
-    ngx_uint_t                   ask;
-    ngx_http_webhook_node_t     *node;
-    ngx_http_webhook_redis_t    *to;
-    ngx_http_webhook_cluster_t  *cl;
-
-    static const char  *asking[] = { "ASKING" };
-    static size_t       asking_len[] = { sizeof("ASKING") - 1 };
-
-    cl = ngx_http_webhook_cluster;
-
-    if (cl == NULL || reply->type != REDIS_REPLY_ERROR) {
-        return NGX_DECLINED;
-    }
-
-    p = (u_char *) reply->str;
-    last = p + reply->len;
-
-    if (reply->len > 6 && ngx_strncmp(p, "MOVED ", 6) == 0) {
-        ask = 0;
-        p += 6;
-
-    } else if (reply->len > 4 && ngx_strncmp(p, "ASK ", 4) == 0) {
-        ask = 1;
-        p += 4;
-
-    } else {
-        return NGX_DECLINED;
-    }
-
-    addr = ngx_strlchr(p, last, ' ');
-    if (addr == NULL) {
-        return NGX_DECLINED;
-    }
-
-    slot = ngx_atoi(p, addr - p);
-    addr++;
-
-    if (slot == NGX_ERROR || slot >= NGX_HTTP_WEBHOOK_SLOTS_ALL) {
-        return NGX_DECLINED;
-    }
-
-    if (cmd->redirects >= NGX_HTTP_WEBHOOK_REDIRECTS_MAX) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "webhook: redis cluster: slot %i redirected %d times "
-                      "(last by %V: %*s), the command fails", slot,
-                      NGX_HTTP_WEBHOOK_REDIRECTS_MAX, &rd->addr_text,
-                      (size_t) reply->len, reply->str);
-        return NGX_DECLINED;
-    }
-
-    node = ngx_http_webhook_cluster_add(cl, addr, last - addr);
-    if (node == NULL) {
-        return NGX_DECLINED;
-    }
-
-    if (!ask) {
-        ngx_log_error(NGX_LOG_INFO, rd->log, 0,
-                      "webhook: redis cluster: slot %i moved from %V to %V",
-                      slot, &rd->addr_text, &node->addr_text);
-
-        cl->owner[slot] = (u_char) (node->index + 1);
-        cl->wanted = 1;
-
-        if (cl->asked == NULL) {
-            ngx_http_webhook_cluster_later(cl, 1);
-        }
-    }
-
-    if (ngx_http_webhook_cluster_connect(cl, node) == NGX_ERROR) {
-        return NGX_DECLINED;
-    }
-
-    to = node->rd;
-
-    if (to == NULL) {
-        return NGX_DECLINED;
-    }
-
-    if (to->state == ngx_http_webhook_redis_disconnected) {
-        /* in its backoff: tried now */
-
-        if (to->timer.timer_set) {
-            ngx_del_timer(&to->timer);
-        }
-
-        ngx_http_webhook_redis_connect(to);
-
-        if (to->state == ngx_http_webhook_redis_disconnected) {
-            return NGX_DECLINED;
-        }
-    }
-
-    if (ask && ngx_http_webhook_redis_step(to, ngx_http_webhook_redis_asking,
-                                           "ASKING", 1, asking, asking_len)
-               == NULL)
-    {
-        return NGX_ERROR;
-    }
-
-    cmd->redirects++;
-
-    if (ngx_http_webhook_redis_append(to, cmd) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    freeReplyObject(reply);
-
-    return NGX_OK;
-}
-
-
-/* for the status: the i-th primary known */
-
-ngx_int_t
-ngx_http_webhook_cluster_node(ngx_uint_t i, ngx_str_t *addr, ngx_uint_t *up,
-    ngx_uint_t *slots)
-{
-    ngx_uint_t                   n;
-    ngx_http_webhook_node_t     *node;
-    ngx_http_webhook_cluster_t  *cl;
-
-    cl = ngx_http_webhook_cluster;
-
-    if (cl == NULL) {
-        return NGX_DECLINED;
-    }
-
-    for (n = 0; n < cl->nnodes; n++) {
-        node = cl->nodes[n];
-
-        if (node->slots == 0) {
-            continue;
-        }
-
-        if (i-- == 0) {
-            *addr = node->addr_text;
-            *slots = node->slots;
-            *up = node->rd
-                  && node->rd->state == ngx_http_webhook_redis_ready;
-            return NGX_OK;
-        }
-    }
-
-    return NGX_DECLINED;
-}
-
-
-ngx_int_t
-ngx_http_webhook_cluster_slot_node(ngx_uint_t slot, ngx_str_t *addr,
-    ngx_uint_t *up)
-{
-    ngx_http_webhook_node_t  *node;
-
-    node = ngx_http_webhook_cluster_owner(slot);
-
-    if (node == NULL) {
-        return NGX_DECLINED;
-    }
-
-    *addr = node->addr_text;
-    *up = node->rd && node->rd->state == ngx_http_webhook_redis_ready;
-
-    return NGX_OK;
 }
