@@ -141,17 +141,21 @@ is($rc, 0, 'nginx -t takes a Cluster configuration') or diag($out);
 # seeds: a replica first (it names the primaries all the same)
 my $replica = (grep { !$tag_of_port{ $_->port } } @nodes)[0];
 my $locs = join '', map {
-    receive_location(path => "/$tags[$_]", queue => "{$tags[$_]}:orders")
+    receive_location(path => "/$tags[$_]", queue => "{$tags[$_]}:orders",
+        extra => 'webhook_spool off;')
 } 0 .. 2;
 # plain LPUSH (one key): follows ASK during a migration
 my $pt = $tag_of_port{ $primaries[1] };
 $locs .= receive_location(path => '/plain', queue => "{$pt}:plain",
-    extra => 'webhook_dedupe off;');
+    extra => 'webhook_dedupe off; webhook_spool off;');
+# the spool, for a queue in the same slot as {$pt}:orders
+$locs .= receive_location(path => '/spooled', queue => "{$pt}:spooled");
 
 my $ng = start_nginx(
     files => { 'webhook.tokens' => "$TOKEN\n" },
     http => "webhook_redis_cluster " . $replica->addr . " $seed;\n"
         . "webhook_redis_timeout 2s;\n"
+        . "webhook_spool %%PREFIX%%/spool;\n"
         . "    server {\n        listen 127.0.0.1:%%PORT%%;\n"
         . $locs
         . "        location = /status { webhook_status; }\n"
@@ -254,6 +258,10 @@ is(post($pt, "ev-$pt-2"), 503,
     "the script on a half-migrated queue is answered 503 (no spool): TRYAGAIN");
 like($ng->error_log, qr/redis refused the events: TRYAGAIN/, 'the error log says TRYAGAIN');
 
+$res = $ng->request('POST', '/spooled', \%H, body('ev-spooled-1'));
+is($res->{status}, 200, 'with the spool, an event of a half-migrated queue: 200');
+is($res->{json}{status}, 'spooled', '... spooled');
+
 for (1 .. 100) {
     my $keys = $by_port{$src}->cli('CLUSTER', 'GETKEYSINSLOT', $slot, 100) // '';
     last unless length $keys;
@@ -265,6 +273,8 @@ is($by_port{$dst}->cli('LLEN', "{$pt}:plain:queue:medium"), 1,
     'the plain LPUSH went to the importing node');
 is(post($pt, "ev-$pt-3"), 200, 'once migrated, the queue takes events again');
 is(list_len($dst, $pt), 2, 'on its new node');
+ok(wait_until(sub { ($by_port{$dst}->cli('LLEN', "{$pt}:spooled:queue:medium") // '') eq '1' },
+    timeout => 15), 'the spooled event is drained to the new owner');
 
 # ------------------------------------------------------------ a primary lost
 my $victim = $primaries[2];
