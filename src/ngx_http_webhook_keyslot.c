@@ -12,7 +12,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_http_webhook_redis.h"
+#include "ngx_http_webhook_keyslot.h"
 
 
 static uint16_t ngx_http_webhook_crc16(u_char *p, size_t len);

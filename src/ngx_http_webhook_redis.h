@@ -13,6 +13,7 @@
 #include <hiredis/hiredis.h>
 
 #include "ngx_http_webhook_module.h"
+#include "ngx_http_webhook_keyslot.h"
 
 
 /*
@@ -47,7 +48,6 @@
  * NGX_HTTP_WEBHOOK_ANY_SLOT: any node (ngx_http_webhook_redis_up()).
  */
 
-#define NGX_HTTP_WEBHOOK_SLOTS_ALL       16384
 #define NGX_HTTP_WEBHOOK_ANY_SLOT        NGX_HTTP_WEBHOOK_SLOTS_ALL
 
 typedef void (*ngx_http_webhook_reply_pt)(void *data, redisReply *reply);
@@ -69,11 +69,6 @@ void ngx_http_webhook_redis_cancel(ngx_http_webhook_cmd_t *cmd);
 void ngx_http_webhook_redis_timed_out(ngx_uint_t slot);
 ngx_uint_t ngx_http_webhook_redis_up(ngx_uint_t slot);
 ngx_uint_t ngx_http_webhook_redis_failure(void);
-
-/* Redis Cluster's keyslot of a key: CRC16 of its hash tag, mod 16384 */
-ngx_uint_t ngx_http_webhook_keyslot(u_char *key, size_t len);
-/* the hash tag of a key, NULL without one */
-u_char *ngx_http_webhook_hash_tag(u_char *key, size_t len, size_t *taglen);
 
 /* for the status, with Cluster: the primaries known, and a slot's */
 ngx_uint_t ngx_http_webhook_cluster_on(void);
