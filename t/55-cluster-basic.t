@@ -297,6 +297,34 @@ ok(wait_until(sub { post($vt, 'ev-after-failover-' . time) == 200 }, timeout => 
 diag(sprintf 'back after %.1f s', time - $t0);
 ok(wait_until(sub { status()->{redis}{up} }, timeout => 10), 'redis.up again');
 
+# ------------------------------------------------------------ WAIT 1
+# the killed primary's shard has no replica now: WAIT 1 cannot hold there
+my $seeds = join ' ', map { "127.0.0.1:$_" } @primaries[0, 1];
+my $nw = start_nginx(
+    files => { 'webhook.tokens' => "$TOKEN\n" },
+    http => "webhook_redis_cluster $seeds;\n"
+        . "webhook_redis_timeout 2s;\n"
+        . "webhook_redis_wait 1;\n"
+        . "    server {\n        listen 127.0.0.1:%%PORT%%;\n"
+        . receive_location(path => "/$vt", queue => "{$vt}:orders")
+        . receive_location(path => "/$pt", queue => "{$pt}:orders")
+        . "        location = /status { webhook_status; }\n"
+        . "    }\n",
+);
+sub post_wait { $nw->request('POST', "/$_[0]", \%H, body($_[1]))->{status} }
+
+ok(wait_until(sub { (json_decode($nw->request('GET', '/status')->{body}) // {})->{redis}{up} },
+    timeout => 15), 'WAIT 1: nginx connected to the primaries');
+is(post_wait($pt, 'ev-wait-1'), 200, 'WAIT 1: a primary with its replica: 200');
+is(post_wait($vt, 'ev-wait-2'), 503, "WAIT 1: queue {$vt}'s new primary has no replica: 503");
+like($nw->error_log, qr/WAIT 1 \d+: 0 replicas acknowledged/, 'the error log says why');
+
+$by_port{$victim}->start;
+ok(wait_until(sub { post_wait($vt, 'ev-wait-3-' . time) == 200 }, timeout => 30, interval => 0.3),
+    'the killed node is back as a replica: WAIT 1 holds again, 200');
+$nw->stop;
+unlike($nw->error_log, qr/\[(alert|crit|emerg)\]/, 'no alert in its error log');
+
 $ng->stop;
 unlike($ng->error_log, qr/\[(alert|crit|emerg)\]/, 'no alert in the error log');
 
