@@ -20,6 +20,10 @@
 #define NGX_HTTP_WEBHOOK_REDIRECTS_MAX    5
 
 
+static ngx_http_webhook_node_t *ngx_http_webhook_redirect_node(
+    ngx_http_webhook_cluster_t *cl, u_char *addr, u_char *last);
+
+
 /*
  * "MOVED <slot> <host:port>" (the map is updated, a refresh follows) and
  * "ASK <slot> <host:port>" (ASKING first, the map unchanged): the command
@@ -83,7 +87,7 @@ ngx_http_webhook_cluster_redirect(ngx_http_webhook_redis_t *rd,
         return NGX_DECLINED;
     }
 
-    node = ngx_http_webhook_cluster_add(cl, addr, last - addr);
+    node = ngx_http_webhook_redirect_node(cl, addr, last);
     if (node == NULL) {
         return NGX_DECLINED;
     }
@@ -141,6 +145,34 @@ ngx_http_webhook_cluster_redirect(ngx_http_webhook_redis_t *rd,
     freeReplyObject(reply);
 
     return NGX_OK;
+}
+
+
+/* the node named by a redirection: an IPv6 address comes unbracketed */
+
+static ngx_http_webhook_node_t *
+ngx_http_webhook_redirect_node(ngx_http_webhook_cluster_t *cl, u_char *addr,
+    u_char *last)
+{
+    u_char  *colon, *p;
+    u_char   text[NGX_SOCKADDR_STRLEN];
+
+    colon = last;
+    while (colon > addr && colon[-1] != ':') {
+        colon--;
+    }
+
+    if (colon > addr && addr[0] != '['
+        && ngx_strlchr(addr, colon - 1, ':') != NULL
+        && (size_t) (last - addr) + 2 < NGX_SOCKADDR_STRLEN)
+    {
+        p = ngx_sprintf(text, "[%*s]:%*s", colon - 1 - addr, addr,
+                        last - colon, colon);
+
+        return ngx_http_webhook_cluster_add(cl, text, p - text);
+    }
+
+    return ngx_http_webhook_cluster_add(cl, addr, last - addr);
 }
 
 
