@@ -328,4 +328,66 @@ unlike($nw->error_log, qr/\[(alert|crit|emerg)\]/, 'no alert in its error log');
 $ng->stop;
 unlike($ng->error_log, qr/\[(alert|crit|emerg)\]/, 'no alert in the error log');
 
+# ------------------------------------------------------------ TLS
+# three TLS primaries (the cluster bus too): every node's certificate is
+# checked against the address it announces
+SKIP: {
+    skip 'openssl is not installed', 4
+        unless (WebhookTest::run_cmd(['openssl', 'version'], timeout => 10))[0] == 0;
+
+    my $pki = WebhookTest::make_dir('pki');
+    my $ossl = sub {
+        my ($rc, $o) = WebhookTest::run_cmd(['openssl', @_], timeout => 60);
+        die "openssl @_: $o" if $rc != 0;
+    };
+    $ossl->('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', 2,
+        '-subj', '/CN=ca', '-keyout', "$pki/ca.key", '-out', "$pki/ca.pem");
+    $ossl->('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=node',
+        '-keyout', "$pki/node.key", '-out', "$pki/node.csr");
+    WebhookTest::write_file("$pki/node.ext", "subjectAltName=IP:127.0.0.1\n");
+    $ossl->('x509', '-req', '-in', "$pki/node.csr", '-CA', "$pki/ca.pem",
+        '-CAkey', "$pki/ca.key", '-CAcreateserial', '-days', 2,
+        '-extfile', "$pki/node.ext", '-out', "$pki/node.pem");
+    chmod 0644, "$pki/node.key";
+
+    my %tls = (cert => "$pki/node.pem", key => "$pki/node.key", ca => "$pki/ca.pem");
+    my @tn = map {
+        start_redis(port => cluster_port(), tls => \%tls,
+            extra => ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
+                      '--tls-cluster', 'yes'])
+    } 1 .. 3;
+    my %tport = map { ($_->port => $_) } @tn;
+    ($rc, $out) = WebhookTest::run_cmd(['redis-cli', '--tls', '--cacert', "$pki/ca.pem",
+        '--cluster', 'create', (map { $_->addr } @tn), '--cluster-yes'], timeout => 60);
+    is($rc, 0, 'TLS: the cluster is created') or diag($out);
+    wait_until(sub { ($tn[0]->cli('CLUSTER', 'INFO') // '') =~ /cluster_state:ok/ }, timeout => 20);
+
+    my $nt = start_nginx(
+        files => { 'webhook.tokens' => "$TOKEN\n" },
+        http => "webhook_redis_cluster " . $tn[0]->addr . ";\n"
+            . "webhook_redis_ssl on;\n"
+            . "webhook_redis_ssl_verify on;\n"
+            . "webhook_redis_ssl_trusted_certificate $pki/ca.pem;\n"
+            . "webhook_redis_timeout 2s;\n"
+            . "    server {\n        listen 127.0.0.1:%%PORT%%;\n"
+            . join('', map { receive_location(path => "/$_", queue => "{$_}:tls") } 'a' .. 'f')
+            . "        location = /status { webhook_status; }\n"
+            . "    }\n",
+    );
+    ok(wait_until(sub { (json_decode($nt->request('GET', '/status')->{body}) // {})->{redis}{up} },
+        timeout => 15), 'TLS: every primary connected, certificates verified')
+        or diag($nt->error_log);
+    my $found = 0;
+    for my $t ('a' .. 'f') {
+        next unless $nt->request('POST', "/$t", \%H, body("tls-$t"))->{status} == 200;
+        for my $n (@tn) {
+            $found++ if ($n->cli('LLEN', "{$t}:tls:queue:medium") // '') eq '1';
+        }
+    }
+    is($found, 6, 'TLS: six queues, each event on its node');
+    my $st = json_decode($nt->request('GET', '/status')->{body});
+    is(scalar(@{ $st->{redis}{cluster}{nodes} // [] }), 3, 'TLS: three primaries');
+    $nt->stop;
+}
+
 done_testing();
