@@ -86,6 +86,7 @@ EVENT    = src/ngx_http_webhook_event.c src/ngx_http_webhook_event.h \
 RECORD   = src/ngx_http_webhook_record.c src/ngx_http_webhook_record.h
 UNIT     = $(BUILD)/test_event
 UNIT_REC = $(BUILD)/test_record
+UNIT_SLOT = $(BUILD)/test_keyslot
 FUZZER   = $(BUILD)/fuzz_event
 FUZZ_REC = $(BUILD)/fuzz_record
 FUZZ_SECONDS ?= 30
@@ -107,14 +108,20 @@ $(UNIT_REC): t/unit/test_record.c t/unit/tap.h $(RECORD) $(NGINX_DIR)/objs/Makef
 	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
 	    $(NGX_INCS) -o $@ t/unit/test_record.c $(RECORD:%.h=) -lz
 
+$(UNIT_SLOT): t/unit/test_keyslot.c t/unit/tap.h src/ngx_http_webhook_keyslot.c \
+	    src/ngx_http_webhook_keyslot.h $(NGINX_DIR)/objs/Makefile
+	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
+	    $(NGX_INCS) -o $@ t/unit/test_keyslot.c src/ngx_http_webhook_keyslot.c
+
 $(FUZZ_REC): t/fuzz/fuzz_record.c $(RECORD) $(NGINX_DIR)/objs/Makefile
 	clang -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined \
 	    $(NGX_INCS) -o $@ t/fuzz/fuzz_record.c $(RECORD:%.h=)
 
-unit: $(UNIT) $(UNIT_REC)
+unit: $(UNIT) $(UNIT_REC) $(UNIT_SLOT)
 	$(UNIT)
 	$(UNIT_REC)
+	$(UNIT_SLOT)
 
 # the body parser gets two thirds of FUZZ_SECONDS, the journal reader
 # (records from t/fuzz/records, written by t/unit/test_record) the rest
@@ -130,7 +137,7 @@ fuzz: $(FUZZER) $(FUZZ_REC)
 	    -max_len=8192 -timeout=10 -rss_limit_mb=1024 \
 	    -print_final_stats=1 $(BUILD)/corpus-record
 
-test: $(MODULE) $(UNIT) $(UNIT_REC)
+test: $(MODULE) $(UNIT) $(UNIT_REC) $(UNIT_SLOT)
 	prove -j$(PROVE_JOBS) -I t/lib t/
 
 run: $(MODULE)

@@ -15,6 +15,7 @@
 #include "ngx_http_webhook_module.h"
 #include "ngx_http_webhook_auth.h"
 #include "ngx_http_webhook_directives.h"
+#include "ngx_http_webhook_redis.h"
 
 
 #define NGX_HTTP_WEBHOOK_REDIS_PORT     6379
@@ -136,6 +137,10 @@ ngx_http_webhook_redis_password_file(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+static char *ngx_http_webhook_addresses(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_uint_t first, in_port_t port, ngx_array_t **addrs);
+
+
 /* webhook_redis_sentinel <master-name> host:port [host:port ...] */
 
 char *
@@ -144,10 +149,7 @@ ngx_http_webhook_redis_sentinel(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_webhook_main_conf_t  *wmcf = conf;
 
-    ngx_url_t    u;
-    ngx_str_t   *value;
-    ngx_addr_t  *addr;
-    ngx_uint_t   i;
+    ngx_str_t  *value;
 
     if (wmcf->sentinels) {
         return "is duplicate";
@@ -156,17 +158,53 @@ ngx_http_webhook_redis_sentinel(ngx_conf_t *cf, ngx_command_t *cmd,
     value = cf->args->elts;
     wmcf->sentinel_name = value[1];
 
-    wmcf->sentinels = ngx_array_create(cf->pool, cf->args->nelts - 2,
-                                       sizeof(ngx_addr_t));
-    if (wmcf->sentinels == NULL) {
+    return ngx_http_webhook_addresses(cf, cmd, 2,
+                                      NGX_HTTP_WEBHOOK_SENTINEL_PORT,
+                                      &wmcf->sentinels);
+}
+
+
+/* webhook_redis_cluster host:port [host:port ...]: the seed nodes */
+
+char *
+ngx_http_webhook_redis_cluster(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_webhook_main_conf_t  *wmcf = conf;
+
+    if (wmcf->cluster) {
+        return "is duplicate";
+    }
+
+    return ngx_http_webhook_addresses(cf, cmd, 1, NGX_HTTP_WEBHOOK_REDIS_PORT,
+                                      &wmcf->cluster);
+}
+
+
+/* the arguments from first on, each host:port, as ngx_addr_t named so */
+
+static char *
+ngx_http_webhook_addresses(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_uint_t first, in_port_t port, ngx_array_t **addrs)
+{
+    ngx_url_t    u;
+    ngx_str_t   *value;
+    ngx_addr_t  *addr;
+    ngx_uint_t   i;
+
+    value = cf->args->elts;
+
+    *addrs = ngx_array_create(cf->pool, cf->args->nelts - first,
+                              sizeof(ngx_addr_t));
+    if (*addrs == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    for (i = 2; i < cf->args->nelts; i++) {
+    for (i = first; i < cf->args->nelts; i++) {
         ngx_memzero(&u, sizeof(ngx_url_t));
 
         u.url = value[i];
-        u.default_port = NGX_HTTP_WEBHOOK_SENTINEL_PORT;
+        u.default_port = port;
 
         if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.uri.len
             || u.naddrs == 0)
@@ -177,7 +215,7 @@ ngx_http_webhook_redis_sentinel(ngx_conf_t *cf, ngx_command_t *cmd,
             return NGX_CONF_ERROR;
         }
 
-        addr = ngx_array_push(wmcf->sentinels);
+        addr = ngx_array_push(*addrs);
         if (addr == NULL) {
             return NGX_CONF_ERROR;
         }
@@ -187,6 +225,81 @@ ngx_http_webhook_redis_sentinel(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * At the end of the http block: Cluster excludes the other ways of naming
+ * Redis, and databases other than 0 (Cluster has only that one)
+ */
+
+char *
+ngx_http_webhook_cluster_conf(ngx_conf_t *cf,
+    ngx_http_webhook_main_conf_t *wmcf)
+{
+    ngx_addr_t  *seed;
+
+    if (wmcf->cluster == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    if (wmcf->sentinels || wmcf->addr_text.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"webhook_redis_cluster\" and \"%s\" are "
+                           "exclusive: with Cluster, the seed nodes name "
+                           "the primaries",
+                           wmcf->sentinels ? "webhook_redis_sentinel"
+                                           : "webhook_redis");
+        return NGX_CONF_ERROR;
+    }
+
+    if (wmcf->db) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"webhook_redis_db %i\": Redis Cluster has "
+                           "only database 0", wmcf->db);
+        return NGX_CONF_ERROR;
+    }
+
+    /* for the checks that Redis is configured, and the status */
+
+    seed = wmcf->cluster->elts;
+    wmcf->addr_text = seed[0].name;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The keyslot of a queue's keys: with Cluster, a queue must have a hash
+ * tag, or its keys would land in different slots and the script fail
+ * with CROSSSLOT
+ */
+
+ngx_int_t
+ngx_http_webhook_queue_slot(ngx_conf_t *cf,
+    ngx_http_webhook_main_conf_t *wmcf, ngx_str_t *queue, ngx_uint_t *slot)
+{
+    size_t   len;
+
+    *slot = 0;
+
+    if (wmcf->cluster == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_webhook_hash_tag(queue->data, queue->len, &len) == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"webhook_queue %V\" has no hash tag (a name "
+                           "between { and }, such as \"{%V}\"): with "
+                           "webhook_redis_cluster, its keys would land in "
+                           "different slots and Redis would refuse the "
+                           "script (CROSSSLOT)", queue, queue);
+        return NGX_ERROR;
+    }
+
+    *slot = ngx_http_webhook_keyslot(queue->data, queue->len);
+
+    return NGX_OK;
 }
 
 

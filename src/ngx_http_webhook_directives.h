@@ -17,6 +17,12 @@ char *ngx_http_webhook_redis_password_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 char *ngx_http_webhook_redis_sentinel(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_webhook_redis_cluster(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_webhook_cluster_conf(ngx_conf_t *cf,
+    ngx_http_webhook_main_conf_t *wmcf);
+ngx_int_t ngx_http_webhook_queue_slot(ngx_conf_t *cf,
+    ngx_http_webhook_main_conf_t *wmcf, ngx_str_t *queue, ngx_uint_t *slot);
 char *ngx_http_webhook_redis_sentinel_password_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 char *ngx_http_webhook_redis_wait(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -42,6 +42,12 @@ static void ngx_http_webhook_timeout(ngx_event_t *ev);
 static void ngx_http_webhook_cleanup(void *data);
 
 
+/* the slot of the location's queue, for Redis Cluster */
+#define ngx_http_webhook_slot(r)                                             \
+    ((ngx_http_webhook_loc_conf_t *)                                         \
+         ngx_http_get_module_loc_conf(r, ngx_http_webhook_module))->slot
+
+
 /*
  * Builds the enqueue script call: the envelopes, their list keys and
  * their idempotency keys.
@@ -524,6 +530,7 @@ ngx_http_webhook_enqueue(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx)
     ctx->cmd = ngx_http_webhook_redis_eval(ctx->rejected ? &wmcf->reject
                                            : ctx->lpush ? NULL
                                            : &wmcf->enqueue,
+                                           ngx_http_webhook_slot(r),
                                            ctx->argc, ctx->argv, ctx->argvlen,
                                            ngx_http_webhook_enqueued, ctx);
     if (ctx->cmd == NULL) {
@@ -851,7 +858,7 @@ ngx_http_webhook_timeout(ngx_event_t *ev)
             ngx_http_finalize_request(r, rc);
         }
 
-        ngx_http_webhook_redis_timed_out();
+        ngx_http_webhook_redis_timed_out(ngx_http_webhook_slot(r));
         ngx_http_run_posted_requests(c);
         return;
     }
@@ -865,7 +872,7 @@ ngx_http_webhook_timeout(ngx_event_t *ev)
 
     /* a stuck connection fails the other waiting requests at once */
 
-    ngx_http_webhook_redis_timed_out();
+    ngx_http_webhook_redis_timed_out(ngx_http_webhook_slot(r));
 
     ngx_http_run_posted_requests(c);
 }

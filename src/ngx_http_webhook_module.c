@@ -130,6 +130,13 @@ static ngx_command_t  ngx_http_webhook_commands[] = {
       0,
       NULL },
 
+    { ngx_string("webhook_redis_cluster"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_webhook_redis_cluster,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("webhook_redis_sentinel_password_file"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_webhook_redis_sentinel_password_file,
@@ -446,6 +453,10 @@ ngx_http_webhook_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_webhook_cluster_conf(cf, wmcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (wmcf->sentinels) {
         /* until a sentinel names the primary */
         wmcf->addr_text = wmcf->sentinel_name;
@@ -724,6 +735,12 @@ ngx_http_webhook_add_queue(ngx_conf_t *cf, ngx_http_webhook_main_conf_t *wmcf,
     ngx_str_t   *queue;
     ngx_uint_t   i;
 
+    if (ngx_http_webhook_queue_slot(cf, wmcf, &wlcf->queue, &wlcf->slot)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     queue = wmcf->queues.elts;
 
     for (i = 0; i < wmcf->queues.nelts; i++) {
@@ -761,6 +778,7 @@ ngx_http_webhook_add_queue(ngx_conf_t *cf, ngx_http_webhook_main_conf_t *wmcf,
 
     *queue = wlcf->queue;
     wlcf->queue_index = wmcf->queues.nelts - 1;
+    wmcf->queue_slot[wlcf->queue_index] = wlcf->slot;
 
     return NGX_OK;
 }

@@ -74,6 +74,7 @@ typedef struct {
     ngx_array_t                 *sentinels;       /* of ngx_addr_t */
     ngx_str_t                    sentinel_user;
     ngx_str_t                    sentinel_password;
+    ngx_array_t                 *cluster;         /* seeds, ngx_addr_t */
     ngx_int_t                    wait_replicas;   /* 0: no WAIT */
     ngx_msec_t                   wait_timeout;
 
@@ -89,6 +90,7 @@ typedef struct {
 #endif
 
     ngx_array_t                  queues;      /* of ngx_str_t */
+    ngx_uint_t                   queue_slot[NGX_HTTP_WEBHOOK_MAX_QUEUES];
     ngx_uint_t                   used;        /* any webhook location */
 
     ngx_http_webhook_script_t    enqueue;     /* run inside Redis */
@@ -111,6 +113,7 @@ typedef struct {
     ngx_flag_t                   status;
     ngx_str_t                    queue;
     ngx_uint_t                   queue_index; /* in the main conf's queues */
+    ngx_uint_t                   slot;        /* the queue's, for Cluster */
     ngx_str_t                    token_file;
     ngx_array_t                 *tokens;      /* of ngx_http_webhook_token_t */
     ngx_flag_t                   tokens_off;  /* webhook_token_file off */

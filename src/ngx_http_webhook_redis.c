@@ -48,21 +48,24 @@ static ngx_uint_t ngx_http_webhook_redis_role_is_master(redisReply *reply);
 
 ngx_http_webhook_redis_t  *ngx_http_webhook_redis_conn;
 
+/* why the handler being called has no reply */
+static ngx_uint_t  ngx_http_webhook_redis_failed;
 
-ngx_int_t
-ngx_http_webhook_redis_init(ngx_cycle_t *cycle,
+
+ngx_http_webhook_redis_t *
+ngx_http_webhook_redis_create(ngx_cycle_t *cycle,
     ngx_http_webhook_main_conf_t *wmcf)
 {
     ngx_http_webhook_redis_t  *rd;
 
     rd = ngx_pcalloc(cycle->pool, sizeof(ngx_http_webhook_redis_t));
     if (rd == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     rd->out = ngx_alloc(NGX_HTTP_WEBHOOK_OUT_SIZE, cycle->log);
     if (rd->out == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     rd->out_size = NGX_HTTP_WEBHOOK_OUT_SIZE;
@@ -78,7 +81,15 @@ ngx_http_webhook_redis_init(ngx_cycle_t *cycle,
     rd->timer.log = cycle->log;
     rd->timer.cancelable = 1;
 
-    ngx_http_webhook_redis_conn = rd;
+    return rd;
+}
+
+
+ngx_int_t
+ngx_http_webhook_redis_init(ngx_cycle_t *cycle,
+    ngx_http_webhook_main_conf_t *wmcf)
+{
+    ngx_http_webhook_redis_t  *rd;
 
     /*
      * the cached time is the master's from before it read the
@@ -87,6 +98,18 @@ ngx_http_webhook_redis_init(ngx_cycle_t *cycle,
      */
 
     ngx_time_update();
+
+    if (wmcf->cluster) {
+        /* the seeds name the primaries */
+        return ngx_http_webhook_cluster_init(cycle, wmcf);
+    }
+
+    rd = ngx_http_webhook_redis_create(cycle, wmcf);
+    if (rd == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_webhook_redis_conn = rd;
 
     if (wmcf->sentinels) {
         /* the sentinels name the primary */
@@ -118,6 +141,8 @@ ngx_http_webhook_redis_exit(ngx_cycle_t *cycle)
 {
     ngx_http_webhook_redis_t  *rd;
 
+    ngx_http_webhook_cluster_exit();
+
     rd = ngx_http_webhook_redis_conn;
     if (rd == NULL) {
         return;
@@ -139,8 +164,12 @@ ngx_http_webhook_redis_exit(ngx_cycle_t *cycle)
 
 
 ngx_uint_t
-ngx_http_webhook_redis_up(void)
+ngx_http_webhook_redis_up(ngx_uint_t slot)
 {
+    if (ngx_http_webhook_cluster_on()) {
+        return ngx_http_webhook_cluster_up(slot);
+    }
+
     return ngx_http_webhook_redis_conn != NULL
            && ngx_http_webhook_redis_conn->state
               == ngx_http_webhook_redis_ready;
@@ -150,24 +179,45 @@ ngx_http_webhook_redis_up(void)
 ngx_uint_t
 ngx_http_webhook_redis_failure(void)
 {
-    return ngx_http_webhook_redis_conn ? ngx_http_webhook_redis_conn->failure
-                                       : NGX_HTTP_WEBHOOK_REDIS_LOST;
+    return ngx_http_webhook_redis_failed;
 }
 
 
 ngx_http_webhook_cmd_t *
-ngx_http_webhook_redis_eval(ngx_http_webhook_script_t *script, int argc,
+ngx_http_webhook_redis_eval(ngx_http_webhook_script_t *script,
+    ngx_uint_t slot, int argc, const char **argv, size_t *argvlen,
+    ngx_http_webhook_reply_pt handler, void *data)
+{
+    ngx_http_webhook_redis_t  *rd;
+
+    rd = ngx_http_webhook_cluster_on() ? ngx_http_webhook_cluster_route(slot)
+                                       : ngx_http_webhook_redis_conn;
+    if (rd == NULL) {
+        return NULL;
+    }
+
+    /* every command of a caller writes but the status script's */
+
+    return ngx_http_webhook_redis_command(rd, script,
+                                          script != &rd->wmcf->status,
+                                          argc, argv, argvlen, handler,
+                                          data);
+}
+
+
+/* a command on a given connection: a caller's, or CLUSTER SLOTS */
+
+ngx_http_webhook_cmd_t *
+ngx_http_webhook_redis_command(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_script_t *script, ngx_uint_t write, int argc,
     const char **argv, size_t *argvlen, ngx_http_webhook_reply_pt handler,
     void *data)
 {
-    ngx_http_webhook_cmd_t    *cmd;
-    ngx_http_webhook_redis_t  *rd;
-
-    rd = ngx_http_webhook_redis_conn;
+    ngx_http_webhook_cmd_t  *cmd;
 
     /* while connecting, commands wait behind the handshake */
 
-    if (rd == NULL || rd->state == ngx_http_webhook_redis_disconnected) {
+    if (rd->state == ngx_http_webhook_redis_disconnected) {
         return NULL;
     }
 
@@ -180,9 +230,7 @@ ngx_http_webhook_redis_eval(ngx_http_webhook_script_t *script, int argc,
     cmd->handler = handler;
     cmd->data = data;
     cmd->script = script;
-
-    /* every command of a caller writes but the status script's */
-    cmd->write = (script != &rd->wmcf->status);
+    cmd->write = write ? 1 : 0;
 
     if (script) {
         argv[0] = "EVALSHA";
@@ -210,18 +258,20 @@ ngx_http_webhook_redis_cancel(ngx_http_webhook_cmd_t *cmd)
 
 
 void
-ngx_http_webhook_redis_timed_out(void)
+ngx_http_webhook_redis_timed_out(ngx_uint_t slot)
 {
     ngx_http_webhook_redis_t  *rd;
 
-    rd = ngx_http_webhook_redis_conn;
+    rd = ngx_http_webhook_cluster_on() ? ngx_http_webhook_cluster_route(slot)
+                                       : ngx_http_webhook_redis_conn;
 
     if (rd == NULL || rd->connection == NULL) {
         return;
     }
 
     ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                  "webhook: redis timed out, closing the connection");
+                  "webhook: redis at %V timed out, closing the connection",
+                  &rd->addr_text);
 
     ngx_http_webhook_redis_close(rd, 1);
 }
@@ -465,6 +515,25 @@ ngx_http_webhook_redis_answer(ngx_http_webhook_redis_t *rd,
         return;
     }
 
+    if (rd->node) {
+        /* Cluster: MOVED and ASK are followed */
+
+        switch (ngx_http_webhook_cluster_redirect(rd, cmd, reply)) {
+
+        case NGX_OK:
+            return;
+
+        case NGX_ERROR:
+            freeReplyObject(reply);
+            ngx_http_webhook_redis_call(rd, cmd, NULL,
+                                        NGX_HTTP_WEBHOOK_REDIS_LOST);
+            return;
+
+        default: /* NGX_DECLINED: the reply is the caller's */
+            break;
+        }
+    }
+
     if (cmd->script && !cmd->retried
         && ngx_http_webhook_redis_noscript(reply))
     {
@@ -525,6 +594,7 @@ ngx_http_webhook_redis_call(ngx_http_webhook_redis_t *rd,
 {
     if (cmd->handler) {
         rd->failure = failure;
+        ngx_http_webhook_redis_failed = failure;
 
         if (reply == NULL && failure == NGX_HTTP_WEBHOOK_REDIS_LOST) {
             ngx_log_error(NGX_LOG_INFO, rd->log, 0,
@@ -535,6 +605,7 @@ ngx_http_webhook_redis_call(ngx_http_webhook_redis_t *rd,
         cmd->handler(cmd->data, reply);
 
         rd->failure = 0;
+        ngx_http_webhook_redis_failed = 0;
     }
 
     if (reply) {
@@ -564,6 +635,10 @@ ngx_http_webhook_redis_step_reply(ngx_http_webhook_redis_t *rd,
 
     case ngx_http_webhook_redis_role_step:
         ngx_http_webhook_redis_role(rd, reply);
+        break;
+
+    case ngx_http_webhook_redis_asking:
+        /* its command, next, has the answer that counts */
         break;
 
     default: /* the handshake */

@@ -13,6 +13,7 @@
 #include <hiredis/hiredis.h>
 
 #include "ngx_http_webhook_module.h"
+#include "ngx_http_webhook_keyslot.h"
 
 
 /*
@@ -41,6 +42,14 @@
 #define NGX_HTTP_WEBHOOK_REDIS_LOST      1
 #define NGX_HTTP_WEBHOOK_REDIS_REPLICAS  2
 
+/*
+ * With webhook_redis_cluster, a command goes to the primary of its slot
+ * (the keyslot of its keys' hash tag); without, the slot is ignored.
+ * NGX_HTTP_WEBHOOK_ANY_SLOT: any node (ngx_http_webhook_redis_up()).
+ */
+
+#define NGX_HTTP_WEBHOOK_ANY_SLOT        NGX_HTTP_WEBHOOK_SLOTS_ALL
+
 typedef void (*ngx_http_webhook_reply_pt)(void *data, redisReply *reply);
 
 typedef struct ngx_http_webhook_cmd_s  ngx_http_webhook_cmd_t;
@@ -53,12 +62,20 @@ void ngx_http_webhook_redis_exit(ngx_cycle_t *cycle);
 /* EVALSHA of the script, argv[0] and argv[1] left for it; with no script,
  * argv is a command of its own */
 ngx_http_webhook_cmd_t *ngx_http_webhook_redis_eval(
-    ngx_http_webhook_script_t *script, int argc, const char **argv,
-    size_t *argvlen, ngx_http_webhook_reply_pt handler, void *data);
+    ngx_http_webhook_script_t *script, ngx_uint_t slot, int argc,
+    const char **argv, size_t *argvlen, ngx_http_webhook_reply_pt handler,
+    void *data);
 void ngx_http_webhook_redis_cancel(ngx_http_webhook_cmd_t *cmd);
-void ngx_http_webhook_redis_timed_out(void);
-ngx_uint_t ngx_http_webhook_redis_up(void);
+void ngx_http_webhook_redis_timed_out(ngx_uint_t slot);
+ngx_uint_t ngx_http_webhook_redis_up(ngx_uint_t slot);
 ngx_uint_t ngx_http_webhook_redis_failure(void);
+
+/* for the status, with Cluster: the primaries known, and a slot's */
+ngx_uint_t ngx_http_webhook_cluster_on(void);
+ngx_int_t ngx_http_webhook_cluster_node(ngx_uint_t i, ngx_str_t *addr,
+    ngx_uint_t *up, ngx_uint_t *slots);
+ngx_int_t ngx_http_webhook_cluster_slot_node(ngx_uint_t slot,
+    ngx_str_t *addr, ngx_uint_t *up);
 /* the primary connected to (or the configured address), and the sentinel
  * that named it (empty without Sentinel) */
 void ngx_http_webhook_redis_addresses(ngx_str_t *primary,

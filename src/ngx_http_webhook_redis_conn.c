@@ -403,6 +403,10 @@ ngx_http_webhook_redis_set_ready(ngx_http_webhook_redis_t *rd)
                   &rd->addr_text);
 
     rd->quiet = 0;
+
+    if (rd->node) {
+        ngx_http_webhook_cluster_ready();
+    }
 }
 
 
@@ -703,6 +707,10 @@ ngx_http_webhook_redis_close(ngx_http_webhook_redis_t *rd, ngx_uint_t lost)
     rd->out_len = 0;
 
     ngx_http_webhook_redis_fail_all(rd);
+
+    if (rd->node && !rd->exiting) {
+        ngx_http_webhook_cluster_lost();
+    }
 
     ngx_http_webhook_redis_schedule(rd);
 }

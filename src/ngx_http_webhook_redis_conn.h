@@ -51,7 +51,8 @@ typedef enum {
     ngx_http_webhook_redis_ready_step,    /* the last step */
     ngx_http_webhook_redis_wait_step,     /* WAIT after a write pass */
     ngx_http_webhook_redis_role_step,     /* ROLE after a short WAIT */
-    ngx_http_webhook_redis_role_check     /* ROLE: the primary? */
+    ngx_http_webhook_redis_role_check,    /* ROLE: the primary? */
+    ngx_http_webhook_redis_asking         /* ASKING before an ASK's resend */
 } ngx_http_webhook_redis_kind_e;
 
 
@@ -66,12 +67,15 @@ struct ngx_http_webhook_cmd_s {
     redisReply                    *reply;     /* held for WAIT */
     const char                    *name;      /* of a setup step */
     ngx_http_webhook_redis_kind_e  kind;
+    ngx_uint_t                     slot;
     unsigned                       retried:1;
     unsigned                       write:1;   /* WAIT covers it */
+    unsigned                       redirects:3;   /* MOVED, ASK */
 };
 
 
 typedef struct ngx_http_webhook_sentinel_s  ngx_http_webhook_sentinel_t;
+typedef struct ngx_http_webhook_node_s      ngx_http_webhook_node_t;
 
 
 typedef struct {
@@ -83,6 +87,7 @@ typedef struct {
     ngx_sockaddr_t                  sockaddr_buf;
     u_char                          addr_buf[NGX_SOCKADDR_STRLEN];
     ngx_http_webhook_sentinel_t    *sentinel;   /* NULL: no Sentinel */
+    ngx_http_webhook_node_t        *node;       /* NULL: no Cluster */
     ngx_resolver_ctx_t             *resolving;
     ngx_uint_t                      next_addr;  /* of those resolved */
     ngx_peer_connection_t           peer;
@@ -127,6 +132,12 @@ void ngx_http_webhook_redis_set_ready(ngx_http_webhook_redis_t *rd);
 void ngx_http_webhook_redis_start(ngx_http_webhook_redis_t *rd);
 
 /* ngx_http_webhook_redis.c */
+ngx_http_webhook_redis_t *ngx_http_webhook_redis_create(ngx_cycle_t *cycle,
+    ngx_http_webhook_main_conf_t *wmcf);
+ngx_http_webhook_cmd_t *ngx_http_webhook_redis_command(
+    ngx_http_webhook_redis_t *rd, ngx_http_webhook_script_t *script,
+    ngx_uint_t write, int argc, const char **argv, size_t *argvlen,
+    ngx_http_webhook_reply_pt handler, void *data);
 ngx_int_t ngx_http_webhook_redis_append(ngx_http_webhook_redis_t *rd,
     ngx_http_webhook_cmd_t *cmd);
 ngx_http_webhook_cmd_t *ngx_http_webhook_redis_step(
@@ -143,6 +154,17 @@ ngx_int_t ngx_http_webhook_sentinel_init(ngx_http_webhook_redis_t *rd,
 void ngx_http_webhook_sentinel_discover(ngx_http_webhook_redis_t *rd);
 void ngx_http_webhook_sentinel_close(ngx_http_webhook_redis_t *rd);
 ngx_str_t *ngx_http_webhook_sentinel_name(ngx_http_webhook_redis_t *rd);
+
+/* ngx_http_webhook_redis_cluster.c */
+ngx_int_t ngx_http_webhook_cluster_init(ngx_cycle_t *cycle,
+    ngx_http_webhook_main_conf_t *wmcf);
+void ngx_http_webhook_cluster_exit(void);
+ngx_http_webhook_redis_t *ngx_http_webhook_cluster_route(ngx_uint_t slot);
+ngx_uint_t ngx_http_webhook_cluster_up(ngx_uint_t slot);
+void ngx_http_webhook_cluster_ready(void);
+void ngx_http_webhook_cluster_lost(void);
+ngx_int_t ngx_http_webhook_cluster_redirect(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_cmd_t *cmd, redisReply *reply);
 
 #if (NGX_SSL)
 /* ngx_http_webhook_redis_ssl.c */

@@ -47,7 +47,7 @@ ngx_http_webhook_keep_rejected(ngx_http_request_t *r,
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
 
     if (ctx->body.data == NULL || ctx->rejected || wlcf->rejected_max == 0
-        || !ngx_http_webhook_redis_up())
+        || !ngx_http_webhook_redis_up(wlcf->slot))
     {
         return NGX_DECLINED;
     }

@@ -164,7 +164,7 @@ ngx_http_webhook_drain_look(ngx_event_t *ev)
         return;
     }
 
-    if (!ngx_http_webhook_redis_up()) {
+    if (!ngx_http_webhook_redis_up(NGX_HTTP_WEBHOOK_ANY_SLOT)) {
         ngx_http_webhook_drain_wait(d, NGX_HTTP_WEBHOOK_DRAIN_POLL);
         return;
     }
@@ -277,7 +277,7 @@ ngx_http_webhook_drain_send(ngx_http_webhook_drain_t *d)
 {
     u_char                     *p;
     uint64_t                    now, oldest, ttl;
-    ngx_uint_t                  i, n, k;
+    ngx_uint_t                  i, n, k, slot;
     ngx_http_webhook_record_t  *rec;
 
     n = d->n;
@@ -339,8 +339,14 @@ ngx_http_webhook_drain_send(ngx_http_webhook_drain_t *d)
 
     d->argc = k;
 
-    d->cmd = ngx_http_webhook_redis_eval(&d->wmcf->enqueue, d->argc, d->argv,
-                                         d->argvlen,
+    /* the records carry their list key: the slot is that key's */
+
+    slot = ngx_http_webhook_keyslot(
+                             (u_char *) d->argv[NGX_HTTP_WEBHOOK_CMD_ARGS],
+                             d->argvlen[NGX_HTTP_WEBHOOK_CMD_ARGS]);
+
+    d->cmd = ngx_http_webhook_redis_eval(&d->wmcf->enqueue, slot, d->argc,
+                                         d->argv, d->argvlen,
                                          ngx_http_webhook_drain_reply, d);
     if (d->cmd == NULL) {
         ngx_http_webhook_drain_wait(d, NGX_HTTP_WEBHOOK_DRAIN_POLL);

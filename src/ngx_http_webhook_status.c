@@ -23,39 +23,52 @@
 #define NGX_HTTP_WEBHOOK_STATUS_FIELDS  3
 
 
-typedef struct {
-    ngx_int_t                     depth;      /* -1: unknown */
-    ngx_int_t                     dead;
-    int64_t                       age_ms;
-} ngx_http_webhook_depth_t;
 
 
+typedef struct ngx_http_webhook_status_ctx_s  ngx_http_webhook_status_ctx_t;
+
+
+/* one status script call: all the queues, or with Cluster one queue */
+
 typedef struct {
-    ngx_http_request_t           *request;
-    ngx_http_webhook_cmd_t       *cmd;
-    ngx_event_t                   timer;
-    ngx_uint_t                    prometheus;
-} ngx_http_webhook_status_ctx_t;
+    ngx_http_webhook_status_ctx_t  *ctx;
+    ngx_http_webhook_cmd_t         *cmd;
+    ngx_uint_t                      first;    /* of the queues asked */
+    ngx_uint_t                      n;
+} ngx_http_webhook_status_call_t;
+
+
+struct ngx_http_webhook_status_ctx_s {
+    ngx_http_request_t             *request;
+    ngx_http_webhook_status_call_t *calls;
+    ngx_uint_t                      ncalls;
+    ngx_uint_t                      pending;
+    ngx_uint_t                      failed;   /* calls not answered */
+    ngx_http_webhook_depth_t       *depths;
+    ngx_uint_t                     *known;    /* per queue */
+    ngx_event_t                     timer;
+    ngx_uint_t                      prometheus;
+};
 
 
 static ngx_int_t ngx_http_webhook_status_query(ngx_http_request_t *r,
     ngx_http_webhook_status_ctx_t *ctx);
+static ngx_int_t ngx_http_webhook_status_call(ngx_http_request_t *r,
+    ngx_http_webhook_status_call_t *call);
 static void ngx_http_webhook_status_reply(void *data, redisReply *reply);
+static void ngx_http_webhook_status_read(ngx_http_webhook_status_call_t *call,
+    redisReply *reply);
+static void ngx_http_webhook_status_cancel(
+    ngx_http_webhook_status_ctx_t *ctx);
 static void ngx_http_webhook_status_timeout(ngx_event_t *ev);
 static void ngx_http_webhook_status_cleanup(void *data);
-static void ngx_http_webhook_status_done(ngx_http_webhook_status_ctx_t *ctx,
-    redisReply *reply);
+static void ngx_http_webhook_status_done(ngx_http_webhook_status_ctx_t *ctx);
 static ngx_int_t ngx_http_webhook_status_send(ngx_http_request_t *r,
-    ngx_uint_t prometheus, ngx_uint_t up, ngx_http_webhook_depth_t *depths);
+    ngx_http_webhook_status_ctx_t *ctx, ngx_uint_t up);
 static ngx_uint_t ngx_http_webhook_status_wants_text(ngx_http_request_t *r);
 static u_char *ngx_http_webhook_status_json(u_char *p,
     ngx_http_webhook_main_conf_t *wmcf, ngx_uint_t up,
-    ngx_http_webhook_depth_t *depths);
-static u_char *ngx_http_webhook_status_text(u_char *p,
-    ngx_http_webhook_main_conf_t *wmcf, ngx_uint_t up,
-    ngx_http_webhook_depth_t *depths);
-static u_char *ngx_http_webhook_series(u_char *p, char *name,
-    ngx_str_t *queue, char *label, ngx_str_t *value);
+    ngx_http_webhook_depth_t *depths, ngx_uint_t *known);
 
 
 ngx_int_t
@@ -92,7 +105,8 @@ ngx_http_webhook_status_handler(ngx_http_request_t *r)
 
     if (ngx_http_webhook_status_query(r, ctx) != NGX_OK) {
         /* Redis is down: an answer all the same, that says so */
-        return ngx_http_webhook_status_send(r, ctx->prometheus, 0, NULL);
+        return ngx_http_webhook_status_send(r, ctx, ctx->ncalls == 0
+                   && ngx_http_webhook_redis_up(NGX_HTTP_WEBHOOK_ANY_SLOT));
     }
 
     r->main->count++;
@@ -101,20 +115,79 @@ ngx_http_webhook_status_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * The status script once for all the queues; with Cluster, once a queue,
+ * on its slot's primary.  NGX_DECLINED: none could be sent.
+ */
+
 static ngx_int_t
 ngx_http_webhook_status_query(ngx_http_request_t *r,
     ngx_http_webhook_status_ctx_t *ctx)
 {
+    ngx_uint_t                      i, nq, cluster;
+    ngx_http_webhook_status_call_t *call;
+    ngx_http_webhook_main_conf_t   *wmcf;
+
+    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+
+    nq = wmcf->queues.nelts;
+    cluster = ngx_http_webhook_cluster_on();
+
+    ctx->ncalls = cluster ? nq : 1;
+    ctx->failed = ctx->ncalls;
+
+    ctx->calls = ngx_pcalloc(r->pool, ctx->ncalls
+                                  * sizeof(ngx_http_webhook_status_call_t));
+    ctx->depths = ngx_palloc(r->pool, (nq * (NGX_HTTP_WEBHOOK_NPRIO + 1) + 1)
+                                      * sizeof(ngx_http_webhook_depth_t));
+    ctx->known = ngx_pcalloc(r->pool, (nq + 1) * sizeof(ngx_uint_t));
+
+    if (ctx->calls == NULL || ctx->depths == NULL || ctx->known == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < ctx->ncalls; i++) {
+        call = &ctx->calls[i];
+        call->ctx = ctx;
+        call->first = cluster ? i : 0;
+        call->n = cluster ? 1 : nq;
+
+        if (ngx_http_webhook_status_call(r, call) == NGX_OK) {
+            ctx->pending++;
+        }
+    }
+
+    if (ctx->pending == 0) {
+        return NGX_DECLINED;
+    }
+
+    ctx->timer.handler = ngx_http_webhook_status_timeout;
+    ctx->timer.data = ctx;
+    ctx->timer.log = r->connection->log;
+
+    ngx_add_timer(&ctx->timer, wmcf->timeout);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_status_call(ngx_http_request_t *r,
+    ngx_http_webhook_status_call_t *call)
+{
     u_char                        *p;
     size_t                        *argvlen;
     ngx_str_t                     *queue;
-    ngx_uint_t                     i, k, prio, nkeys;
+    ngx_uint_t                     i, k, prio, nkeys, slot;
     const char                   **argv;
     ngx_http_webhook_main_conf_t  *wmcf;
 
     wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
 
-    if (!ngx_http_webhook_redis_up()) {
+    slot = call->n ? wmcf->queue_slot[call->first]
+                   : NGX_HTTP_WEBHOOK_ANY_SLOT;
+
+    if (!ngx_http_webhook_redis_up(slot)) {
         return NGX_DECLINED;
     }
 
@@ -123,7 +196,7 @@ ngx_http_webhook_status_query(ngx_http_request_t *r,
      * then each queue's rejected list, twice (the script reads pairs)
      */
 
-    nkeys = wmcf->queues.nelts * (NGX_HTTP_WEBHOOK_NPRIO + 1) * 2;
+    nkeys = call->n * (NGX_HTTP_WEBHOOK_NPRIO + 1) * 2;
 
     argv = ngx_palloc(r->pool, (3 + nkeys) * sizeof(char *));
     argvlen = ngx_palloc(r->pool, (3 + nkeys) * sizeof(size_t));
@@ -135,10 +208,10 @@ ngx_http_webhook_status_query(ngx_http_request_t *r,
     argv[2] = (char *) p;
     argvlen[2] = ngx_sprintf(p, "%ui", nkeys) - p;
 
-    queue = wmcf->queues.elts;
+    queue = (ngx_str_t *) wmcf->queues.elts + call->first;
     k = 3;
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
+    for (i = 0; i < call->n; i++) {
         for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
 
             p = ngx_pnalloc(r->pool, 2 * (queue[i].len
@@ -161,7 +234,7 @@ ngx_http_webhook_status_query(ngx_http_request_t *r,
         }
     }
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
+    for (i = 0; i < call->n; i++) {
         p = ngx_pnalloc(r->pool, queue[i].len + sizeof(":rejected"));
         if (p == NULL) {
             return NGX_ERROR;
@@ -174,35 +247,36 @@ ngx_http_webhook_status_query(ngx_http_request_t *r,
         k += 2;
     }
 
-    ctx->cmd = ngx_http_webhook_redis_eval(&wmcf->status, k, argv, argvlen,
-                                           ngx_http_webhook_status_reply,
-                                           ctx);
-    if (ctx->cmd == NULL) {
-        return NGX_DECLINED;
-    }
+    call->cmd = ngx_http_webhook_redis_eval(&wmcf->status, slot, k, argv,
+                                            argvlen,
+                                            ngx_http_webhook_status_reply,
+                                            call);
 
-    ctx->timer.handler = ngx_http_webhook_status_timeout;
-    ctx->timer.data = ctx;
-    ctx->timer.log = r->connection->log;
-
-    ngx_add_timer(&ctx->timer, wmcf->timeout);
-
-    return NGX_OK;
+    return call->cmd ? NGX_OK : NGX_DECLINED;
 }
 
 
 static void
 ngx_http_webhook_status_reply(void *data, redisReply *reply)
 {
-    ngx_http_webhook_status_ctx_t  *ctx = data;
+    ngx_http_webhook_status_call_t *call = data;
 
-    ctx->cmd = NULL;
+    ngx_http_webhook_status_ctx_t  *ctx;
+
+    ctx = call->ctx;
+    call->cmd = NULL;
+
+    ngx_http_webhook_status_read(call, reply);
+
+    if (--ctx->pending) {
+        return;
+    }
 
     if (ctx->timer.timer_set) {
         ngx_del_timer(&ctx->timer);
     }
 
-    ngx_http_webhook_status_done(ctx, reply);
+    ngx_http_webhook_status_done(ctx);
 }
 
 
@@ -214,12 +288,9 @@ ngx_http_webhook_status_timeout(ngx_event_t *ev)
     ngx_log_error(NGX_LOG_ERR, ev->log, NGX_ETIMEDOUT,
                   "webhook: redis did not answer the status query in time");
 
-    if (ctx->cmd) {
-        ngx_http_webhook_redis_cancel(ctx->cmd);
-        ctx->cmd = NULL;
-    }
+    ngx_http_webhook_status_cancel(ctx);
 
-    ngx_http_webhook_status_done(ctx, NULL);
+    ngx_http_webhook_status_done(ctx);
 }
 
 
@@ -228,10 +299,7 @@ ngx_http_webhook_status_cleanup(void *data)
 {
     ngx_http_webhook_status_ctx_t  *ctx = data;
 
-    if (ctx->cmd) {
-        ngx_http_webhook_redis_cancel(ctx->cmd);
-        ctx->cmd = NULL;
-    }
+    ngx_http_webhook_status_cancel(ctx);
 
     if (ctx->timer.timer_set) {
         ngx_del_timer(&ctx->timer);
@@ -240,63 +308,107 @@ ngx_http_webhook_status_cleanup(void *data)
 
 
 static void
-ngx_http_webhook_status_done(ngx_http_webhook_status_ctx_t *ctx,
+ngx_http_webhook_status_cancel(ngx_http_webhook_status_ctx_t *ctx)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < ctx->ncalls; i++) {
+        if (ctx->calls[i].cmd) {
+            ngx_http_webhook_redis_cancel(ctx->calls[i].cmd);
+            ctx->calls[i].cmd = NULL;
+        }
+    }
+
+    ctx->pending = 0;
+}
+
+
+/*
+ * A call's answer: the depths by queue and priority, then each queue's
+ * rejected list, into the places of its queues
+ */
+
+static void
+ngx_http_webhook_status_read(ngx_http_webhook_status_call_t *call,
     redisReply *reply)
 {
-    int64_t                        oldest, now;
-    ngx_uint_t                     i, n, up;
-    redisReply                   **e;
-    ngx_time_t                    *tp;
-    ngx_connection_t              *c;
-    ngx_http_request_t            *r;
-    ngx_http_webhook_depth_t      *depths;
-    ngx_http_webhook_main_conf_t  *wmcf;
+    int64_t                         oldest, now;
+    ngx_uint_t                      i, n, q, nq;
+    redisReply                    **e;
+    ngx_time_t                     *tp;
+    ngx_http_webhook_depth_t       *d;
+    ngx_http_webhook_status_ctx_t  *ctx;
 
-    r = ctx->request;
-    c = r->connection;
-    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+    ctx = call->ctx;
+    nq = ((ngx_http_webhook_main_conf_t *)
+             ngx_http_get_module_main_conf(ctx->request,
+                                           ngx_http_webhook_module))
+         ->queues.nelts;
 
-    /* the depths by queue and priority, then each queue's rejected list */
-
-    n = wmcf->queues.nelts * (NGX_HTTP_WEBHOOK_NPRIO + 1);
-    up = 0;
-    depths = NULL;
+    n = call->n * (NGX_HTTP_WEBHOOK_NPRIO + 1);
 
     if (reply && reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
                       "webhook: redis refused the status query: %*s",
                       (size_t) reply->len, reply->str);
     }
 
-    if (reply && reply->type == REDIS_REPLY_ARRAY
-        && reply->elements == n * NGX_HTTP_WEBHOOK_STATUS_FIELDS)
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != n * NGX_HTTP_WEBHOOK_STATUS_FIELDS)
     {
-        depths = ngx_palloc(r->pool, n * sizeof(ngx_http_webhook_depth_t));
+        return;
     }
 
-    if (depths) {
-        up = 1;
-        e = reply->element;
-        tp = ngx_timeofday();
-        now = (int64_t) tp->sec * 1000 + tp->msec;
+    ctx->failed--;
 
-        for (i = 0; i < n; i++, e += NGX_HTTP_WEBHOOK_STATUS_FIELDS) {
-            depths[i].depth = e[0]->integer;
-            depths[i].dead = e[2]->integer;
-            depths[i].age_ms = 0;
+    e = reply->element;
+    tp = ngx_timeofday();
+    now = (int64_t) tp->sec * 1000 + tp->msec;
 
-            if (e[1]->type == REDIS_REPLY_STRING) {
-                oldest = ngx_http_webhook_time_parse((u_char *) e[1]->str,
-                                                     e[1]->len);
-                if (oldest >= 0 && now > oldest) {
-                    depths[i].age_ms = now - oldest;
-                }
+    for (i = 0; i < n; i++, e += NGX_HTTP_WEBHOOK_STATUS_FIELDS) {
+
+        if (i < call->n * NGX_HTTP_WEBHOOK_NPRIO) {
+            d = &ctx->depths[call->first * NGX_HTTP_WEBHOOK_NPRIO + i];
+
+        } else {
+            q = i - call->n * NGX_HTTP_WEBHOOK_NPRIO;
+            d = &ctx->depths[nq * NGX_HTTP_WEBHOOK_NPRIO + call->first + q];
+        }
+
+        d->depth = e[0]->integer;
+        d->dead = e[2]->integer;
+        d->age_ms = 0;
+
+        if (e[1]->type == REDIS_REPLY_STRING) {
+            oldest = ngx_http_webhook_time_parse((u_char *) e[1]->str,
+                                                 e[1]->len);
+            if (oldest >= 0 && now > oldest) {
+                d->age_ms = now - oldest;
             }
         }
     }
 
-    ngx_http_finalize_request(r,
-                 ngx_http_webhook_status_send(r, ctx->prometheus, up, depths));
+    for (i = 0; i < call->n; i++) {
+        ctx->known[call->first + i] = 1;
+    }
+}
+
+
+static void
+ngx_http_webhook_status_done(ngx_http_webhook_status_ctx_t *ctx)
+{
+    ngx_uint_t           up;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    /* up: every queue's node answered */
+
+    up = (ctx->failed == 0);
+
+    ngx_http_finalize_request(r, ngx_http_webhook_status_send(r, ctx, up));
     ngx_http_run_posted_requests(c);
 }
 
@@ -326,8 +438,8 @@ ngx_http_webhook_status_wants_text(ngx_http_request_t *r)
 
 
 static ngx_int_t
-ngx_http_webhook_status_send(ngx_http_request_t *r, ngx_uint_t prometheus,
-    ngx_uint_t up, ngx_http_webhook_depth_t *depths)
+ngx_http_webhook_status_send(ngx_http_request_t *r,
+    ngx_http_webhook_status_ctx_t *ctx, ngx_uint_t up)
 {
     size_t                         len;
     ngx_int_t                      rc;
@@ -335,20 +447,37 @@ ngx_http_webhook_status_send(ngx_http_request_t *r, ngx_uint_t prometheus,
     ngx_str_t                     *queue;
     ngx_uint_t                     i;
     ngx_chain_t                    out;
+    ngx_http_webhook_depth_t      *depths;
     ngx_http_webhook_main_conf_t  *wmcf;
 
     wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+
+    /* the depths when a queue's are known */
+
+    depths = NULL;
+
+    for (i = 0; ctx->known && i < wmcf->queues.nelts; i++) {
+        if (ctx->known[i]) {
+            depths = ctx->depths;
+        }
+    }
+
+    if (ctx->ncalls && ctx->failed == 0) {
+        depths = ctx->depths;
+    }
 
     /* a bound that depends on the number of queues, not on the traffic */
 
     /* the addresses are escaped: up to 6 bytes each (\u00XX) */
     len = 8192 + (wmcf->addr_text.len + NGX_SOCKADDR_STRLEN * 2) * 6
-          + NGX_HTTP_WEBHOOK_STATUS_SPOOL_ALL;
+          + NGX_HTTP_WEBHOOK_STATUS_SPOOL_ALL
+          + NGX_HTTP_WEBHOOK_STATUS_CLUSTER_ALL;
     queue = wmcf->queues.elts;
 
     for (i = 0; i < wmcf->queues.nelts; i++) {
         len += 6400 + 42 * 2 * queue[i].len
-               + NGX_HTTP_WEBHOOK_STATUS_SPOOL(queue[i].len);
+               + NGX_HTTP_WEBHOOK_STATUS_SPOOL(queue[i].len)
+               + NGX_HTTP_WEBHOOK_STATUS_CLUSTER;
     }
 
     b = ngx_create_temp_buf(r->pool, len);
@@ -356,13 +485,15 @@ ngx_http_webhook_status_send(ngx_http_request_t *r, ngx_uint_t prometheus,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (prometheus) {
-        b->last = ngx_http_webhook_status_text(b->last, wmcf, up, depths);
+    if (ctx->prometheus) {
+        b->last = ngx_http_webhook_status_text(b->last, wmcf, up, depths,
+                                               ctx->known);
         ngx_str_set(&r->headers_out.content_type,
                     "text/plain; version=0.0.4; charset=utf-8");
 
     } else {
-        b->last = ngx_http_webhook_status_json(b->last, wmcf, up, depths);
+        b->last = ngx_http_webhook_status_json(b->last, wmcf, up, depths,
+                                               ctx->known);
         ngx_str_set(&r->headers_out.content_type, "application/json");
     }
 
@@ -389,7 +520,7 @@ ngx_http_webhook_status_send(ngx_http_request_t *r, ngx_uint_t prometheus,
 
 static u_char *
 ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
-    ngx_uint_t up, ngx_http_webhook_depth_t *depths)
+    ngx_uint_t up, ngx_http_webhook_depth_t *depths, ngx_uint_t *known)
 {
     ngx_str_t                    *queue, primary, sentinel;
     ngx_uint_t                    i, k, prio;
@@ -418,8 +549,9 @@ ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
         p = ngx_http_webhook_json_escape(p, sentinel.data, sentinel.len);
     }
 
-    p = ngx_sprintf(p, "\",\"reconnects\":%uA},\"queues\":{",
-                    stats->reconnects);
+    p = ngx_sprintf(p, "\",\"reconnects\":%uA", stats->reconnects);
+    p = ngx_http_webhook_status_cluster_json(p);
+    p = ngx_sprintf(p, "},\"queues\":{");
 
     for (i = 0; i < wmcf->queues.nelts; i++) {
         cnt = wmcf->counters[i];
@@ -427,12 +559,13 @@ ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
         p = ngx_sprintf(p, "%s\"", i ? "," : "");
         p = ngx_http_webhook_json_escape(p, queue[i].data, queue[i].len);
         p = ngx_sprintf(p, "\":{");
+        p = ngx_http_webhook_status_cluster_queue(p, wmcf->queue_slot[i]);
 
         for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
             p = ngx_sprintf(p, "%s\"%V\":{", prio ? "," : "",
                             &ngx_http_webhook_priorities[prio]);
 
-            if (depths) {
+            if (depths && known[i]) {
                 d = &depths[i * NGX_HTTP_WEBHOOK_NPRIO + prio];
                 p = ngx_sprintf(p, "\"depth\":%i,\"dead\":%i,"
                                 "\"oldest_age_seconds\":",
@@ -455,7 +588,7 @@ ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
             events[prio] += cnt->events[prio];
         }
 
-        if (depths) {
+        if (depths && known[i]) {
             d = &depths[wmcf->queues.nelts * NGX_HTTP_WEBHOOK_NPRIO + i];
             p = ngx_sprintf(p, ",\"rejected\":%i", d->depth);
 
@@ -499,185 +632,6 @@ ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
     }
 
     return ngx_sprintf(p, "}}\n");
-}
-
-
-static u_char *
-ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
-    ngx_uint_t up, ngx_http_webhook_depth_t *depths)
-{
-    ngx_str_t                 *queue;
-    ngx_uint_t                 i, k, prio;
-    ngx_atomic_uint_t          sum;
-    ngx_http_webhook_stats_t  *stats;
-    ngx_http_webhook_depth_t  *d;
-
-    stats = wmcf->stats;
-    queue = wmcf->queues.elts;
-
-    p = ngx_http_webhook_family(p, "nginx_webhook_info", "gauge",
-                                "Version of the nginx webhook module.");
-    p = ngx_sprintf(p, "nginx_webhook_info{version=\""
-                    NGX_HTTP_WEBHOOK_VERSION "\"} 1\n");
-
-    p = ngx_http_webhook_family(p, "nginx_webhook_redis_up", "gauge",
-                                "Whether Redis answered the last query.");
-    p = ngx_sprintf(p, "nginx_webhook_redis_up %ui\n", up);
-
-    p = ngx_http_webhook_family(p, "nginx_webhook_redis_reconnects_total",
-                                "counter",
-                                "Connections to Redis made again after "
-                                "one was lost.");
-    p = ngx_sprintf(p, "nginx_webhook_redis_reconnects_total %uA\n",
-                    stats->reconnects);
-
-    if (depths) {
-        p = ngx_http_webhook_family(p, "nginx_webhook_queue_depth", "gauge",
-                                    "Events waiting in a queue.");
-
-        for (i = 0; i < wmcf->queues.nelts; i++) {
-            for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
-                d = &depths[i * NGX_HTTP_WEBHOOK_NPRIO + prio];
-                p = ngx_http_webhook_series(p, "nginx_webhook_queue_depth",
-                                    &queue[i], "priority",
-                                    &ngx_http_webhook_priorities[prio]);
-                p = ngx_sprintf(p, "%i\n", d->depth);
-            }
-        }
-
-        p = ngx_http_webhook_family(p, "nginx_webhook_dead_letter_depth",
-                                    "gauge",
-                                    "Events in a dead-letter list.");
-
-        for (i = 0; i < wmcf->queues.nelts; i++) {
-            for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
-                d = &depths[i * NGX_HTTP_WEBHOOK_NPRIO + prio];
-                p = ngx_http_webhook_series(p,
-                                    "nginx_webhook_dead_letter_depth",
-                                    &queue[i], "priority",
-                                    &ngx_http_webhook_priorities[prio]);
-                p = ngx_sprintf(p, "%i\n", d->dead);
-            }
-        }
-
-        p = ngx_http_webhook_family(p, "nginx_webhook_rejected_depth",
-                                    "gauge",
-                                    "Bodies answered 400 kept in the "
-                                    "rejected list.");
-
-        for (i = 0; i < wmcf->queues.nelts; i++) {
-            d = &depths[wmcf->queues.nelts * NGX_HTTP_WEBHOOK_NPRIO + i];
-            p = ngx_sprintf(p, "nginx_webhook_rejected_depth{queue=");
-            p = ngx_http_webhook_label(p, &queue[i]);
-            p = ngx_sprintf(p, "} %i\n", d->depth);
-        }
-
-        p = ngx_http_webhook_family(p,
-                                    "nginx_webhook_oldest_event_age_seconds",
-                                    "gauge",
-                                    "Age of the oldest waiting event, "
-                                    "0 when none waits.");
-
-        for (i = 0; i < wmcf->queues.nelts; i++) {
-            for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
-                d = &depths[i * NGX_HTTP_WEBHOOK_NPRIO + prio];
-                p = ngx_http_webhook_series(p,
-                                    "nginx_webhook_oldest_event_age_seconds",
-                                    &queue[i], "priority",
-                                    &ngx_http_webhook_priorities[prio]);
-                p = ngx_http_webhook_seconds(p, (uint64_t) d->age_ms * 1000);
-                *p++ = LF;
-            }
-        }
-    }
-
-    p = ngx_http_webhook_status_spool_text(p, wmcf);
-
-    p = ngx_http_webhook_family(p, "nginx_webhook_warnings_total", "counter",
-                                "Events queued with fields of the wrong "
-                                "type, taken as absent.");
-
-    for (i = 0; i < wmcf->queues.nelts; i++) {
-        if (wmcf->counters[i] == NULL) {
-            continue;
-        }
-
-        p = ngx_sprintf(p, "nginx_webhook_warnings_total{queue=");
-        p = ngx_http_webhook_label(p, &queue[i]);
-        p = ngx_sprintf(p, "} %uA\n", wmcf->counters[i]->warnings);
-    }
-
-    p = ngx_http_webhook_family(p, "nginx_webhook_requests_total", "counter",
-                                "Answers of the receive locations, "
-                                "by result.");
-
-    for (i = 0; i < wmcf->queues.nelts; i++) {
-        if (wmcf->counters[i] == NULL) {
-            continue;
-        }
-
-        for (k = 0; k < ngx_http_webhook_nresults; k++) {
-            p = ngx_http_webhook_series(p, "nginx_webhook_requests_total",
-                                        &queue[i], "result",
-                                        &ngx_http_webhook_results[k]);
-            p = ngx_sprintf(p, "%uA\n", wmcf->counters[i]->requests[k]);
-        }
-    }
-
-    p = ngx_http_webhook_family(p, "nginx_webhook_events_total", "counter",
-                                "Events enqueued, by priority.");
-
-    for (i = 0; i < wmcf->queues.nelts; i++) {
-        if (wmcf->counters[i] == NULL) {
-            continue;
-        }
-
-        for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
-            p = ngx_http_webhook_series(p, "nginx_webhook_events_total",
-                                        &queue[i], "priority",
-                                        &ngx_http_webhook_priorities[prio]);
-            p = ngx_sprintf(p, "%uA\n", wmcf->counters[i]->events[prio]);
-        }
-    }
-
-    p = ngx_http_webhook_family(p, "nginx_webhook_enqueue_duration_seconds",
-                                "histogram",
-                                "Time from the complete body to Redis's "
-                                "acknowledgement.");
-
-    sum = 0;
-
-    for (i = 0; i < NGX_HTTP_WEBHOOK_NBUCKETS; i++) {
-        sum += stats->duration[i];
-        p = ngx_sprintf(p, "nginx_webhook_enqueue_duration_seconds_bucket"
-                        "{le=\"");
-        p = ngx_http_webhook_seconds(p, ngx_http_webhook_buckets[i]);
-        p = ngx_sprintf(p, "\"} %uA\n", sum);
-    }
-
-    sum += stats->duration[NGX_HTTP_WEBHOOK_NBUCKETS];
-
-    p = ngx_sprintf(p, "nginx_webhook_enqueue_duration_seconds_bucket"
-                    "{le=\"+Inf\"} %uA\n"
-                    "nginx_webhook_enqueue_duration_seconds_sum ", sum);
-    p = ngx_http_webhook_seconds(p, stats->duration_usec);
-    p = ngx_sprintf(p, "\nnginx_webhook_enqueue_duration_seconds_count %uA\n",
-                    sum);
-
-    return p;
-}
-
-
-/* name{queue="...",label="value"} and the space before the value */
-
-static u_char *
-ngx_http_webhook_series(u_char *p, char *name, ngx_str_t *queue,
-    char *label, ngx_str_t *value)
-{
-    p = ngx_sprintf(p, "%s{queue=", name);
-    p = ngx_http_webhook_label(p, queue);
-
-    return ngx_sprintf(p, ",%s=\"%V\"} ", label, value);
 }
 
 

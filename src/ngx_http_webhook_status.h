@@ -22,9 +22,23 @@
                - 1)
 
 
+/* a queue's list and dead-letter list of one priority, as read */
+
+typedef struct {
+    ngx_int_t                     depth;
+    ngx_int_t                     dead;
+    int64_t                       age_ms;
+} ngx_http_webhook_depth_t;
+
+
 /* ngx_http_webhook_status.c */
 u_char *ngx_http_webhook_label(u_char *p, ngx_str_t *value);
 u_char *ngx_http_webhook_seconds(u_char *p, uint64_t usec);
+
+/* ngx_http_webhook_status_text.c: Prometheus */
+u_char *ngx_http_webhook_status_text(u_char *p,
+    ngx_http_webhook_main_conf_t *wmcf, ngx_uint_t up,
+    ngx_http_webhook_depth_t *depths, ngx_uint_t *known);
 
 /* ngx_http_webhook_status_spool.c: bytes per queue, and in all */
 #define NGX_HTTP_WEBHOOK_STATUS_SPOOL(qlen)  (1024 + 14 * 2 * (qlen))
@@ -36,6 +50,15 @@ u_char *ngx_http_webhook_status_spool_queue(u_char *p,
     ngx_http_webhook_main_conf_t *wmcf, ngx_uint_t i);
 u_char *ngx_http_webhook_status_spool_text(u_char *p,
     ngx_http_webhook_main_conf_t *wmcf);
+
+/* ngx_http_webhook_status_cluster.c: bytes in all, and per queue */
+#define NGX_HTTP_WEBHOOK_STATUS_CLUSTER_ALL  (64 * (NGX_SOCKADDR_STRLEN * 12 \
+                                                    + 256))
+#define NGX_HTTP_WEBHOOK_STATUS_CLUSTER      (NGX_SOCKADDR_STRLEN * 6 + 16)
+
+u_char *ngx_http_webhook_status_cluster_json(u_char *p);
+u_char *ngx_http_webhook_status_cluster_queue(u_char *p, ngx_uint_t slot);
+u_char *ngx_http_webhook_status_cluster_text(u_char *p);
 
 
 #endif /* _NGX_HTTP_WEBHOOK_STATUS_H_INCLUDED_ */

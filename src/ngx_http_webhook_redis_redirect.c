@@ -1,0 +1,231 @@
+
+/*
+ * Copyright (C) The ngx_http_webhook_module authors
+ *
+ * Redis Cluster's redirections: MOVED (the slot's owner changed: the map
+ * is updated, the command sent again there, the topology read again) and
+ * ASK (a slot being migrated: ASKING and the command on the importing
+ * node, the map unchanged), at most 5 a command; and the map as the status
+ * location shows it.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+
+#include "ngx_http_webhook_redis_cluster.h"
+
+
+#define NGX_HTTP_WEBHOOK_REDIRECTS_MAX    5
+
+
+static ngx_http_webhook_node_t *ngx_http_webhook_redirect_node(
+    ngx_http_webhook_cluster_t *cl, u_char *addr, u_char *last);
+
+
+/*
+ * "MOVED <slot> <host:port>" (the map is updated, a refresh follows) and
+ * "ASK <slot> <host:port>" (ASKING first, the map unchanged): the command
+ * is sent again to the node named.  NGX_DECLINED: not a redirection, or
+ * one too many, or to a node not connected: the reply is the caller's.
+ */
+
+ngx_int_t
+ngx_http_webhook_cluster_redirect(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_cmd_t *cmd, redisReply *reply)
+{
+    u_char                      *p, *last, *addr;
+    ngx_int_t                    slot;
+    ngx_uint_t                   ask;
+    ngx_http_webhook_node_t     *node;
+    ngx_http_webhook_redis_t    *to;
+    ngx_http_webhook_cluster_t  *cl;
+
+    static const char  *asking[] = { "ASKING" };
+    static size_t       asking_len[] = { sizeof("ASKING") - 1 };
+
+    cl = ngx_http_webhook_cluster;
+
+    if (cl == NULL || reply->type != REDIS_REPLY_ERROR) {
+        return NGX_DECLINED;
+    }
+
+    p = (u_char *) reply->str;
+    last = p + reply->len;
+
+    if (reply->len > 6 && ngx_strncmp(p, "MOVED ", 6) == 0) {
+        ask = 0;
+        p += 6;
+
+    } else if (reply->len > 4 && ngx_strncmp(p, "ASK ", 4) == 0) {
+        ask = 1;
+        p += 4;
+
+    } else {
+        return NGX_DECLINED;
+    }
+
+    addr = ngx_strlchr(p, last, ' ');
+    if (addr == NULL) {
+        return NGX_DECLINED;
+    }
+
+    slot = ngx_atoi(p, addr - p);
+    addr++;
+
+    if (slot == NGX_ERROR || slot >= NGX_HTTP_WEBHOOK_SLOTS_ALL) {
+        return NGX_DECLINED;
+    }
+
+    if (cmd->redirects >= NGX_HTTP_WEBHOOK_REDIRECTS_MAX) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "webhook: redis cluster: slot %i redirected %d times "
+                      "(last by %V: %*s), the command fails", slot,
+                      NGX_HTTP_WEBHOOK_REDIRECTS_MAX, &rd->addr_text,
+                      (size_t) reply->len, reply->str);
+        return NGX_DECLINED;
+    }
+
+    node = ngx_http_webhook_redirect_node(cl, addr, last);
+    if (node == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (!ask) {
+        ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                      "webhook: redis cluster: slot %i moved from %V to %V",
+                      slot, &rd->addr_text, &node->addr_text);
+
+        cl->owner[slot] = (u_char) (node->index + 1);
+        cl->wanted = 1;
+
+        if (cl->asked == NULL) {
+            ngx_http_webhook_cluster_later(cl, 1);
+        }
+    }
+
+    if (ngx_http_webhook_cluster_connect(cl, node) == NGX_ERROR) {
+        return NGX_DECLINED;
+    }
+
+    to = node->rd;
+
+    if (to == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (to->state == ngx_http_webhook_redis_disconnected) {
+        /* in its backoff: tried now */
+
+        if (to->timer.timer_set) {
+            ngx_del_timer(&to->timer);
+        }
+
+        ngx_http_webhook_redis_connect(to);
+
+        if (to->state == ngx_http_webhook_redis_disconnected) {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (ask && ngx_http_webhook_redis_step(to, ngx_http_webhook_redis_asking,
+                                           "ASKING", 1, asking, asking_len)
+               == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    cmd->redirects++;
+
+    if (ngx_http_webhook_redis_append(to, cmd) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    freeReplyObject(reply);
+
+    return NGX_OK;
+}
+
+
+/* the node named by a redirection: an IPv6 address comes unbracketed */
+
+static ngx_http_webhook_node_t *
+ngx_http_webhook_redirect_node(ngx_http_webhook_cluster_t *cl, u_char *addr,
+    u_char *last)
+{
+    u_char  *colon, *p;
+    u_char   text[NGX_SOCKADDR_STRLEN];
+
+    colon = last;
+    while (colon > addr && colon[-1] != ':') {
+        colon--;
+    }
+
+    if (colon > addr && addr[0] != '['
+        && ngx_strlchr(addr, colon - 1, ':') != NULL
+        && (size_t) (last - addr) + 2 < NGX_SOCKADDR_STRLEN)
+    {
+        p = ngx_sprintf(text, "[%*s]:%*s", colon - 1 - addr, addr,
+                        last - colon, colon);
+
+        return ngx_http_webhook_cluster_add(cl, text, p - text);
+    }
+
+    return ngx_http_webhook_cluster_add(cl, addr, last - addr);
+}
+
+
+/* for the status: the i-th primary known */
+
+ngx_int_t
+ngx_http_webhook_cluster_node(ngx_uint_t i, ngx_str_t *addr, ngx_uint_t *up,
+    ngx_uint_t *slots)
+{
+    ngx_uint_t                   n;
+    ngx_http_webhook_node_t     *node;
+    ngx_http_webhook_cluster_t  *cl;
+
+    cl = ngx_http_webhook_cluster;
+
+    if (cl == NULL) {
+        return NGX_DECLINED;
+    }
+
+    for (n = 0; n < cl->nnodes; n++) {
+        node = cl->nodes[n];
+
+        if (node->slots == 0) {
+            continue;
+        }
+
+        if (i-- == 0) {
+            *addr = node->addr_text;
+            *slots = node->slots;
+            *up = node->rd
+                  && node->rd->state == ngx_http_webhook_redis_ready;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_http_webhook_cluster_slot_node(ngx_uint_t slot, ngx_str_t *addr,
+    ngx_uint_t *up)
+{
+    ngx_http_webhook_node_t  *node;
+
+    node = ngx_http_webhook_cluster_owner(slot);
+
+    if (node == NULL) {
+        return NGX_DECLINED;
+    }
+
+    *addr = node->addr_text;
+    *up = node->rd && node->rd->state == ngx_http_webhook_redis_ready;
+
+    return NGX_OK;
+}
