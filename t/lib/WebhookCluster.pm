@@ -10,7 +10,14 @@ package WebhookCluster;
 #       directory, killed at exit like the others).
 #   cluster_support($module)   undef when the module knows
 #       webhook_redis_cluster, else the reason to skip (nginx -t's line)
-#   cluster_location(...)      a receive location for one queue
+#   skip_without_cluster()     skip_all unless the module has Cluster
+#   cluster_nginx(...)         nginx on the cluster, a location per queue
+#   check_delivery(...)        every 200 found once, in its queue, on the owner
+#
+# WEBHOOK_CLUSTER_DRYRUN=1 checks the harness itself with a module without
+# Cluster: no skip, and nginx gets `webhook_redis <first queue's owner>`
+# instead of webhook_redis_cluster (the tests are then expected to fail
+# on MOVED: a way to see that they can fail).
 #
 # Methods of a cluster ($c):
 #   nodes, primaries, replicas, seeds ("host:port host:port ...")
@@ -31,7 +38,11 @@ use POSIX ();
 use Time::HiRes qw(time sleep);
 use WebhookTest;
 
-our @EXPORT = qw(start_cluster cluster_support cluster_location);
+our @EXPORT = qw(start_cluster cluster_support skip_without_cluster cluster_nginx
+    cluster_event check_delivery firsts);
+
+# firsts($n, @list): the first $n elements (fewer when the list is shorter)
+sub firsts { my $n = shift; return @_ > $n ? @_[0 .. $n - 1] : @_ }
 
 my $REDIS_CLI = $ENV{REDIS_CLI} || 'redis-cli';
 
@@ -46,14 +57,85 @@ sub cluster_support {
         . "webhook_token_file %%PREFIX%%/t; webhook_queue \"{x}\"; } }\n",
         files => { t => "tok-cluster-probe-123\n" });
     return undef if $rc == 0;
-    my ($line) = $out =~ /^(.*(?:unknown directive|emerg).*)$/m;
-    return 'the module has no Redis Cluster support: ' . ($line // $out);
+    return 'the module has no Redis Cluster support (nginx -t: unknown directive '
+        . '"webhook_redis_cluster")' if $out =~ /unknown directive "webhook_redis_cluster"/;
+    # the directive is known but refuses this configuration: a failure
+    Test::More::BAIL_OUT("nginx -t refuses a minimal webhook_redis_cluster configuration:\n$out");
 }
 
-# cluster_location(path => P, queue => Q, token file webhook.tokens)
-sub cluster_location {
+# skip_without_cluster(): skip_all (with nginx -t's reason) when the
+# module lacks webhook_redis_cluster, so these tests can merge before the
+# implementation
+sub skip_without_cluster {
+    WebhookTest::require_module();
+    my $why = $ENV{WEBHOOK_CLUSTER_DRYRUN} ? undef : cluster_support();
+    Test::More::plan(skip_all => $why) if $why;
+}
+
+# cluster_nginx(cluster => $c, queues => [tags], token => T, timeout =>
+#               '1s', spool => 1, http => TEXT, workers => 2): nginx with
+# webhook_redis_cluster on the cluster's nodes, a receive location
+# /q/<n> per queue (n = index in queues), /status, and chaos.log lines
+# "$webhook_event_id $status"
+sub cluster_nginx {
     my (%o) = @_;
-    return WebhookTest::receive_location(%o);
+    my $c = $o{cluster};
+    my $http = ($ENV{WEBHOOK_CLUSTER_DRYRUN} ? 'webhook_redis ' . $c->owner($o{queues}[0])->addr : 'webhook_redis_cluster ' . $c->seeds) . ";\n"
+        . 'webhook_redis_timeout ' . ($o{timeout} // '1s') . ";\n"
+        . "webhook_redis_connect_timeout 1s;\n"
+        . ($o{spool} ? "webhook_spool %%PREFIX%%/spool;\n" : '')
+        . ($o{http} // '')
+        . "    log_format chaos '\$webhook_event_id \$status';\n"
+        . "    access_log %%PREFIX%%/chaos.log chaos;\n"
+        . "    server {\n        listen 127.0.0.1:%%PORT%%;\n"
+        . "        server_name localhost;\n";
+    my $i = 0;
+    for my $q (@{ $o{queues} }) {
+        $http .= WebhookTest::receive_location(path => '/q/' . $i++, queue => $q,
+            default_priority => 'medium');
+    }
+    $http .= "        location = /status { webhook_status; }\n"
+        . "    }\n";
+    return WebhookTest::start_nginx(workers => $o{workers} // 2, http => $http,
+        error_level => $o{error_level} // 'info',
+        files => { 'webhook.tokens' => "$o{token}\n" });
+}
+
+# cluster_event($id, $priority): an Odoo event body
+sub cluster_event {
+    my ($id, $prio) = @_;
+    return WebhookTest::json_encode({ event_id => $id, model => 'sale.order', record_id => 7,
+        event => 'write', priority => $prio // 'medium', values => { name => "SO $id" } });
+}
+
+# check_delivery($c, \@records, {event_id => queue}): reads every queue's
+# lists on their owners; returns { found => n (distinct event_ids of the
+# 200s found), lost => [ids], twice => [ids], wrong_id => [ids],
+# misplaced => [ids in another queue], total => envelopes in all }
+sub check_delivery {
+    my ($c, $recs, $queue_of) = @_;
+    my %q = map { $_ => 1 } values %$queue_of;
+    my (%in, %where, @twice);
+    my $total = 0;
+    for my $q (sort keys %q) {
+        for my $e ($c->envelopes($q)) {
+            $total++;
+            my $id = $e->{event_id} // next;
+            push @twice, $id if exists $in{$id};
+            $in{$id} = $e->{id} // '';
+            $where{$id} = $q;
+        }
+    }
+    my %ok = map { $_->{id} => $_ } grep { $_->{status} == 200 } @$recs;
+    my @ids = sort keys %ok;
+    return {
+        found => scalar(grep { exists $in{$_} } @ids),
+        lost => [grep { !exists $in{$_} } @ids],
+        twice => \@twice,
+        wrong_id => [grep { exists $in{$_} && ($ok{$_}{answer} // '') ne $in{$_} } @ids],
+        misplaced => [grep { exists $where{$_} && $where{$_} ne $queue_of->{$_} } @ids],
+        total => $total,
+    };
 }
 
 sub new {
@@ -71,6 +153,8 @@ sub new {
             # a replica that was cut off a while may still be promoted
             '--cluster-replica-validity-factor', 0,
             '--cluster-require-full-coverage', 'yes',
+            # a replica's full sync at once (diskless sync waits 5 s by default)
+            '--repl-diskless-sync-delay', 0,
             @{ $o{extra} || [] },
         ];
         $r->start;
@@ -85,6 +169,14 @@ sub new {
     # every node knows every other's role (replicas attached)
     WebhookTest::wait_until(sub { scalar($self->replicas) == $np * $nr }, timeout => 20)
         or die "replicas not attached:\n" . ($self->{nodes}[0]->cli('CLUSTER', 'NODES') // '');
+    # and in sync: a write on a primary reaches its replica
+    WebhookTest::wait_until(sub {
+        for my $r ($self->replicas) {
+            my $info = $r->cli({ timeout => 2 }, 'INFO', 'replication') // return 0;
+            return 0 unless $info =~ /master_link_status:up/ && $info !~ /master_sync_in_progress:1/;
+        }
+        return 1;
+    }, timeout => 30) or die "replicas not in sync\n";
     return $self;
 }
 
@@ -338,6 +430,99 @@ sub describe {
         sprintf '%s %s %s', $_->{addr}, $_->{flags},
             join(',', map { "$_->[0]-$_->[1]" } @{ $_->{slots} })
     } @{ $self->topology };
+}
+
+1;
+
+# ---------------------------------------------------------------- as one Redis
+
+# WebhookCluster::AsRedis: what WebhookTest::start_redis() returns when
+# WEBHOOK_TEST_CLUSTER is set: a 3+3 cluster behind the interface of one
+# WebhookTest::Redis (port, addr, cli, lrange, llen, keys, take, flushall,
+# stop, start, restart, sleep_in_background, log), so that a test written
+# for one Redis (t/02-receive.t, t/10-status.t) runs against a cluster.
+# port() is the first node's: WebhookTest::Nginx replaces a
+# "webhook_redis 127.0.0.1:<that port>;" line by webhook_redis_cluster
+# with every node.  A key command goes to the key's owner (redis-cli -c).
+package WebhookCluster::AsRedis;
+
+use strict;
+use warnings;
+use Time::HiRes qw(time sleep);
+
+sub new {
+    my ($class) = @_;
+    WebhookCluster::skip_without_cluster();
+    my $c = WebhookCluster->new;
+    my $self = bless { c => $c, seed => ($c->nodes)[0] }, $class;
+    $WebhookTest::CLUSTER_SEEDS{ $self->port } = $c->seeds;
+    return $self;
+}
+
+sub cluster { $_[0]{c} }
+sub port { $_[0]{seed}->port }
+sub addr { $_[0]{seed}->addr }
+sub dir  { $_[0]{seed}->dir }
+sub running { $_[0]{seed}->running }
+
+sub cli {
+    my ($self, @args) = @_;
+    my %o = ref $args[0] eq 'HASH' ? %{ shift @args } : ();
+    die "WebhookCluster::AsRedis: no database but 0 in a cluster\n" if $o{db};
+    my $node = $self->{c}->_any;
+    my ($rc, $out) = WebhookTest::run_cmd([$REDIS_CLI, '-c', '-h', $node->{bind},
+        '-p', $node->port, @args], timeout => $o{timeout} // 20);
+    return undef if $rc != 0;
+    $out =~ s/^\s+|\s+\z//g;
+    return $out;
+}
+
+sub lrange   { my ($s, $k) = @_; $s->{c}->lrange($k) }
+sub llen     { my ($s, $k) = @_; $s->{c}->llen($k) }
+sub keys     { $_[0]{c}->keys }
+sub take     { my ($s, $k) = @_; $s->{c}->take($k) }
+sub flushall { $_[0]{c}->flushall }
+sub log      { join '', map { $_->log } $_[0]{c}->nodes }
+
+# stop(): every node (Redis down means the whole cluster down); start():
+# every node again, from its nodes.conf, until cluster_state:ok
+sub stop {
+    my ($self, %o) = @_;
+    $_->stop(%o) for grep { $_->running } $self->{c}->nodes;
+}
+
+sub start {
+    my ($self) = @_;
+    $_->start for grep { !$_->running } $self->{c}->nodes;
+    $self->{c}->wait_ok(timeout => 30) or die "the cluster is not ok after its restart\n";
+    return $self;
+}
+
+sub restart { my $s = shift; $s->stop; $s->start }
+
+# DEBUG SLEEP on every primary, from one child; returns its pid
+sub sleep_in_background {
+    my ($self, $secs, $settle) = @_;
+    my @p = $self->{c}->primaries;
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if (!$pid) {
+        my @kids;
+        for my $n (@p) {
+            my $k = fork;
+            if (defined $k && !$k) {
+                open STDOUT, '>', '/dev/null';
+                open STDERR, '>&', \*STDOUT;
+                exec($REDIS_CLI, '-h', $n->{bind}, '-p', $n->port, 'DEBUG', 'SLEEP', $secs)
+                    or POSIX::_exit(127);
+            }
+            push @kids, $k if $k;
+        }
+        waitpid($_, 0) for @kids;
+        POSIX::_exit(0);
+    }
+    sleep($settle // 0.3);
+    return $pid;
 }
 
 1;
