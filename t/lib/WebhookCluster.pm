@@ -455,7 +455,9 @@ sub new {
     WebhookCluster::skip_without_cluster();
     my $c = WebhookCluster->new;
     my $self = bless { c => $c, seed => ($c->nodes)[0] }, $class;
-    $WebhookTest::CLUSTER_SEEDS{ $self->port } = $c->seeds;
+    $WebhookTest::CLUSTER_REDIS{ $self->port } = $ENV{WEBHOOK_CLUSTER_DRYRUN}
+        ? 'webhook_redis ' . $c->owner('{webhook}')->addr
+        : 'webhook_redis_cluster ' . $c->seeds;
     return $self;
 }
 

@@ -251,7 +251,7 @@ END {
 
 # ---------------------------------------------------------------- redis
 
-our %CLUSTER_SEEDS;    # port of a cluster's first node => all its nodes
+our %CLUSTER_REDIS;    # port of a cluster's first node => "webhook_redis_cluster <all nodes>"
 
 sub start_redis {
     if ($ENV{WEBHOOK_TEST_CLUSTER} && !@_) {
@@ -460,7 +460,7 @@ sub write_conf {
     $http =~ s/%%PREFIX%%/$dir/g;
     # WEBHOOK_TEST_CLUSTER: the cluster's first node stands for the cluster
     $http =~ s{\bwebhook_redis\s+127\.0\.0\.1:(\d+)\s*;}
-        {$WebhookTest::CLUSTER_SEEDS{$1} ? "webhook_redis_cluster $WebhookTest::CLUSTER_SEEDS{$1};" : $&}ge;
+        {$WebhookTest::CLUSTER_REDIS{$1} ? "$WebhookTest::CLUSTER_REDIS{$1};" : $&}ge;
     my $main = $self->{main} // '';
     $main =~ s/%%PREFIX%%/$dir/g;
     my $module = $self->{module} ? "load_module $self->{module};\n" : '';
