@@ -7,21 +7,30 @@
 # node instead of webhook_redis.  Their queues ({webhook}, {other},
 # {tenant_a}, ...) are hash tags, on whichever primary owns their slot.
 # One test per suite: it passes when the suite passes; its output is
-# shown when it fails.  Skipped when the module has no
-# webhook_redis_cluster.
+# shown when it fails.
+# Then the status location's Cluster part, directly: redis.cluster.nodes
+# (the three primaries, up, their slots), each queue's "node" (its slot's
+# owner by CLUSTER KEYSLOT), nginx_webhook_redis_node_up per primary
+# (promtool happy), and with a primary killed (cluster-node-timeout 15 s:
+# no failover meanwhile): still 200, that node down, its queue's depths
+# null, the other queues' depths read.
+# Skipped when the module has no webhook_redis_cluster.
 
 use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use File::Temp ();
 use Time::HiRes qw(time);
 use WebhookTest;
 use WebhookCluster;
 
 skip_without_cluster();
 
-for my $suite (qw(02-receive.t 10-status.t)) {
+# WEBHOOK_CLUSTER_SUITES: the suites to run (default both; "" none)
+my @suites = split ' ', $ENV{WEBHOOK_CLUSTER_SUITES} // '02-receive.t 10-status.t';
+for my $suite (@suites) {
     my $t0 = time;
     my ($rc, $out) = do {
         local $ENV{WEBHOOK_TEST_CLUSTER} = 1;
@@ -37,5 +46,69 @@ for my $suite (qw(02-receive.t 10-status.t)) {
         $suite, $plan // '?', scalar @failed, $rc, time - $t0))
         or diag $out;
 }
+
+# ---------------------------------------------------------------- status
+my $TOKEN = 'tok-cluster-status-2e8d';
+my %H = ('Content-Type' => 'application/json', Authorization => "Bearer $TOKEN");
+my $c = start_cluster(node_timeout => 15000);
+my @P = $c->primaries;
+my @Q = $c->tags_on_each_primary('status');
+my $ng = cluster_nginx(cluster => $c, queues => \@Q, token => $TOKEN, timeout => '1s');
+for my $i (0 .. $#Q) {
+    my $res = $ng->request('POST', "/q/$i", \%H, cluster_event("st-$i", 'low'));
+    is($res->{status}, 200, "an event to $Q[$i]") or diag dump_res($res);
+}
+my $res = $ng->request('GET', '/status');
+is($res->{status}, 200, 'status 200');
+my $j = $res->{json} || {};
+my @nodes = @{ ((($j->{redis} || {})->{cluster} || {})->{nodes}) || [] };
+is_deeply([sort map { $_->{address} // '' } @nodes], [sort map { $_->addr } @P],
+    'redis.cluster.nodes: the three primaries') or diag json_encode($j->{redis});
+is(scalar(grep { $_->{up} } @nodes), 3, 'all up');
+my $slots = 0;
+$slots += $_->{slots} // 0 for @nodes;
+is($slots, 16384, 'their slots add up to 16384');
+for my $i (0 .. $#Q) {
+    my $q = $j->{queues}{$Q[$i]} || {};
+    is($q->{node}, $P[$i]->addr, "$Q[$i]: node is its slot's owner " . $P[$i]->addr);
+    is(($q->{low} || {})->{depth}, 1, "$Q[$i]: low depth 1 (read on its node)");
+}
+my $prom = $ng->request('GET', '/status?format=prometheus')->{body} // '';
+for my $n (@P) {
+    like($prom, qr/^nginx_webhook_redis_node_up\{node="\Q${\ $n->addr }\E"\} 1$/m,
+        'nginx_webhook_redis_node_up{node="' . $n->addr . '"} 1');
+}
+like($prom, qr/^# TYPE nginx_webhook_redis_node_up gauge$/m, '# TYPE nginx_webhook_redis_node_up gauge')
+    or diag join "\n", grep { /node_up/ } split /\n/, $prom;
+SKIP: {
+    skip 'no promtool', 1 unless grep { -x "$_/promtool" } split /:/, $ENV{PATH} // '';
+    my $f = File::Temp->new;
+    print {$f} $prom;
+    close $f;
+    my $out = `promtool check metrics < '$f' 2>&1`;
+    is($out, '', 'promtool check metrics prints nothing');
+}
+
+# a primary down, before any failover
+$P[0]->stop(signal => 'KILL');
+my $down = wait_until(sub {
+    my $r = $ng->request('GET', '/status', {}, undef, timeout => 5);
+    return 0 unless $r->{status} == 200 && ref $r->{json} eq 'HASH';
+    my ($n) = grep { ($_->{address} // '') eq $P[0]->addr } @{ $r->{json}{redis}{cluster}{nodes} || [] };
+    return $n && !$n->{up} ? $r : 0;
+}, timeout => 10, interval => 0.2);
+ok($down, 'a primary killed: status 200, that node "up": false');
+$j = $down ? $down->{json} : {};
+is_deeply([map { ($j->{queues}{$Q[0]}{$_} || {})->{depth} } qw(high medium low)], [undef, undef, undef],
+    "$Q[0] (on the killed node): depths null");
+is_deeply([map { ($j->{queues}{$Q[$_]}{low} || {})->{depth} } 1, 2], [1, 1],
+    'the queues on the other primaries: depths read');
+is(scalar(grep { $_->{up} } @{ $j->{redis}{cluster}{nodes} || [] }), 2, 'the two others up');
+$prom = $ng->request('GET', '/status?format=prometheus')->{body} // '';
+like($prom, qr/^nginx_webhook_redis_node_up\{node="\Q${\ $P[0]->addr }\E"\} 0$/m,
+    'nginx_webhook_redis_node_up of the killed node 0');
+my $elog = $ng->error_log;
+unlike($elog, qr/\[alert\]|\[emerg\]|exited on signal/, 'no alert, no crash');
+ok($ng->stop(timeout => 20), 'nginx stops gracefully');
 
 done_testing;
