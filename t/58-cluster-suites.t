@@ -14,6 +14,9 @@
 # (promtool happy), and with a primary killed (cluster-node-timeout 15 s:
 # no failover meanwhile): still 200, that node down, its queue's depths
 # null, the other queues' depths read.
+# And right after nginx starts (no settling time), the first events are
+# answered 200, as with one Redis: a worker that has no slot map yet
+# waits for it rather than answering 503.
 # Skipped when the module has no webhook_redis_cluster.
 
 use strict;
@@ -22,6 +25,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use File::Temp ();
+use POSIX ();
 use Time::HiRes qw(time);
 use WebhookTest;
 use WebhookCluster;
@@ -87,6 +91,38 @@ SKIP: {
     close $f;
     my $out = `promtool check metrics < '$f' 2>&1`;
     is($out, '', 'promtool check metrics prints nothing');
+}
+
+# the first requests after a start: nginx started by hand (start() waits
+# 0.2 s after the port opens), POSTs from the moment the port opens
+for my $round (1 .. 3) {
+    my $n = WebhookTest::Nginx->new(workers => 2, files => { 'webhook.tokens' => "$TOKEN\n" },
+        http => 'webhook_redis_cluster ' . $c->seeds . ";\n"
+            . "    server {\n        listen 127.0.0.1:%%PORT%%;\n"
+            . WebhookTest::receive_location(path => '/q', queue => $Q[$round % 3]) . "    }\n");
+    $n->write_conf;
+    my $dir = $n->dir;
+    my $t0 = time;
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if (!$pid) {
+        open STDOUT, '>>', "$dir/stderr.log";
+        open STDERR, '>&', \*STDOUT;
+        exec($ENV{NGINX_BIN} || '/usr/sbin/nginx', '-p', "$dir/", '-c', "$dir/nginx.conf",
+            '-g', 'daemon off;') or POSIX::_exit(127);
+    }
+    $n->{pid} = $pid;
+    my (@first, $k);
+    while (@first < 20 && time - $t0 < 10) {
+        my $r = $n->request('POST', '/q', \%H, cluster_event('start-' . $round . '-' . ++$k), timeout => 5);
+        next if $r->{status} == 0;    # not listening yet
+        push @first, sprintf('%d at %.3fs', $r->{status}, time - $t0)
+            . ($r->{status} == 200 ? '' : " ($r->{body})");
+    }
+    my @bad = grep { !/^200 / } @first;
+    is_deeply(\@bad, [], "start $round: the first 20 events after the port opens are answered 200")
+        or diag "answers: @first\n" . join "\n", grep { /webhook/ } split /\n/, $n->error_log;
+    $n->stop;
 }
 
 # a primary down, before any failover
