@@ -15,6 +15,11 @@ package WebhookTest;
 #   REDIS_SERVER     redis-server binary (default redis-server)
 #   REDIS_CLI        redis-cli binary (default redis-cli)
 #   WEBHOOK_KEEP     keep the temporary directories (for debugging)
+#   WEBHOOK_TEST_CLUSTER  start_redis() without options starts a Redis
+#                    Cluster of 3 primaries and 3 replicas instead
+#                    (WebhookCluster::AsRedis), and nginx.conf's
+#                    "webhook_redis <its port>;" becomes webhook_redis_cluster
+#                    with every node; skips when the module lacks Cluster
 
 use strict;
 use warnings;
@@ -246,7 +251,15 @@ END {
 
 # ---------------------------------------------------------------- redis
 
-sub start_redis { WebhookTest::Redis->new(@_) }
+our %CLUSTER_REDIS;    # port of a cluster's first node => "webhook_redis_cluster <all nodes>"
+
+sub start_redis {
+    if ($ENV{WEBHOOK_TEST_CLUSTER} && !@_) {
+        require WebhookCluster;
+        return WebhookCluster::AsRedis->new;
+    }
+    return WebhookTest::Redis->new(@_);
+}
 
 package WebhookTest::Redis;
 
@@ -445,6 +458,9 @@ sub write_conf {
     my $http = $self->{http} // '';
     $http =~ s/%%PORT%%/$self->{port}/g;
     $http =~ s/%%PREFIX%%/$dir/g;
+    # WEBHOOK_TEST_CLUSTER: the cluster's first node stands for the cluster
+    $http =~ s{\bwebhook_redis\s+127\.0\.0\.1:(\d+)\s*;}
+        {$WebhookTest::CLUSTER_REDIS{$1} ? "$WebhookTest::CLUSTER_REDIS{$1};" : $&}ge;
     my $main = $self->{main} // '';
     $main =~ s/%%PREFIX%%/$dir/g;
     my $module = $self->{module} ? "load_module $self->{module};\n" : '';
