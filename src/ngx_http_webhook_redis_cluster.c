@@ -26,6 +26,8 @@
 
 static void ngx_http_webhook_cluster_retire(ngx_http_webhook_node_t *node);
 static void ngx_http_webhook_cluster_refresh(ngx_http_webhook_cluster_t *cl);
+static ngx_http_webhook_redis_t *ngx_http_webhook_cluster_any(
+    ngx_http_webhook_cluster_t *cl);
 static void ngx_http_webhook_cluster_timer(ngx_event_t *ev);
 static void ngx_http_webhook_cluster_slots(void *data, redisReply *reply);
 static ngx_int_t ngx_http_webhook_cluster_map(ngx_http_webhook_cluster_t *cl,
@@ -291,7 +293,15 @@ ngx_http_webhook_cluster_route(ngx_uint_t slot)
     if (node == NULL) {
         cl->wanted = 1;
         ngx_http_webhook_cluster_refresh(cl);
-        return NULL;
+
+        /*
+         * no map yet (a worker just started) or a slot no primary
+         * serves: any node connected or connecting takes the command,
+         * behind its handshake, and answers MOVED to the owner or the
+         * cluster's own error (CLUSTERDOWN)
+         */
+
+        return ngx_http_webhook_cluster_any(cl);
     }
 
     if (node->rd == NULL || node->rd->exiting) {
@@ -301,6 +311,36 @@ ngx_http_webhook_cluster_route(ngx_uint_t slot)
     }
 
     return node->rd;
+}
+
+
+static ngx_http_webhook_redis_t *
+ngx_http_webhook_cluster_any(ngx_http_webhook_cluster_t *cl)
+{
+    ngx_uint_t                 i;
+    ngx_http_webhook_redis_t  *rd, *found;
+
+    found = NULL;
+
+    for (i = 0; i < cl->nnodes; i++) {
+        rd = cl->nodes[i]->rd;
+
+        if (rd == NULL || rd->exiting
+            || rd->state == ngx_http_webhook_redis_disconnected)
+        {
+            continue;
+        }
+
+        if (rd->state == ngx_http_webhook_redis_ready) {
+            return rd;
+        }
+
+        if (found == NULL) {
+            found = rd;
+        }
+    }
+
+    return found;
 }
 
 

@@ -462,7 +462,9 @@ ngx_http_webhook_status_send(ngx_http_request_t *r,
         }
     }
 
-    if (ctx->ncalls && ctx->failed == 0) {
+    /* every call answered, or none to make (Cluster, no queue) and up */
+
+    if ((ctx->ncalls && ctx->failed == 0) || (ctx->ncalls == 0 && up)) {
         depths = ctx->depths;
     }
 
