@@ -21,7 +21,7 @@ plan skip_all => 'curl and openssl are needed'
     unless system('command -v curl >/dev/null && command -v openssl >/dev/null') == 0;
 
 # every snippet is known here, so a new one cannot go untested
-my @known = qw(mod-http-webhook.conf redis-webhook.conf webhook.conf webhook-sentinel.conf webhook-tls.conf);
+my @known = qw(mod-http-webhook.conf redis-webhook.conf webhook.conf webhook-cluster.conf webhook-sentinel.conf webhook-tls.conf);
 my @have = sort map { s{.*/}{}r } glob("$repo/conf.d/*.conf");
 is_deeply(\@have, [sort @known], 'every conf.d/*.conf snippet is checked here');
 
@@ -94,12 +94,13 @@ for my $name (qw(webhook.conf webhook-tls.conf)) {
     is($rc, 0, "nginx -t accepts conf.d/$name") or diag $out;
 }
 
-# the Sentinel lines, instead of webhook.conf's webhook_redis* lines
-{
+# the Sentinel and the Cluster lines, instead of webhook.conf's
+# webhook_redis* lines
+for my $name (qw(webhook-sentinel.conf webhook-cluster.conf)) {
     my $http = localize(read_file("$repo/conf.d/webhook.conf"));
     $http =~ s/^webhook_redis[^\n]*\n//mg;
-    my ($rc, $out) = nginx_t(read_file("$repo/conf.d/webhook-sentinel.conf") . $http, files => \%files);
-    is($rc, 0, 'nginx -t accepts conf.d/webhook-sentinel.conf instead of the webhook_redis lines of webhook.conf')
+    my ($rc, $out) = nginx_t(read_file("$repo/conf.d/$name") . $http, files => \%files);
+    is($rc, 0, "nginx -t accepts conf.d/$name instead of the webhook_redis lines of webhook.conf")
         or diag $out;
 }
 
