@@ -30,12 +30,6 @@ static void ngx_http_webhook_redis_answer(ngx_http_webhook_redis_t *rd,
     ngx_http_webhook_cmd_t *cmd, redisReply *reply);
 static void ngx_http_webhook_redis_step_reply(ngx_http_webhook_redis_t *rd,
     ngx_http_webhook_cmd_t *cmd, redisReply *reply);
-static void ngx_http_webhook_redis_waited(ngx_http_webhook_redis_t *rd,
-    redisReply *reply);
-static void ngx_http_webhook_redis_role(ngx_http_webhook_redis_t *rd,
-    redisReply *reply);
-static void ngx_http_webhook_redis_call(ngx_http_webhook_redis_t *rd,
-    ngx_http_webhook_cmd_t *cmd, redisReply *reply, ngx_uint_t failure);
 static ngx_uint_t ngx_http_webhook_redis_error_is(redisReply *reply,
     char *prefix, size_t len);
 static ngx_uint_t ngx_http_webhook_redis_role_is_master(redisReply *reply);
@@ -588,7 +582,7 @@ ngx_http_webhook_redis_answer(ngx_http_webhook_redis_t *rd,
 
 /* the handler once, the reply and the command freed after it */
 
-static void
+void
 ngx_http_webhook_redis_call(ngx_http_webhook_redis_t *rd,
     ngx_http_webhook_cmd_t *cmd, redisReply *reply, ngx_uint_t failure)
 {
@@ -677,117 +671,6 @@ ngx_http_webhook_redis_step_reply(ngx_http_webhook_redis_t *rd,
     }
 
     freeReplyObject(reply);
-}
-
-
-/*
- * The answer of WAIT: every write held since the previous WAIT was sent
- * before it; they are answered with their replies when enough replicas
- * acknowledged them, else as failed (REPLICAS).
- */
-
-static void
-ngx_http_webhook_redis_waited(ngx_http_webhook_redis_t *rd,
-    redisReply *reply)
-{
-    ngx_int_t                      acked;
-    ngx_uint_t                     n, gen;
-    ngx_queue_t                   *q;
-    ngx_http_webhook_cmd_t        *cmd;
-    ngx_http_webhook_main_conf_t  *wmcf;
-
-    static const char  *role[] = { "ROLE" };
-    static size_t       role_len[] = { sizeof("ROLE") - 1 };
-
-    wmcf = rd->wmcf;
-
-    if (reply->type == REDIS_REPLY_INTEGER) {
-        acked = (ngx_int_t) reply->integer;
-
-    } else {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "webhook: redis WAIT failed: %*s",
-                      reply->type == REDIS_REPLY_ERROR ? (size_t) reply->len
-                                                       : 0, reply->str);
-        acked = -1;
-    }
-
-    n = 0;
-
-    for (q = ngx_queue_head(&rd->held);
-         q != ngx_queue_sentinel(&rd->held);
-         q = ngx_queue_next(q))
-    {
-        n++;
-    }
-
-    if (acked >= 0 && acked < wmcf->wait_replicas) {
-        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
-                      "webhook: redis WAIT %i %M: %i replicas acknowledged, "
-                      "%ui writes answered as not replicated",
-                      wmcf->wait_replicas, wmcf->wait_timeout, acked, n);
-
-        /* how many replicas there are, for the log */
-        (void) ngx_http_webhook_redis_step(rd,
-                                           ngx_http_webhook_redis_role_step,
-                                           "ROLE", 1, role, role_len);
-    }
-
-    gen = rd->generation;
-    rd->waiting = 0;
-
-    /* the writes sent while it waited: the next WAIT */
-
-    if (rd->unwaited) {
-        ngx_http_webhook_redis_flush(rd);
-    }
-
-    while (!ngx_queue_empty(&rd->held)) {
-        q = ngx_queue_head(&rd->held);
-        ngx_queue_remove(q);
-        cmd = ngx_queue_data(q, ngx_http_webhook_cmd_t, queue);
-
-        if (acked >= wmcf->wait_replicas) {
-            ngx_http_webhook_redis_call(rd, cmd, cmd->reply, 0);
-
-        } else {
-            freeReplyObject(cmd->reply);
-            ngx_http_webhook_redis_call(rd, cmd, NULL,
-                                        NGX_HTTP_WEBHOOK_REDIS_REPLICAS);
-        }
-
-        if (gen != rd->generation) {
-            break;
-        }
-    }
-}
-
-
-/* ROLE after a short WAIT: fewer replicas than asked are connected? */
-
-static void
-ngx_http_webhook_redis_role(ngx_http_webhook_redis_t *rd, redisReply *reply)
-{
-    ngx_int_t  replicas;
-
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3
-        || reply->element[2]->type != REDIS_REPLY_ARRAY)
-    {
-        return;
-    }
-
-    replicas = (ngx_int_t) reply->element[2]->elements;
-
-    if (replicas < rd->wmcf->wait_replicas && replicas != rd->replicas) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "webhook: redis at %V has %i connected replicas, "
-                      "webhook_redis_wait asks for %i: no write is "
-                      "acknowledged until enough replicas are back",
-                      &rd->addr_text, replicas,
-                      rd->wmcf->wait_replicas);
-    }
-
-    rd->replicas = replicas;
 }
 
 

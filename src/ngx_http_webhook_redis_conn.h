@@ -147,6 +147,14 @@ void ngx_http_webhook_redis_shrink(ngx_http_webhook_redis_t *rd);
 void ngx_http_webhook_redis_dispatch(ngx_http_webhook_redis_t *rd,
     redisReply *reply);
 void ngx_http_webhook_redis_fail_all(ngx_http_webhook_redis_t *rd);
+void ngx_http_webhook_redis_call(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_cmd_t *cmd, redisReply *reply, ngx_uint_t failure);
+
+/* ngx_http_webhook_redis_wait.c */
+void ngx_http_webhook_redis_waited(ngx_http_webhook_redis_t *rd,
+    redisReply *reply);
+void ngx_http_webhook_redis_role(ngx_http_webhook_redis_t *rd,
+    redisReply *reply);
 
 /* ngx_http_webhook_redis_sentinel.c */
 ngx_int_t ngx_http_webhook_sentinel_init(ngx_http_webhook_redis_t *rd,
