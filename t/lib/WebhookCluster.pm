@@ -3,11 +3,16 @@ package WebhookCluster;
 # A private Redis Cluster for the Cluster tests (t/55-* onwards), on top of
 # WebhookTest.  Perl core modules only.
 #
-#   start_cluster(primaries => 3, replicas => 1, node_timeout => 2000)
+#   start_cluster(primaries => 3, replicas => 1, node_timeout => 2000,
+#                 tls => {cert, key, ca}, extra => [redis-server args])
 #       3 primaries + 3 replicas on free loopback ports, created with
 #       `redis-cli --cluster create`, returned once every node says
-#       cluster_state:ok.  Each node is a WebhookTest::Redis (its own
-#       directory, killed at exit like the others).
+#       cluster_state:ok and the replicas are in sync.  Each node is a
+#       WebhookTest::Redis (its own directory, killed at exit like the
+#       others).  tls: every node on TLS only, the cluster bus and the
+#       replication too (WebhookTest::Redis's tls option).
+#   cluster_port()             a free port whose port + 10000 (the
+#       cluster bus) is free too, below 55535
 #   cluster_support($module)   undef when the module knows
 #       webhook_redis_cluster, else the reason to skip (nginx -t's line)
 #   skip_without_cluster()     skip_all unless the module has Cluster
@@ -21,12 +26,14 @@ package WebhookCluster;
 #
 # Methods of a cluster ($c):
 #   nodes, primaries, replicas, seeds ("host:port host:port ...")
+#   replicas_in_sync()  every replica's link up, no sync in progress
 #   node_by_addr($addr), slot_of($key), owner($slot_or_key)
 #   tags_on_each_primary($prefix)  a hash tag whose slot is on each primary
 #   lrange($key), llen($key), keys(), flushall()  on the key's owner / all
 #   envelopes($queue)  the decoded envelopes of the three lists, on the owner
 #   migrate_slot($slot, $to, duration => 1.5, on_start => sub {...})
-#   kill_primary($node)  SIGKILL, waits for a replica's promotion
+#   kill_primary($node, on_kill => sub {...})  SIGKILL, waits for a
+#       replica's promotion (on_kill runs between the two)
 #   restart_node($node)  start again, waits until it is a synced replica
 #   wait_ok(timeout => 20)  every running node says cluster_state:ok
 
@@ -39,7 +46,7 @@ use Time::HiRes qw(time sleep);
 use WebhookTest;
 
 our @EXPORT = qw(start_cluster cluster_support skip_without_cluster cluster_nginx
-    cluster_event check_delivery firsts);
+    cluster_event check_delivery firsts cluster_port);
 
 # firsts($n, @list): the first $n elements (fewer when the list is shorter)
 sub firsts { my $n = shift; return @_ > $n ? @_[0 .. $n - 1] : @_ }
@@ -47,6 +54,16 @@ sub firsts { my $n = shift; return @_ > $n ? @_[0 .. $n - 1] : @_ }
 my $REDIS_CLI = $ENV{REDIS_CLI} || 'redis-cli';
 
 sub start_cluster { WebhookCluster->new(@_) }
+
+# cluster_port(): a free loopback port for a cluster node: the node also
+# listens on port + 10000 (the cluster bus), which must be free and exist
+sub cluster_port {
+    for (1 .. 200) {
+        my $p = WebhookTest::free_port();
+        return $p if $p < 55535 && !WebhookTest::port_open($p + 10000);
+    }
+    die "no free port pair (port and port + 10000)\n";
+}
 
 # cluster_support(): undef when `nginx -t` accepts webhook_redis_cluster,
 # else a skip reason
@@ -142,9 +159,11 @@ sub new {
     my ($class, %o) = @_;
     my $np = $o{primaries} // 3;
     my $nr = $o{replicas} // 1;
-    my $self = bless { node_timeout => $o{node_timeout} // 2000, nodes => [] }, $class;
+    my $self = bless { node_timeout => $o{node_timeout} // 2000, nodes => [],
+        tls => $o{tls} }, $class;
     for (1 .. $np * (1 + $nr)) {
-        my $r = WebhookTest::Redis->new(no_start => 1);
+        my $r = WebhookTest::Redis->new(no_start => 1, port => cluster_port(),
+            ($o{tls} ? (tls => $o{tls}) : ()));
         my $dir = $r->dir;
         $r->{extra} = [
             '--cluster-enabled', 'yes',
@@ -155,13 +174,15 @@ sub new {
             '--cluster-require-full-coverage', 'yes',
             # a replica's full sync at once (diskless sync waits 5 s by default)
             '--repl-diskless-sync-delay', 0,
+            ($o{tls} ? ('--tls-cluster', 'yes', '--tls-replication', 'yes') : ()),
             @{ $o{extra} || [] },
         ];
         $r->start;
         push @{ $self->{nodes} }, $r;
     }
     my @addrs = map { $_->addr } @{ $self->{nodes} };
-    my ($rc, $out) = WebhookTest::run_cmd([$REDIS_CLI, '--cluster', 'create', @addrs,
+    my @tls = $o{tls} ? ('--tls', '--cacert', $o{tls}{ca}) : ();
+    my ($rc, $out) = WebhookTest::run_cmd([$REDIS_CLI, @tls, '--cluster', 'create', @addrs,
         '--cluster-replicas', $nr, '--cluster-yes'], timeout => 60);
     die "redis-cli --cluster create failed ($rc):\n$out" if $rc != 0;
     $self->wait_ok(timeout => 30) or die "the cluster did not reach cluster_state:ok\n"
@@ -170,14 +191,20 @@ sub new {
     WebhookTest::wait_until(sub { scalar($self->replicas) == $np * $nr }, timeout => 20)
         or die "replicas not attached:\n" . ($self->{nodes}[0]->cli('CLUSTER', 'NODES') // '');
     # and in sync: a write on a primary reaches its replica
-    WebhookTest::wait_until(sub {
-        for my $r ($self->replicas) {
-            my $info = $r->cli({ timeout => 2 }, 'INFO', 'replication') // return 0;
-            return 0 unless $info =~ /master_link_status:up/ && $info !~ /master_sync_in_progress:1/;
-        }
-        return 1;
-    }, timeout => 30) or die "replicas not in sync\n";
+    WebhookTest::wait_until(sub { $self->replicas_in_sync }, timeout => 30)
+        or die "replicas not in sync\n";
     return $self;
+}
+
+# replicas_in_sync(): every replica's link to its primary is up and no
+# full sync is in progress (true with no replica)
+sub replicas_in_sync {
+    my ($self) = @_;
+    for my $r ($self->replicas) {
+        my $info = $r->cli({ timeout => 2 }, 'INFO', 'replication') // return 0;
+        return 0 unless $info =~ /master_link_status:up/ && $info !~ /master_sync_in_progress:1/;
+    }
+    return 1;
 }
 
 sub nodes { @{ $_[0]{nodes} } }
@@ -384,7 +411,9 @@ sub migrate_slot {
     return { keys => $moved, steps => $steps, seconds => $secs, from => $from->addr, to => $to->addr };
 }
 
-# kill_primary($node): SIGKILL; waits until one of its replicas is a
+# kill_primary($node, on_kill => sub, timeout => 30): SIGKILL; runs
+# on_kill (the primary is down, no replica promoted yet: a test looks at
+# that state there); waits until one of its replicas is a
 # primary with its slots and the cluster is ok again.  Returns
 # { promoted => node, seconds => time from the kill to cluster_state:ok }
 sub kill_primary {
@@ -394,6 +423,7 @@ sub kill_primary {
     die $node->addr . " has no replica\n" unless @mine;
     my $t0 = time;
     $node->stop(signal => 'KILL');
+    $o{on_kill}->() if $o{on_kill};
     my $promoted = WebhookTest::wait_until(sub {
         for my $r (@mine) {
             my $role = $r->cli({ timeout => 2 }, 'ROLE') // next;
