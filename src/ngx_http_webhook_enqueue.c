@@ -837,11 +837,15 @@ ngx_http_webhook_timeout(ngx_event_t *ev)
     ngx_http_webhook_ctx_t  *ctx = ev->data;
 
     ngx_int_t            rc;
+    ngx_uint_t           slot;
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
     r = ctx->request;
     c = r->connection;
+
+    /* the request may be freed by its answer: its slot is read first */
+    slot = ngx_http_webhook_slot(r);
 
     ngx_log_error(NGX_LOG_ERR, c->log, NGX_ETIMEDOUT,
                   "webhook: redis did not acknowledge the event in time");
@@ -858,7 +862,7 @@ ngx_http_webhook_timeout(ngx_event_t *ev)
             ngx_http_finalize_request(r, rc);
         }
 
-        ngx_http_webhook_redis_timed_out(ngx_http_webhook_slot(r));
+        ngx_http_webhook_redis_timed_out(slot);
         ngx_http_run_posted_requests(c);
         return;
     }
@@ -872,7 +876,7 @@ ngx_http_webhook_timeout(ngx_event_t *ev)
 
     /* a stuck connection fails the other waiting requests at once */
 
-    ngx_http_webhook_redis_timed_out(ngx_http_webhook_slot(r));
+    ngx_http_webhook_redis_timed_out(slot);
 
     ngx_http_run_posted_requests(c);
 }
