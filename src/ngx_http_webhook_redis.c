@@ -256,7 +256,12 @@ ngx_http_webhook_redis_timed_out(ngx_uint_t slot)
 {
     ngx_http_webhook_redis_t  *rd;
 
-    rd = ngx_http_webhook_cluster_on() ? ngx_http_webhook_cluster_route(slot)
+    /*
+     * the connection of the slot's primary as known: a timeout neither
+     * reads the map again nor connects, nor closes another node's
+     */
+
+    rd = ngx_http_webhook_cluster_on() ? ngx_http_webhook_cluster_conn(slot)
                                        : ngx_http_webhook_redis_conn;
 
     if (rd == NULL || rd->connection == NULL) {
@@ -587,7 +592,6 @@ ngx_http_webhook_redis_call(ngx_http_webhook_redis_t *rd,
     ngx_http_webhook_cmd_t *cmd, redisReply *reply, ngx_uint_t failure)
 {
     if (cmd->handler) {
-        rd->failure = failure;
         ngx_http_webhook_redis_failed = failure;
 
         if (reply == NULL && failure == NGX_HTTP_WEBHOOK_REDIS_LOST) {
@@ -598,7 +602,6 @@ ngx_http_webhook_redis_call(ngx_http_webhook_redis_t *rd,
 
         cmd->handler(cmd->data, reply);
 
-        rd->failure = 0;
         ngx_http_webhook_redis_failed = 0;
     }
 

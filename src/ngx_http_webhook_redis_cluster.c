@@ -344,6 +344,19 @@ ngx_http_webhook_cluster_any(ngx_http_webhook_cluster_t *cl)
 }
 
 
+/* the connection of a slot's primary, if any: nothing is started */
+
+ngx_http_webhook_redis_t *
+ngx_http_webhook_cluster_conn(ngx_uint_t slot)
+{
+    ngx_http_webhook_node_t  *node;
+
+    node = ngx_http_webhook_cluster_owner(slot);
+
+    return node ? node->rd : NULL;
+}
+
+
 ngx_http_webhook_node_t *
 ngx_http_webhook_cluster_owner(ngx_uint_t slot)
 {

@@ -67,7 +67,6 @@ struct ngx_http_webhook_cmd_s {
     redisReply                    *reply;     /* held for WAIT */
     const char                    *name;      /* of a setup step */
     ngx_http_webhook_redis_kind_e  kind;
-    ngx_uint_t                     slot;
     unsigned                       retried:1;
     unsigned                       write:1;   /* WAIT covers it */
     unsigned                       redirects:3;   /* MOVED, ASK */
@@ -109,7 +108,6 @@ typedef struct {
     size_t                          out_size;
 
     ngx_int_t                       replicas;  /* last known by ROLE */
-    ngx_uint_t                      failure;   /* of the handler called */
 
     unsigned                        waiting:1;      /* a WAIT sent */
     unsigned                        exiting:1;
@@ -168,6 +166,7 @@ ngx_int_t ngx_http_webhook_cluster_init(ngx_cycle_t *cycle,
     ngx_http_webhook_main_conf_t *wmcf);
 void ngx_http_webhook_cluster_exit(void);
 ngx_http_webhook_redis_t *ngx_http_webhook_cluster_route(ngx_uint_t slot);
+ngx_http_webhook_redis_t *ngx_http_webhook_cluster_conn(ngx_uint_t slot);
 ngx_uint_t ngx_http_webhook_cluster_up(ngx_uint_t slot);
 void ngx_http_webhook_cluster_ready(void);
 void ngx_http_webhook_cluster_lost(void);
