@@ -17,12 +17,12 @@
 
 
 /*
- * One Redis connection per worker, shared (pipelined) by every request
- * of the worker.  A caller sends a command with a handler; the handler
- * is called once, with the reply (built by hiredis's reader, freed by
- * this layer after the handler returns), or with NULL when the command
- * failed.  During a call with NULL, ngx_http_webhook_redis_failure()
- * tells why:
+ * One Redis connection per worker (with webhook_redis_cluster, one per
+ * primary), shared (pipelined) by every request of the worker.  A
+ * caller sends a command with a handler; the handler is called once,
+ * with the reply (built by hiredis's reader, freed by this layer after
+ * the handler returns), or with NULL when the command failed.  During
+ * a call with NULL, ngx_http_webhook_redis_failure() tells why:
  *
  *   NGX_HTTP_WEBHOOK_REDIS_LOST      the connection was lost or closed
  *                                    (a timeout, a failover) with the
