@@ -44,6 +44,10 @@ for my $line ('listen 127.0.0.1:8080;', 'webhook_redis 127.0.0.1:6379;', '/var/l
 like($dockerfile, qr/^ARG NGINX_SHA256=([0-9a-f]{64})?$/m,
      'the build stage takes the source tarball\'s SHA-256 (NGINX_SHA256)');
 my ($pinned) = $dockerfile =~ /^ARG NGINX_VERSION=(\S+)$/m;
+# nginx.org's tarball of the default version is checked, not trusted
+like($dockerfile,
+     qr{^\# SHA-256 of https://nginx\.org/download/nginx-\Q$pinned\E\.tar\.gz\nARG NGINX_SHA256=[0-9a-f]{64}$}m,
+     "the default nginx-$pinned.tar.gz has its SHA-256 pinned");
 my ($base) = $dockerfile =~ /^ARG BASE=(\S+)$/m;
 (my $line = $pinned // '') =~ s/\.\d+\z//;
 is($base, "nginx:$line",
@@ -81,10 +85,10 @@ chmod 0755, $tmp;
 
 # nginx-VERSION.tar.gz with one top directory nginx-VERSION/, as nginx.org's
 (my $parent = $nginx_src) =~ s{/([^/]+)/?\z}{};
-my $base = $1;
+my $top = $1;
 my $tarball = "$tmp/nginx-$version.tar.gz";
 my ($rc, $out) = WebhookTest::run_cmd(['tar', '-C', $parent,
-    "--transform=s,^$base,nginx-$version,", '-czf', $tarball, $base], timeout => 120);
+    "--transform=s,^$top,nginx-$version,", '-czf', $tarball, $top], timeout => 120);
 is($rc, 0, "nginx ${version}'s source packed as nginx-$version.tar.gz") or diag $out;
 my ($sha) = `sha256sum $tarball` =~ /^([0-9a-f]{64})/;
 
