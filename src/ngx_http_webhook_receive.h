@@ -75,12 +75,14 @@ extern ngx_str_t  ngx_http_webhook_content_type;
 /* ngx_http_webhook_receive.c */
 ngx_http_webhook_ctx_t *ngx_http_webhook_ctx(ngx_http_request_t *r);
 
-/* ngx_http_webhook_enqueue.c */
+/* ngx_http_webhook_enqueue_args.c */
 ngx_int_t ngx_http_webhook_prepare(ngx_http_request_t *r,
     ngx_http_webhook_ctx_t *ctx, ngx_http_webhook_event_t *ev,
     ngx_uint_t n, ngx_str_t *idempotency);
 ngx_int_t ngx_http_webhook_check_queue(ngx_http_request_t *r,
     ngx_http_webhook_ctx_t *ctx);
+
+/* ngx_http_webhook_enqueue.c */
 ngx_int_t ngx_http_webhook_enqueue(ngx_http_request_t *r,
     ngx_http_webhook_ctx_t *ctx);
 
