@@ -440,12 +440,19 @@ failed:
 }
 
 
-/* a new segment (the old one is closed), locked, its directory synced */
+/*
+ * A new segment (the old one is closed), locked, its directory synced.
+ * Its lock, held while it may grow, tells the drainer when it is done, so
+ * it is made as *.new, locked, and only then linked to its *.seg name: a
+ * drainer that locks it first takes it for done (the writer's flock()
+ * then fails).
+ */
 
 static ngx_int_t
 ngx_http_webhook_spool_create(ngx_http_webhook_writer_t *w)
 {
-    u_char    *slash;
+    u_char    *slash, tmp[NGX_MAX_PATH];
+    size_t     len;
     ngx_fd_t   fd, dir;
 
     if (w->fd != NGX_INVALID_FILE) {
@@ -453,7 +460,15 @@ ngx_http_webhook_spool_create(ngx_http_webhook_writer_t *w)
         w->fd = NGX_INVALID_FILE;
     }
 
-    fd = open((char *) w->name, O_WRONLY|O_CREAT|O_EXCL|O_APPEND|O_CLOEXEC,
+    len = ngx_strlen(w->name);
+    ngx_memcpy(tmp, w->name, len - (sizeof(".seg") - 1));
+    ngx_memcpy(tmp + len - (sizeof(".seg") - 1), ".new", sizeof(".new"));
+
+    /* a crash may have left one: never a segment's only name */
+
+    (void) unlink((char *) tmp);
+
+    fd = open((char *) tmp, O_WRONLY|O_CREAT|O_EXCL|O_APPEND|O_CLOEXEC,
               0600);
     if (fd == -1) {
         w->err = ngx_errno;
@@ -461,14 +476,25 @@ ngx_http_webhook_spool_create(ngx_http_webhook_writer_t *w)
         return NGX_ERROR;
     }
 
-    /* held while the segment may grow: the drainer sees when it is done */
-
     if (flock(fd, LOCK_EX|LOCK_NB) == -1) {
         w->err = ngx_errno;
         w->failed = "flock()";
         (void) close(fd);
+        (void) unlink((char *) tmp);
         return NGX_ERROR;
     }
+
+    /* link(), not rename(): an existing segment is never replaced */
+
+    if (link((char *) tmp, (char *) w->name) == -1) {
+        w->err = ngx_errno;
+        w->failed = "link()";
+        (void) close(fd);
+        (void) unlink((char *) tmp);
+        return NGX_ERROR;
+    }
+
+    (void) unlink((char *) tmp);
 
     slash = (u_char *) strrchr((char *) w->name, '/');
     *slash = '\0';
