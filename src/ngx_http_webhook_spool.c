@@ -5,7 +5,8 @@
  * The spool's writers: for each queue of a worker, one segment file that
  * the worker alone appends to.  Requests that come while a write is in flight
  * wait for the next one, which takes them all (group commit): one write
- * and one fdatasync in flight per segment, in the thread pool.
+ * and one fdatasync in flight per segment, in the thread pool
+ * (ngx_http_webhook_spool_segment.c).
  */
 
 
@@ -13,42 +14,13 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include <ngx_thread_pool.h>
-#include <sys/file.h>
 
 #include "ngx_http_webhook_spool.h"
+#include "ngx_http_webhook_spool_writer.h"
 #include "ngx_http_webhook_stats.h"
 
 
 #if (NGX_THREADS)
-
-
-typedef struct {
-    u_char                        *data;
-    size_t                         len;
-    size_t                         size;
-    ngx_uint_t                     events;
-    ngx_queue_t                    waiting;     /* of ngx_http_webhook_ctx_t */
-} ngx_http_webhook_spool_buf_t;
-
-
-typedef struct {
-    ngx_str_t                      queue;
-    ngx_http_webhook_counters_t   *counters;
-    ngx_fd_t                       fd;
-    off_t                          size;        /* of the segment */
-    u_char                         name[NGX_MAX_PATH];
-
-    ngx_http_webhook_spool_buf_t   bufs[2];
-    ngx_http_webhook_spool_buf_t  *pending;     /* appended to */
-    ngx_http_webhook_spool_buf_t  *flight;      /* being written */
-
-    ngx_thread_task_t             *task;
-    ngx_err_t                      err;         /* of the task */
-    char                          *failed;      /* what failed */
-    ngx_uint_t                     create;      /* a new segment */
-    ngx_event_t                    idle;
-    ngx_log_t                     *log;
-} ngx_http_webhook_writer_t;
 
 
 typedef struct {
@@ -66,8 +38,6 @@ static ngx_int_t ngx_http_webhook_spool_room(ngx_http_request_t *r,
 static ngx_int_t ngx_http_webhook_spool_grow(ngx_http_webhook_spool_buf_t *b,
     size_t len, ngx_log_t *log);
 static ngx_int_t ngx_http_webhook_spool_post(ngx_http_webhook_writer_t *w);
-static void ngx_http_webhook_spool_write(void *data, ngx_log_t *log);
-static ngx_int_t ngx_http_webhook_spool_create(ngx_http_webhook_writer_t *w);
 static void ngx_http_webhook_spool_written(ngx_event_t *ev);
 static void ngx_http_webhook_spool_answer(ngx_http_webhook_ctx_t *ctx,
     ngx_uint_t ok);
@@ -375,148 +345,6 @@ ngx_http_webhook_spool_post(ngx_http_webhook_writer_t *w)
         w->flight = b == w->bufs ? &w->bufs[1] : &w->bufs[0];
         return NGX_ERROR;
     }
-
-    return NGX_OK;
-}
-
-
-/* in a thread of the pool: the only place the segment is written */
-
-static void
-ngx_http_webhook_spool_write(void *data, ngx_log_t *log)
-{
-    ngx_http_webhook_writer_t *w = data;
-
-    u_char   *p;
-    size_t    left;
-    ssize_t   n;
-
-    w->err = 0;
-    w->failed = NULL;
-
-    if (w->create && ngx_http_webhook_spool_create(w) != NGX_OK) {
-        goto failed;
-    }
-
-    p = w->flight->data;
-    left = w->flight->len;
-
-    while (left) {
-        n = write(w->fd, p, left);
-
-        if (n == -1) {
-            if (ngx_errno == NGX_EINTR) {
-                continue;
-            }
-
-            w->err = ngx_errno;
-            w->failed = "write()";
-
-            /* no torn record before the next ones */
-            (void) ftruncate(w->fd, w->size);
-            goto failed;
-        }
-
-        p += n;
-        left -= n;
-    }
-
-    if (fdatasync(w->fd) == -1) {
-        w->err = ngx_errno;
-        w->failed = "fdatasync()";
-        (void) ftruncate(w->fd, w->size);
-        goto failed;
-    }
-
-    w->size += w->flight->len;
-
-    return;
-
-failed:
-
-    ngx_log_error(NGX_LOG_ALERT, log, w->err,
-                  "webhook: the spool's %s of \"%s\" failed", w->failed,
-                  w->name);
-}
-
-
-/*
- * A new segment (the old one is closed), locked, its directory synced.
- * Its lock, held while it may grow, tells the drainer when it is done, so
- * it is made as *.new, locked, and only then linked to its *.seg name: a
- * drainer that locks it first takes it for done (the writer's flock()
- * then fails).
- */
-
-static ngx_int_t
-ngx_http_webhook_spool_create(ngx_http_webhook_writer_t *w)
-{
-    u_char    *slash, tmp[NGX_MAX_PATH];
-    size_t     len;
-    ngx_fd_t   fd, dir;
-
-    if (w->fd != NGX_INVALID_FILE) {
-        (void) close(w->fd);
-        w->fd = NGX_INVALID_FILE;
-    }
-
-    len = ngx_strlen(w->name);
-    ngx_memcpy(tmp, w->name, len - (sizeof(".seg") - 1));
-    ngx_memcpy(tmp + len - (sizeof(".seg") - 1), ".new", sizeof(".new"));
-
-    /* a crash may have left one: never a segment's only name */
-
-    (void) unlink((char *) tmp);
-
-    fd = open((char *) tmp, O_WRONLY|O_CREAT|O_EXCL|O_APPEND|O_CLOEXEC,
-              0600);
-    if (fd == -1) {
-        w->err = ngx_errno;
-        w->failed = "open()";
-        return NGX_ERROR;
-    }
-
-    if (flock(fd, LOCK_EX|LOCK_NB) == -1) {
-        w->err = ngx_errno;
-        w->failed = "flock()";
-        (void) close(fd);
-        (void) unlink((char *) tmp);
-        return NGX_ERROR;
-    }
-
-    /* link(), not rename(): an existing segment is never replaced */
-
-    if (link((char *) tmp, (char *) w->name) == -1) {
-        w->err = ngx_errno;
-        w->failed = "link()";
-        (void) close(fd);
-        (void) unlink((char *) tmp);
-        return NGX_ERROR;
-    }
-
-    (void) unlink((char *) tmp);
-
-    slash = (u_char *) strrchr((char *) w->name, '/');
-    *slash = '\0';
-
-    dir = open((char *) w->name, O_RDONLY|O_DIRECTORY|O_CLOEXEC);
-    *slash = '/';
-
-    if (dir == -1 || fsync(dir) == -1) {
-        w->err = ngx_errno;
-        w->failed = "fsync() of the directory";
-        if (dir != -1) {
-            (void) close(dir);
-        }
-        (void) close(fd);
-        (void) unlink((char *) w->name);
-        return NGX_ERROR;
-    }
-
-    (void) close(dir);
-
-    w->fd = fd;
-    w->size = 0;
 
     return NGX_OK;
 }
