@@ -80,6 +80,21 @@ sub get_status {
 }
 
 # status_json($ng, $name): GET /status, checks 200 + JSON, returns the object
+# cluster_ready($n): with a cluster, each worker reads the slot map after
+# it starts, and its status says "up": false until then (a single Redis
+# makes the status wait for its handshake instead); a "fresh" check waits
+# for a few answers in a row that say "up"
+sub cluster_ready {
+    my ($n) = @_;
+    return 1 unless $CLUSTER;
+    my $ups = 0;
+    return wait_until(sub {
+        my $res = get_status($n);
+        $ups = ref $res->{json} eq 'HASH' && $res->{json}{redis}{up} ? $ups + 1 : 0;
+        $ups >= 4;
+    }, timeout => 20, interval => 0.05);
+}
+
 sub status_json {
     my ($n, $name, %o) = @_;
     my $res = get_status($n, %o);
@@ -910,6 +925,7 @@ subtest_fresh 'several queues: each its own counters' => sub {
     );
     my @Q2 = ('{tenant_a}', '{tenant_b}');
     my $exp = zero_flat(@Q2);
+    cluster_ready($n2);
     my $j = status_json($n2, 'two queues, fresh') or return;
     check_shape($j, \@Q2, 'two queues, fresh');
     is_deeply(flat($j), $exp, 'two queues: all 0 (the default queue is not used, so not reported)');
@@ -1035,6 +1051,7 @@ subtest 'a status location without any receive location' => sub {
             . "        location = /status { webhook_status; }\n"
             . "    }\n",
     );
+    cluster_ready($n3);
     my $j = status_json($n3, 'no queues') or return;
     check_shape($j, [], 'no queues');
     is_deeply($j->{queues}, {}, 'queues: {}');
