@@ -77,6 +77,28 @@ class PureTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             wc.parse_envelope(b"{")
 
+    def test_envelope_no_decoder_reads(self):
+        # what Python's json refuses: the id and priority all the same
+        head = b'{"id":"e1","received_at":"2026-11-27T09:14:03.412Z",' \
+            b'"priority":"low","payload":'
+        deep = head + b"[" * 1000 + b"]" * 1000 + b"}"
+        utf8 = head + b'{"name":"caf\xc3("}}'
+        for raw, why in ((deep, "RecursionError"),
+                         (utf8, "UnicodeDecodeError")):
+            with self.assertRaisesRegex(ValueError, "^not JSON: " + why):
+                wc.parse_envelope(raw)
+            self.assertEqual(wc.envelope_head(raw), ("e1", "low"))
+            self.assertEqual(wc.envelope_id(raw), "e1")
+            self.assertEqual(wc.envelope_priority(raw), "low")
+
+    def test_envelope_numbers_of_any_length(self):
+        digits = "7" * 5000
+        env = wc.parse_envelope(('{"n":%s,"m":-12,"f":1.5}'
+                                 % digits).encode())
+        self.assertEqual(str(env["n"]), digits)
+        self.assertEqual((env["m"], env["f"]), (-12, 1.5))
+        self.assertIs(type(env["m"]), int)
+
     def test_load_handler(self):
         self.assertIs(wc.load_handler("webhook_consumer:log_event"),
                       wc.log_event)
@@ -738,6 +760,14 @@ class BridgeCoreForwarderTest(unittest.TestCase):
         with self.assertRaises(bc.ForwardError) as cm:
             self.forwarder(timeout=0.2)(module_envelope(ODOO_EVENT))
         self.assertIn("timed out", str(cm.exception))
+
+    def test_a_number_bridgecore_cannot_read_is_a_reject(self):
+        env = module_envelope(ODOO_EVENT)
+        env["payload"] = dict(ODOO_EVENT, data={
+            "n": wc.parse_envelope(b'{"n":%s}' % (b"9" * 5000))["n"]})
+        with self.assertRaisesRegex(wc.Reject, "a number of 5000 digits"):
+            self.forwarder()(env)
+        self.assertEqual(self.stub.requests, [])
 
     def test_unfit_event_is_not_sent(self):
         with self.assertRaises(wc.Reject):

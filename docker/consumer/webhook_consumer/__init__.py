@@ -41,8 +41,8 @@ the ones before it; this file re-exports what handlers and tools use.
 import logging
 
 from .shared import (PRIORITIES, Defer, Keys, LeaseError, Reject,
-                     __version__, backoff_delay, env_value, envelope_id,
-                     envelope_priority, parse_envelope)
+                     __version__, backoff_delay, env_value, envelope_head,
+                     envelope_id, envelope_priority, parse_envelope)
 from .consumer import Config, Consumer, log_event, redact_url
 from .cli import build_parser, load_handler, main
 
@@ -51,6 +51,6 @@ log = logging.getLogger(__name__)
 __all__ = [
     "PRIORITIES", "Config", "Consumer", "Defer", "Keys", "LeaseError",
     "Reject", "__version__", "backoff_delay", "build_parser", "env_value",
-    "envelope_id", "envelope_priority", "load_handler", "log", "log_event",
-    "main", "parse_envelope", "redact_url",
+    "envelope_head", "envelope_id", "envelope_priority", "load_handler",
+    "log", "log_event", "main", "parse_envelope", "redact_url",
 ]

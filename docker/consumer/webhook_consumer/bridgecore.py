@@ -38,6 +38,7 @@ failures that the consumer retries with its backoff, then dead-letters.
 """
 
 import datetime
+import decimal
 import email.utils
 import http.client
 import json
@@ -289,8 +290,8 @@ class Forwarder:
             log.info("event %s: left out of the BridgeCore request: %s",
                      eid, "; ".join(left_out))
         try:
-            data = json.dumps(body, separators=(",", ":"),
-                              allow_nan=False).encode()
+            data = json.dumps(body, separators=(",", ":"), allow_nan=False,
+                              default=_unencodable).encode()
         except ValueError as e:
             raise Reject("cannot forward to BridgeCore: %s" % e)
         self._wait_for_rate()
@@ -365,6 +366,14 @@ class Forwarder:
             reason = getattr(e, "reason", None) or e
             raise ForwardError("cannot reach BridgeCore at %s: %s"
                                % (self.url, reason))
+
+
+def _unencodable(value):
+    # the consumer reads an integer past Python's digit limit as a Decimal
+    if isinstance(value, decimal.Decimal):
+        raise ValueError("a number of %d digits, more than BridgeCore's JSON "
+                         "reader takes" % len(value.as_tuple().digits))
+    raise ValueError("%s is not JSON" % type(value).__name__)
 
 
 def _snippet(raw, limit=1000):

@@ -240,8 +240,7 @@ class Consumer:
         try:
             env = parse_envelope(raw)
         except ValueError as e:
-            eid = envelope_id(raw, {})
-            self._settle_failure(priority, raw, eid,
+            self._settle_failure(priority, raw, envelope_id(raw),
                                  "invalid envelope: %s" % e, True)
             return
         eid = envelope_id(raw, env)

@@ -2,9 +2,11 @@
 version, the priorities, the handler's exceptions, the Redis key names of
 a queue prefix, and reading an envelope.  Standard library only."""
 
+import decimal
 import hashlib
 import json
 import os
+import re
 
 __version__ = "0.1.0"
 
@@ -75,25 +77,58 @@ class Keys:
 
 # ------------------------------------------------------------------ envelopes
 
-def parse_envelope(raw):
-    """Decode an envelope (bytes); raises ValueError unless a JSON object."""
+def _number(text):
+    """A JSON integer: an int, or a Decimal past Python's limit on the
+    digits of an int read from text (4,300 by default), which refuses it."""
     try:
-        env = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as e:
-        raise ValueError("not JSON: %s" % e)
+        return int(text)
+    except ValueError:
+        return decimal.Decimal(text)
+
+
+def parse_envelope(raw):
+    """Decode an envelope (bytes); raises ValueError unless a JSON object.
+    Any failure of the decoder is a ValueError: invalid UTF-8, a nesting
+    deeper than Python's recursion limit (RecursionError), ..."""
+    try:
+        env = json.loads(raw, parse_int=_number)
+    except Exception as e:
+        raise ValueError("not JSON: %s: %s" % (type(e).__name__, e))
     if not isinstance(env, dict):
         raise ValueError("not a JSON object")
     return env
 
 
+# the start of an envelope the module wrote, read without a JSON decoder
+_HEAD = re.compile(rb'\A\{"id":"([^"\\]{1,256})","received_at":"[^"\\]*",'
+                   rb'"priority":"(high|medium|low)"')
+
+
+def envelope_head(raw):
+    """(id, priority) of an envelope, either None when not found; never
+    raises.  Also for an envelope that parse_envelope refuses: its text
+    read with the invalid UTF-8 replaced, or the start of the module's
+    envelope, so that it is filed under its own id."""
+    for decode in (lambda: parse_envelope(raw),
+                   lambda: json.loads(raw.decode("utf-8", "replace"),
+                                      parse_int=_number)):
+        try:
+            env = decode()
+        except Exception:
+            continue
+        if isinstance(env, dict):
+            eid, prio = env.get("id"), env.get("priority")
+            return (eid if isinstance(eid, str) and eid else None,
+                    prio if prio in PRIORITIES else None)
+    m = _HEAD.match(raw)
+    if m:
+        return m.group(1).decode("utf-8", "replace"), m.group(2).decode()
+    return None, None
+
+
 def envelope_id(raw, env=None):
     """The envelope's "id", or "sha1:<hex>" of the text when it has none."""
-    if env is None:
-        try:
-            env = parse_envelope(raw)
-        except ValueError:
-            env = {}
-    eid = env.get("id")
+    eid = env.get("id") if env is not None else envelope_head(raw)[0]
     if isinstance(eid, str) and eid:
         return eid
     return "sha1:" + hashlib.sha1(raw).hexdigest()
@@ -101,11 +136,7 @@ def envelope_id(raw, env=None):
 
 def envelope_priority(raw, default="medium"):
     """The envelope's priority when valid, else `default`."""
-    try:
-        prio = parse_envelope(raw).get("priority")
-    except ValueError:
-        return default
-    return prio if prio in PRIORITIES else default
+    return envelope_head(raw)[1] or default
 
 
 def backoff_delay(failures, base, maximum):
