@@ -1,9 +1,11 @@
 #!/usr/bin/perl
 # The reference consumer against its handler and its envelopes (issue 29,
-# item 7; issue 21, item 4): envelopes Python's json cannot read (1,000
-# levels deep, invalid UTF-8: dead-lettered under their envelope id, also
-# when found in the processing list at start) or reads only with care (a
-# number of 5,000 digits, also pushed through nginx: handled).
+# items 6 and 7; issue 21, item 4): redrive while a consumer fails the
+# redriven events again (it moves what was dead when it started), and
+# envelopes Python's json cannot read (1,000 levels deep, invalid UTF-8:
+# dead-lettered under their envelope id, also when found in the processing
+# list at start) or reads only with care (a number of 5,000 digits, also
+# pushed through nginx: handled).
 #
 # Needs /usr/bin/python3 with redis-py; skipped without it.
 
@@ -24,6 +26,30 @@ my $Q = '{webhook}';
 sub failure {
     my ($redis, $id) = @_;
     return json_decode($redis->cli('HGET', "$Q:failures", $id) // 'null') || {};
+}
+
+# ================================================ redrive while a consumer fails them again
+
+{
+    my $redis = start_redis();
+    my $c = WebhookConsumer->new(redis => $redis, env => { MAX_ATTEMPTS => 1 });
+    my @dead = map { envelope(id => "dead-$_", model => 'fail') } 1 .. 300;
+    $redis->cli('LPUSH', "$Q:dead:high", @dead[$_ * 100 .. $_ * 100 + 99]) for 0 .. 2;
+    my $p = $c->start('run');
+    ok(wait_until(sub { $redis->cli('EXISTS', "$Q:consumer:c1") }, timeout => 30),
+       'a consumer whose handler fails runs');
+    my ($rc, $out) = $c->run('redrive');
+    my ($line) = grep { /^\{/ } split /\n/, $out;
+    my $moved = (json_decode($line) || {})->{high} // -1;
+    ok(wait_until(sub { $redis->llen("$Q:queue:high") == 0
+                        && $redis->llen("$Q:processing:c1") == 0 }, timeout => 60),
+       'the consumer took every redriven event');
+    $c->stop($p);
+    my %f = $c->note_figures("redrive of 300 dead letters (printed $moved)", 300, 0);
+    is($rc, 0, 'redrive exits 0');
+    is($moved, 300, 'redrive moved the 300 that were dead when it started');
+    is($f{runs}, 300, 'the handler ran 300 times');
+    is($redis->llen("$Q:dead:high"), 300, 'the 300 are dead again');
 }
 
 # ================================================ envelopes Python's json cannot read

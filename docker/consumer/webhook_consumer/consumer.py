@@ -367,11 +367,16 @@ class Consumer:
 
     def redrive(self, priorities=PRIORITIES, count=None):
         """Move up to `count` (None: all) dead letters of each priority,
-        oldest first, to the back of their queue.  Returns {priority: n}."""
+        oldest first, to the back of their queue: at most what was dead
+        when it started, so that events a consumer fails again meanwhile
+        are not moved twice.  Returns {priority: n}."""
         moved = {}
         for p in priorities:
             n = 0
-            while count is None or n < count:
+            most = self.redis.llen(self.keys.dead(p))
+            if count is not None:
+                most = min(most, count)
+            while n < most:
                 raw = self.redis.lmove(self.keys.dead(p), self.keys.queue(p),
                                        src="RIGHT", dest="LEFT")
                 if raw is None:
