@@ -99,6 +99,10 @@ class PureTest(unittest.TestCase):
         self.assertEqual((env["m"], env["f"]), (-12, 1.5))
         self.assertIs(type(env["m"]), int)
 
+    def test_backoff_bounded(self):
+        self.assertEqual(wc.backoff_delay(100000, 0.5, 10.0), 10.0)
+        self.assertEqual(wc.backoff_delay(1025, 1e-9, 1e300), 1e-9 * 2.0 ** 64)
+
     def test_load_handler(self):
         self.assertIs(wc.load_handler("webhook_consumer:log_event"),
                       wc.log_event)
@@ -747,7 +751,17 @@ class BridgeCoreForwarderTest(unittest.TestCase):
                 f(module_envelope(ODOO_EVENT))
             self.assertIn(want, str(cm.exception))
         self.assertEqual(len(self.stub.requests), 4)
-        self.stub.reply(201, body="not json")       # 2xx without JSON: done
+        # a 2xx is done only with BridgeCore's JSON answer
+        self.stub.reply(201, body="not json")
+        self.stub.reply(200, body={"detail": "a proxy"})
+        for want in ("BridgeCore answered 201 with application/json, not "
+                     "BridgeCore's JSON answer (a proxy, a wrong URL?): "
+                     "not json",
+                     "not BridgeCore's JSON answer (a proxy, a wrong URL?): "
+                     '{"detail": "a proxy"}'):
+            with self.assertRaises(bc.ForwardError) as cm:
+                f(module_envelope(ODOO_EVENT))
+            self.assertIn(want, str(cm.exception))
         f(module_envelope(ODOO_EVENT))
 
     def test_no_answer(self):

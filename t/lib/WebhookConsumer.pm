@@ -207,6 +207,16 @@ sub done_at_least {
     return $f{done} >= $n;
 }
 
+# lapsed: its processing list holds an event while its lease is gone (both
+# read at once, in a script)
+sub lapsed {
+    my ($self) = @_;
+    my $out = $self->{redis}->cli('EVAL', "return redis.call('EXISTS', KEYS[1]) == 0 "
+        . "and redis.call('LLEN', KEYS[2]) > 0 and 1 or 0", 2,
+        $self->key("consumer:$self->{name}"), $self->key("processing:$self->{name}"));
+    return ($out // '') eq '1';
+}
+
 sub runs_of {
     my ($self, $id) = @_;
     return scalar grep { $_->{id} eq $id && $_->{phase} eq 'start' } $self->notes;

@@ -140,5 +140,6 @@ def envelope_priority(raw, default="medium"):
 
 
 def backoff_delay(failures, base, maximum):
-    """Delay before the next attempt after `failures` failed ones (>= 1)."""
-    return min(maximum, base * 2 ** (failures - 1))
+    """Delay before the next attempt after `failures` failed ones (>= 1);
+    the exponent is bounded, so that no count of failures overflows."""
+    return min(maximum, base * 2.0 ** min(max(failures, 1) - 1, 64))
