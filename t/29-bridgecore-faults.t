@@ -1,8 +1,8 @@
 #!/usr/bin/perl
 # The BridgeCore forwarder against servers that misbehave (issue 29, items
 # 2 and 8): one that trickles its answer a byte at a time for ever
-# (FORWARD_TIMEOUT bounds the whole request: connect, headers, body),
-# 1,100 consecutive 429s without
+# (FORWARD_TIMEOUT bounds the whole request: connect, headers, body), the
+# startup check of the timeouts, 1,100 consecutive 429s without
 # Retry-After (a bounded backoff), a 200 that is not BridgeCore's JSON (a
 # proxy's login page: retried, never taken for delivered), and 408 and 425
 # (retried like a 5xx, not dead-lettered).  Real redis-server, the
@@ -83,8 +83,7 @@ sub dead { map { (json_decode($_) || {})->{id} } $redis->lrange("$Q:dead:high") 
     my $rc;
     wait_until(sub {
         $rc = $c->wait_exit($p, 0);
-        # while it holds the event, its name must stay taken
-        $lapsed++ if !defined $rc && $c->lapsed;
+            $lapsed++ if $c->lapsed;
         defined $rc;
     }, timeout => 20, interval => 0.2);
     my $n = () = (read_file($conns->filename) // '') =~ /connection/g;
@@ -101,6 +100,20 @@ sub dead { map { (json_decode($_) || {})->{id} } $redis->lrange("$Q:dead:high") 
          'saying the whole request took longer than FORWARD_TIMEOUT');
     is($lapsed, 0, 'the lease never lapsed meanwhile');
     $redis->flushall;
+}
+
+# ================================================ the startup check
+
+{
+    my $c = forwarder(LEASE_TTL => 30);
+    my ($rc, $out) = $c->run('run', '--forward-timeout', 10, '--handler-timeout', 10);
+    is($rc, 1, 'a forward timeout that the handler timeout cuts short: exit 1');
+    like($out, qr/forward timeout \(10s\) .* shorter than the handler timeout \(10s\)/,
+         'saying why') or diag($out);
+    ($rc, $out) = $c->run('run', '--handler-timeout', 30);
+    is($rc, 1, 'a handler timeout as long as the lease TTL: exit 1');
+    like($out, qr/handler timeout must be shorter than the lease TTL/, 'saying why')
+        or diag($out);
 }
 
 # ================================================ 1,100 429s without Retry-After

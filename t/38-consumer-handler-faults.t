@@ -1,11 +1,16 @@
 #!/usr/bin/perl
 # The reference consumer against its handler and its envelopes (issue 29,
-# items 6 and 7; issue 21, item 4): redrive while a consumer fails the
-# redriven events again (it moves what was dead when it started), and
-# envelopes Python's json cannot read (1,000 levels deep, invalid UTF-8:
-# dead-lettered under their envelope id, also when found in the processing
-# list at start) or reads only with care (a number of 5,000 digits, also
-# pushed through nginx: handled).
+# items 3, 4, 6 and 7; issue 21, item 4): a handler that never returns (it
+# is interrupted at HANDLER_TIMEOUT and the event counts as a failed
+# attempt; one that swallows the interruption makes the consumer exit
+# non-zero, saying why, for its supervisor to start it again), the lease
+# renewed while a handler runs, SIGTERM during such a handler, every
+# BaseException from a handler (a failed attempt, never an exit), redrive
+# while a consumer fails the redriven events again (it moves what was dead
+# when it started), and envelopes Python's json cannot read (1,000 levels
+# deep, invalid UTF-8: dead-lettered under their envelope id, also when
+# found in the processing list at start) or reads only with care (a number
+# of 5,000 digits, also pushed through nginx: handled).
 #
 # Needs /usr/bin/python3 with redis-py; skipped without it.
 
@@ -23,9 +28,115 @@ plan skip_all => consumer_python() . ' cannot import redis (install python3-redi
 
 my $Q = '{webhook}';
 
+sub dead_ids {
+    my ($redis, $p) = @_;
+    return map { json_decode($_) ? json_decode($_)->{id} : $_ }
+        reverse $redis->lrange("$Q:dead:" . ($p // 'high'));
+}
+
 sub failure {
     my ($redis, $id) = @_;
     return json_decode($redis->cli('HGET', "$Q:failures", $id) // 'null') || {};
+}
+
+# ================================================ a handler that never returns
+
+{
+    my $redis = start_redis();
+    my $c = WebhookConsumer->new(redis => $redis,
+        env => { MAX_ATTEMPTS => 2, HANDLER_TIMEOUT => 1.5 });
+    $c->enqueue(envelope(id => 'wedge-1', model => 'forever'),
+             envelope(id => 'wedge-2'), envelope(id => 'wedge-3'));
+    my $lapsed = 0;
+    my $exits = $c->supervise(seconds => 20,
+        until => sub { $c->done_at_least(2) && $redis->llen("$Q:dead:high") == 1 },
+        during => sub {
+            $lapsed++ if $c->lapsed;
+        });
+    my %f = $c->note_figures('handler that never returns', 3, $exits);
+    is($exits, 0, 'the consumer never exited') or diag($c->logs);
+    is($f{done}, 2, 'the events after it were done');
+    is(join(' ', dead_ids($redis)), 'wedge-1',
+       'the wedged event was dead-lettered after 2 attempts');
+    is($c->runs_of('wedge-1'), 2, 'its handler ran twice');
+    like(failure($redis, 'wedge-1')->{error} // '', qr/HandlerTimeout: .*1\.5 ?s/,
+         'the failure says the handler passed HANDLER_TIMEOUT');
+    like($c->logs, qr/did not return within 1\.5s/, 'and the log says so');
+    is($lapsed, 0, 'the lease never lapsed meanwhile');
+}
+
+# ================================================ SIGTERM during such a handler
+
+{
+    my $redis = start_redis();
+    my $c = WebhookConsumer->new(redis => $redis, env => { HANDLER_TIMEOUT => 1.5 });
+    $c->enqueue(envelope(id => 'term-1', model => 'forever'));
+    my $p = $c->start('run');
+    ok(wait_until(sub { $c->started('term-1') }, timeout => 30), 'the handler started');
+    kill 'TERM', $p->{pid};
+    my $rc = $c->wait_exit($p, 10);
+    is($rc, 0, 'SIGTERM: the consumer stops after the handler\'s deadline')
+        or diag($c->logs);
+    $c->stop($p);
+    is($redis->cli('ZCARD', "$Q:retry:high"), 1, 'the event waits for its retry');
+}
+
+# ================================================ a handler that cannot be interrupted
+
+{
+    my $redis = start_redis();
+    my $c = WebhookConsumer->new(redis => $redis,
+        env => { MAX_ATTEMPTS => 2, HANDLER_TIMEOUT => 1 });
+    $c->enqueue(envelope(id => 'stub-1', model => 'stubborn'), envelope(id => 'stub-2'));
+    my $exits = $c->supervise(seconds => 30,
+        until => sub { $c->done_at_least(1) && $redis->llen("$Q:dead:high") == 1 });
+    my %f = $c->note_figures('handler that swallows the interruption', 2, $exits);
+    is($exits, 2, 'the consumer exited once per attempt, for its supervisor')
+        or diag($c->logs);
+    is_deeply([grep { $_ } @{ $c->{exits} }[0 .. 1]], [4, 4], 'with exit code 4');
+    like($c->logs, qr/CRITICAL .*stub-1.* ignored the interruption/,
+         'saying which event and why');
+    is(join(' ', dead_ids($redis)), 'stub-1', 'the event was dead-lettered after 2 attempts');
+    is($c->done_of('stub-2'), 1, 'the next event was done');
+}
+
+# ================================================ the lease is renewed during a handler
+
+{
+    my $redis = start_redis();
+    my $c = WebhookConsumer->new(redis => $redis,
+        env => { LEASE_TTL => 3, HANDLER_TIMEOUT => 2.8 });
+    $c->enqueue(envelope(id => 'long-1', model => 'sleep:2.6'));
+    my $p = $c->start('run');
+    ok(wait_until(sub { $c->started('long-1') }, timeout => 30), 'the handler started');
+    sleep 2;
+    my $pttl = $redis->cli('PTTL', "$Q:consumer:c1");
+    note("figures: lease PTTL 2 s into a 2.6 s handler (LEASE_TTL 3): $pttl ms");
+    cmp_ok($pttl, '>', 1500, 'the lease was renewed while the handler ran');
+    ok(wait_until(sub { $c->done_of('long-1') }, timeout => 10), 'the handler returned');
+    is($c->stop($p), 0, 'the consumer stops on SIGTERM');
+    is($c->runs_of('long-1'), 1, 'and ran the handler once');
+}
+
+# ================================================ BaseException from a handler
+
+{
+    my $redis = start_redis();
+    my $c = WebhookConsumer->new(redis => $redis, env => { MAX_ATTEMPTS => 2 });
+    my @kinds = qw(KeyboardInterrupt SystemExit SystemExit0 SystemExit1
+                   GeneratorExit CancelledError);
+    $c->enqueue((map { envelope(id => "base-$_", model => "raise:$_") } @kinds),
+             envelope(id => 'base-ok'));
+    my $exits = $c->supervise(seconds => 30,
+        until => sub { $c->done_at_least(1) && $redis->llen("$Q:dead:high") == @kinds });
+    my %f = $c->note_figures('BaseException from a handler', @kinds + 1, $exits);
+    is($exits, 0, 'no BaseException stopped the consumer') or diag($c->logs);
+    is($f{runs}, 2 * @kinds + 1, 'each raising event ran MAX_ATTEMPTS (2) times, then dead');
+    is(join(' ', sort(dead_ids($redis))), join(' ', sort map { "base-$_" } @kinds),
+       'all six are dead letters');
+    like(failure($redis, 'base-SystemExit0')->{error} // '', qr/^SystemExit: 0/,
+         'the failure names the exception');
+    is($c->done_of('base-ok'), 1, 'the other event was done');
 }
 
 # ================================================ redrive while a consumer fails them again

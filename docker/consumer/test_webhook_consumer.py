@@ -833,7 +833,7 @@ class BridgeCoreForwarderTest(unittest.TestCase):
                 (["--forward-url", self.stub.url, "--forward-rate", "fast"],
                  "rate must be like 200/min"),
                 (["--forward-url", self.stub.url, "--forward-timeout", "60"],
-                 "shorter than the lease TTL"),
+                 "must be shorter than the handler timeout (20s)"),
                 (["--forward-url", self.stub.url, "--forward-token-file",
                   "/nonexistent/token"], "cannot read the forward token")):
             with self.assertLogs(wc.log, "ERROR") as logs:

@@ -33,24 +33,27 @@ BridgeCore's /api/v1/webhooks/receive in the shape of its
 WebhookReceivePayload.
 
 Modules: shared (version, priorities, exceptions, key names, envelopes),
-scripts (the Lua state transitions), consumer (Config, Consumer),
-bridgecore (the forwarder), cli (the command line).  Each imports only
-the ones before it; this file re-exports what handlers and tools use.
+scripts (the Lua state transitions), keeper (Redis retries, the lease
+thread), consumer (Config, Consumer), bridgecore (the forwarder), cli (the
+command line).  Each imports only the ones before it; this file
+re-exports what handlers and tools use.
 """
 
 import logging
 
-from .shared import (PRIORITIES, Defer, Keys, LeaseError, Reject,
-                     __version__, backoff_delay, env_value, envelope_head,
-                     envelope_id, envelope_priority, parse_envelope)
+from .shared import (PRIORITIES, Defer, HandlerTimeout, Keys, LeaseError,
+                     Reject, __version__, backoff_delay, env_value,
+                     envelope_head, envelope_id, envelope_priority,
+                     parse_envelope)
 from .consumer import Config, Consumer, log_event, redact_url
 from .cli import build_parser, load_handler, main
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "PRIORITIES", "Config", "Consumer", "Defer", "Keys", "LeaseError",
-    "Reject", "__version__", "backoff_delay", "build_parser", "env_value",
-    "envelope_head", "envelope_id", "envelope_priority", "load_handler",
-    "log", "log_event", "main", "parse_envelope", "redact_url",
+    "PRIORITIES", "Config", "Consumer", "Defer", "HandlerTimeout", "Keys",
+    "LeaseError", "Reject", "__version__", "backoff_delay", "build_parser",
+    "env_value", "envelope_head", "envelope_id", "envelope_priority",
+    "load_handler", "log", "log_event", "main", "parse_envelope",
+    "redact_url",
 ]

@@ -6,7 +6,6 @@ import argparse
 import importlib
 import json
 import logging
-import signal
 import sys
 
 import redis
@@ -56,7 +55,7 @@ def build_parser():
                         help="env BACKOFF_MAX (default %(default)s)")
     common.add_argument("--lease-ttl", type=float, default=defaults.lease_ttl,
                         help="seconds a consumer name stays taken without a "
-                        "renewal; longer than the slowest handler run; env "
+                        "renewal (a thread renews it every third); env "
                         "LEASE_TTL (default %(default)s)")
     common.add_argument("--log-level",
                         default=env_value("LOG_LEVEL", "INFO"),
@@ -80,6 +79,12 @@ def build_parser():
     run.add_argument("--handler", default=defaults.handler,
                      help="module:function called with each envelope; env "
                      "WEBHOOK_HANDLER (default %(default)s)")
+    run.add_argument("--handler-timeout", type=float,
+                     default=defaults.handler_timeout or None,
+                     help="seconds a handler may run: past it, it is "
+                     "interrupted and the event counts as a failed attempt; "
+                     "shorter than the lease TTL; env HANDLER_TIMEOUT "
+                     "(default: two thirds of the lease TTL)")
     run.add_argument("--block-timeout", type=float,
                      default=defaults.block_timeout,
                      help="longest idle wait, also the longest delay before "
@@ -145,9 +150,15 @@ def forwarder(args, config):
             log.error("the forward token file %s is empty",
                       args.forward_token_file)
             return None
-    if args.forward_timeout >= config.lease_ttl:
-        log.error("bad settings: the forward timeout must be shorter than "
-                  "the lease TTL")
+    # the forwarder runs as the handler: its rate wait (at most
+    # Forwarder.max_inline_wait) and the whole request must end before the
+    # handler is interrupted
+    if args.forward_timeout + Forwarder.max_inline_wait \
+            >= config.handler_deadline:
+        log.error("bad settings: the forward timeout (%gs) and a rate wait "
+                  "(up to %gs) must be shorter than the handler timeout "
+                  "(%gs)", args.forward_timeout, Forwarder.max_inline_wait,
+                  config.handler_deadline)
         return None
     try:
         return Forwarder(
@@ -181,6 +192,7 @@ def main(argv=None):
     if args.command == "run":
         config.handler = args.handler
         config.block_timeout = args.block_timeout
+        config.handler_timeout = args.handler_timeout or 0.0
         config.drain = args.drain
     errors = config.check()
     if getattr(args, "count", None) is not None and args.count < 1:
@@ -203,13 +215,6 @@ def main(argv=None):
     consumer = Consumer(config, handler)
 
     if args.command == "run":
-        def on_signal(signum, frame):
-            log.info("%s: finishing the current event, then stopping "
-                     "(again to stop at once)", signal.Signals(signum).name)
-            consumer.stop()
-            signal.signal(signum, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
         return consumer.run()
 
     try:

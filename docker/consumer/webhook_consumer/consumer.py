@@ -2,25 +2,38 @@
 (each one moved atomically to a processing list of this consumer, handed
 to a handler, removed only when the handler has returned), retries
 failures with exponential backoff, dead-letters them after N attempts,
-and holds its name with a lease.  Redis >= 6.2."""
+and holds its name with a lease.  Redis >= 6.2.
+
+What it survives: every Redis error (connection lost, READONLY, OOM, BUSY,
+a wrong password ...) is waited out with backoff, never an exit, and the
+ack of a handled event is retried until Redis takes it; a handler past
+HANDLER_TIMEOUT is interrupted and its event counts as a failed attempt
+(one that ignores the interruption makes the process exit with code 4);
+any exception from a handler, BaseException included, is a failed
+attempt; an envelope no decoder reads is dead-lettered under its id."""
 
 import json
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 
 import redis
 
-from .scripts import (FAIL_LUA, LEASE_LUA, RELEASE_LUA, REQUEUE_LUA,
-                      TAKE_LUA)
-from .shared import (PRIORITIES, Defer, Keys, LeaseError, Reject,
-                     env_value, envelope_id, envelope_priority,
+from .keeper import Job, LeaseKeeper, RedisRetry
+from .scripts import Scripts
+from .shared import (PRIORITIES, Defer, HandlerTimeout, Keys, LeaseError,
+                     Reject, env_value, envelope_id, envelope_priority,
                      parse_envelope)
 
 log = logging.getLogger(__name__)
+
+# exit code of a consumer whose handler ignored its interruption
+EXIT_HANDLER_STUCK = 4
 
 
 @dataclass
@@ -34,6 +47,7 @@ class Config:
     backoff_max: float = 300.0
     block_timeout: float = 1.0
     lease_ttl: float = 30.0
+    handler_timeout: float = 0.0    # 0: two thirds of lease_ttl
     drain: bool = False
 
     def __post_init__(self):
@@ -53,7 +67,21 @@ class Config:
             block_timeout=env_value("BLOCK_TIMEOUT", cls.block_timeout,
                                     float),
             lease_ttl=env_value("LEASE_TTL", cls.lease_ttl, float),
+            handler_timeout=env_value("HANDLER_TIMEOUT",
+                                      cls.handler_timeout, float),
         )
+
+    @property
+    def handler_deadline(self):
+        """Seconds a handler may run: HANDLER_TIMEOUT, by default two
+        thirds of the lease TTL."""
+        return self.handler_timeout or self.lease_ttl * 2 / 3
+
+    @property
+    def handler_grace(self):
+        """Seconds an interrupted handler has to return before the
+        consumer exits: as long as HANDLER_TIMEOUT, at most 5."""
+        return min(5.0, self.handler_deadline)
 
     def check(self):
         """Return a list of what is wrong with the settings."""
@@ -69,6 +97,11 @@ class Config:
         elif self.block_timeout > self.lease_ttl / 3:
             errors.append("block timeout must be at most a third of the "
                           "lease TTL")
+        if self.handler_timeout < 0:
+            errors.append("handler timeout must not be negative")
+        elif self.handler_deadline >= self.lease_ttl:
+            errors.append("handler timeout must be shorter than the lease "
+                          "TTL")
         if not self.queue or not self.name:
             errors.append("queue prefix and consumer name must not be empty")
         return errors
@@ -101,47 +134,47 @@ class Consumer:
         self.stopping = False
         self.resync = False
         self.paused_until = 0.0     # time.monotonic() after a Defer
-        self._lease_renewed = 0.0
-        self._take = self.redis.register_script(TAKE_LUA)
-        self._fail = self.redis.register_script(FAIL_LUA)
-        self._requeue = self.redis.register_script(REQUEUE_LUA)
-        self._lease = self.redis.register_script(LEASE_LUA)
-        self._release = self.redis.register_script(RELEASE_LUA)
+        self.job = None             # the handler run, a keeper.Job
+        self.keeper = None
+        self._job_lock = threading.Lock()
+        self._in_handler = False
+        self._timed_out = False
+        self._trouble = RedisRetry(log)
+        self._scripts = Scripts(self.redis, log)
 
     # ---- leases
 
+    def _lease_call(self, name):
+        return self._scripts.lease(
+            keys=[self.keys.lease(name)],
+            args=[self.token, int(self.config.lease_ttl * 1000)])
+
     def acquire_lease(self, name, wait=0.0):
         """Hold the lease of `name`, waiting up to `wait` s; True if held."""
-        key = self.keys.lease(name)
-        ttl_ms = int(self.config.lease_ttl * 1000)
         deadline = time.monotonic() + wait
         while True:
-            if self._lease(keys=[key], args=[self.token, ttl_ms]) == 1:
+            if self._lease_call(name) == 1:
                 return True
             if time.monotonic() >= deadline or self.stopping:
                 return False
             time.sleep(0.5)
 
     def release_lease(self, name):
-        self._release(keys=[self.keys.lease(name)], args=[self.token])
+        self._scripts.release(keys=[self.keys.lease(name)], args=[self.token])
 
     def renew_lease(self):
-        """Renew our lease every third of its TTL; LeaseError if lost."""
-        now = time.monotonic()
-        if now - self._lease_renewed < self.config.lease_ttl / 3:
-            return
-        if not self.acquire_lease(self.config.name):
-            raise LeaseError("consumer name %r was taken over by %s"
-                             % (self.config.name, self.redis.get(
-                                 self.keys.lease(self.config.name))))
-        self._lease_renewed = now
+        """Renew our lease (the keeper's thread calls it); returns None, or
+        the holder (bytes) that took our name over."""
+        if self._lease_call(self.config.name) == 1:
+            return None
+        return self.redis.get(self.keys.lease(self.config.name)) or b"?"
 
     # ---- state transitions
 
     def fail(self, priority, raw, eid, error, reject=False, name=None):
         """Count a failed attempt; returns (outcome, attempts, delay)."""
         c = self.config
-        outcome, attempts, delay = self._fail(
+        outcome, attempts, delay = self._scripts.fail(
             keys=[self.keys.processing(name or c.name), self.keys.attempts,
                   self.keys.retry(priority), self.keys.dead(priority),
                   self.keys.failures],
@@ -152,17 +185,22 @@ class Consumer:
 
     def ack(self, raw, eid):
         """Remove a handled envelope; False if it was no longer ours."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.lrem(self.processing, 1, raw)
-        pipe.hdel(self.keys.attempts, eid)
-        removed, _ = pipe.execute()
-        return removed == 1
+        return self._scripts.settle(
+            keys=[self.processing, self.keys.attempts],
+            args=[raw, "ack", eid]) == 1
+
+    def _requeue(self, raw, priority):
+        """Back to the front of its queue (no handler saw it, or a Defer);
+        False if it was no longer ours."""
+        return self._scripts.settle(
+            keys=[self.processing, self.keys.queue(priority)],
+            args=[raw, "requeue"]) == 1
 
     def recover(self, name):
         """Recover the processing list of consumer `name`, whose lease the
         caller holds: each envelope left there counts as a failed attempt
-        ("consumer died while handling it") and is retried or dead-lettered.
-        Returns how many envelopes were recovered."""
+        ("consumer died while handling it") and is retried or dead-lettered,
+        oldest first.  Returns how many envelopes were recovered."""
         count = 0
         key = self.keys.processing(name)
         # oldest (right end) first
@@ -204,8 +242,7 @@ class Consumer:
         so put it back at the front of its queue."""
         for raw in self.redis.lrange(self.processing, 0, -1):
             priority = envelope_priority(raw)
-            if self._requeue(keys=[self.processing, self.keys.queue(priority)],
-                             args=[raw]):
+            if self._requeue(raw, priority):
                 log.warning("requeued event %s (%s) after a lost connection",
                             envelope_id(raw), priority)
         self.resync = False
@@ -216,7 +253,7 @@ class Consumer:
         """Next (priority, envelope) or None, blocking up to the block
         timeout (shorter when a retry falls due sooner)."""
         k = self.keys
-        idx, value = self._take(
+        idx, value = self._scripts.take(
             keys=[k.queue(p) for p in PRIORITIES]
             + [k.retry(p) for p in PRIORITIES] + [self.processing],
             args=[100])
@@ -245,22 +282,103 @@ class Consumer:
             return
         eid = envelope_id(raw, env)
         log.debug("handling event %s (%s)", eid, priority)
-        try:
-            self.handler(env)
-        except Reject as e:
-            self._settle_failure(priority, raw, eid,
-                                 "rejected: %s" % (e or type(e).__name__),
-                                 True)
-        except Defer as e:
-            self._defer(priority, raw, eid, e)
-        except Exception as e:
-            self._settle_failure(priority, raw, eid,
-                                 "%s: %s" % (type(e).__name__, e), False)
-        else:
+        outcome, error = self._run_handler(priority, raw, eid, env)
+        if outcome == "done":
             if not self._retry_redis(lambda: self.ack(raw, eid)):
                 log.warning("event %s was taken from %s by a recovery while "
                             "being handled; it may be handled again",
                             eid, self.processing)
+        elif outcome == "defer":
+            self._defer(priority, raw, eid, error)
+        else:
+            self._settle_failure(priority, raw, eid, error,
+                                 outcome == "reject")
+
+    def _run_handler(self, priority, raw, eid, env):
+        """Call the handler within its deadline; returns ("done", None),
+        ("defer", the Defer), or ("reject"|"failed", the error text)."""
+        c = self.config
+        job = Job(priority, raw, eid, time.monotonic() + c.handler_deadline,
+                  c.handler_grace)
+        self._timed_out = False
+        with self._job_lock:
+            self.job = job
+        try:
+            try:
+                self._in_handler = True
+                self._alarm(c.handler_deadline)
+                self.handler(env)
+            finally:
+                self._in_handler = False
+                self._alarm(0)
+        except HandlerTimeout as e:
+            result = ("failed", "HandlerTimeout: %s" % e)
+        except Reject as e:
+            result = ("reject", "rejected: %s" % (e or type(e).__name__))
+        except Defer as e:
+            result = ("defer", e)
+        except BaseException as e:
+            result = ("failed", "%s: %s" % (type(e).__name__, e))
+        else:
+            result = ("done", None)
+        with self._job_lock:
+            self.job = None
+            abandoned = job.abandoned
+        if abandoned:
+            # the keeper counts the attempt and ends the process
+            while True:
+                time.sleep(1)
+        if self._timed_out and result[0] != "failed":
+            # it caught the interruption and returned: not done in time
+            result = ("failed", "HandlerTimeout: %s" % self._timeout_text())
+        if self._timed_out:
+            log.error("event %s (%s): the handler did not return within "
+                      "%gs (HANDLER_TIMEOUT); interrupted", eid, priority,
+                      c.handler_deadline)
+        return result
+
+    def _timeout_text(self):
+        return "the handler did not return within %gs (HANDLER_TIMEOUT)" \
+            % self.config.handler_deadline
+
+    def _alarm(self, seconds):
+        """SIGALRM in `seconds` (0: none), when this is the main thread."""
+        if self._alarm_set:
+            signal.setitimer(signal.ITIMER_REAL, seconds)
+
+    def _on_alarm(self, signum, frame):
+        if self._in_handler:
+            self._timed_out = True
+            raise HandlerTimeout(self._timeout_text())
+
+    def abandon(self, job):
+        """The keeper's thread: the handler of `job` ignored its
+        interruption.  Count the failed attempt, give the name up and exit
+        with EXIT_HANDLER_STUCK, for the supervisor to start the consumer
+        again: the handler's thread cannot be stopped otherwise."""
+        with self._job_lock:
+            if self.job is not job:
+                return
+            job.abandoned = True
+        log.critical("event %s (%s): the handler ignored the interruption "
+                     "at HANDLER_TIMEOUT (%gs) and still runs; counting a "
+                     "failed attempt and exiting with code %d for the "
+                     "supervisor to start the consumer again", job.eid,
+                     job.priority, self.config.handler_deadline,
+                     EXIT_HANDLER_STUCK)
+        try:
+            outcome, attempts, _ = self.fail(
+                job.priority, job.raw, job.eid,
+                "HandlerTimeout: %s, and it ignored the interruption"
+                % self._timeout_text())
+            log.error("event %s (%s): %s after %d attempt(s)", job.eid,
+                      job.priority, outcome, attempts)
+            self.release_lease(self.config.name)
+        except redis.RedisError as e:
+            log.error("redis: %s; the event is recovered at the next start",
+                      e)
+        logging.shutdown()
+        os._exit(EXIT_HANDLER_STUCK)
 
     def _settle_failure(self, priority, raw, eid, error, reject):
         outcome, attempts, delay = self._retry_redis(
@@ -280,9 +398,7 @@ class Consumer:
     def _defer(self, priority, raw, eid, e):
         """Back to the front of its queue, no attempt counted; pause."""
         delay = min(max(e.delay, 0.0), self.config.backoff_max)
-        if self._retry_redis(lambda: self._requeue(
-                keys=[self.processing, self.keys.queue(priority)],
-                args=[raw])):
+        if self._retry_redis(lambda: self._requeue(raw, priority)):
             log.info("event %s (%s) deferred, taking nothing for %.3gs: %s",
                      eid, priority, delay, e or "deferred by the handler")
         else:
@@ -291,74 +407,111 @@ class Consumer:
         self.paused_until = time.monotonic() + delay
 
     def _retry_redis(self, call):
-        """Run `call` until Redis answers (the settle steps must not be
-        lost on a connection blip); gives up only when stopping."""
-        delay = 0.1
+        """Run `call` until Redis takes it, whatever it answers meanwhile
+        (a handled event must never be handled again because its ack was
+        refused), also while stopping: a second signal ends the wait."""
         while True:
             try:
-                return call()
-            except (redis.ConnectionError, redis.TimeoutError) as e:
-                if self.stopping:
-                    raise
-                log.warning("redis: %s; retrying in %.1fs", e, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                result = call()
+            except redis.RedisError as e:
+                time.sleep(self._trouble.failed(e))
+                continue
+            self._trouble.ok()
+            return result
+
+    def _signals(self, install):
+        """SIGTERM and SIGINT stop after the current event, SIGALRM ends a
+        handler at its deadline: in the main thread only."""
+        if install:
+            self._alarm_set = \
+                threading.current_thread() is threading.main_thread()
+            if not self._alarm_set:
+                return
+            self._saved_signals = {
+                s: signal.signal(s, h) for s, h in (
+                    (signal.SIGTERM, self._on_stop),
+                    (signal.SIGINT, self._on_stop),
+                    (signal.SIGALRM, self._on_alarm))}
+        elif self._alarm_set:
+            for s, h in self._saved_signals.items():
+                signal.signal(s, h)
+            self._alarm_set = False
+
+    _alarm_set = False
+
+    def _on_stop(self, signum, frame):
+        log.info("%s: finishing the current event, then stopping "
+                 "(again to stop at once)", signal.Signals(signum).name)
+        self.stop()
+        signal.signal(signum, signal.SIG_DFL)
 
     def run(self):
         """Take and handle events until stop() (SIGTERM) or, with drain,
-        until the queues and retries are empty.  Returns an exit code."""
+        until the queues and retries are empty.  Returns an exit code: 0,
+        or 3 when the name is (or was taken) in use by another process."""
         c = self.config
-        log.info("consumer %s on %s, queue %s, handler %s, max attempts %d",
-                 c.name, redact_url(c.redis_url), c.queue,
-                 getattr(self.handler, "__qualname__", self.handler),
-                 c.max_attempts)
+        log.info("consumer %s on %s, queue %s, handler %s, max attempts %d, "
+                 "handler timeout %gs", c.name, redact_url(c.redis_url),
+                 c.queue, getattr(self.handler, "__qualname__", self.handler),
+                 c.max_attempts, c.handler_deadline)
+        self._signals(True)
+        try:
+            return self._run()
+        finally:
+            self._signals(False)
+
+    def _run(self):
+        c = self.config
         if not self._retry_redis(
                 lambda: self.acquire_lease(c.name, wait=c.lease_ttl + 1)):
             if self.stopping:
                 return 0
             log.error("consumer name %r is in use by %s; give every "
                       "consumer its own CONSUMER_NAME", c.name,
-                      self.redis.get(self.keys.lease(c.name)))
+                      self._retry_redis(
+                          lambda: self.redis.get(self.keys.lease(c.name))))
             return 3
-        self._lease_renewed = time.monotonic()
+        self.keeper = LeaseKeeper(self, log)
+        self.keeper.start()
         try:
             n = self._retry_redis(lambda: self.recover(c.name))
             if n:
                 log.warning("recovered %d event(s) left by a previous run", n)
-            delay = 0.1
             while not self.stopping:
+                if self.keeper.lost is not None:
+                    raise LeaseError("consumer name %r was taken over by %s"
+                                     % (c.name, self.keeper.lost))
                 try:
-                    self.renew_lease()
-                    if self.resync:
-                        self._resync()
-                    pause = self.paused_until - time.monotonic()
-                    if pause > 0:
-                        # a handler deferred: wait, renewing the lease
-                        time.sleep(min(pause, c.block_timeout))
-                        continue
-                    item = self.take()
-                    delay = 0.1
-                except (redis.ConnectionError, redis.TimeoutError) as e:
-                    log.warning("redis: %s; retrying in %.1fs", e, delay)
+                    item = self._step()
+                except redis.RedisError as e:
                     self.resync = True
-                    time.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+                    time.sleep(self._trouble.failed(e))
                     continue
+                self._trouble.ok()
                 if item is not None:
                     self.handle(*item)
         except LeaseError as e:
             log.error("%s; stopping", e)
             return 3
-        except redis.RedisError as e:
-            log.error("redis: %s; stopping", e)
-            return 1
         finally:
+            self.keeper.stop()
             try:
                 self.release_lease(c.name)
             except redis.RedisError:
                 pass
         log.info("consumer %s stopped", c.name)
         return 0
+
+    def _step(self):
+        """One turn of the loop: resync, pause or take."""
+        if self.resync:
+            self._resync()
+        pause = self.paused_until - time.monotonic()
+        if pause > 0:
+            # a handler deferred: wait (the keeper renews the lease)
+            time.sleep(min(pause, self.config.block_timeout))
+            return None
+        return self.take()
 
     def stop(self):
         self.stopping = True

@@ -1,6 +1,16 @@
 """The consumer's Lua scripts: each state transition of an envelope is one
 script, atomic in Redis.  Every key a script touches is in KEYS, so they
-run on a Cluster too when the prefix is a hash tag."""
+run on a Cluster too when the prefix is a hash tag.
+
+On Redis 7 every script is sent with the flag allow-oom (FLAGS): at
+maxmemory with noeviction a consumer must still take, settle and so free
+what Redis holds (a move does not grow memory, an ack frees it; the
+attempt counters and failure notes are a few bytes).  Redis 6.2 knows no
+flags and gets the text alone."""
+
+import redis
+
+FLAGS = "#!lua flags=allow-oom\n"
 
 # Take the next envelope: first move due retries back to the front (right
 # end) of their queues, earliest due first; then LMOVE from the first
@@ -67,13 +77,22 @@ redis.call('ZADD', KEYS[3], string.format('%.6f', due), ARGV[1])
 return {'retry', n, string.format('%.6f', delay)}
 """
 
-# Put an envelope that no handler saw back at the front of its queue.
-# KEYS: processing, queue.  ARGV: envelope.
-REQUEUE_LUA = """
+# An envelope leaves the processing list: handled ("ack": its attempts
+# are forgotten), or seen by no handler ("requeue": back at the front of
+# its queue).  A script, not MULTI: Redis at maxmemory refuses to queue
+# commands in a MULTI.  Returns 1, or 0 when it was no longer there
+# (recovered elsewhere).
+# KEYS: processing, then attempts (ack) or the queue (requeue)
+# ARGV: envelope, "ack" and the id, or "requeue"
+SETTLE_LUA = """
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
     return 0
 end
-redis.call('RPUSH', KEYS[2], ARGV[1])
+if ARGV[2] == 'ack' then
+    redis.call('HDEL', KEYS[2], ARGV[3])
+else
+    redis.call('RPUSH', KEYS[2], ARGV[1])
+end
 return 1
 """
 
@@ -98,3 +117,40 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+SCRIPTS = {
+    "take": TAKE_LUA, "fail": FAIL_LUA, "settle": SETTLE_LUA,
+    "lease": LEASE_LUA, "release": RELEASE_LUA,
+}
+
+
+class Scripts:
+    """The scripts on one redis-py client: scripts.take(keys=..., args=...)
+    and so on.  Sent with FLAGS until a Redis refuses the shebang (6.2),
+    then without."""
+
+    def __init__(self, client, log):
+        self._log = log
+        self._flagged = {name: client.register_script(FLAGS + text)
+                         for name, text in SCRIPTS.items()}
+        self._plain = {name: client.register_script(text)
+                       for name, text in SCRIPTS.items()}
+        self._flags = True
+
+    def __getattr__(self, name):
+        if name not in SCRIPTS:
+            raise AttributeError(name)
+
+        def call(keys, args):
+            if self._flags:
+                try:
+                    return self._flagged[name](keys=keys, args=args)
+                except redis.ResponseError as e:
+                    if "Error compiling script" not in str(e) \
+                            or "'#'" not in str(e):
+                        raise
+                    self._flags = False
+                    self._log.info("redis: no script flags (Redis before "
+                                   "7): scripts without allow-oom")
+            return self._plain[name](keys=keys, args=args)
+        return call

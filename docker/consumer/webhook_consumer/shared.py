@@ -32,6 +32,12 @@ class LeaseError(Exception):
     """The consumer name is held by another live process."""
 
 
+class HandlerTimeout(BaseException):
+    """Raised inside a handler that runs past HANDLER_TIMEOUT.  A
+    BaseException, so that a handler's `except Exception` lets it through;
+    the event counts as a failed attempt."""
+
+
 def env_value(name, default, conv=str):
     """The environment variable `name` read by `conv`, or `default` when
     unset or empty; SystemExit when `conv` cannot read it."""
