@@ -2,7 +2,8 @@
 (each one moved atomically to a processing list of this consumer, handed
 to a handler, removed only when the handler has returned), retries
 failures with exponential backoff, dead-letters them after N attempts,
-and holds its name with a lease.  Redis >= 6.2.
+holds its name with a lease, and takes back the events of consumers whose
+lease has expired.  Redis >= 6.2.
 
 What it survives: every Redis error (connection lost, READONLY, OOM, BUSY,
 a wrong password ...) is waited out with backoff, never an exit, and the
@@ -139,64 +140,74 @@ class Consumer:
         self._job_lock = threading.Lock()
         self._in_handler = False
         self._timed_out = False
+        self._next_reclaim = 0.0
         self._trouble = RedisRetry(log)
         self._scripts = Scripts(self.redis, log)
 
     # ---- leases
 
-    def _lease_call(self, name):
+    def _lease_call(self, name, register):
         return self._scripts.lease(
-            keys=[self.keys.lease(name)],
-            args=[self.token, int(self.config.lease_ttl * 1000)])
+            keys=[self.keys.lease(name), self.keys.consumers],
+            args=[self.token, int(self.config.lease_ttl * 1000), name,
+                  "1" if register else "0"])
 
     def acquire_lease(self, name, wait=0.0):
-        """Hold the lease of `name`, waiting up to `wait` s; True if held."""
+        """Hold the lease of `name`, waiting up to `wait` s; True if held.
+        The consumer's own name is registered in <q>:consumers too."""
+        register = name == self.config.name
         deadline = time.monotonic() + wait
         while True:
-            if self._lease_call(name) == 1:
+            if self._lease_call(name, register) == 1:
                 return True
             if time.monotonic() >= deadline or self.stopping:
                 return False
             time.sleep(0.5)
 
     def release_lease(self, name):
-        self._scripts.release(keys=[self.keys.lease(name)], args=[self.token])
+        self._scripts.release(
+            keys=[self.keys.lease(name), self.keys.processing(name),
+                  self.keys.consumers],
+            args=[self.token, name])
 
     def renew_lease(self):
         """Renew our lease (the keeper's thread calls it); returns None, or
         the holder (bytes) that took our name over."""
-        if self._lease_call(self.config.name) == 1:
+        if self._lease_call(self.config.name, True) == 1:
             return None
         return self.redis.get(self.keys.lease(self.config.name)) or b"?"
 
     # ---- state transitions
 
-    def fail(self, priority, raw, eid, error, reject=False, name=None):
+    def fail(self, priority, raw, eid, error, reject=False, name=None,
+             reclaim=False):
         """Count a failed attempt; returns (outcome, attempts, delay)."""
         c = self.config
+        k = self.keys
         outcome, attempts, delay = self._scripts.fail(
-            keys=[self.keys.processing(name or c.name), self.keys.attempts,
-                  self.keys.retry(priority), self.keys.dead(priority),
-                  self.keys.failures],
+            keys=[k.processing(name or c.name), k.attempts, k.retry(priority),
+                  k.dead(priority), k.failures, k.consumers, k.reclaimed],
             args=[raw, eid, c.max_attempts, repr(c.backoff_base),
                   repr(c.backoff_max), "1" if reject else "0", error[:2000],
-                  name or c.name, priority, "%.3f" % time.time()])
+                  name or c.name, priority, "%.3f" % time.time(),
+                  "1" if reclaim else "0"])
         return outcome.decode(), attempts, float(delay)
 
     def ack(self, raw, eid):
         """Remove a handled envelope; False if it was no longer ours."""
         return self._scripts.settle(
-            keys=[self.processing, self.keys.attempts],
-            args=[raw, "ack", eid]) == 1
+            keys=[self.processing, self.keys.consumers, self.keys.attempts],
+            args=[raw, self.config.name, "ack", eid]) == 1
 
     def _requeue(self, raw, priority):
         """Back to the front of its queue (no handler saw it, or a Defer);
         False if it was no longer ours."""
         return self._scripts.settle(
-            keys=[self.processing, self.keys.queue(priority)],
-            args=[raw, "requeue"]) == 1
+            keys=[self.processing, self.keys.consumers,
+                  self.keys.queue(priority)],
+            args=[raw, self.config.name, "requeue"]) == 1
 
-    def recover(self, name):
+    def recover(self, name, reclaim=False):
         """Recover the processing list of consumer `name`, whose lease the
         caller holds: each envelope left there counts as a failed attempt
         ("consumer died while handling it") and is retried or dead-lettered,
@@ -209,7 +220,7 @@ class Consumer:
             eid = envelope_id(raw)
             outcome, attempts, delay = self.fail(
                 priority, raw, eid, "consumer %s died while handling it"
-                % name, name=name)
+                % name, name=name, reclaim=reclaim)
             if outcome == "gone":
                 continue
             count += 1
@@ -219,22 +230,52 @@ class Consumer:
                         else "retry in %.3gs" % delay)
         return count
 
+    def _recover_other(self, name, reclaim=False):
+        """recover() the list of another consumer, if its lease can be
+        taken (it expired); None when that consumer is alive."""
+        if not self.acquire_lease(name):
+            return None
+        try:
+            return self.recover(name, reclaim)
+        finally:
+            self.release_lease(name)
+
     def recover_all(self):
         """Recover the processing lists of every consumer without a lease
-        (dead ones); returns {consumer name: envelopes recovered}."""
+        (dead ones), found by SCAN; returns {consumer name: envelopes
+        recovered}."""
         done = {}
         prefix = self.keys.processing("").encode()
         for key in self.redis.scan_iter(match=self.keys.processing_pattern(),
                                         count=100):
             name = key[len(prefix):].decode("utf-8", "replace")
-            if not self.acquire_lease(name):
+            n = self._recover_other(name)
+            if n is None:
                 log.info("consumer %s is alive, its list is left alone", name)
                 continue
-            try:
-                done[name] = self.recover(name)
-            finally:
-                self.release_lease(name)
+            done[name] = n
         return done
+
+    def reclaim(self):
+        """Take back the events of every registered consumer whose lease
+        has expired (it died and was not started again under its name), as
+        recover_all() does; counted in <q>:reclaimed.  Returns how many."""
+        names = [m.decode("utf-8", "replace") for m in
+                 self.redis.zrange(self.keys.consumers, 0, -1)]
+        names = [n for n in names if n != self.config.name]
+        if not names:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.exists(self.keys.lease(name))
+        total = 0
+        for name, alive in zip(names, pipe.execute()):
+            n = None if alive else self._recover_other(name, reclaim=True)
+            if n:
+                log.warning("reclaimed %d event(s) of consumer %s, whose "
+                            "lease expired", n, name)
+                total += n
+        return total
 
     def _resync(self):
         """After a lost connection: an envelope may have been moved to our
@@ -255,8 +296,9 @@ class Consumer:
         k = self.keys
         idx, value = self._scripts.take(
             keys=[k.queue(p) for p in PRIORITIES]
-            + [k.retry(p) for p in PRIORITIES] + [self.processing],
-            args=[100])
+            + [k.retry(p) for p in PRIORITIES]
+            + [self.processing, k.consumers],
+            args=[100, self.config.name])
         if idx:
             return PRIORITIES[idx - 1], value
         next_due = float(value)
@@ -270,7 +312,15 @@ class Consumer:
         # seen by the next take, within `wait` seconds
         raw = self.redis.blmove(k.queue("high"), self.processing, wait,
                                 src="RIGHT", dest="LEFT")
-        return ("high", raw) if raw is not None else None
+        if raw is None:
+            return None
+        try:
+            self._scripts.stamp(keys=[self.processing, k.consumers],
+                                args=[self.config.name])
+        except redis.RedisError:
+            self.resync = True      # no handler saw it: back to the queue
+            raise
+        return "high", raw
 
     def handle(self, priority, raw):
         """Run the handler on one envelope, then ack, retry or dead-letter."""
@@ -503,7 +553,11 @@ class Consumer:
         return 0
 
     def _step(self):
-        """One turn of the loop: resync, pause or take."""
+        """One turn of the loop: reclaim when due, resync, pause or take."""
+        now = time.monotonic()
+        if now >= self._next_reclaim:
+            self._next_reclaim = now + self.config.lease_ttl / 3
+            self.reclaim()
         if self.resync:
             self._resync()
         pause = self.paused_until - time.monotonic()

@@ -58,6 +58,8 @@ class Keys:
         self.prefix = prefix
         self.attempts = prefix + ":attempts"
         self.failures = prefix + ":failures"
+        self.consumers = prefix + ":consumers"
+        self.reclaimed = prefix + ":reclaimed"
 
     def queue(self, priority):
         return "%s:queue:%s" % (self.prefix, priority)
