@@ -4,7 +4,8 @@ run on a Cluster too when the prefix is a hash tag.
 
 The sorted set <q>:consumers registers the consumer names: the score is 0
 while the consumer holds no event, else the Redis time at which it took
-the oldest event of its processing list.  Live consumers reclaim the
+the oldest event of its processing list.  The status location reads it
+(events in flight, the oldest one's age) and live consumers reclaim the
 lists of the names whose lease has expired.
 
 On Redis 7 every script is sent with the flag allow-oom (FLAGS): at
