@@ -90,6 +90,12 @@ static char  ngx_http_webhook_enqueue_lua[] =
  * KEYS: pairs of <queue>:queue:<priority>, <queue>:dead:<priority>
  * Returns for each pair: LLEN of the queue, the received_at of its
  * oldest envelope ("" when empty), LLEN of the dead list.
+ *
+ * ARGV: the queues.  Then for each (status_inflight.c): the events in the
+ * processing lists of the consumers registered in <queue>:consumers (a
+ * name scored with the Redis time it took its oldest event, 0 when idle),
+ * the oldest one's age in ms by Redis's clock, and <queue>:reclaimed.
+ * Their keys share the queue's hash tag (slot).
  */
 
 static char  ngx_http_webhook_status_lua[] =
@@ -99,6 +105,29 @@ static char  ngx_http_webhook_status_lua[] =
 "  local e = redis.call('LINDEX', KEYS[i], -1)\n"
 "  r[#r + 1] = e and string.match(e, '\"received_at\":\"([^\"]*)\"') or ''\n"
 "  r[#r + 1] = redis.call('LLEN', KEYS[i + 1])\n"
+"end\n"
+"for j = 1, #ARGV do\n"
+"  local q = ARGV[j]\n"
+"  local c = redis.pcall('ZRANGE', q .. ':consumers', 0, -1, 'WITHSCORES')\n"
+"  local n, oldest, age = 0, nil, 0\n"
+"  if type(c) ~= 'table' or c.err then c = {} end\n"
+"  for k = 1, #c, 2 do\n"
+"    local l = redis.pcall('LLEN', q .. ':processing:' .. c[k])\n"
+"    local s = tonumber(c[k + 1]) or 0\n"
+"    if type(l) ~= 'number' then l = 0 end\n"
+"    n = n + l\n"
+"    if l > 0 and s > 0 and (oldest == nil or s < oldest) then\n"
+"      oldest = s\n"
+"    end\n"
+"  end\n"
+"  if oldest then\n"
+"    local t = redis.call('TIME')\n"
+"    age = math.max(0, math.floor((tonumber(t[1]) - oldest) * 1000\n"
+"                                 + tonumber(t[2]) / 1000))\n"
+"  end\n"
+"  r[#r + 1] = n\n"
+"  r[#r + 1] = age\n"
+"  r[#r + 1] = tonumber(redis.pcall('GET', q .. ':reclaimed')) or 0\n"
 "end\n"
 "return r\n";
 

@@ -45,6 +45,7 @@ struct ngx_http_webhook_status_ctx_s {
     ngx_uint_t                      pending;
     ngx_uint_t                      failed;   /* calls not answered */
     ngx_http_webhook_depth_t       *depths;
+    ngx_http_webhook_inflight_t    *inflight; /* per queue */
     ngx_uint_t                     *known;    /* per queue */
     ngx_event_t                     timer;
     ngx_uint_t                      prometheus;
@@ -68,7 +69,8 @@ static ngx_int_t ngx_http_webhook_status_send(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_webhook_status_wants_text(ngx_http_request_t *r);
 static u_char *ngx_http_webhook_status_json(u_char *p,
     ngx_http_webhook_main_conf_t *wmcf, ngx_uint_t up,
-    ngx_http_webhook_depth_t *depths, ngx_uint_t *known);
+    ngx_http_webhook_depth_t *depths, ngx_http_webhook_inflight_t *inflight,
+    ngx_uint_t *known);
 
 
 ngx_int_t
@@ -141,8 +143,12 @@ ngx_http_webhook_status_query(ngx_http_request_t *r,
     ctx->depths = ngx_palloc(r->pool, (nq * (NGX_HTTP_WEBHOOK_NPRIO + 1) + 1)
                                       * sizeof(ngx_http_webhook_depth_t));
     ctx->known = ngx_pcalloc(r->pool, (nq + 1) * sizeof(ngx_uint_t));
+    ctx->inflight = ngx_pcalloc(r->pool,
+                                (nq + 1) * sizeof(ngx_http_webhook_inflight_t));
 
-    if (ctx->calls == NULL || ctx->depths == NULL || ctx->known == NULL) {
+    if (ctx->calls == NULL || ctx->depths == NULL || ctx->known == NULL
+        || ctx->inflight == NULL)
+    {
         return NGX_ERROR;
     }
 
@@ -193,13 +199,14 @@ ngx_http_webhook_status_call(ngx_http_request_t *r,
 
     /*
      * EVALSHA <sha> <numkeys> then queue and dead list of each priority,
-     * then each queue's rejected list, twice (the script reads pairs)
+     * then each queue's rejected list, twice (the script reads pairs);
+     * ARGV: the queues (their consumers' events in flight)
      */
 
     nkeys = call->n * (NGX_HTTP_WEBHOOK_NPRIO + 1) * 2;
 
-    argv = ngx_palloc(r->pool, (3 + nkeys) * sizeof(char *));
-    argvlen = ngx_palloc(r->pool, (3 + nkeys) * sizeof(size_t));
+    argv = ngx_palloc(r->pool, (3 + nkeys + call->n) * sizeof(char *));
+    argvlen = ngx_palloc(r->pool, (3 + nkeys + call->n) * sizeof(size_t));
     p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
     if (argv == NULL || argvlen == NULL || p == NULL) {
         return NGX_ERROR;
@@ -245,6 +252,11 @@ ngx_http_webhook_status_call(ngx_http_request_t *r,
         argv[k + 1] = argv[k];
         argvlen[k + 1] = argvlen[k];
         k += 2;
+    }
+
+    for (i = 0; i < call->n; i++, k++) {
+        argv[k] = (char *) queue[i].data;
+        argvlen[k] = queue[i].len;
     }
 
     call->cmd = ngx_http_webhook_redis_eval(&wmcf->status, slot, k, argv,
@@ -354,7 +366,8 @@ ngx_http_webhook_status_read(ngx_http_webhook_status_call_t *call,
     }
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != n * NGX_HTTP_WEBHOOK_STATUS_FIELDS)
+        || reply->elements != n * NGX_HTTP_WEBHOOK_STATUS_FIELDS
+                              + call->n * NGX_HTTP_WEBHOOK_INFLIGHT_FIELDS)
     {
         return;
     }
@@ -387,6 +400,9 @@ ngx_http_webhook_status_read(ngx_http_webhook_status_call_t *call,
             }
         }
     }
+
+    ngx_http_webhook_status_inflight_read(&ctx->inflight[call->first], e,
+                                          call->n);
 
     for (i = 0; i < call->n; i++) {
         ctx->known[call->first + i] = 1;
@@ -479,7 +495,8 @@ ngx_http_webhook_status_send(ngx_http_request_t *r,
     for (i = 0; i < wmcf->queues.nelts; i++) {
         len += 6400 + 42 * 2 * queue[i].len
                + NGX_HTTP_WEBHOOK_STATUS_SPOOL(queue[i].len)
-               + NGX_HTTP_WEBHOOK_STATUS_CLUSTER;
+               + NGX_HTTP_WEBHOOK_STATUS_CLUSTER
+               + NGX_HTTP_WEBHOOK_STATUS_INFLIGHT(queue[i].len);
     }
 
     b = ngx_create_temp_buf(r->pool, len);
@@ -489,13 +506,13 @@ ngx_http_webhook_status_send(ngx_http_request_t *r,
 
     if (ctx->prometheus) {
         b->last = ngx_http_webhook_status_text(b->last, wmcf, up, depths,
-                                               ctx->known);
+                                               ctx->inflight, ctx->known);
         ngx_str_set(&r->headers_out.content_type,
                     "text/plain; version=0.0.4; charset=utf-8");
 
     } else {
         b->last = ngx_http_webhook_status_json(b->last, wmcf, up, depths,
-                                               ctx->known);
+                                               ctx->inflight, ctx->known);
         ngx_str_set(&r->headers_out.content_type, "application/json");
     }
 
@@ -522,7 +539,8 @@ ngx_http_webhook_status_send(ngx_http_request_t *r,
 
 static u_char *
 ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
-    ngx_uint_t up, ngx_http_webhook_depth_t *depths, ngx_uint_t *known)
+    ngx_uint_t up, ngx_http_webhook_depth_t *depths,
+    ngx_http_webhook_inflight_t *inflight, ngx_uint_t *known)
 {
     ngx_str_t                    *queue, primary, sentinel;
     ngx_uint_t                    i, k, prio;
@@ -597,6 +615,9 @@ ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
         } else {
             p = ngx_sprintf(p, ",\"rejected\":null");
         }
+
+        p = ngx_http_webhook_status_inflight_json(p, depths && known[i]
+                                                     ? &inflight[i] : NULL);
 
         p = ngx_http_webhook_status_spool_queue(p, wmcf, i);
 

@@ -31,6 +31,18 @@ typedef struct {
 } ngx_http_webhook_depth_t;
 
 
+/* a queue's events in flight in the consumers, as read */
+
+typedef struct {
+    ngx_int_t                     events;
+    ngx_int_t                     reclaimed;
+    int64_t                       age_ms;
+} ngx_http_webhook_inflight_t;
+
+
+struct redisReply;
+
+
 /* ngx_http_webhook_status.c */
 u_char *ngx_http_webhook_label(u_char *p, ngx_str_t *value);
 u_char *ngx_http_webhook_seconds(u_char *p, uint64_t usec);
@@ -38,7 +50,8 @@ u_char *ngx_http_webhook_seconds(u_char *p, uint64_t usec);
 /* ngx_http_webhook_status_text.c: Prometheus */
 u_char *ngx_http_webhook_status_text(u_char *p,
     ngx_http_webhook_main_conf_t *wmcf, ngx_uint_t up,
-    ngx_http_webhook_depth_t *depths, ngx_uint_t *known);
+    ngx_http_webhook_depth_t *depths, ngx_http_webhook_inflight_t *inflight,
+    ngx_uint_t *known);
 
 /* ngx_http_webhook_status_spool.c: bytes per queue, and in all */
 #define NGX_HTTP_WEBHOOK_STATUS_SPOOL(qlen)  (1024 + 14 * 2 * (qlen))
@@ -59,6 +72,20 @@ u_char *ngx_http_webhook_status_spool_text(u_char *p,
 u_char *ngx_http_webhook_status_cluster_json(u_char *p);
 u_char *ngx_http_webhook_status_cluster_queue(u_char *p, ngx_uint_t slot);
 u_char *ngx_http_webhook_status_cluster_text(u_char *p);
+
+
+/* ngx_http_webhook_status_inflight.c: integers per queue, bytes per queue */
+#define NGX_HTTP_WEBHOOK_INFLIGHT_FIELDS        3
+#define NGX_HTTP_WEBHOOK_STATUS_INFLIGHT(qlen)  (640 + 3 * 2 * (qlen))
+
+void ngx_http_webhook_status_inflight_read(
+    ngx_http_webhook_inflight_t *inflight, struct redisReply **e,
+    ngx_uint_t n);
+u_char *ngx_http_webhook_status_inflight_json(u_char *p,
+    ngx_http_webhook_inflight_t *in);
+u_char *ngx_http_webhook_status_inflight_text(u_char *p,
+    ngx_http_webhook_main_conf_t *wmcf, ngx_http_webhook_inflight_t *inflight,
+    ngx_uint_t *known);
 
 
 #endif /* _NGX_HTTP_WEBHOOK_STATUS_H_INCLUDED_ */

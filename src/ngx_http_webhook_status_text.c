@@ -33,7 +33,8 @@ static u_char *ngx_http_webhook_series(u_char *p, char *name,
 
 u_char *
 ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
-    ngx_uint_t up, ngx_http_webhook_depth_t *depths, ngx_uint_t *known)
+    ngx_uint_t up, ngx_http_webhook_depth_t *depths,
+    ngx_http_webhook_inflight_t *inflight, ngx_uint_t *known)
 {
     ngx_str_t                 *queue;
     ngx_uint_t                 i, k, prio;
@@ -103,6 +104,8 @@ ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
         p = ngx_http_webhook_prio_series(p, wmcf, depths, known,
                                      "nginx_webhook_oldest_event_age_seconds",
                                      NGX_HTTP_WEBHOOK_AGE);
+
+        p = ngx_http_webhook_status_inflight_text(p, wmcf, inflight, known);
     }
 
     p = ngx_http_webhook_status_spool_text(p, wmcf);

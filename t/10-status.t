@@ -198,7 +198,19 @@ sub check_shape {
     for my $q (@$queues) {
         my $qo = $j->{queues}{$q};
         push @why, "queue $q keys " . $keys->($qo) unless $keys->($qo) eq
-            ($CLUSTER ? 'high,low,medium,node,rejected,requests,spool,warnings' : 'high,low,medium,rejected,requests,spool,warnings');
+            ($CLUSTER ? 'high,in_flight,low,medium,node,rejected,requests,spool,warnings'
+                      : 'high,in_flight,low,medium,rejected,requests,spool,warnings');
+        # the consumers' events in flight: read from Redis with the depths
+        my $in = ref $qo eq 'HASH' ? $qo->{in_flight} : undef;
+        if ($up) {
+            push @why, "$q.in_flight keys " . $keys->($in)
+                unless $keys->($in) eq 'events,oldest_age_seconds,reclaimed';
+            push @why, "$q.in_flight has non-numbers"
+                if grep { !is_json_number($in->{$_}) } keys %{ $in || {} };
+        } else {
+            push @why, "$q.in_flight is " . json_scalar($in) . ', not null'
+                unless exists $qo->{in_flight} && !defined $in;
+        }
         push @why, "queue $q node " . json_scalar($qo->{node}) if $CLUSTER && ($qo->{node} // '') !~ /^127\.0\.0\.1:\d+\z/;
         push @why, "$q.warnings is not a number" unless is_json_number($qo->{warnings});
         push @why, "$q.rejected is " . json_scalar($qo->{rejected}) . ($up ? ', not a number' : ', not null')
@@ -328,6 +340,9 @@ sub check_prom {
             nginx_webhook_queue_depth => 'gauge',
             nginx_webhook_dead_letter_depth => 'gauge',
             nginx_webhook_oldest_event_age_seconds => 'gauge',
+            nginx_webhook_in_flight_events => 'gauge',
+            nginx_webhook_in_flight_oldest_age_seconds => 'gauge',
+            nginx_webhook_reclaimed_events_total => 'counter',
         ) : ()),
     );
     for my $m (sort keys %types) {
@@ -372,6 +387,13 @@ sub check_prom {
                 push @diff, "$m $q $pr: " . ($v // 'none') . ' vs ' . ($jv // 'null')
                     unless defined $v && defined $jv && abs($v - $jv) <= $tol && ($tol || $v == $jv);
             }
+        }
+        for ([in_flight_events => 'events'], [reclaimed_events_total => 'reclaimed']) {
+            next unless $up;
+            my ($m, $f) = @$_;
+            my $v = prom_val($p, "nginx_webhook_$m", queue => $q);
+            push @diff, "$m $q: " . ($v // 'none') . ' vs ' . ($qo->{in_flight}{$f} // 'null')
+                unless defined $v && $v == ($qo->{in_flight}{$f} // -1);
         }
         for my $r (@RESULTS) {
             my $v = prom_val($p, 'nginx_webhook_requests_total', queue => $q, result => $r);

@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import redis  # noqa: E402
 
 import webhook_consumer as wc  # noqa: E402
-import bridgecore as bc  # noqa: E402
+from webhook_consumer import bridgecore as bc  # noqa: E402
 
 # the consumer's log lines only with CONSUMER_TEST_LOG=1
 if not os.environ.get("CONSUMER_TEST_LOG"):
@@ -76,6 +76,32 @@ class PureTest(unittest.TestCase):
             wc.parse_envelope(b"[1]")
         with self.assertRaises(ValueError):
             wc.parse_envelope(b"{")
+
+    def test_envelope_no_decoder_reads(self):
+        # what Python's json refuses: the id and priority all the same
+        head = b'{"id":"e1","received_at":"2026-11-27T09:14:03.412Z",' \
+            b'"priority":"low","payload":'
+        deep = head + b"[" * 1000 + b"]" * 1000 + b"}"
+        utf8 = head + b'{"name":"caf\xc3("}}'
+        for raw, why in ((deep, "RecursionError"),
+                         (utf8, "UnicodeDecodeError")):
+            with self.assertRaisesRegex(ValueError, "^not JSON: " + why):
+                wc.parse_envelope(raw)
+            self.assertEqual(wc.envelope_head(raw), ("e1", "low"))
+            self.assertEqual(wc.envelope_id(raw), "e1")
+            self.assertEqual(wc.envelope_priority(raw), "low")
+
+    def test_envelope_numbers_of_any_length(self):
+        digits = "7" * 5000
+        env = wc.parse_envelope(('{"n":%s,"m":-12,"f":1.5}'
+                                 % digits).encode())
+        self.assertEqual(str(env["n"]), digits)
+        self.assertEqual((env["m"], env["f"]), (-12, 1.5))
+        self.assertIs(type(env["m"]), int)
+
+    def test_backoff_bounded(self):
+        self.assertEqual(wc.backoff_delay(100000, 0.5, 10.0), 10.0)
+        self.assertEqual(wc.backoff_delay(1025, 1e-9, 1e300), 1e-9 * 2.0 ** 64)
 
     def test_load_handler(self):
         self.assertIs(wc.load_handler("webhook_consumer:log_event"),
@@ -725,7 +751,17 @@ class BridgeCoreForwarderTest(unittest.TestCase):
                 f(module_envelope(ODOO_EVENT))
             self.assertIn(want, str(cm.exception))
         self.assertEqual(len(self.stub.requests), 4)
-        self.stub.reply(201, body="not json")       # 2xx without JSON: done
+        # a 2xx is done only with BridgeCore's JSON answer
+        self.stub.reply(201, body="not json")
+        self.stub.reply(200, body={"detail": "a proxy"})
+        for want in ("BridgeCore answered 201 with application/json, not "
+                     "BridgeCore's JSON answer (a proxy, a wrong URL?): "
+                     "not json",
+                     "not BridgeCore's JSON answer (a proxy, a wrong URL?): "
+                     '{"detail": "a proxy"}'):
+            with self.assertRaises(bc.ForwardError) as cm:
+                f(module_envelope(ODOO_EVENT))
+            self.assertIn(want, str(cm.exception))
         f(module_envelope(ODOO_EVENT))
 
     def test_no_answer(self):
@@ -738,6 +774,14 @@ class BridgeCoreForwarderTest(unittest.TestCase):
         with self.assertRaises(bc.ForwardError) as cm:
             self.forwarder(timeout=0.2)(module_envelope(ODOO_EVENT))
         self.assertIn("timed out", str(cm.exception))
+
+    def test_a_number_bridgecore_cannot_read_is_a_reject(self):
+        env = module_envelope(ODOO_EVENT)
+        env["payload"] = dict(ODOO_EVENT, data={
+            "n": wc.parse_envelope(b'{"n":%s}' % (b"9" * 5000))["n"]})
+        with self.assertRaisesRegex(wc.Reject, "a number of 5000 digits"):
+            self.forwarder()(env)
+        self.assertEqual(self.stub.requests, [])
 
     def test_unfit_event_is_not_sent(self):
         with self.assertRaises(wc.Reject):
@@ -789,7 +833,7 @@ class BridgeCoreForwarderTest(unittest.TestCase):
                 (["--forward-url", self.stub.url, "--forward-rate", "fast"],
                  "rate must be like 200/min"),
                 (["--forward-url", self.stub.url, "--forward-timeout", "60"],
-                 "shorter than the lease TTL"),
+                 "must be shorter than the handler timeout (20s)"),
                 (["--forward-url", self.stub.url, "--forward-token-file",
                   "/nonexistent/token"], "cannot read the forward token")):
             with self.assertLogs(wc.log, "ERROR") as logs:

@@ -22,7 +22,9 @@ else 200, and the body is recorded.
                      [the bodies answered 200]}; t is time.time()
     POST /_control   {"reset": true} forgets the log and the settings;
                      {"fail": [{"status": 500, "count": 2, "retry_after":
-                     "1", "body": {...}}]} answers the next requests so;
+                     "1", "body": {...}}]} answers the next requests so
+                     ("html": "<html>..." instead of "body": that text
+                     as text/html, e.g. a proxy's login page);
                      {"limit": [n, seconds]} sets the rate limit;
                      {"event_id_required": true} (a BridgeCore whose
                      event_id is required)
@@ -38,7 +40,7 @@ from typing import Any, Dict, List, Literal, Optional
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import (BaseModel, Extra, StrictInt, StrictStr,
                       ValidationError, root_validator)
 
@@ -120,6 +122,10 @@ async def receive(request: Request):
             state["fail"].pop(0)
         headers = {"Retry-After": str(f["retry_after"])} \
             if f.get("retry_after") is not None else None
+        if "html" in f:
+            entry["status"] = f["status"]
+            return HTMLResponse(f["html"], status_code=f["status"],
+                                headers=headers)
         return answer(entry, f["status"],
                       f.get("body", {"detail": "failing on purpose"}),
                       headers)

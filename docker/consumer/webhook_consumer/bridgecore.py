@@ -1,9 +1,9 @@
-"""A ready handler for webhook_consumer.py: forwards each envelope to
+"""A ready handler for the consumer: forwards each envelope to
 BridgeCore's `POST /api/v1/webhooks/receive`, in the shape of its
 `WebhookReceivePayload`, so that BridgeCore runs unchanged behind
 ngx_http_webhook_module.  Standard library only (urllib).
 
-    webhook_consumer.py run \\
+    webhook-consumer run \\
         --forward-url http://bridgecore:8000/api/v1/webhooks/receive \\
         [--forward-token-file /run/secrets/bridgecore] [--forward-rate 200/min]
 
@@ -29,28 +29,36 @@ null, and logged.  Without a usable model, record_id or event there is no
 valid request: the event is rejected (dead-lettered at once) with the
 reason.  Unknown envelope fields are ignored.
 
-Answers: 2xx is done, unless its JSON says "success": false (then retried
-like a 5xx).  429 pauses the forwarder for Retry-After (or a doubling wait
-when there is none) and defers the event without counting an attempt.
-Other 4xx are permanent: dead-lettered with the answer as the reason.  5xx,
-3xx (redirects are not followed), timeouts and connection errors are
-failures that the consumer retries with its backoff, then dead-letters.
+Answers: a 2xx is done when its body is BridgeCore's JSON answer, an
+object with "success": true; any other 2xx (a "success": false, a proxy's
+HTML login page, a wrong URL) is retried like a 5xx.  429 pauses the
+forwarder for Retry-After (or a doubling wait when there is none, at most
+the backoff max) and defers the event without counting an attempt.  408
+and 425 are retried like a 5xx; other 4xx are permanent: dead-lettered
+with the answer as the reason.  5xx, 3xx (redirects are not followed),
+timeouts and connection errors are failures that the consumer retries
+with its backoff, then dead-letters.
+
+The timeout bounds the whole request: connecting, sending, and reading
+the answer's headers and body, however slowly a server trickles them.
 """
 
 import datetime
+import decimal
 import email.utils
 import http.client
 import json
 import logging
 import re
+import socket
+import ssl
+import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
-from webhook_consumer import PRIORITIES, Defer, Reject, __version__
+from .shared import PRIORITIES, Defer, Reject, __version__, backoff_delay
 
-log = logging.getLogger("webhook_consumer.bridgecore")
+log = logging.getLogger(__name__)
 
 EVENTS = ("create", "write", "unlink")
 # keys of an instant payload that are not the record's fields
@@ -247,18 +255,16 @@ def retry_after(value, now=None):
 
 # ------------------------------------------------------------------ handler
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # urllib would turn a redirected POST into a GET without the body
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
 class Forwarder:
     """The handler: call it with an envelope."""
 
+    # the longest wait for the rate inside a call; longer ones are a Defer
+    max_inline_wait = 1.0
+
     def __init__(self, url, token=None, rate="200/min", burst=1,
                  timeout=10.0, backoff_base=1.0, backoff_max=300.0,
-                 max_inline_wait=1.0, clock=time.monotonic, sleep=time.sleep):
+                 max_inline_wait=max_inline_wait, clock=time.monotonic,
+                 sleep=time.sleep):
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("forward URL must be http:// or https://, got %r"
@@ -266,6 +272,7 @@ class Forwarder:
         if timeout <= 0:
             raise ValueError("forward timeout must be more than 0")
         self.url = url
+        self.parts = parts
         self.token = token or None
         self.rate = rate
         limit = parse_rate(rate)
@@ -277,7 +284,6 @@ class Forwarder:
         self.max_inline_wait = max_inline_wait
         self.sleep = sleep
         self.throttled = 0          # 429s in a row
-        self.opener = urllib.request.build_opener(_NoRedirect)
 
     def __repr__(self):
         return "BridgeCore forwarder to %s at %s" % (self.url, self.rate)
@@ -289,21 +295,15 @@ class Forwarder:
             log.info("event %s: left out of the BridgeCore request: %s",
                      eid, "; ".join(left_out))
         try:
-            data = json.dumps(body, separators=(",", ":"),
-                              allow_nan=False).encode()
+            data = json.dumps(body, separators=(",", ":"), allow_nan=False,
+                              default=_unencodable).encode()
         except ValueError as e:
             raise Reject("cannot forward to BridgeCore: %s" % e)
         self._wait_for_rate()
         status, headers, text = self._post(data, eid)
         if 200 <= status < 300:
+            self._check_answer(status, headers, text)
             self.throttled = 0
-            try:
-                answer = json.loads(text)
-            except ValueError:
-                answer = None
-            if isinstance(answer, dict) and answer.get("success") is False:
-                raise ForwardError("BridgeCore answered %d with success "
-                                   "false: %s" % (status, _snippet(text)))
             log.debug("event %s forwarded: %d %s", eid, status,
                       _snippet(text))
             return
@@ -311,14 +311,16 @@ class Forwarder:
             self.throttled += 1
             delay = retry_after(headers.get("Retry-After"))
             if delay is None:
-                delay = self.backoff_base * 2 ** (self.throttled - 1)
+                delay = backoff_delay(self.throttled, self.backoff_base,
+                                      self.backoff_max)
             delay = min(self.backoff_max, max(0.1, delay))
             if self.bucket:
                 self.bucket.hold(delay)
             log.warning("BridgeCore answered 429 (rate limited), pausing "
                         "%.3gs: %s", delay, _snippet(text))
             raise Defer(delay, "BridgeCore answered 429")
-        if 400 <= status < 500:
+        if 400 <= status < 500 and status not in (408, 425):
+            # 408 Request Timeout, 425 Too Early: try again later
             raise Reject("BridgeCore answered %d: %s"
                          % (status, _snippet(text)))
         raise ForwardError("BridgeCore answered %d%s: %s"
@@ -338,33 +340,87 @@ class Forwarder:
                 raise Defer(wait, "forward rate %s" % self.rate)
             self.sleep(wait)
 
+    @staticmethod
+    def _check_answer(status, headers, text):
+        """ForwardError unless a 2xx's body is BridgeCore's JSON answer."""
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            answer = None
+        if isinstance(answer, dict) and answer.get("success") is True:
+            return
+        if isinstance(answer, dict) and answer.get("success") is False:
+            raise ForwardError("BridgeCore answered %d with success false: "
+                               "%s" % (status, _snippet(text)))
+        raise ForwardError("BridgeCore answered %d with %s, not BridgeCore's "
+                           "JSON answer (a proxy, a wrong URL?): %s"
+                           % (status, headers.get("Content-Type")
+                              or "no Content-Type", _snippet(text)))
+
     def _post(self, data, eid):
         """(status, headers, body text) of one POST; ForwardError when
-        there is no answer."""
+        there is no answer within the timeout, counted for the whole
+        request.  The exchange runs in a thread of its own; past the
+        timeout its socket is shut down, which ends it."""
         headers = {"Content-Type": "application/json",
                    "Accept": "application/json",
-                   "User-Agent": "webhook-consumer/%s" % __version__}
+                   "User-Agent": "webhook-consumer/%s" % __version__,
+                   "Connection": "close"}
         if self.token:
             headers["Authorization"] = "Bearer " + self.token
         if isinstance(eid, str) and eid:
             headers["Idempotency-Key"] = eid
-        req = urllib.request.Request(self.url, data=data, headers=headers,
-                                     method="POST")
-        try:
-            with self.opener.open(req, timeout=self.timeout) as resp:
-                return resp.status, resp.headers, resp.read(65536)
-        except urllib.error.HTTPError as e:
+        p = self.parts
+        path = (p.path or "/") + ("?" + p.query if p.query else "")
+        if p.scheme == "https":
+            conn = http.client.HTTPSConnection(
+                p.hostname, p.port, timeout=self.timeout,
+                context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(p.hostname, p.port,
+                                              timeout=self.timeout)
+        box = {}
+
+        def exchange():
             try:
-                text = e.read(65536)
-            except (OSError, http.client.HTTPException):
-                text = b""
-            finally:
-                e.close()
-            return e.code, e.headers, text
-        except (OSError, http.client.HTTPException) as e:
-            reason = getattr(e, "reason", None) or e
+                conn.request("POST", path, body=data, headers=headers)
+                resp = conn.getresponse()
+                box["answer"] = (resp.status, resp.headers,
+                                 resp.read(65536))
+            except Exception as e:
+                box["error"] = e
+
+        worker = threading.Thread(target=exchange, daemon=True,
+                                  name="forward %s" % eid)
+        worker.start()
+        worker.join(self.timeout)
+        if worker.is_alive():
+            sock = conn.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            conn.close()
+            raise ForwardError("BridgeCore at %s timed out: no answer to "
+                               "the whole request within %gs"
+                               % (self.url, self.timeout))
+        conn.close()
+        e = box.get("error")
+        if isinstance(e, (OSError, http.client.HTTPException)):
             raise ForwardError("cannot reach BridgeCore at %s: %s"
-                               % (self.url, reason))
+                               % (self.url, e))
+        if e is not None:
+            raise e
+        return box["answer"]
+
+
+def _unencodable(value):
+    # the consumer reads an integer past Python's digit limit as a Decimal
+    if isinstance(value, decimal.Decimal):
+        raise ValueError("a number of %d digits, more than BridgeCore's JSON "
+                         "reader takes" % len(value.as_tuple().digits))
+    raise ValueError("%s is not JSON" % type(value).__name__)
 
 
 def _snippet(raw, limit=1000):
