@@ -259,7 +259,7 @@ ngx_http_webhook_spool_scan(ngx_http_webhook_main_conf_t *wmcf,
         ngx_snprintf(path, sizeof(path), "%V/%s%Z",
                      &wmcf->spool_path->name, ngx_de_name(dir));
 
-        if (ngx_file_info(path, &fi) == NGX_FILE_ERROR) {
+        if (ngx_file_info(path, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)) {
             continue;
         }
 
