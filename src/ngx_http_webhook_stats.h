@@ -61,6 +61,7 @@ struct ngx_http_webhook_stats_s {
 
     ngx_atomic_t                  spool_seq;      /* the next record's */
     ngx_atomic_t                  spool_bytes;
+    ngx_atomic_t                  spool_queued;   /* appended, not written */
     ngx_atomic_t                  spool_recovering;  /* found at start */
     ngx_http_webhook_counters_t   slots[NGX_HTTP_WEBHOOK_SLOTS];
 };

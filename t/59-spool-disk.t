@@ -3,7 +3,12 @@
 # one-record segments drained in order with few files open, the recovery
 # ended only once all of them are delivered; a corrupt record, a run of
 # zero bytes and a record too large to read passed over with the records
-# after them delivered, the bad bytes quarantined and counted.
+# after them delivered, the bad bytes quarantined and counted, and what
+# webhook-spool list says of them; an event too large for the spool refused
+# with 413 before it is answered 200, and nginx -t's warning; a trickle of
+# events during an outage kept in one segment, not one file each; a large
+# batch leaves no large buffer behind; webhook_spool "" and too long a path
+# refused.
 
 use strict;
 use warnings;
@@ -169,6 +174,96 @@ sub open_segments {
     diag sprintf 'corrupt records: %d of 600 + %d of 28 + %d of 3 delivered, %d bytes quarantined',
         scalar(grep { /^c/ } @got), scalar(grep { /^n/ } @got), scalar(grep { /^z/ } @got),
         $q->{corrupt_bytes} // 0;
+    $ng->stop;
+}
+
+# ------------------------------------ an event too large for the spool
+
+{
+    my ($rc, $out) = nginx_t("webhook_redis 127.0.0.1:1;\nwebhook_spool \"\";\n"
+        . "server { listen 127.0.0.1:%%PORT%%;\n" . receive_location() . "}\n", files => $TOKENS);
+    isnt($rc, 0, 'nginx -t: webhook_spool "" is refused');
+    like($out, qr/"webhook_spool" needs a directory, or off/, '... saying what it needs');
+    ($rc, $out) = nginx_t("webhook_redis 127.0.0.1:1;\nwebhook_spool /" . ('d' x 4000) . ";\n"
+        . "server { listen 127.0.0.1:%%PORT%%;\n" . receive_location() . "}\n", files => $TOKENS);
+    isnt($rc, 0, 'nginx -t: a spool path too long for its file names is refused');
+    like($out, qr/the spool's path is too long \(4001 bytes, at most \d+\)/, '... saying so');
+}
+
+{
+    my ($rc, $out) = nginx_t("webhook_redis 127.0.0.1:1;\nwebhook_spool %%PREFIX%%/spool;\n"
+        . "server { listen 127.0.0.1:%%PORT%%;\n" . receive_location(max_body => '100m') . "}\n",
+        files => $TOKENS);
+    is($rc, 0, 'nginx -t: client_max_body_size 100m with the spool is accepted') or diag $out;
+    like($out, qr/\[warn\].*client_max_body_size 100m .*the spool keeps events up to \d+m/,
+        '... with a warning that larger events cannot be spooled');
+
+    $redis->flushall;
+    my $ng = start_nginx(workers => 1, files => $TOKENS, http => conf(body => '100m'));
+    $redis->stop;
+    my $big = json_encode({ event_id => 'huge', model => 'ir.attachment', record_id => 1,
+        event => 'create', values => { datas => 'A' x (65 * 1024 * 1024) } });
+    my $res = $ng->request('POST', $R, \%H, $big, timeout => 60);
+    is_json_error($res, 413, 'too_large', 'Redis down: a 65 MB event is refused with 413, not spooled');
+    like($res->{json}{message} // '', qr/spool/, '... saying that the spool cannot keep it');
+    my @ok = map { $ng->request('POST', $R, \%H, json_encode({ event_id => "after-$_", model => 'x.y',
+        record_id => $_, event => 'write' }), timeout => 10) } 1 .. 3;
+    is_deeply([map { $_->{json}{status} // '' } @ok], [('spooled') x 3], 'the next events are spooled');
+    $redis->start;
+    ok(wait_until(sub { $redis->llen('{webhook}:queue:medium') == 3 }, timeout => 20),
+        '... and delivered once Redis is back');
+    is_deeply([delivered()], [map { "after-$_" } 1 .. 3], '... in order');
+    $ng->stop;
+}
+
+# --------------------------- a trickle during an outage: one segment
+
+{
+    $redis->flushall;
+    my $ng = start_nginx(workers => 1, files => $TOKENS, http => conf());
+    $redis->stop;
+    for my $i (1 .. 4) {
+        my $res = $ng->request('POST', $R, \%H, json_encode({ event_id => "t$i", model => 'x.y',
+            record_id => $i, event => 'write' }), timeout => 10);
+        is($res->{json}{status}, 'spooled', "trickle: event $i spooled");
+        sleep 1.3 if $i < 4;          # longer than a writer's idle time was
+    }
+    my @f = spool_files($ng);
+    is(scalar @f, 1, 'four events 1.3 s apart: one segment, not one file each') or diag "@f";
+    $redis->start;
+    ok(wait_until(sub { $redis->llen('{webhook}:queue:medium') == 4 }, timeout => 20), '... delivered');
+    $ng->stop;
+}
+
+# -------------------------- a large batch leaves no large buffer behind
+
+sub rss_kb {
+    my ($pid) = @_;
+    my ($kb) = (read_file("/proc/$pid/status") // '') =~ /^VmRSS:\s+(\d+)/m;
+    return $kb // 0;
+}
+
+SKIP: {
+    skip 'the RSS of a worker under valgrind or ASan says nothing of its buffers', 2
+        if slow_nginx() || ($ENV{NGINX_BIN} // '') =~ /asan/;
+    $redis->flushall;
+    # glibc gives back what is freed (no dynamic mmap threshold): the RSS
+    # then shows what the worker keeps
+    local $ENV{MALLOC_MMAP_THRESHOLD_} = 128 * 1024;
+    my $ng = start_nginx(workers => 1, files => $TOKENS, http => conf(body => '32m'));
+    my ($worker) = $ng->workers;
+    my $batch = json_encode({ batch => JSON::PP::true(), events => [ map { { event_id => "big-$_",
+        model => 'x.y', record_id => $_, event => 'write', data => { n => 'v' x 100_000 } } } 1 .. 120 ] });
+    $ng->request('POST', $R, \%H, $batch, timeout => 30);     # warm up: Redis up
+    my $before = rss_kb($worker);
+    $redis->stop;
+    my $res = $ng->request('POST', $R, \%H, $batch =~ s/big-/bag-/gr, timeout => 60);
+    is($res->{json}{status}, 'spooled', 'a batch of 12 MB spooled');
+    $redis->start;
+    ok(wait_until(sub { $redis->llen('{webhook}:queue:medium') >= 120 }, timeout => 30), '... and drained');
+    sleep 1.5;
+    my $grown = rss_kb($worker) - $before;
+    cmp_ok($grown, '<', 6 * 1024, "the worker keeps no buffer of its size (RSS grew by $grown KB)");
     $ng->stop;
 }
 
