@@ -679,6 +679,8 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    ngx_http_webhook_spool_check_body(cf, wmcf, conf);
+
     return NGX_CONF_OK;
 }
 

@@ -51,6 +51,9 @@ typedef struct {
                                                   envelope id */
 
     ngx_queue_t                   spool_link;  /* waiting for the disk */
+    void                         *spool_buf;   /* the writer's buffer */
+    size_t                        spool_off;   /* of the records in it */
+    size_t                        spool_len;
     ngx_str_t                     spool_answer;
     char                         *spool_why;
 

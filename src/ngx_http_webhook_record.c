@@ -70,6 +70,30 @@ ngx_http_webhook_record_seq(u_char *p)
 
 
 /*
+ * The length of the record that begins at p (len bytes are there), when
+ * its header says one it may have; else 0.
+ */
+
+size_t
+ngx_http_webhook_record_need(u_char *p, size_t len)
+{
+    uint32_t  n;
+
+    if (len < 12 || ngx_memcmp(p, NGX_HTTP_WEBHOOK_REC_MAGIC, 4) != 0) {
+        return 0;
+    }
+
+    n = ngx_http_webhook_get32(p + 8);
+
+    if (n < NGX_HTTP_WEBHOOK_REC_MIN || n > NGX_HTTP_WEBHOOK_REC_MAX) {
+        return 0;
+    }
+
+    return n;
+}
+
+
+/*
  * A record at p: OK (and its fields point into p, *used is its length),
  * PARTIAL when the bytes end inside a record that may still be complete,
  * BAD when they are not a record.

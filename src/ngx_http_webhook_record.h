@@ -67,6 +67,7 @@ size_t ngx_http_webhook_record_len(ngx_http_webhook_record_t *rec);
 u_char *ngx_http_webhook_record_write(u_char *p,
     ngx_http_webhook_record_t *rec);
 uint64_t ngx_http_webhook_record_seq(u_char *p);
+size_t ngx_http_webhook_record_need(u_char *p, size_t len);
 ngx_int_t ngx_http_webhook_record_read(u_char *p, size_t len,
     ngx_http_webhook_record_t *rec, size_t *used);
 uint32_t ngx_http_webhook_crc32(u_char *p, size_t len);

@@ -38,13 +38,19 @@ static ngx_int_t ngx_http_webhook_spool_room(ngx_http_request_t *r,
 static ngx_int_t ngx_http_webhook_spool_grow(ngx_http_webhook_spool_buf_t *b,
     size_t len, ngx_log_t *log);
 static ngx_int_t ngx_http_webhook_spool_post(ngx_http_webhook_writer_t *w);
+static void ngx_http_webhook_spool_cut(ngx_http_webhook_writer_t *w,
+    ngx_http_webhook_ctx_t *ctx);
+static void ngx_http_webhook_spool_fail(ngx_http_webhook_writer_t *w,
+    ngx_http_webhook_spool_buf_t *b);
+static void ngx_http_webhook_spool_shrink(ngx_http_webhook_spool_buf_t *b);
 static void ngx_http_webhook_spool_written(ngx_event_t *ev);
 static void ngx_http_webhook_spool_answer(ngx_http_webhook_ctx_t *ctx,
     ngx_uint_t ok);
 static ngx_int_t ngx_http_webhook_spool_body(ngx_http_request_t *r,
     ngx_http_webhook_ctx_t *ctx);
 static void ngx_http_webhook_spool_timeout(ngx_event_t *ev);
-static void ngx_http_webhook_spool_idle(ngx_event_t *ev);
+static void ngx_http_webhook_spool_seal_later(ngx_http_webhook_writer_t *w);
+static void ngx_http_webhook_spool_seal(ngx_event_t *ev);
 
 
 static ngx_http_webhook_spool_t  *ngx_http_webhook_spool_worker;
@@ -124,11 +130,21 @@ ngx_http_webhook_spool(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
                                        "spool is full, retry later");
     }
 
+    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        return ngx_http_webhook_refuse(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                       ngx_http_webhook_too_large,
+                                       "too_large",
+                                       "the queue is unavailable and the "
+                                       "event is larger than the spool "
+                                       "keeps, retry later");
+    }
+
     if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ctx->spooling = 1;
+    ctx->spool_buf = w->pending;
     ngx_queue_insert_tail(&w->pending->waiting, &ctx->spool_link);
 
     if (ctx->timer.timer_set) {
@@ -147,10 +163,17 @@ ngx_http_webhook_spool(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
         return NGX_DONE;        /* the next write takes it */
     }
 
+    /* no write in flight: the pending records are this request's only */
+
     if (ngx_http_webhook_spool_post(w) != NGX_OK) {
-        ngx_queue_remove(&ctx->spool_link);
-        ctx->spooling = 0;
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ngx_del_timer(&ctx->timer);
+        ngx_http_webhook_spool_cut(w, ctx);
+
+        return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       ngx_http_webhook_unavailable,
+                                       "unavailable",
+                                       "the queue is unavailable and the "
+                                       "spool is busy, retry later");
     }
 
     return NGX_DONE;
@@ -207,10 +230,21 @@ ngx_http_webhook_spool_append(ngx_http_request_t *r,
         rec[i].envelope.data = (u_char *) ctx->argv[k + 2];
         rec[i].envelope.len = ctx->argvlen[k + 2];
 
+        if (ngx_http_webhook_record_len(&rec[i])
+            > NGX_HTTP_WEBHOOK_REC_MAX)
+        {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "webhook: an event of %uz bytes is more than the "
+                          "spool keeps (%d bytes a record): refused",
+                          ngx_http_webhook_record_len(&rec[i]),
+                          NGX_HTTP_WEBHOOK_REC_MAX);
+            return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+        }
+
         len += ngx_http_webhook_record_len(&rec[i]);
     }
 
-    if (ngx_http_webhook_spool_room(r, w->pending->len + len) != NGX_OK) {
+    if (ngx_http_webhook_spool_room(r, len) != NGX_OK) {
         return NGX_DECLINED;
     }
 
@@ -229,8 +263,13 @@ ngx_http_webhook_spool_append(ngx_http_request_t *r,
         p = ngx_http_webhook_record_write(p, &rec[i]);
     }
 
-    w->pending->len = p - w->pending->data;
+    ctx->spool_off = w->pending->len;
+    ctx->spool_len = len;
+
+    w->pending->len += len;
     w->pending->events += n;
+
+    (void) ngx_atomic_fetch_add(&wmcf->stats->spool_queued, len);
 
     if (w->counters
         && ngx_atomic_fetch_add(&w->counters->spool_pending, n) == 0)
@@ -244,7 +283,10 @@ ngx_http_webhook_spool_append(ngx_http_request_t *r,
 }
 
 
-/* max_size: NGX_DECLINED, the last resort (a 503 with Retry-After) */
+/*
+ * max_size: NGX_DECLINED, the last resort (a 503 with Retry-After).  What
+ * is on disk and what every writer of every worker holds to write count.
+ */
 
 static ngx_int_t
 ngx_http_webhook_spool_room(ngx_http_request_t *r, size_t len)
@@ -253,7 +295,9 @@ ngx_http_webhook_spool_room(ngx_http_request_t *r, size_t len)
 
     wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
 
-    if ((off_t) (wmcf->stats->spool_bytes + len) <= wmcf->spool_max_size) {
+    if ((off_t) (wmcf->stats->spool_bytes + wmcf->stats->spool_queued + len)
+        <= wmcf->spool_max_size)
+    {
         ngx_http_webhook_spool_worker->full = 0;
         return NGX_OK;
     }
@@ -319,9 +363,13 @@ ngx_http_webhook_spool_post(ngx_http_webhook_writer_t *w)
     w->flight = b;
 
     w->create = (w->fd == NGX_INVALID_FILE
-                 || w->size + (off_t) b->len > NGX_HTTP_WEBHOOK_SPOOL_SEGMENT);
+                 || w->size + (off_t) b->len > NGX_HTTP_WEBHOOK_SPOOL_SEGMENT
+                 || ngx_current_msec - w->created
+                    >= NGX_HTTP_WEBHOOK_SPOOL_AGE);
 
     if (w->create) {
+        w->created = ngx_current_msec;
+
         /* the queue's name fits: ngx_http_webhook_spool_check() */
 
         p = ngx_sprintf(w->name, "%V/", &ngx_http_webhook_spool_worker->wmcf
@@ -331,9 +379,9 @@ ngx_http_webhook_spool_post(ngx_http_webhook_writer_t *w)
                            ngx_http_webhook_record_seq(b->data), ngx_pid);
     }
 
-    if (w->idle.timer_set) {
-        ngx_del_timer(&w->idle);
-    }
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, w->log, 0,
+                   "webhook spool: \"%V\" writes %uz bytes%s", &w->queue,
+                   b->len, w->create ? " to a new segment" : "");
 
     w->task->event.complete = 0;
 
@@ -365,6 +413,9 @@ ngx_http_webhook_spool_written(ngx_event_t *ev)
     b = w->flight;
     stats = ngx_http_webhook_spool_worker->wmcf->stats;
 
+    (void) ngx_atomic_fetch_add(&stats->spool_queued,
+                                - (ngx_atomic_int_t) b->len);
+
     if (w->failed) {
         ngx_log_error(NGX_LOG_ERR, w->log, 0,
                       "webhook: the spool could not keep %ui events, they "
@@ -394,20 +445,103 @@ ngx_http_webhook_spool_written(ngx_event_t *ev)
         ngx_http_webhook_spool_answer(ctx, w->failed == NULL);
     }
 
-    b->len = 0;
-    b->events = 0;
+    ngx_http_webhook_spool_shrink(b);
 
-    if (w->pending->len) {
-        if (ngx_http_webhook_spool_post(w) == NGX_OK) {
-            return;
-        }
-
-        ngx_log_error(NGX_LOG_ALERT, w->log, 0,
-                      "webhook: the spool's write could not be posted");
+    if (w->pending->len == 0) {
+        ngx_http_webhook_spool_seal_later(w);
         return;
     }
 
-    ngx_add_timer(&w->idle, NGX_HTTP_WEBHOOK_SPOOL_IDLE);
+    if (ngx_http_webhook_spool_post(w) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, w->log, 0,
+                      "webhook: the spool's write could not be posted");
+
+        ngx_http_webhook_spool_fail(w, w->pending);
+    }
+}
+
+
+/*
+ * A buffer written: emptied, and given back when a large batch made it
+ * larger than a writer keeps between writes.
+ */
+
+static void
+ngx_http_webhook_spool_shrink(ngx_http_webhook_spool_buf_t *b)
+{
+    b->len = 0;
+    b->events = 0;
+
+    if (b->size > NGX_HTTP_WEBHOOK_SPOOL_BUF) {
+        ngx_free(b->data);
+        b->data = NULL;
+        b->size = 0;
+    }
+}
+
+
+/*
+ * A request's records leave the pending buffer before they are written
+ * (its wait timed out, or the write could not be posted): they will not be
+ * on disk, as its answer says.
+ */
+
+static void
+ngx_http_webhook_spool_cut(ngx_http_webhook_writer_t *w,
+    ngx_http_webhook_ctx_t *ctx)
+{
+    size_t                         end;
+    ngx_queue_t                   *q;
+    ngx_http_webhook_ctx_t        *next;
+    ngx_http_webhook_spool_buf_t  *b;
+
+    b = ctx->spool_buf;
+    end = ctx->spool_off + ctx->spool_len;
+
+    ngx_memmove(b->data + ctx->spool_off, b->data + end, b->len - end);
+
+    b->len -= ctx->spool_len;
+    b->events -= ctx->nevents;
+
+    for (q = ngx_queue_next(&ctx->spool_link);
+         q != ngx_queue_sentinel(&b->waiting);
+         q = ngx_queue_next(q))
+    {
+        next = ngx_queue_data(q, ngx_http_webhook_ctx_t, spool_link);
+        next->spool_off -= ctx->spool_len;
+    }
+
+    ngx_queue_remove(&ctx->spool_link);
+    ctx->spooling = 0;
+
+    (void) ngx_atomic_fetch_add(
+                      &ngx_http_webhook_spool_worker->wmcf->stats->spool_queued,
+                      - (ngx_atomic_int_t) ctx->spool_len);
+
+    if (w->counters) {
+        (void) ngx_atomic_fetch_add(&w->counters->spool_pending,
+                                    - (ngx_atomic_int_t) ctx->nevents);
+    }
+}
+
+
+/* the pending records cannot be written: every waiting request is refused */
+
+static void
+ngx_http_webhook_spool_fail(ngx_http_webhook_writer_t *w,
+    ngx_http_webhook_spool_buf_t *b)
+{
+    ngx_http_webhook_ctx_t  *ctx;
+
+    while (!ngx_queue_empty(&b->waiting)) {
+        ctx = ngx_queue_data(ngx_queue_head(&b->waiting),
+                             ngx_http_webhook_ctx_t, spool_link);
+
+        ngx_http_webhook_spool_cut(w, ctx);
+        ngx_http_webhook_spool_answer(ctx, 0);
+    }
+
+    ngx_http_webhook_spool_shrink(b);
 }
 
 
@@ -488,23 +622,39 @@ ngx_http_webhook_spool_body(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx)
 }
 
 
-/* the write did not end in time (a stalled disk): a 503, the write goes on */
+/*
+ * The write did not end in time (a stalled disk): a 503.  Records not
+ * written yet are taken back; a write already in flight goes on, and its
+ * events may still be delivered (the docs say so: at least once).
+ */
 
 static void
 ngx_http_webhook_spool_timeout(ngx_event_t *ev)
 {
     ngx_http_webhook_ctx_t  *ctx = ev->data;
 
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
+    ngx_connection_t             *c;
+    ngx_http_request_t           *r;
+    ngx_http_webhook_writer_t    *w;
+    ngx_http_webhook_loc_conf_t  *wlcf;
 
     r = ctx->request;
     c = r->connection;
 
-    ngx_log_error(NGX_LOG_ERR, c->log, NGX_ETIMEDOUT,
-                  "webhook: the spool did not sync the event in time");
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
+    w = &ngx_http_webhook_spool_worker->writers[wlcf->queue_index];
 
-    ngx_http_webhook_spool_cancel(ctx);
+    ngx_log_error(NGX_LOG_ERR, c->log, NGX_ETIMEDOUT,
+                  "webhook: the spool did not sync the event in time%s",
+                  ctx->spool_buf == w->flight
+                  ? " (its write goes on: it may still be delivered)" : "");
+
+    if (ctx->spooling && ctx->spool_buf == w->pending) {
+        ngx_http_webhook_spool_cut(w, ctx);
+
+    } else {
+        ngx_http_webhook_spool_cancel(ctx);
+    }
 
     ngx_http_finalize_request(r,
         ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -526,17 +676,41 @@ ngx_http_webhook_spool_cancel(ngx_http_webhook_ctx_t *ctx)
 }
 
 
-/* nothing written for a while: the segment is closed, the drainer may end
- * it once drained */
+/*
+ * A segment is closed (sealed: its lock freed, the drainer may end it once
+ * drained) when it is idle and the queue's spool is drained, or
+ * NGX_HTTP_WEBHOOK_SPOOL_AGE after it was begun; a write past its size
+ * begins a new one (ngx_http_webhook_spool_post()).  So a trickle of events
+ * while Redis is away fills one segment, not a file each.
+ */
 
 static void
-ngx_http_webhook_spool_idle(ngx_event_t *ev)
+ngx_http_webhook_spool_seal_later(ngx_http_webhook_writer_t *w)
+{
+    if (w->fd != NGX_INVALID_FILE && !w->seal.timer_set) {
+        ngx_add_timer(&w->seal, NGX_HTTP_WEBHOOK_SPOOL_IDLE);
+    }
+}
+
+
+static void
+ngx_http_webhook_spool_seal(ngx_event_t *ev)
 {
     ngx_http_webhook_writer_t *w = ev->data;
 
     if (w->task->event.active || w->fd == NGX_INVALID_FILE) {
+        return;                 /* the write's end looks again */
+    }
+
+    if (ngx_current_msec - w->created < NGX_HTTP_WEBHOOK_SPOOL_AGE
+        && w->counters && (ngx_atomic_int_t) w->counters->spool_pending > 0)
+    {
+        ngx_add_timer(&w->seal, NGX_HTTP_WEBHOOK_SPOOL_IDLE);
         return;
     }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, w->log, 0,
+                   "webhook spool: \"%V\" seals \"%s\"", &w->queue, w->name);
 
     if (close(w->fd) == -1) {
         ngx_log_error(NGX_LOG_ALERT, w->log, ngx_errno,
@@ -598,10 +772,10 @@ ngx_http_webhook_spool_init_process(ngx_cycle_t *cycle,
         w->task->event.data = w;
         w->task->event.log = cycle->log;
 
-        w->idle.handler = ngx_http_webhook_spool_idle;
-        w->idle.data = w;
-        w->idle.log = cycle->log;
-        w->idle.cancelable = 1;
+        w->seal.handler = ngx_http_webhook_spool_seal;
+        w->seal.data = w;
+        w->seal.log = cycle->log;
+        w->seal.cancelable = 1;
     }
 
     ngx_http_webhook_spool_worker = sp;
@@ -627,8 +801,8 @@ ngx_http_webhook_spool_exit_process(void)
     for (i = 0; i < sp->wmcf->queues.nelts; i++) {
         w = &sp->writers[i];
 
-        if (w->idle.timer_set) {
-            ngx_del_timer(&w->idle);
+        if (w->seal.timer_set) {
+            ngx_del_timer(&w->seal);
         }
 
         /* the thread pools have ended: no write is in flight */

@@ -24,11 +24,21 @@
 /* a segment is closed at this size, and a new one started */
 #define NGX_HTTP_WEBHOOK_SPOOL_SEGMENT   (16 * 1024 * 1024)
 
+/* a writer's buffer larger than this is given back once written */
+#define NGX_HTTP_WEBHOOK_SPOOL_BUF       (1024 * 1024)
+
 /* a request waits that long for its write and sync, then gets a 503 */
 #define NGX_HTTP_WEBHOOK_SPOOL_TIMEOUT   10000
 
-/* a writer closes its segment after that long without a write */
+/* a writer closes its segment that long after it began it, or once idle
+ * that long with the queue's spool drained */
+#define NGX_HTTP_WEBHOOK_SPOOL_AGE       30000
 #define NGX_HTTP_WEBHOOK_SPOOL_IDLE      1000
+
+/* the largest event the spool keeps: what an envelope adds to a body
+ * (metadata, keys and ids, at most a few kilobytes) fits in the margin */
+#define NGX_HTTP_WEBHOOK_SPOOL_EVENT_MAX                                     \
+    (NGX_HTTP_WEBHOOK_REC_MAX - 1024 * 1024)
 
 
 /* ngx_http_webhook_spool_conf.c */
@@ -36,6 +46,8 @@ char *ngx_http_webhook_spool_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_webhook_spool_check(ngx_conf_t *cf,
     ngx_http_webhook_main_conf_t *wmcf);
+void ngx_http_webhook_spool_check_body(ngx_conf_t *cf,
+    ngx_http_webhook_main_conf_t *wmcf, ngx_http_webhook_loc_conf_t *wlcf);
 ngx_int_t ngx_http_webhook_spool_recover(ngx_http_webhook_main_conf_t *wmcf,
     ngx_log_t *log);
 ngx_http_webhook_counters_t *ngx_http_webhook_spool_counters(

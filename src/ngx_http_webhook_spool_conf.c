@@ -97,11 +97,30 @@ ngx_http_webhook_spool_path(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
 
     wmcf->spool_path->name = value[1];
 
-    if (wmcf->spool_path->name.data[wmcf->spool_path->name.len - 1] == '/') {
+    while (wmcf->spool_path->name.len > 1
+           && wmcf->spool_path->name.data[wmcf->spool_path->name.len - 1]
+              == '/')
+    {
         wmcf->spool_path->name.len--;
     }
 
+    if (wmcf->spool_path->name.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"webhook_spool\" needs a directory, or off");
+        return NGX_CONF_ERROR;
+    }
+
     if (ngx_conf_full_name(cf->cycle, &wmcf->spool_path->name, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* <path>/<a file name of at most 255 bytes> */
+
+    if (wmcf->spool_path->name.len + 1 + 255 >= NGX_MAX_PATH) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the spool's path is too long (%uz bytes, at most "
+                           "%d)", wmcf->spool_path->name.len,
+                           NGX_MAX_PATH - 1 - 255 - 1);
         return NGX_CONF_ERROR;
     }
 
@@ -188,6 +207,42 @@ ngx_http_webhook_spool_check(ngx_conf_t *cf,
 
 
 /*
+ * A receive location whose bodies may be larger than a spool record: the
+ * spool refuses (413) such an event when Redis cannot take it, so nginx -t
+ * says so.  The margin is what an envelope adds to a body.
+ */
+
+void
+ngx_http_webhook_spool_check_body(ngx_conf_t *cf,
+    ngx_http_webhook_main_conf_t *wmcf, ngx_http_webhook_loc_conf_t *wlcf)
+{
+    off_t                      max, body;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (wmcf->spool_path == NULL || !wlcf->spool) {
+        return;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    body = clcf->client_max_body_size;
+    max = NGX_HTTP_WEBHOOK_SPOOL_EVENT_MAX;
+
+    if (body == 0 || body > max) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "client_max_body_size %O%s of a receive location "
+                           "is more than the spool can keep: the spool keeps "
+                           "events up to %Om, a larger one is refused with "
+                           "413 while Redis cannot take it",
+                           (body % (1024 * 1024)) ? body
+                                                  : body / (1024 * 1024),
+                           (body % (1024 * 1024)) ? "" : "m",
+                           max / (1024 * 1024));
+    }
+}
+
+
+/*
  * When the counters' zone is new (nginx started, not reloaded): the
  * sequence numbers go on from the segments on disk (and from the clock,
  * so they grow through restarts), their bytes are counted, and the queues
@@ -259,7 +314,7 @@ ngx_http_webhook_spool_scan(ngx_http_webhook_main_conf_t *wmcf,
         ngx_snprintf(path, sizeof(path), "%V/%s%Z",
                      &wmcf->spool_path->name, ngx_de_name(dir));
 
-        if (ngx_file_info(path, &fi) == NGX_FILE_ERROR) {
+        if (ngx_file_info(path, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)) {
             continue;
         }
 

@@ -105,9 +105,7 @@ ngx_http_webhook_drain_init(ngx_cycle_t *cycle,
 void
 ngx_http_webhook_drain_exit(void)
 {
-    ngx_uint_t                   i;
-    ngx_http_webhook_drain_t    *d;
-    ngx_http_webhook_segment_t  *s;
+    ngx_http_webhook_drain_t  *d;
 
     d = ngx_http_webhook_drain;
     if (d == NULL) {
@@ -130,12 +128,7 @@ ngx_http_webhook_drain_exit(void)
      * exit_process: a task posted is done, its completion will not run
      */
 
-    for (i = 0; i < d->nsegs; i++) {
-        s = d->segs[i];
-        (void) close(s->fd);
-        ngx_free(s->buf);
-        ngx_free(s);
-    }
+    ngx_http_webhook_drain_free(d);
 
     if (d->lock != NGX_INVALID_FILE) {
         (void) close(d->lock);
@@ -155,7 +148,7 @@ ngx_http_webhook_drain_look(ngx_event_t *ev)
 {
     ngx_http_webhook_drain_t *d = ev->data;
 
-    if (d->state == ngx_http_webhook_drain_sending) {
+    if (d->state == NGX_HTTP_WEBHOOK_DRAIN_SENDING) {
         ngx_http_webhook_drain_timeout(d);
         return;
     }
@@ -169,11 +162,11 @@ ngx_http_webhook_drain_look(ngx_event_t *ev)
         return;
     }
 
-    d->state = ngx_http_webhook_drain_reading;
+    d->state = NGX_HTTP_WEBHOOK_DRAIN_READING;
     d->task->event.complete = 0;
 
     if (ngx_thread_task_post(d->wmcf->spool_pool, d->task) != NGX_OK) {
-        d->state = ngx_http_webhook_drain_idle;
+        d->state = NGX_HTTP_WEBHOOK_DRAIN_IDLE;
         ngx_http_webhook_drain_wait(d, NGX_HTTP_WEBHOOK_DRAIN_POLL);
     }
 }
@@ -182,7 +175,7 @@ ngx_http_webhook_drain_look(ngx_event_t *ev)
 static void
 ngx_http_webhook_drain_wait(ngx_http_webhook_drain_t *d, ngx_msec_t ms)
 {
-    d->state = ngx_http_webhook_drain_idle;
+    d->state = NGX_HTTP_WEBHOOK_DRAIN_IDLE;
 
     if (d->timer.timer_set) {
         ngx_del_timer(&d->timer);
@@ -199,30 +192,17 @@ ngx_http_webhook_drain_read_done(ngx_event_t *ev)
     ngx_http_webhook_drain_t *d = ev->data;
 
     ngx_uint_t                     i;
-    ngx_http_webhook_segment_t    *s;
     ngx_http_webhook_counters_t   *cnt;
 
     if (d->stopped) {
         return;
     }
 
-    d->state = ngx_http_webhook_drain_idle;
+    d->state = NGX_HTTP_WEBHOOK_DRAIN_IDLE;
 
     if (!d->held) {
         ngx_http_webhook_drain_wait(d, NGX_HTTP_WEBHOOK_DRAIN_POLL);
         return;
-    }
-
-    for (i = 0; i < d->nsegs; i++) {
-        s = d->segs[i];
-
-        if (s->skipped) {
-            ngx_log_error(NGX_LOG_ERR, d->log, 0,
-                          "webhook: %O bytes at the end of the spool's "
-                          "segment \"%s\" are no record (a write torn by a "
-                          "crash): skipped", s->skipped, s->name);
-            s->skipped = 0;
-        }
     }
 
     if (d->n) {
@@ -235,12 +215,12 @@ ngx_http_webhook_drain_read_done(ngx_event_t *ev)
         return;
     }
 
-    if (d->left) {
+    if (d->unread) {
         ngx_http_webhook_drain_wait(d, NGX_HTTP_WEBHOOK_DRAIN_BUSY);
         return;
     }
 
-    /* nothing left to drain */
+    /* every segment read to its end, every record acknowledged */
 
     if (d->wmcf->stats->spool_recovering) {
         d->wmcf->stats->spool_recovering = 0;
@@ -353,7 +333,7 @@ ngx_http_webhook_drain_send(ngx_http_webhook_drain_t *d)
         return;
     }
 
-    d->state = ngx_http_webhook_drain_sending;
+    d->state = NGX_HTTP_WEBHOOK_DRAIN_SENDING;
 
     if (d->timer.timer_set) {
         ngx_del_timer(&d->timer);
@@ -374,7 +354,7 @@ ngx_http_webhook_drain_reply(void *data, redisReply *reply)
         ngx_del_timer(&d->timer);
     }
 
-    d->state = ngx_http_webhook_drain_idle;
+    d->state = NGX_HTTP_WEBHOOK_DRAIN_IDLE;
 
     if (d->stopped) {
         return;

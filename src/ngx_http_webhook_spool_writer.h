@@ -46,7 +46,8 @@ typedef struct {
     ngx_err_t                      err;         /* of the task */
     char                          *failed;      /* what failed */
     ngx_uint_t                     create;      /* a new segment */
-    ngx_event_t                    idle;
+    ngx_msec_t                     created;     /* when it was begun */
+    ngx_event_t                    seal;        /* its age's timer */
     ngx_log_t                     *log;
 } ngx_http_webhook_writer_t;
 

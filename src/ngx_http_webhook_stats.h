@@ -27,7 +27,7 @@
 
 /* the zone's header: data of another layout is not reused */
 #define NGX_HTTP_WEBHOOK_STATS_MAGIC   0x6b687777   /* "wwhk" */
-#define NGX_HTTP_WEBHOOK_STATS_LAYOUT  3
+#define NGX_HTTP_WEBHOOK_STATS_LAYOUT  4
 
 
 struct ngx_http_webhook_counters_s {
@@ -45,6 +45,7 @@ struct ngx_http_webhook_counters_s {
     ngx_atomic_t                  spooled;
     ngx_atomic_t                  drained;
     ngx_atomic_t                  quarantined;
+    ngx_atomic_t                  corrupt_bytes;  /* no record, passed over */
 };
 
 
@@ -60,6 +61,7 @@ struct ngx_http_webhook_stats_s {
 
     ngx_atomic_t                  spool_seq;      /* the next record's */
     ngx_atomic_t                  spool_bytes;
+    ngx_atomic_t                  spool_queued;   /* appended, not written */
     ngx_atomic_t                  spool_recovering;  /* found at start */
     ngx_http_webhook_counters_t   slots[NGX_HTTP_WEBHOOK_SLOTS];
 };

@@ -54,7 +54,7 @@ u_char *ngx_http_webhook_status_text(u_char *p,
     ngx_uint_t *known);
 
 /* ngx_http_webhook_status_spool.c: bytes per queue, and in all */
-#define NGX_HTTP_WEBHOOK_STATUS_SPOOL(qlen)  (1024 + 14 * 2 * (qlen))
+#define NGX_HTTP_WEBHOOK_STATUS_SPOOL(qlen)  (1280 + 16 * 2 * (qlen))
 #define NGX_HTTP_WEBHOOK_STATUS_SPOOL_ALL    (2048 + NGX_MAX_PATH * 2)
 
 u_char *ngx_http_webhook_status_spool_json(u_char *p,

@@ -69,8 +69,9 @@ ngx_http_webhook_status_spool_queue(u_char *p,
     p = ngx_http_webhook_seconds(p, ngx_http_webhook_spool_age(cnt));
 
     return ngx_sprintf(p, ",\"spooled\":%uA,\"drained\":%uA,"
-                       "\"quarantined\":%uA}",
-                       cnt->spooled, cnt->drained, cnt->quarantined);
+                       "\"quarantined\":%uA,\"corrupt_bytes\":%uA}",
+                       cnt->spooled, cnt->drained, cnt->quarantined,
+                       cnt->corrupt_bytes);
 }
 
 
@@ -172,6 +173,21 @@ ngx_http_webhook_status_spool_text(u_char *p,
                                       "nginx_webhook_quarantined_events_total",
                                       &queue[i]);
             p = ngx_sprintf(p, "%uA\n", cnt->quarantined);
+        }
+    }
+
+    p = ngx_http_webhook_family(p, "nginx_webhook_spool_corrupt_bytes_total",
+                                "counter",
+                                "Bytes of the spool's segments that are no "
+                                "record, passed over and set aside in "
+                                "<queue>.corrupt.");
+
+    for (i = 0; i < wmcf->queues.nelts; i++) {
+        if ((cnt = wmcf->counters[i])) {
+            p = ngx_http_webhook_spool_series(p,
+                                    "nginx_webhook_spool_corrupt_bytes_total",
+                                    &queue[i]);
+            p = ngx_sprintf(p, "%uA\n", cnt->corrupt_bytes);
         }
     }
 

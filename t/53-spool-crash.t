@@ -143,7 +143,7 @@ restart_nginx();
 ok(wait_until(\&spool_empty, timeout => 60), 'after the restart the spool drains, and ends');
 
 my ($in, $lost, $twice) = delivered_once('after the crashes');
-like($ng->error_log, qr/\d+ bytes at the end of the spool's segment "[^"]+" are no record \(a write torn by a crash\): skipped/,
+like($ng->error_log, qr/\d+ bytes at the end of the spool's segment "[^"]+" are no record \(a write torn by a crash, or damage\): quarantined/,
     'the torn record is skipped and logged');
 like($ng->error_log, qr/the spool found at start is drained/, 'the end of the recovery is logged');
 diag sprintf 'crashes with Redis away: %d events sent, %d answered 200, %d in Redis after, %d lost, '
