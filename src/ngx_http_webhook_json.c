@@ -69,8 +69,7 @@ static u_char  ngx_http_webhook_json_special[256] = {
 
 /*
  * Checks that a text is one JSON value, with nothing but white space
- * around it.  The text is made one line on the way: CR, LF and TAB
- * outside of strings become spaces.  Sets "value" to the value's span;
+ * around it; the text is not changed.  Sets "value" to the value's span;
  * on error, "error" is the offset where the text stops being JSON.
  */
 
@@ -384,27 +383,13 @@ ngx_http_webhook_json_fail(u_char *p)
 }
 
 
-/* white space, made spaces: the envelope stays one line */
+/* white space, kept as it is: the payload is the text as received */
 
 static u_char *
 ngx_http_webhook_json_space(u_char *p, u_char *end)
 {
-    while (p < end) {
-
-        switch (*p) {
-
-        case CR:
-        case LF:
-        case '\t':
-            *p = ' ';
-            /* fall through */
-
-        case ' ':
-            p++;
-            continue;
-        }
-
-        break;
+    while (p < end && (*p == ' ' || *p == LF || *p == CR || *p == '\t')) {
+        p++;
     }
 
     return p;
@@ -431,9 +416,9 @@ ngx_http_webhook_json_skip(u_char *p)
     }
 
     if (*p != '{' && *p != '[') {
-        /* a number or a literal */
+        /* a number or a literal: white space or a delimiter follows it */
 
-        while (*p != ',' && *p != '}' && *p != ']' && *p != ' ') {
+        while (*p > ' ' && *p != ',' && *p != '}' && *p != ']') {
             p++;
         }
 

@@ -236,6 +236,31 @@ subtest 'invalid UTF-8 is passed through unchanged' => sub {
     }
 };
 
+subtest 'white space between tokens is kept as sent' => sub {
+    # a pretty-printed body: CR, LF and TAB between tokens reach the
+    # payload and the rejected list byte for byte
+    my $text = "{\r\n\t\"event_id\": \"ws-1\",\r\n\t\"model\":\t\"sale.order\",\n"
+        . "\t\"record_id\": 7\t,\n\t\"event\": \"write\",\n\t\"data\": [\n\t\t1,\r\n\t\ttrue\n\t]\n}";
+    my $e = queued(post("\n\t$text\r\n"), 'medium', $text, 'a pretty-printed event');
+    is_deeply($e && [@{ $e->{env} }{qw(event_id model record_id event)}], ['ws-1', 'sale.order', 7, 'write'],
+        'its fields are read across the line breaks');
+
+    my $batch = "{\"batch\": true,\n \"events\": [\n\t{\"event_id\": \"ws-2\",\n\t \"model\": \"m\"}\n]}";
+    is_batch_answer(post($batch), { status => 'queued', queued => 1, duplicates => 0, nids => 1 },
+        'a pretty-printed batch');
+    my @b = $redis->take('{webhook}:queue:medium');
+    my $elt = "{\"event_id\": \"ws-2\",\n\t \"model\": \"m\"}";
+    is(scalar @b && substr($b[0]{raw}, -length($elt) - 1), "$elt}", 'its element is kept as sent');
+    $redis->flushall;
+
+    my $bad = "{\n\t\"model\": \"m\",\r\n\t\"event\": \"write\"\n}";
+    my $res = post($bad, path => '/strict');
+    is_json_error($res, 400, 'invalid_payload', 'a pretty-printed body refused: 400');
+    my ($entry) = $redis->lrange('{webhook}:rejected');
+    is($entry && json_decode($entry)->{body}, $bad, 'the rejected list keeps it as sent');
+    $redis->flushall;
+};
+
 subtest 'NUL bytes and other control characters' => sub {
     for my $c (["\0", 'NUL'], ["\x01", 'SOH'], ["\x1f", 'US'], ["\n", 'LF'], ["\r", 'CR'], ["\t", 'TAB']) {
         my ($b, $what) = @$c;

@@ -59,7 +59,7 @@ read_event(const char *json, ngx_uint_t any, ngx_http_webhook_event_t *ev,
 }
 
 
-/* whether a text is JSON (the text is flattened: a copy) */
+/* whether a text is JSON */
 
 static ngx_int_t
 checks(const char *json)
@@ -96,18 +96,32 @@ kind(const char *json)
 
 
 static void
-test_flatten(void)
+test_white_space(void)
 {
     size_t     error;
-    ngx_str_t  root;
+    ngx_str_t  root, names[2], values[2], elts[4];
     u_char     a[] = "{\"a\":\r\n\t1,\n\"b\":\"x\\\"y\"}";
     u_char     b[] = "{\"a\":\"line\nbreak\"}";
     u_char     c[] = "{\"a\":\"unterminated}";
     u_char     d[] = "{\"a\":\"esc\\\\\",\"b\":2}";
+    u_char     e[] = "[1\t,\ntrue\r\n,\"s\"\t,null\n]";
 
     ok(ngx_http_webhook_json_check(a, sizeof(a) - 1, &root, &error) == NGX_OK
-       && strcmp((char *) a, "{\"a\":   1, \"b\":\"x\\\"y\"}") == 0,
-       "check turns CR, LF and TAB outside strings into spaces");
+       && strcmp((char *) a, "{\"a\":\r\n\t1,\n\"b\":\"x\\\"y\"}") == 0,
+       "check keeps CR, LF and TAB between tokens as they are");
+
+    ngx_str_set(&names[0], "a");
+    ngx_str_set(&names[1], "b");
+
+    ok(ngx_http_webhook_json_members(&root, names, values, 2) == 2
+       && str_is(&values[0], "1") && str_is(&values[1], "\"x\\\"y\""),
+       "members are found across CR, LF and TAB");
+
+    ok(ngx_http_webhook_json_check(e, sizeof(e) - 1, &root, &error) == NGX_OK
+       && ngx_http_webhook_json_elements(&root, elts, 4) == 4
+       && str_is(&elts[0], "1") && str_is(&elts[1], "true")
+       && str_is(&elts[2], "\"s\"") && str_is(&elts[3], "null"),
+       "a number or a literal ends at a TAB, CR or LF");
 
     ok(ngx_http_webhook_json_check(b, sizeof(b) - 1, &root, &error)
        == NGX_ERROR, "check refuses a raw newline inside a string");
@@ -541,7 +555,7 @@ test_time(void)
 int
 main(void)
 {
-    test_flatten();
+    test_white_space();
     test_parse();
     test_strict();
     test_elements();
