@@ -23,8 +23,19 @@
 #define NGX_HTTP_WEBHOOK_JSON_DEPTH  1000
 
 
+/* why a text is refused */
+#define NGX_HTTP_WEBHOOK_JSON_SYNTAX  0     /* not JSON */
+#define NGX_HTTP_WEBHOOK_JSON_UTF8    1     /* a string is not UTF-8 */
+
+
+typedef struct {
+    size_t                       offset;      /* where it is refused */
+    ngx_uint_t                   reason;      /* NGX_HTTP_WEBHOOK_JSON_* */
+} ngx_http_webhook_json_error_t;
+
+
 ngx_int_t ngx_http_webhook_json_check(u_char *p, size_t len,
-    ngx_str_t *value, size_t *error);
+    ngx_str_t *value, ngx_http_webhook_json_error_t *error);
 
 ngx_uint_t ngx_http_webhook_json_members(ngx_str_t *object,
     ngx_str_t *names, ngx_str_t *values, ngx_uint_t n);

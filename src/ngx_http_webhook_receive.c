@@ -197,15 +197,15 @@ static ngx_int_t
 ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     ngx_str_t *body)
 {
-    u_char                       *p, *scratch;
-    ngx_int_t                     rc, kind, n, i, k;
-    size_t                        offset;
-    ngx_str_t                     root, events, *spans, idempotency;
-    const char                   *err;
-    ngx_table_elt_t              *h;
-    ngx_http_webhook_event_t     *ev;
-    ngx_http_webhook_loc_conf_t  *wlcf;
-    u_char                        msg[256];
+    u_char                         *p, *scratch;
+    ngx_int_t                       rc, kind, n, i, k;
+    ngx_str_t                       root, events, *spans, idempotency;
+    const char                     *err;
+    ngx_table_elt_t                *h;
+    ngx_http_webhook_event_t       *ev;
+    ngx_http_webhook_loc_conf_t    *wlcf;
+    ngx_http_webhook_json_error_t   error;
+    u_char                          msg[256];
 
     static ngx_str_t  idempotency_key = ngx_string("Idempotency-Key");
     static ngx_str_t  webhook_id = ngx_string("webhook-id");
@@ -213,11 +213,15 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
 
-    if (ngx_http_webhook_json_check(body->data, body->len, &root, &offset)
+    if (ngx_http_webhook_json_check(body->data, body->len, &root, &error)
         != NGX_OK)
     {
         p = ngx_snprintf(msg, sizeof(msg),
-                         "the body is not valid JSON (at byte %uz)", offset);
+                         error.reason == NGX_HTTP_WEBHOOK_JSON_UTF8
+                         ? "a string of the body is not valid UTF-8 "
+                           "(at byte %uz)"
+                         : "the body is not valid JSON (at byte %uz)",
+                         error.offset);
 
         return ngx_http_webhook_send_error(r, NGX_HTTP_BAD_REQUEST,
                                            ngx_http_webhook_invalid,

@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 # Hostile and broken input, against a real nginx and redis-server: deep
-# nesting, huge numbers, odd record_ids, invalid UTF-8 and NUL bytes,
+# nesting, huge numbers, odd record_ids, strings that are not UTF-8, NUL bytes,
 # duplicate keys, 1 MB strings, empty and short bodies, Transfer-Encoding
 # tricks.  Each request gets a JSON 4xx and leaves nothing in Redis (but
 # the bounded list of rejected bodies), or is queued intact (the envelope's
@@ -222,18 +222,40 @@ subtest 'record_id: float, negative, beyond int64' => sub {
 
 # ---------------------------------------------------------------- bytes
 
-subtest 'invalid UTF-8 is passed through unchanged' => sub {
-    # the module checks JSON, not UTF-8: the bytes reach Redis as sent
-    for my $c (["\xff\xfe", 'ff fe'], ["\xc0\x80", 'overlong NUL'], ["\xed\xa0\x80", 'UTF-16 surrogate'],
-               ["\xe2\x82", 'truncated sequence'], ["\xf8\x88\x80\x80\x80", '5-byte form'])
+subtest 'strings must be UTF-8: anything else is refused, and kept as rejected' => sub {
+    # what a consumer cannot decode never reaches Redis (RFC 3629: no
+    # overlong form, no UTF-16 surrogate, nothing past U+10FFFF)
+    for my $c (["\xff\xfe", 'ff fe'], ["\xc0\x80", 'overlong NUL'], ["\xe0\x80\xaf", 'overlong /'],
+               ["\xed\xa0\x80", 'UTF-16 surrogate'], ["\xf4\x90\x80\x80", 'past U+10FFFF'],
+               ["\xe2\x82", 'truncated sequence'], ["\x80", 'lone continuation byte'],
+               ["\xf8\x88\x80\x80\x80", '5-byte form'], ["\xe9t\xe9", 'Latin-1'])
     {
         my ($bytes, $what) = @$c;
-        my $text = event_text(extra => ',"data":{"name":"a' . $bytes . 'b"}');
-        queued(post($text), 'medium', $text, "$what in the payload");
-        $text = event_text(model => "\"sale.order$bytes\"");
-        my $e = queued(post($text), 'medium', $text, "$what in the model") or next;
-        like($e->{raw}, qr/"model":"sale\.order\Q$bytes\E"/, "$what: model written as sent");
+        for my $w (['data', event_text(extra => ',"data":{"name":"a' . $bytes . 'b"}')],
+                   ['model', event_text(model => "\"sale.order$bytes\"")],
+                   ['key', event_text(extra => ",\"k$bytes\":1")])
+        {
+            my ($where, $text) = @$w;
+            my $at = index($text, $bytes);
+            for my $path ($R, '/strict') {
+                my $res = post($text, path => $path);
+                is_json_error($res, 400, 'invalid_json', "$what in the $where ($path): 400");
+                is($res->{json}{message}, "a string of the body is not valid UTF-8 (at byte $at)",
+                    "$what in the $where ($path): the message names the byte");
+                my @k = event_keys();
+                is_deeply(\@k, [], "$what in the $where ($path): nothing queued") or diag "keys: @k";
+                is($redis->llen('{webhook}:rejected'), 1, "$what in the $where ($path): kept as rejected");
+                $redis->flushall;
+            }
+        }
     }
+
+    # UTF-8, from the first character of each length to the last one
+    my $utf8 = "\xc2\x80\xdf\xbf \xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80\xef\xbf\xbf "
+        . "\xf0\x90\x80\x80\xf4\x8f\xbf\xbf caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+    my $text = event_text(model => "\"m$utf8\"", extra => ",\"k$utf8\":\"$utf8\"");
+    my $e = queued(post($text), 'medium', $text, 'UTF-8 of every length') or return;
+    like($e->{raw}, qr/"model":"m\Q$utf8\E"/, 'the model written as sent');
 };
 
 subtest 'white space between tokens is kept as sent' => sub {

@@ -11,13 +11,18 @@
  * the members, the elements, the fields, the verdict and its message)
  * must be what a cJSON tree of the same text gives.  cJSON is laxer
  * (it takes "01" or "1."), so the scanner may refuse what cJSON takes,
- * never the other way round.  A number of more than 63 characters is
+ * never the other way round.  cJSON does not check UTF-8: where the
+ * scanner takes a text, every string and key of cJSON's tree must be
+ * UTF-8 by a decoder of the harness's own; where it refuses one for
+ * UTF-8, that decoder must find no character at the offset it names.
+ * A number of more than 63 characters is
  * no number field for the module, so texts with one are checked without
  * the reference's fields; and a \u0000 cuts a cJSON string short, so
  * texts with one are checked without the reference.
  *
  * Checked on every input, abort() when broken:
  *  - the check gives an offset inside the text, and the value's span;
+ *  - its UTF-8 verdict is the harness's decoder's;
  *  - an envelope is exactly as long as computed, valid JSON, with no raw
  *    control character but the CR, LF and TAB between the tokens of its
  *    payload (kept as received);
@@ -153,6 +158,84 @@ fuzz_long_number(u_char *p, size_t len)
     }
 
     return 0;
+}
+
+
+/*
+ * The length of the UTF-8 character at p, or 0 when it is none: the
+ * code point decoded, then RFC 3629's rules applied to it (the shortest
+ * form, no UTF-16 surrogate, nothing past U+10FFFF).
+ */
+
+static size_t
+fuzz_utf8_char(u_char *p, size_t len)
+{
+    size_t    n, i;
+    uint32_t  cp;
+
+    static const uint32_t  min[] = { 0, 0, 0x80, 0x800, 0x10000 };
+
+    n = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 ? 2
+        : (p[0] & 0xf0) == 0xe0 ? 3 : (p[0] & 0xf8) == 0xf0 ? 4 : 0;
+
+    if (n == 0 || n > len) {
+        return 0;
+    }
+
+    cp = n == 1 ? p[0] : p[0] & (0x7f >> n);
+
+    for (i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+
+    if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        return 0;
+    }
+
+    return n;
+}
+
+
+static ngx_uint_t
+fuzz_utf8(const char *s)
+{
+    size_t  len, n;
+
+    for (len = strlen(s); len; len -= n, s += n) {
+        n = fuzz_utf8_char((u_char *) s, len);
+        if (n == 0) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* every string and key of a cJSON tree is UTF-8 */
+
+static ngx_uint_t
+fuzz_utf8_tree(cJSON *item)
+{
+    if (item->string && !fuzz_utf8(item->string)) {
+        return 0;
+    }
+
+    if (cJSON_IsString(item)) {
+        return fuzz_utf8(item->valuestring);
+    }
+
+    for (item = item->child; item; item = item->next) {
+        if (!fuzz_utf8_tree(item)) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 
@@ -432,9 +515,10 @@ static void
 fuzz_envelope(ngx_http_webhook_event_t *ev, cJSON *elt, fuzz_ref_t *ref)
 {
     u_char     *buf, *last, *p;
-    size_t      len, tail, offset;
-    cJSON      *env, *item;
-    ngx_str_t   id, at, prio, value;
+    size_t                          len, tail;
+    cJSON                          *env, *item;
+    ngx_str_t                       id, at, prio, value;
+    ngx_http_webhook_json_error_t   error;
 
     static const char  payload[] = ",\"payload\":";
 
@@ -477,7 +561,7 @@ fuzz_envelope(ngx_http_webhook_event_t *ev, cJSON *elt, fuzz_ref_t *ref)
     p = malloc(len);
     fuzz_check(p != NULL, "malloc");
     memcpy(p, buf, len);
-    fuzz_check(ngx_http_webhook_json_check(p, len, &value, &offset) == NGX_OK
+    fuzz_check(ngx_http_webhook_json_check(p, len, &value, &error) == NGX_OK
                && value.len == len && ngx_http_webhook_json_is_object(&value)
                && memcmp(p, buf, len) == 0,
                "envelope is not one JSON object");
@@ -716,12 +800,12 @@ fuzz_time(const uint8_t *data, size_t size)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    u_char      *copy, *room;
-    cJSON       *ref_root;
-    size_t       offset;
-    ngx_int_t    kind;
-    ngx_str_t    root;
-    ngx_uint_t   any, fields;
+    u_char                         *copy, *room;
+    cJSON                          *ref_root;
+    ngx_int_t                       kind;
+    ngx_str_t                       root;
+    ngx_uint_t                      any, fields;
+    ngx_http_webhook_json_error_t   error;
 
     fuzz_escape(data, size);
     fuzz_time(data, size);
@@ -734,8 +818,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     (void) ngx_http_webhook_time_parse(copy, size);
 
-    if (ngx_http_webhook_json_check(copy, size, &root, &offset) != NGX_OK) {
-        fuzz_check(offset <= size, "error offset past the body");
+    if (ngx_http_webhook_json_check(copy, size, &root, &error) != NGX_OK) {
+        fuzz_check(error.offset <= size, "error offset past the body");
+        fuzz_check(error.reason != NGX_HTTP_WEBHOOK_JSON_UTF8
+                   || (copy[error.offset] >= 0x80
+                       && fuzz_utf8_char(copy + error.offset,
+                                         size - error.offset) == 0),
+                   "refused for UTF-8 where a character is");
         free(copy);
         return 0;                                   /* 400 invalid_json */
     }
@@ -757,6 +846,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     fuzz_check(ref_root != NULL || !fields,
                "the scanner takes a text cJSON refuses");
+
+    fuzz_check(ref_root == NULL || fuzz_utf8_tree(ref_root),
+               "the scanner takes a string that is not UTF-8");
 
     /*
      * A key or a field with a \u0000 is no name and no value for the

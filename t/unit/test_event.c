@@ -17,6 +17,10 @@
 #include "tap.h"
 
 
+/* what ngx_http_webhook_json_check() says of a text it refuses */
+typedef ngx_http_webhook_json_error_t  jerr_t;
+
+
 static int
 str_is(ngx_str_t *s, const char *expect)
 {
@@ -34,7 +38,7 @@ static ngx_int_t
 read_event(const char *json, ngx_uint_t any, ngx_http_webhook_event_t *ev,
     const char **err)
 {
-    size_t     error;
+    jerr_t     error;
     u_char    *scratch;
     ngx_str_t  root;
 
@@ -64,7 +68,7 @@ read_event(const char *json, ngx_uint_t any, ngx_http_webhook_event_t *ev,
 static ngx_int_t
 checks(const char *json)
 {
-    size_t     error;
+    jerr_t     error;
     ngx_str_t  root;
     u_char     text[256];
 
@@ -79,7 +83,7 @@ checks(const char *json)
 static ngx_int_t
 kind(const char *json)
 {
-    size_t     error;
+    jerr_t     error;
     ngx_str_t  root;
     u_char     text[256];
 
@@ -98,7 +102,7 @@ kind(const char *json)
 static void
 test_white_space(void)
 {
-    size_t     error;
+    jerr_t     error;
     ngx_str_t  root, names[2], values[2], elts[4];
     u_char     a[] = "{\"a\":\r\n\t1,\n\"b\":\"x\\\"y\"}";
     u_char     b[] = "{\"a\":\"line\nbreak\"}";
@@ -137,7 +141,7 @@ test_white_space(void)
 static void
 test_parse(void)
 {
-    size_t      error;
+    jerr_t      error;
     ngx_str_t   root;
     u_char      a[] = "{\"a\": 1}\r\n  ";
     u_char      b[] = "{\"a\": 1} {\"b\": 2}";
@@ -150,7 +154,7 @@ test_parse(void)
        "check takes trailing white space and gives the value's span");
 
     ok(ngx_http_webhook_json_check(b, sizeof(b) - 1, &root, &error)
-       == NGX_ERROR && error == 9,
+       == NGX_ERROR && error.offset == 9,
        "check refuses a second value after the first");
 
     ok(ngx_http_webhook_json_check(c, sizeof(c) - 1, &root, &error)
@@ -160,7 +164,7 @@ test_parse(void)
        == NGX_ERROR, "check refuses a NUL after the value");
 
     ok(ngx_http_webhook_json_check(e, sizeof(e) - 1, &root, &error)
-       == NGX_ERROR && error == 6,
+       == NGX_ERROR && error.offset == 6,
        "check refuses malformed JSON with the offset of the error");
 }
 
@@ -170,7 +174,8 @@ test_parse(void)
 static void
 test_strict(void)
 {
-    size_t       error, n;
+    jerr_t       error;
+    size_t       n;
     u_char      *deep;
     ngx_str_t    root;
     ngx_uint_t   i;
@@ -178,7 +183,8 @@ test_strict(void)
     static const char  *good[] = {
         "0", "-0", "1.5e+10", "-12.25E-3", "\"\\u00e9\\ud83d\\ude00\"",
         "[true, false, null]", "{\"\": {}}", "\"\\/\\b\\f\\n\\r\\t\"",
-        "1e400", "\"\\u0000\"", "\"\xff\xfe raw bytes\"", NULL
+        "1e400", "\"\\u0000\"", "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"",
+        NULL
     };
 
     static const char  *bad[] = {
@@ -186,7 +192,7 @@ test_strict(void)
         "\"\\x\"", "\"\\u12\"", "\"\\uZZZZ\"", "\"\\ud800\"",
         "\"\\udc00\"", "\"\\ud800\\u0041\"", "[1,]", "{\"a\" 1}",
         "{\"a\": 1,}", "{1: 2}", "[", "\"abc", "tru", "nul", "", "  ",
-        NULL
+        "\"\xff\xfe raw bytes\"", NULL
     };
 
     for (i = 0; good[i]; i++) {
@@ -217,10 +223,216 @@ test_strict(void)
 }
 
 
+/*
+ * Whether bytes are UTF-8 as RFC 3629 has it, by decoding each character
+ * and checking its code point: the shortest form, no UTF-16 surrogate,
+ * nothing past U+10FFFF.  Written apart from the scanner's byte ranges,
+ * to check them.
+ */
+
+static ngx_uint_t
+utf8_ref(u_char *p, size_t len)
+{
+    size_t    n, i;
+    uint32_t  cp, min;
+
+    while (len) {
+        if (p[0] < 0x80) {
+            n = 1;
+            cp = p[0];
+            min = 0;
+
+        } else if ((p[0] & 0xe0) == 0xc0) {
+            n = 2;
+            cp = p[0] & 0x1f;
+            min = 0x80;
+
+        } else if ((p[0] & 0xf0) == 0xe0) {
+            n = 3;
+            cp = p[0] & 0x0f;
+            min = 0x800;
+
+        } else if ((p[0] & 0xf8) == 0xf0) {
+            n = 4;
+            cp = p[0] & 0x07;
+            min = 0x10000;
+
+        } else {
+            return 0;
+        }
+
+        if (n > len) {
+            return 0;
+        }
+
+        for (i = 1; i < n; i++) {
+            if ((p[i] & 0xc0) != 0x80) {
+                return 0;
+            }
+
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+            return 0;
+        }
+
+        p += n;
+        len -= n;
+    }
+
+    return 1;
+}
+
+
+/* the scanner's verdict on a string of these bytes, and cJSON's reading */
+
+static ngx_uint_t  utf8_differ, utf8_cjson, utf8_taken, utf8_refused;
+
+static void
+utf8_one(u_char *bytes, size_t n)
+{
+    cJSON      *str;
+    jerr_t      error;
+    ngx_int_t   rc;
+    ngx_str_t   root;
+    u_char      text[8];
+
+    text[0] = '"';
+    ngx_memcpy(text + 1, bytes, n);
+    text[n + 1] = '"';
+
+    rc = ngx_http_webhook_json_check(text, n + 2, &root, &error);
+
+    if ((rc == NGX_OK) != utf8_ref(bytes, n)
+        || (rc != NGX_OK && error.reason != NGX_HTTP_WEBHOOK_JSON_UTF8))
+    {
+        utf8_differ++;
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        utf8_refused++;
+        return;
+    }
+
+    utf8_taken++;
+
+    /* cJSON does not check UTF-8, but reads back what is taken as sent */
+
+    str = cJSON_ParseWithLength((char *) text, n + 2);
+
+    if (!cJSON_IsString(str) || strlen(str->valuestring) != n
+        || ngx_memcmp(str->valuestring, bytes, n) != 0)
+    {
+        utf8_cjson++;
+    }
+
+    cJSON_Delete(str);
+}
+
+
+static void
+test_utf8(void)
+{
+    jerr_t       error;
+    ngx_str_t    root;
+    ngx_uint_t   a, b, c, d, i, j;
+    u_char       s[4];
+
+    /* the bytes tried after a lead: around and in the continuation range */
+    static u_char  tail[] = { 0x20, 0x41, 0x7f, 0x80, 0x81, 0x8f, 0x90,
+                              0x9f, 0xa0, 0xbf, 0xc0, 0xc2, 0xf4, 0xff };
+
+    utf8_differ = 0;
+    utf8_cjson = 0;
+    utf8_taken = 0;
+    utf8_refused = 0;
+
+    /* every byte alone, every lead with every second byte */
+
+    for (a = 0x80; a < 0x100; a++) {
+        s[0] = (u_char) a;
+        utf8_one(s, 1);
+
+        for (b = 0x20; b < 0x100; b++) {
+            if (b == '"' || b == '\\') {
+                continue;
+            }
+
+            s[1] = (u_char) b;
+            utf8_one(s, 2);
+
+            for (i = 0; a >= 0xe0 && i < sizeof(tail); i++) {
+                s[2] = tail[i];
+                utf8_one(s, 3);
+
+                for (j = 0; a >= 0xf0 && j < sizeof(tail); j++) {
+                    s[3] = tail[j];
+                    utf8_one(s, 4);
+                }
+            }
+        }
+    }
+
+    /* every three-byte form in full: the surrogates' neighbourhood */
+
+    for (b = 0x80; b < 0xc0; b++) {
+        for (c = 0x80; c < 0xc0; c++) {
+            for (d = 0xe0; d < 0xf0; d++) {
+                s[0] = (u_char) d;
+                s[1] = (u_char) b;
+                s[2] = (u_char) c;
+                utf8_one(s, 3);
+            }
+        }
+    }
+
+    ok(utf8_differ == 0, "the scanner takes exactly the UTF-8 of RFC 3629");
+    ok(utf8_cjson == 0, "what it takes, cJSON reads back byte for byte");
+    ok(utf8_taken > 60000 && utf8_refused > 100000,
+       "both verdicts were tried many times");
+
+    ok(checks("{\"\\u00e9\": \"\xc2\x80 \xdf\xbf \xe0\xa0\x80 \xed\x9f\xbf "
+              "\xee\x80\x80 \xef\xbf\xbf \xf0\x90\x80\x80 \xf4\x8f\xbf\xbf\"}")
+       == NGX_OK, "the first and last characters of each length are taken");
+
+    ok(ngx_http_webhook_json_check((u_char *) "{\"a\": \"x\xc0\x80\"}", 13,
+                                   &root, &error) == NGX_ERROR
+       && error.reason == NGX_HTTP_WEBHOOK_JSON_UTF8 && error.offset == 8,
+       "an overlong NUL is refused as UTF-8, at its first byte");
+
+    ok(ngx_http_webhook_json_check((u_char *) "{\"k\xed\xa0\x80\": 1}", 11,
+                                   &root, &error) == NGX_ERROR
+       && error.reason == NGX_HTTP_WEBHOOK_JSON_UTF8 && error.offset == 3,
+       "a UTF-16 surrogate in a key is refused");
+
+    ok(ngx_http_webhook_json_check((u_char *) "[\"\xf4\x90\x80\x80\"]", 8,
+                                   &root, &error) == NGX_ERROR
+       && error.reason == NGX_HTTP_WEBHOOK_JSON_UTF8 && error.offset == 2,
+       "a code point past U+10FFFF is refused");
+
+    ok(ngx_http_webhook_json_check((u_char *) "[\"\xe2\x82\"]", 6,
+                                   &root, &error) == NGX_ERROR
+       && error.reason == NGX_HTTP_WEBHOOK_JSON_UTF8,
+       "a sequence cut by the closing quote is refused");
+
+    ok(ngx_http_webhook_json_check((u_char *) "[\xc3\xa9]", 4,
+                                   &root, &error) == NGX_ERROR
+       && error.reason == NGX_HTTP_WEBHOOK_JSON_SYNTAX,
+       "UTF-8 outside a string is no JSON");
+
+    ok(ngx_http_webhook_json_check((u_char *) "[tru]", 5,
+                                   &root, &error) == NGX_ERROR
+       && error.reason == NGX_HTTP_WEBHOOK_JSON_SYNTAX && error.offset == 1,
+       "a syntax error says so");
+}
+
+
 static void
 test_elements(void)
 {
-    size_t       error;
+    jerr_t       error;
     ngx_str_t    root, events, elts[5], name, names[3], values[3];
     ngx_int_t    n;
 
@@ -558,6 +770,7 @@ main(void)
     test_white_space();
     test_parse();
     test_strict();
+    test_utf8();
     test_elements();
     test_event_shape();
     test_kind();
