@@ -3,8 +3,8 @@
  * Copyright (C) The ngx_http_webhook_module authors
  *
  * The JSON scanner of request bodies.  A body is checked once, strictly
- * (RFC 8259, its strings UTF-8 as RFC 3629 has it, at most
- * NGX_HTTP_WEBHOOK_JSON_DEPTH levels deep); after
+ * (RFC 8259, its strings UTF-8 as RFC 3629 has it, at most as many
+ * levels deep as webhook_json_max_depth says); after
  * that, the members an event needs are found in the checked text and
  * handed out as spans of it: no tree, no allocation, no copy.
  */
@@ -20,9 +20,9 @@
 
 
 static u_char *ngx_http_webhook_json_value(u_char *p, u_char *end,
-    ngx_uint_t depth);
+    ngx_uint_t levels);
 static u_char *ngx_http_webhook_json_container(u_char *p, u_char *end,
-    ngx_uint_t depth);
+    ngx_uint_t levels);
 static u_char *ngx_http_webhook_json_string(u_char *p, u_char *end);
 static u_char *ngx_http_webhook_json_digits(u_char *p, u_char *end);
 static u_char *ngx_http_webhook_json_num(u_char *p, u_char *end);
@@ -86,21 +86,27 @@ static ngx_uint_t   ngx_http_webhook_json_reason;
 
 /*
  * Checks that a text is one JSON value, with nothing but white space
- * around it, and its strings UTF-8; the text is not changed.  Sets
- * "value" to the value's span; on error, "error" says where the text
- * stops being taken, and why.
+ * around it, its strings UTF-8, at most "depth" levels of objects and
+ * arrays deep (the outermost one is the first; at most
+ * NGX_HTTP_WEBHOOK_JSON_MAX_DEPTH: the check recurses); the text is not
+ * changed.  Sets "value" to the value's span; on error, "error" says
+ * where the text stops being taken, and why.
  */
 
 ngx_int_t
-ngx_http_webhook_json_check(u_char *p, size_t len, ngx_str_t *value,
-    ngx_http_webhook_json_error_t *error)
+ngx_http_webhook_json_check(u_char *p, size_t len, ngx_uint_t depth,
+    ngx_str_t *value, ngx_http_webhook_json_error_t *error)
 {
     u_char  *start, *end, *last;
 
     end = p + len;
     start = ngx_http_webhook_json_space(p, end);
 
-    last = ngx_http_webhook_json_value(start, end, 0);
+    if (depth > NGX_HTTP_WEBHOOK_JSON_MAX_DEPTH) {
+        depth = NGX_HTTP_WEBHOOK_JSON_MAX_DEPTH;
+    }
+
+    last = ngx_http_webhook_json_value(start, end, depth);
 
     if (last == NULL) {
         error->offset = ngx_http_webhook_json_failed - p;
@@ -123,10 +129,13 @@ ngx_http_webhook_json_check(u_char *p, size_t len, ngx_str_t *value,
 }
 
 
-/* each returns the end of what it checked, or NULL when it is not JSON */
+/*
+ * Each returns the end of what it checked, or NULL when it is not JSON;
+ * "levels" is how many more levels a value may open.
+ */
 
 static u_char *
-ngx_http_webhook_json_value(u_char *p, u_char *end, ngx_uint_t depth)
+ngx_http_webhook_json_value(u_char *p, u_char *end, ngx_uint_t levels)
 {
     if (p == end) {
         return ngx_http_webhook_json_fail(p);
@@ -139,11 +148,12 @@ ngx_http_webhook_json_value(u_char *p, u_char *end, ngx_uint_t depth)
 
     case '{':
     case '[':
-        if (depth >= NGX_HTTP_WEBHOOK_JSON_DEPTH) {
-            return ngx_http_webhook_json_fail(p);
+        if (levels == 0) {
+            return ngx_http_webhook_json_refuse(p,
+                                               NGX_HTTP_WEBHOOK_JSON_DEEP);
         }
 
-        return ngx_http_webhook_json_container(p, end, depth + 1);
+        return ngx_http_webhook_json_container(p, end, levels - 1);
 
     case 't':
         return ngx_http_webhook_json_literal(p, end, "true", 4);
@@ -161,7 +171,7 @@ ngx_http_webhook_json_value(u_char *p, u_char *end, ngx_uint_t depth)
 
 
 static u_char *
-ngx_http_webhook_json_container(u_char *p, u_char *end, ngx_uint_t depth)
+ngx_http_webhook_json_container(u_char *p, u_char *end, ngx_uint_t levels)
 {
     u_char      close;
     ngx_uint_t  object;
@@ -196,7 +206,7 @@ ngx_http_webhook_json_container(u_char *p, u_char *end, ngx_uint_t depth)
             p = ngx_http_webhook_json_space(p + 1, end);
         }
 
-        p = ngx_http_webhook_json_value(p, end, depth);
+        p = ngx_http_webhook_json_value(p, end, levels);
         if (p == NULL) {
             return NULL;
         }

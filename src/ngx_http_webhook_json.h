@@ -19,13 +19,19 @@
 #include <ngx_core.h>
 
 
-/* as deep as cJSON goes */
-#define NGX_HTTP_WEBHOOK_JSON_DEPTH  1000
+/*
+ * Levels of nesting: by default, as deep as the shallowest default of
+ * mainstream JSON readers (.NET's, 64) minus the envelope's own level;
+ * at most as deep as cJSON goes
+ */
+#define NGX_HTTP_WEBHOOK_JSON_DEPTH      63
+#define NGX_HTTP_WEBHOOK_JSON_MAX_DEPTH  1000
 
 
 /* why a text is refused */
 #define NGX_HTTP_WEBHOOK_JSON_SYNTAX  0     /* not JSON */
 #define NGX_HTTP_WEBHOOK_JSON_UTF8    1     /* a string is not UTF-8 */
+#define NGX_HTTP_WEBHOOK_JSON_DEEP    2     /* nested too deep */
 
 
 typedef struct {
@@ -35,7 +41,7 @@ typedef struct {
 
 
 ngx_int_t ngx_http_webhook_json_check(u_char *p, size_t len,
-    ngx_str_t *value, ngx_http_webhook_json_error_t *error);
+    ngx_uint_t depth, ngx_str_t *value, ngx_http_webhook_json_error_t *error);
 
 ngx_uint_t ngx_http_webhook_json_members(ngx_str_t *object,
     ngx_str_t *names, ngx_str_t *values, ngx_uint_t n);

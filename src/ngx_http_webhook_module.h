@@ -122,6 +122,7 @@ typedef struct {
     ngx_uint_t                   default_priority;
     ngx_http_complex_value_t    *instant_priority;  /* NULL: high */
     ngx_uint_t                   schema_any;
+    ngx_int_t                    json_depth;  /* levels of a body */
     ngx_uint_t                   batch_max;
     time_t                       dedupe;      /* seconds, 0: off */
     ngx_int_t                    max_depth;   /* 0: off */

@@ -213,15 +213,27 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
 
-    if (ngx_http_webhook_json_check(body->data, body->len, &root, &error)
+    if (ngx_http_webhook_json_check(body->data, body->len, wlcf->json_depth,
+                                    &root, &error)
         != NGX_OK)
     {
-        p = ngx_snprintf(msg, sizeof(msg),
-                         error.reason == NGX_HTTP_WEBHOOK_JSON_UTF8
-                         ? "a string of the body is not valid UTF-8 "
-                           "(at byte %uz)"
-                         : "the body is not valid JSON (at byte %uz)",
-                         error.offset);
+        switch (error.reason) {
+
+        case NGX_HTTP_WEBHOOK_JSON_UTF8:
+            p = ngx_snprintf(msg, sizeof(msg), "a string of the body is not "
+                             "valid UTF-8 (at byte %uz)", error.offset);
+            break;
+
+        case NGX_HTTP_WEBHOOK_JSON_DEEP:
+            p = ngx_snprintf(msg, sizeof(msg), "the body nests deeper than "
+                             "%i levels (at byte %uz)", wlcf->json_depth,
+                             error.offset);
+            break;
+
+        default:
+            p = ngx_snprintf(msg, sizeof(msg), "the body is not valid JSON "
+                             "(at byte %uz)", error.offset);
+        }
 
         return ngx_http_webhook_send_error(r, NGX_HTTP_BAD_REQUEST,
                                            ngx_http_webhook_invalid,

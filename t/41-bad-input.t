@@ -40,14 +40,16 @@ my $JSON_CT = "Content-Type: application/json\r\n";
 my $redis = start_redis();
 
 # the receive locations: $R takes 4 MB bodies in memory, /strict too with
-# webhook_schema event, /small 1 MB, /slow waits 1 s for a body; the second
+# webhook_schema event, /small 1 MB, /slow waits 1 s for a body, /deep takes
+# 1000 levels of nesting (webhook_json_max_depth); the second
 # server answers its own errors in JSON with error_page
 my $locations = receive_location(max_body => '4m',
         extra => 'client_body_buffer_size 4m;')
     . receive_location(path => '/strict', max_body => '4m', schema => 'event',
         extra => 'client_body_buffer_size 4m;')
     . receive_location(path => '/small', max_body => '1m')
-    . receive_location(path => '/slow', extra => 'client_body_timeout 1s;');
+    . receive_location(path => '/slow', extra => 'client_body_timeout 1s;')
+    . receive_location(path => '/deep', max_body => '4m', extra => 'webhook_json_max_depth 1000;');
 
 my $ng = start_nginx(
     files => { 'webhook.tokens' => "$TOKEN\n" },
@@ -156,20 +158,52 @@ sub head_lines { my ($host) = @_; "Host: " . ($host // 'localhost') . "\r\nConne
 # ---------------------------------------------------------------- nesting
 
 subtest 'deep nesting' => sub {
-    refused(post('[' x 100_000), 400, 'invalid_json', '100 000 [');
-    refused(post('{"a":' x 100_000), 400, 'invalid_json', '100 000 nested objects');
-    refused(post(('[' x 100_000) . (']' x 100_000)), 400, 'invalid_json',
-        '100 000 [ closed again');
-    refused(post(event_text(extra => ',"data":' . ('[' x 100_000))), 400, 'invalid_json',
-        '100 000 [ inside an event');
+    # every mainstream JSON reader takes 64 levels (.NET's default is the
+    # shallowest), and an envelope is one level deeper than its event:
+    # webhook_json_max_depth defaults to 63
+    my $deep = qr/^the body nests deeper than 63 levels \(at byte \d+\)\z/;
+    for my $c (['[' x 100_000, '100 000 ['], ['{"a":' x 100_000, '100 000 nested objects'],
+               [('[' x 100_000) . (']' x 100_000), '100 000 [ closed again'],
+               [event_text(extra => ',"data":' . ('[' x 100_000)), '100 000 [ inside an event'])
+    {
+        my $res = post($c->[0]);
+        refused($res, 400, 'invalid_json', $c->[1]);
+        like($res->{json}{message} // '', $deep, "$c->[1]: the message says the body nests too deep");
+    }
 
-    # 1000 levels in all (the event is the first) are taken, 1001 are not
-    my $nest = ('[' x 999) . '1' . (']' x 999);
-    my $text = event_text(extra => ',"data":' . $nest);
-    queued(post($text), 'medium', $text, '1000 levels in all');
+    # 63 levels in all (the event is the first) are taken, 64 are not, and
+    # the body refused is kept in the rejected list
+    my $nest = ('[' x 61) . '1' . (']' x 61);
+    my $text = event_text(extra => ',"data":{"x":' . $nest . '}');
+    queued(post($text), 'medium', $text, '63 levels in all');
+    $nest = ('{"a":' x 63) . '1' . ('}' x 63);
+    $text = event_text(extra => ',"data":' . $nest);
+    my $res = post($text);
+    is_json_error($res, 400, 'invalid_json', '64 levels in all: 400');
+    # the event is level 1, the 63 objects of "data" levels 2 to 64
+    is($res->{json}{message}, 'the body nests deeper than 63 levels (at byte '
+        . (index($text, '{"a":') + 62 * length('{"a":')) . ')',
+        '64 levels: the message names the limit and the byte of the 64th level');
+    my @rej = map { json_decode($_) } $redis->lrange('{webhook}:rejected');
+    is(scalar @rej && $rej[0]{body}, $text, '64 levels: the body is kept in the rejected list');
+    $redis->flushall;
+
+    # a batch: its element's envelope is shallower than the batch
+    my $batch = '{"batch":true,"events":[' . event_text(extra => ',"data":' . ('[' x 60) . (']' x 60)) . ']}';
+    is_batch_answer(post($batch), { status => 'queued', queued => 1, duplicates => 0, nids => 1 },
+        'a batch of 63 levels');
+    $redis->flushall;
+    refused(post('{"batch":true,"events":[' . event_text(extra => ',"data":' . ('[' x 61) . (']' x 61)) . ']}'),
+        400, 'invalid_json', 'a batch of 64 levels');
+
+    # webhook_json_max_depth 1000 (/deep): as deep as cJSON goes
+    $nest = ('[' x 999) . '1' . (']' x 999);
+    $text = event_text(extra => ',"data":' . $nest);
+    queued(post($text, path => '/deep'), 'medium', $text, 'webhook_json_max_depth 1000: 1000 levels');
     $nest = ('{"a":' x 1000) . '1' . ('}' x 1000);
-    refused(post(event_text(extra => ',"data":' . $nest)), 400, 'invalid_json',
-        '1001 levels in all');
+    $res = post(event_text(extra => ',"data":' . $nest), path => '/deep');
+    refused($res, 400, 'invalid_json', 'webhook_json_max_depth 1000: 1001 levels');
+    like($res->{json}{message} // '', qr/^the body nests deeper than 1000 levels/, '1001 levels: the message');
 };
 
 # ---------------------------------------------------------------- numbers

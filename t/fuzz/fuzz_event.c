@@ -15,6 +15,8 @@
  * scanner takes a text, every string and key of cJSON's tree must be
  * UTF-8 by a decoder of the harness's own; where it refuses one for
  * UTF-8, that decoder must find no character at the offset it names.
+ * The scanner is checked as deep as cJSON goes (1000 levels), and at the
+ * default depth against the levels of cJSON's tree.
  * A number of more than 63 characters is
  * no number field for the module, so texts with one are checked without
  * the reference's fields; and a \u0000 cuts a cJSON string short, so
@@ -236,6 +238,60 @@ fuzz_utf8_tree(cJSON *item)
     }
 
     return 1;
+}
+
+
+/* the levels of objects and arrays of a cJSON tree */
+
+static ngx_uint_t
+fuzz_depth(cJSON *item)
+{
+    ngx_uint_t  d, max;
+
+    if (!cJSON_IsObject(item) && !cJSON_IsArray(item)) {
+        return 0;
+    }
+
+    for (max = 0, item = item->child; item; item = item->next) {
+        d = fuzz_depth(item);
+        max = d > max ? d : max;
+    }
+
+    return max + 1;
+}
+
+
+/*
+ * A text taken at cJSON's depth is taken at the default one exactly when
+ * cJSON's tree is no deeper, else refused for its depth.
+ */
+
+static void
+fuzz_depth_check(u_char *text, size_t size, cJSON *ref_root)
+{
+    u_char                         *copy;
+    ngx_int_t                       rc;
+    ngx_str_t                       root;
+    ngx_http_webhook_json_error_t   error;
+
+    if (ref_root == NULL) {
+        return;
+    }
+
+    copy = malloc(size + 1);
+    fuzz_check(copy != NULL, "malloc");
+    memcpy(copy, text, size + 1);
+
+    rc = ngx_http_webhook_json_check(copy, size, NGX_HTTP_WEBHOOK_JSON_DEPTH,
+                                     &root, &error);
+
+    fuzz_check(fuzz_depth(ref_root) <= NGX_HTTP_WEBHOOK_JSON_DEPTH
+               ? rc == NGX_OK
+               : rc == NGX_ERROR
+                 && error.reason == NGX_HTTP_WEBHOOK_JSON_DEEP,
+               "the default depth is not cJSON's count");
+
+    free(copy);
 }
 
 
@@ -561,7 +617,9 @@ fuzz_envelope(ngx_http_webhook_event_t *ev, cJSON *elt, fuzz_ref_t *ref)
     p = malloc(len);
     fuzz_check(p != NULL, "malloc");
     memcpy(p, buf, len);
-    fuzz_check(ngx_http_webhook_json_check(p, len, &value, &error) == NGX_OK
+    fuzz_check(ngx_http_webhook_json_check(p, len,
+                                           NGX_HTTP_WEBHOOK_JSON_MAX_DEPTH,
+                                           &value, &error) == NGX_OK
                && value.len == len && ngx_http_webhook_json_is_object(&value)
                && memcmp(p, buf, len) == 0,
                "envelope is not one JSON object");
@@ -818,7 +876,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     (void) ngx_http_webhook_time_parse(copy, size);
 
-    if (ngx_http_webhook_json_check(copy, size, &root, &error) != NGX_OK) {
+    /* as deep as cJSON goes: the reference's limit */
+
+    if (ngx_http_webhook_json_check(copy, size,
+                                    NGX_HTTP_WEBHOOK_JSON_MAX_DEPTH, &root,
+                                    &error)
+        != NGX_OK)
+    {
         fuzz_check(error.offset <= size, "error offset past the body");
         fuzz_check(error.reason != NGX_HTTP_WEBHOOK_JSON_UTF8
                    || (copy[error.offset] >= 0x80
@@ -849,6 +913,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     fuzz_check(ref_root == NULL || fuzz_utf8_tree(ref_root),
                "the scanner takes a string that is not UTF-8");
+
+    /* at the default depth: taken as deep as cJSON counts it */
+
+    fuzz_depth_check(copy, size, ref_root);
 
     /*
      * A key or a field with a \u0000 is no name and no value for the

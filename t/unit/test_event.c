@@ -21,6 +21,16 @@
 typedef ngx_http_webhook_json_error_t  jerr_t;
 
 
+/* the check, at the default depth */
+
+static ngx_int_t
+json_check(u_char *p, size_t len, ngx_str_t *root, jerr_t *error)
+{
+    return ngx_http_webhook_json_check(p, len, NGX_HTTP_WEBHOOK_JSON_DEPTH,
+                                       root, error);
+}
+
+
 static int
 str_is(ngx_str_t *s, const char *expect)
 {
@@ -50,7 +60,7 @@ read_event(const char *json, ngx_uint_t any, ngx_http_webhook_event_t *ev,
 
     ngx_memcpy(text, json, strlen(json));
 
-    if (ngx_http_webhook_json_check(text, strlen(json), &root, &error)
+    if (json_check(text, strlen(json), &root, &error)
         != NGX_OK)
     {
         *err = "parse";
@@ -74,7 +84,7 @@ checks(const char *json)
 
     ngx_memcpy(text, json, strlen(json));
 
-    return ngx_http_webhook_json_check(text, strlen(json), &root, &error);
+    return json_check(text, strlen(json), &root, &error);
 }
 
 
@@ -89,7 +99,7 @@ kind(const char *json)
 
     ngx_memcpy(text, json, strlen(json));
 
-    if (ngx_http_webhook_json_check(text, strlen(json), &root, &error)
+    if (json_check(text, strlen(json), &root, &error)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -110,7 +120,7 @@ test_white_space(void)
     u_char     d[] = "{\"a\":\"esc\\\\\",\"b\":2}";
     u_char     e[] = "[1\t,\ntrue\r\n,\"s\"\t,null\n]";
 
-    ok(ngx_http_webhook_json_check(a, sizeof(a) - 1, &root, &error) == NGX_OK
+    ok(json_check(a, sizeof(a) - 1, &root, &error) == NGX_OK
        && strcmp((char *) a, "{\"a\":\r\n\t1,\n\"b\":\"x\\\"y\"}") == 0,
        "check keeps CR, LF and TAB between tokens as they are");
 
@@ -121,19 +131,19 @@ test_white_space(void)
        && str_is(&values[0], "1") && str_is(&values[1], "\"x\\\"y\""),
        "members are found across CR, LF and TAB");
 
-    ok(ngx_http_webhook_json_check(e, sizeof(e) - 1, &root, &error) == NGX_OK
+    ok(json_check(e, sizeof(e) - 1, &root, &error) == NGX_OK
        && ngx_http_webhook_json_elements(&root, elts, 4) == 4
        && str_is(&elts[0], "1") && str_is(&elts[1], "true")
        && str_is(&elts[2], "\"s\"") && str_is(&elts[3], "null"),
        "a number or a literal ends at a TAB, CR or LF");
 
-    ok(ngx_http_webhook_json_check(b, sizeof(b) - 1, &root, &error)
+    ok(json_check(b, sizeof(b) - 1, &root, &error)
        == NGX_ERROR, "check refuses a raw newline inside a string");
 
-    ok(ngx_http_webhook_json_check(c, sizeof(c) - 1, &root, &error)
+    ok(json_check(c, sizeof(c) - 1, &root, &error)
        == NGX_ERROR, "check refuses an unterminated string");
 
-    ok(ngx_http_webhook_json_check(d, sizeof(d) - 1, &root, &error)
+    ok(json_check(d, sizeof(d) - 1, &root, &error)
        == NGX_OK, "check keeps an escaped backslash before a closing quote");
 }
 
@@ -149,21 +159,21 @@ test_parse(void)
     u_char      d[] = "{\"a\": 1}\0";
     u_char      e[] = "{\"a\": tru}";
 
-    ok(ngx_http_webhook_json_check(a, sizeof(a) - 1, &root, &error) == NGX_OK
+    ok(json_check(a, sizeof(a) - 1, &root, &error) == NGX_OK
        && str_is(&root, "{\"a\": 1}"),
        "check takes trailing white space and gives the value's span");
 
-    ok(ngx_http_webhook_json_check(b, sizeof(b) - 1, &root, &error)
+    ok(json_check(b, sizeof(b) - 1, &root, &error)
        == NGX_ERROR && error.offset == 9,
        "check refuses a second value after the first");
 
-    ok(ngx_http_webhook_json_check(c, sizeof(c) - 1, &root, &error)
+    ok(json_check(c, sizeof(c) - 1, &root, &error)
        == NGX_ERROR, "check refuses a control character as white space");
 
-    ok(ngx_http_webhook_json_check(d, sizeof(d) - 1, &root, &error)
+    ok(json_check(d, sizeof(d) - 1, &root, &error)
        == NGX_ERROR, "check refuses a NUL after the value");
 
-    ok(ngx_http_webhook_json_check(e, sizeof(e) - 1, &root, &error)
+    ok(json_check(e, sizeof(e) - 1, &root, &error)
        == NGX_ERROR && error.offset == 6,
        "check refuses malformed JSON with the offset of the error");
 }
@@ -174,11 +184,7 @@ test_parse(void)
 static void
 test_strict(void)
 {
-    jerr_t       error;
-    size_t       n;
-    u_char      *deep;
-    ngx_str_t    root;
-    ngx_uint_t   i;
+    ngx_uint_t  i;
 
     static const char  *good[] = {
         "0", "-0", "1.5e+10", "-12.25E-3", "\"\\u00e9\\ud83d\\ude00\"",
@@ -203,23 +209,154 @@ test_strict(void)
         ok(checks(bad[i]) == NGX_ERROR, bad[i]);
     }
 
-    /* as deep as cJSON: 1000 levels, not 1001 */
+}
 
-    n = NGX_HTTP_WEBHOOK_JSON_DEPTH + 1;
-    deep = malloc(2 * n);
-    if (deep == NULL) {
+
+/* the depth of a cJSON tree, in levels of objects and arrays */
+
+static ngx_uint_t
+cjson_depth(cJSON *item)
+{
+    ngx_uint_t  d, max;
+
+    if (!cJSON_IsObject(item) && !cJSON_IsArray(item)) {
+        return 0;
+    }
+
+    max = 0;
+
+    for (item = item->child; item; item = item->next) {
+        d = cjson_depth(item);
+        max = ngx_max(max, d);
+    }
+
+    return max + 1;
+}
+
+
+/*
+ * k levels, objects and arrays in turn, each with a sibling container
+ * on the way: {"x":[0],"a":[1,[],{"x":[0],"a":...1...]}
+ */
+
+static size_t
+nested(u_char *text, ngx_uint_t k)
+{
+    u_char      *p;
+    ngx_uint_t   i;
+
+    p = text;
+
+    for (i = 0; i < k; i++) {
+        p = (i % 2) ? ngx_cpymem(p, "[1,[],", 6)
+                    : ngx_cpymem(p, "{\"x\":[0],\"a\":", 13);
+    }
+
+    *p++ = '1';
+
+    while (i--) {
+        *p++ = (i % 2) ? ']' : '}';
+    }
+
+    return p - text;
+}
+
+
+/*
+ * Nesting: a text is taken when it is at most "depth" levels deep, the
+ * outermost counting one, as cJSON counts them; else refused for its
+ * depth at the bracket that opens one level too many.  The limit is at
+ * most cJSON's own, 1000.
+ */
+
+static void
+test_depth(void)
+{
+    u_char      *text;
+    cJSON       *tree;
+    jerr_t       error;
+    size_t       len, i, at;
+    ngx_int_t    rc;
+    ngx_str_t    root;
+    ngx_uint_t   k, d, level, limit, differ, cjson;
+
+    text = malloc(13 * (NGX_HTTP_WEBHOOK_JSON_MAX_DEPTH + 2));
+    if (text == NULL) {
         abort();
     }
 
-    ngx_memset(deep, '[', n);
-    ngx_memset(deep + n, ']', n);
+    differ = 0;
+    cjson = 0;
 
-    ok(ngx_http_webhook_json_check(deep, 2 * n, &root, &error) == NGX_ERROR,
-       "1001 levels are refused");
-    ok(ngx_http_webhook_json_check(deep + 1, 2 * n - 2, &root, &error)
-       == NGX_OK, "1000 levels are taken");
+    for (k = 1; k <= NGX_HTTP_WEBHOOK_JSON_MAX_DEPTH; k++) {
+        len = nested(text, k);
 
-    free(deep);
+        /* its depth, counted bracket by bracket */
+
+        d = 0;
+        level = 0;
+
+        for (i = 0; i < len; i++) {
+            if (text[i] == '[' || text[i] == '{') {
+                level++;
+                d = ngx_max(d, level);
+
+            } else if (text[i] == ']' || text[i] == '}') {
+                level--;
+            }
+        }
+
+        if (d <= NGX_HTTP_WEBHOOK_JSON_MAX_DEPTH) {
+            tree = cJSON_ParseWithLength((char *) text, len);
+            cjson += (tree == NULL || cjson_depth(tree) != d);
+            cJSON_Delete(tree);
+        }
+
+        for (limit = d - 1; limit <= d + 1; limit++) {
+
+            /* where a level past the limit opens first */
+
+            at = 0;
+            level = 0;
+
+            for (i = 0; i < len; i++) {
+                if (text[i] == '[' || text[i] == '{') {
+                    if (++level > limit) {
+                        at = i;
+                        break;
+                    }
+
+                } else if (text[i] == ']' || text[i] == '}') {
+                    level--;
+                }
+            }
+
+            rc = ngx_http_webhook_json_check(text, len, limit, &root,
+                                             &error);
+
+            if (d <= ngx_min(limit, NGX_HTTP_WEBHOOK_JSON_MAX_DEPTH)
+                ? rc != NGX_OK
+                : rc == NGX_OK || error.reason != NGX_HTTP_WEBHOOK_JSON_DEEP
+                  || (limit <= NGX_HTTP_WEBHOOK_JSON_MAX_DEPTH
+                      && error.offset != at))
+            {
+                differ++;
+            }
+        }
+    }
+
+    free(text);
+
+    ok(differ == 0, "1 to 1000 levels, limits around each: taken within "
+       "the limit, refused past it at the bracket of one level too many");
+    ok(cjson == 0, "the levels are cJSON's");
+
+    ok(checks("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+              "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]")
+       == NGX_OK, "63 levels are taken by default");
+    ok(checks("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+              "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]")
+       == NGX_ERROR, "64 are not");
 }
 
 
@@ -302,7 +439,7 @@ utf8_one(u_char *bytes, size_t n)
     ngx_memcpy(text + 1, bytes, n);
     text[n + 1] = '"';
 
-    rc = ngx_http_webhook_json_check(text, n + 2, &root, &error);
+    rc = json_check(text, n + 2, &root, &error);
 
     if ((rc == NGX_OK) != utf8_ref(bytes, n)
         || (rc != NGX_OK && error.reason != NGX_HTTP_WEBHOOK_JSON_UTF8))
@@ -397,33 +534,33 @@ test_utf8(void)
               "\xee\x80\x80 \xef\xbf\xbf \xf0\x90\x80\x80 \xf4\x8f\xbf\xbf\"}")
        == NGX_OK, "the first and last characters of each length are taken");
 
-    ok(ngx_http_webhook_json_check((u_char *) "{\"a\": \"x\xc0\x80\"}", 13,
-                                   &root, &error) == NGX_ERROR
+    ok(json_check((u_char *) "{\"a\": \"x\xc0\x80\"}", 13,
+                  &root, &error) == NGX_ERROR
        && error.reason == NGX_HTTP_WEBHOOK_JSON_UTF8 && error.offset == 8,
        "an overlong NUL is refused as UTF-8, at its first byte");
 
-    ok(ngx_http_webhook_json_check((u_char *) "{\"k\xed\xa0\x80\": 1}", 11,
-                                   &root, &error) == NGX_ERROR
+    ok(json_check((u_char *) "{\"k\xed\xa0\x80\": 1}", 11,
+                  &root, &error) == NGX_ERROR
        && error.reason == NGX_HTTP_WEBHOOK_JSON_UTF8 && error.offset == 3,
        "a UTF-16 surrogate in a key is refused");
 
-    ok(ngx_http_webhook_json_check((u_char *) "[\"\xf4\x90\x80\x80\"]", 8,
-                                   &root, &error) == NGX_ERROR
+    ok(json_check((u_char *) "[\"\xf4\x90\x80\x80\"]", 8,
+                  &root, &error) == NGX_ERROR
        && error.reason == NGX_HTTP_WEBHOOK_JSON_UTF8 && error.offset == 2,
        "a code point past U+10FFFF is refused");
 
-    ok(ngx_http_webhook_json_check((u_char *) "[\"\xe2\x82\"]", 6,
-                                   &root, &error) == NGX_ERROR
+    ok(json_check((u_char *) "[\"\xe2\x82\"]", 6,
+                  &root, &error) == NGX_ERROR
        && error.reason == NGX_HTTP_WEBHOOK_JSON_UTF8,
        "a sequence cut by the closing quote is refused");
 
-    ok(ngx_http_webhook_json_check((u_char *) "[\xc3\xa9]", 4,
-                                   &root, &error) == NGX_ERROR
+    ok(json_check((u_char *) "[\xc3\xa9]", 4,
+                  &root, &error) == NGX_ERROR
        && error.reason == NGX_HTTP_WEBHOOK_JSON_SYNTAX,
        "UTF-8 outside a string is no JSON");
 
-    ok(ngx_http_webhook_json_check((u_char *) "[tru]", 5,
-                                   &root, &error) == NGX_ERROR
+    ok(json_check((u_char *) "[tru]", 5,
+                  &root, &error) == NGX_ERROR
        && error.reason == NGX_HTTP_WEBHOOK_JSON_SYNTAX && error.offset == 1,
        "a syntax error says so");
 }
@@ -446,8 +583,8 @@ test_elements(void)
 
     ngx_str_set(&name, "events");
 
-    ok(ngx_http_webhook_json_check((u_char *) batch, sizeof(batch) - 1,
-                                   &root, &error) == NGX_OK,
+    ok(json_check((u_char *) batch, sizeof(batch) - 1,
+                  &root, &error) == NGX_OK,
        "a batch text checks");
 
     ok(ngx_http_webhook_json_members(&root, &name, &events, 1) == 1
@@ -477,8 +614,8 @@ test_elements(void)
     ok(ngx_http_webhook_json_elements(&root, elts, 4) == 0,
        "an empty array has no elements");
 
-    ok(ngx_http_webhook_json_check((u_char *) keys, sizeof(keys) - 1,
-                                   &root, &error) == NGX_OK,
+    ok(json_check((u_char *) keys, sizeof(keys) - 1,
+                  &root, &error) == NGX_OK,
        "escaped keys check");
 
     ngx_str_set(&names[0], "model");
@@ -770,6 +907,7 @@ main(void)
     test_white_space();
     test_parse();
     test_strict();
+    test_depth();
     test_utf8();
     test_elements();
     test_event_shape();
