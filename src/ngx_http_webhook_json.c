@@ -28,7 +28,6 @@ static u_char *ngx_http_webhook_json_digits(u_char *p, u_char *end);
 static u_char *ngx_http_webhook_json_num(u_char *p, u_char *end);
 static u_char *ngx_http_webhook_json_literal(u_char *p, u_char *end,
     char *literal, size_t len);
-static size_t ngx_http_webhook_json_utf8(u_char *p, u_char *end);
 static ngx_int_t ngx_http_webhook_json_hex4(u_char *p);
 static u_char *ngx_http_webhook_json_fail(u_char *p);
 static u_char *ngx_http_webhook_json_refuse(u_char *p, ngx_uint_t reason);
@@ -319,11 +318,12 @@ ngx_http_webhook_json_string(u_char *p, u_char *end)
 
 
 /*
- * The length of the well-formed UTF-8 sequence at p (Unicode's table 3-7:
- * the shortest form, no UTF-16 surrogate, nothing past U+10FFFF), or 0.
+ * The length of the well-formed UTF-8 sequence of two bytes or more at p
+ * (Unicode's table 3-7: the shortest form, no UTF-16 surrogate, nothing
+ * past U+10FFFF), or 0.
  */
 
-static size_t
+size_t
 ngx_http_webhook_json_utf8(u_char *p, u_char *end)
 {
     u_char  c, lo, hi;

@@ -49,6 +49,7 @@ ngx_int_t ngx_http_webhook_json_elements(ngx_str_t *array, ngx_str_t *elts,
     ngx_uint_t n);
 
 ngx_int_t ngx_http_webhook_json_unescape(u_char *dst, ngx_str_t *string);
+size_t ngx_http_webhook_json_utf8(u_char *p, u_char *end);
 ngx_int_t ngx_http_webhook_json_number(ngx_str_t *number, double *d);
 
 

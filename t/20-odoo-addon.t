@@ -211,6 +211,20 @@ subtest_fresh 'a body that is no JSON object: 400, kept in the rejected list' =>
     ok($small[0]{truncated}, 'marked truncated');
     is($small[0]{size}, 107, 'with its size');
 
+    # entries stay JSON that strict readers take: a cut inside a character
+    # leaves it out whole, a byte of no UTF-8 character is U+FFFD
+    odoo('[7, "' . ('x' x 58) . "\xe2\x82\xac\xe2\x82\xac\"]", path => '/small-rejected',
+        headers => { Authorization => "Bearer $TOK_PROD" });
+    odoo("[8, \"a\xffb\xe2\x82\"]", path => '/small-rejected', headers => { Authorization => "Bearer $TOK_PROD" });
+    my @raw = $redis->lrange('{small}:rejected');
+    my ($bad, $cut) = map { json_decode($_) } @raw[0, 1];
+    ok($cut, 'an entry cut at entry=64 inside a 3-byte character is JSON') or diag $raw[1];
+    is($cut && $cut->{body}, '[7, "' . ('x' x 58), 'cut before that character');
+    ok($cut && $cut->{truncated}, 'marked truncated');
+    ok($bad, 'an entry of a body that is no UTF-8 is JSON') or diag $raw[0];
+    is($bad && $bad->{body}, "[8, \"a\x{fffd}b\x{fffd}\x{fffd}\"]", 'its bytes of no character read as U+FFFD');
+    like($bad && $bad->{answer}{message}, qr/not valid UTF-8 \(at byte 6\)/, 'its answer says why');
+
     my $st = $ng->request('GET', '/status')->{json} // {};
     is($st->{queues}{'{webhook}'}{rejected}, 3, 'the status shows the rejected list\'s depth');
     is($st->{queues}{'{small}'}{rejected}, 3, 'of each queue');

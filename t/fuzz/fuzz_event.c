@@ -33,8 +33,9 @@
  *  - its event_id, model, record_id, event are the reference's (values
  *    are compared member by member, in order: duplicate keys count);
  *  - unescaped strings stay inside the scratch room the handler gives;
- *  - the JSON string escaper round-trips any bytes, and received_at any
- *    time.
+ *  - the JSON string escaper round-trips any bytes (a byte that starts
+ *    no UTF-8 character as U+FFFD), its cut splits no character, and
+ *    received_at reads back any time.
  *
  * Build and run: make fuzz FUZZ_SECONDS=60 (see the Makefile).
  */
@@ -800,8 +801,8 @@ fuzz_batch(ngx_str_t *root, cJSON *ref_root, ngx_uint_t fields,
 static void
 fuzz_escape(const uint8_t *data, size_t size)
 {
-    u_char  *buf, *last;
-    size_t   len;
+    u_char  *buf, *last, *want, *w;
+    size_t   len, i, n, cut;
     cJSON   *str;
 
     len = ngx_http_webhook_json_escape_len((u_char *) data, size);
@@ -816,15 +817,53 @@ fuzz_escape(const uint8_t *data, size_t size)
 
     str = cJSON_ParseWithLength((char *) buf, last - buf);
     fuzz_check(cJSON_IsString(str), "escaped bytes are not a JSON string");
+    fuzz_check(fuzz_utf8(str->valuestring),
+               "escaped bytes do not read as UTF-8");
+
+    /* read back: the bytes, each that starts no character as U+FFFD */
 
     if (memchr(data, '\0', size) == NULL) {
-        fuzz_check(strlen(str->valuestring) == size
-                   && memcmp(str->valuestring, data, size) == 0,
+        want = malloc(3 * size + 1);
+        fuzz_check(want != NULL, "malloc");
+
+        for (i = 0, w = want; i < size; i += n) {
+            n = fuzz_utf8_char((u_char *) data + i, size - i);
+
+            if (n == 0) {
+                w = ngx_cpymem(w, "\xef\xbf\xbd", 3);
+                n = 1;
+
+            } else {
+                w = ngx_cpymem(w, data + i, n);
+            }
+        }
+
+        fuzz_check(strlen(str->valuestring) == (size_t) (w - want)
+                   && memcmp(str->valuestring, want, w - want) == 0,
                    "escaped bytes do not read back");
+        free(want);
     }
 
     cJSON_Delete(str);
     free(buf);
+
+    /* a cut: at most 3 bytes early, never inside a character */
+
+    if (size) {
+        cut = ngx_http_webhook_utf8_cut((u_char *) data, size, data[0] % size);
+        n = data[0] % size;
+
+        fuzz_check(cut <= n && cut + 3 >= n, "cut too far from the byte");
+
+        for (i = 0; i < cut; i += len) {
+            len = fuzz_utf8_char((u_char *) data + i, size - i);
+            len = len ? len : 1;
+        }
+
+        fuzz_check(i == cut || fuzz_utf8_char((u_char *) data + i - len,
+                                              size - i + len) == 0,
+                   "cut inside a character");
+    }
 }
 
 

@@ -870,6 +870,63 @@ test_envelope(void)
 }
 
 
+/*
+ * The escaper takes any bytes: cJSON reads back the bytes, each byte that
+ * starts no UTF-8 character as U+FFFD; the cut leaves no character in
+ * halves.
+ */
+
+static void
+test_escape(void)
+{
+    u_char      *buf, *last;
+    cJSON       *str;
+    size_t       len, max, cut, fails;
+
+    static u_char  bytes[] = "a\"\\\x01" "\xc3\xa9" "\xe2\x82\xac"
+                             "\xf0\x9f\x98\x80" "\xff" "\xc0\x80"
+                             "\xed\xa0\x80" "\xe2\x82" "z";
+    static char    read[] = "a\"\\\x01" "\xc3\xa9" "\xe2\x82\xac"
+                            "\xf0\x9f\x98\x80"
+                            "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+                            "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+                            "\xef\xbf\xbd\xef\xbf\xbd" "z";
+
+    /* "ab", then characters of 2, 3 and 4 bytes, a stray byte, "c" */
+    static u_char  text[] = "ab\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xff" "c";
+    static size_t  cuts[] = { 0, 1, 2, 2, 4, 4, 4, 7, 7, 7, 7, 11, 12, 13 };
+
+    len = ngx_http_webhook_json_escape_len(bytes, sizeof(bytes) - 1);
+    buf = malloc(len + 2);
+    if (buf == NULL) {
+        abort();
+    }
+
+    buf[0] = '"';
+    last = ngx_http_webhook_json_escape(buf + 1, bytes, sizeof(bytes) - 1);
+    *last++ = '"';
+
+    ok((size_t) (last - buf) == len + 2, "the escaped length is exact");
+
+    str = cJSON_ParseWithLength((char *) buf, last - buf);
+    ok(cJSON_IsString(str) && strcmp(str->valuestring, read) == 0,
+       "escaped bytes read back, a byte of no UTF-8 character as U+FFFD");
+
+    cJSON_Delete(str);
+    free(buf);
+
+    fails = 0;
+
+    for (max = 0; max <= sizeof(text) - 1; max++) {
+        cut = ngx_http_webhook_utf8_cut(text, sizeof(text) - 1, max);
+        fails += (cut != cuts[max]);
+    }
+
+    ok(fails == 0, "a cut inside a character of 2, 3 or 4 bytes comes "
+       "before it, elsewhere at the byte asked");
+}
+
+
 static void
 test_time(void)
 {
@@ -913,6 +970,7 @@ main(void)
     test_event_shape();
     test_kind();
     test_envelope();
+    test_escape();
     test_time();
 
     printf("1..%d\n", tests);
