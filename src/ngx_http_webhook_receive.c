@@ -23,6 +23,8 @@ static ngx_uint_t ngx_http_webhook_json_type(ngx_http_request_t *r);
 static void ngx_http_webhook_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_webhook_process(ngx_http_request_t *r,
     ngx_http_webhook_ctx_t *ctx, ngx_str_t *body);
+static ngx_int_t ngx_http_webhook_idempotency(ngx_http_request_t *r,
+    ngx_str_t *key, ngx_table_elt_t **header);
 static ngx_int_t ngx_http_webhook_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
 
@@ -207,8 +209,6 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     ngx_http_webhook_json_error_t   error;
     u_char                          msg[256];
 
-    static ngx_str_t  idempotency_key = ngx_string("Idempotency-Key");
-    static ngx_str_t  webhook_id = ngx_string("webhook-id");
     static ngx_str_t  events_name = ngx_string("events");
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
@@ -290,15 +290,16 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
         idempotency.len = 0;
 
-        if (ev->id_key.len == 0) {
-            h = ngx_http_webhook_find_header(r, &idempotency_key);
-            if (h == NULL) {
-                h = ngx_http_webhook_find_header(r, &webhook_id);
-            }
+        if (ev->id_key.len == 0
+            && ngx_http_webhook_idempotency(r, &idempotency, &h) != NGX_OK)
+        {
+            p = ngx_snprintf(msg, sizeof(msg), "header \"%V\" must be "
+                             "printable ASCII", &h->key);
 
-            if (h && h->value.len) {
-                idempotency = h->value;
-            }
+            return ngx_http_webhook_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                               ngx_http_webhook_invalid,
+                                               "invalid_idempotency_key",
+                                               msg, p - msg);
         }
 
         return ngx_http_webhook_prepare(r, ctx, ev, 1, &idempotency);
@@ -379,6 +380,50 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     idempotency.len = 0;
 
     return ngx_http_webhook_prepare(r, ctx, ev, k, &idempotency);
+}
+
+
+/*
+ * The idempotency key of a single event without an id: the
+ * Idempotency-Key header, else Standard Webhooks' webhook-id; none when
+ * neither is there or it is empty.  NGX_DECLINED when it holds a byte
+ * other than printable ASCII, the only bytes of the IETF draft's string
+ * (the key is echoed in the answer and kept in a Redis key).
+ */
+
+static ngx_int_t
+ngx_http_webhook_idempotency(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_table_elt_t **header)
+{
+    u_char           *p, *last;
+    ngx_table_elt_t  *h;
+
+    static ngx_str_t  idempotency_key = ngx_string("Idempotency-Key");
+    static ngx_str_t  webhook_id = ngx_string("webhook-id");
+
+    h = ngx_http_webhook_find_header(r, &idempotency_key);
+    if (h == NULL) {
+        h = ngx_http_webhook_find_header(r, &webhook_id);
+    }
+
+    *header = h;
+    key->len = 0;
+
+    if (h == NULL) {
+        return NGX_OK;
+    }
+
+    last = h->value.data + h->value.len;
+
+    for (p = h->value.data; p < last; p++) {
+        if (*p < 0x20 || *p > 0x7e) {
+            return NGX_DECLINED;
+        }
+    }
+
+    *key = h->value;
+
+    return NGX_OK;
 }
 
 
