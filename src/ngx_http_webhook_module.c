@@ -440,6 +440,13 @@ ngx_http_webhook_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    if (ngx_array_init(&wmcf->token_files, cf->pool, 2,
+                       sizeof(ngx_http_webhook_tokens_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     return wmcf;
 }
 

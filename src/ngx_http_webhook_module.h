@@ -90,6 +90,7 @@ typedef struct {
 #endif
 
     ngx_array_t                  queues;      /* of ngx_str_t */
+    ngx_array_t                  token_files; /* ngx_http_webhook_tokens_t */
     ngx_uint_t                   queue_slot[NGX_HTTP_WEBHOOK_MAX_QUEUES];
     ngx_uint_t                   used;        /* any webhook location */
 
