@@ -38,6 +38,8 @@ static char *ngx_http_webhook_token_line(ngx_conf_t *cf,
     ngx_http_webhook_token_t *token);
 static ngx_int_t ngx_http_webhook_sender(ngx_http_request_t *r,
     ngx_http_webhook_loc_conf_t *wlcf, ngx_str_t *sender);
+static ngx_uint_t ngx_http_webhook_named(ngx_http_request_t *r,
+    ngx_str_t *name);
 static ngx_http_webhook_token_t *ngx_http_webhook_basic(ngx_http_request_t *r,
     ngx_array_t *tokens, u_char *p, u_char *end);
 static ngx_http_webhook_token_t *ngx_http_webhook_token_match(
@@ -377,6 +379,12 @@ ngx_http_webhook_next_line(u_char *p, u_char *end, ngx_str_t *line)
 }
 
 
+/*
+ * NGX_OK, with the sender's name (len 0: none); NGX_DECLINED when no
+ * valid token is presented; NGX_HTTP_FORBIDDEN when webhook_sender's value
+ * is a named token's; NGX_ERROR.
+ */
+
 ngx_int_t
 ngx_http_webhook_authorized(ngx_http_request_t *r,
     ngx_http_webhook_loc_conf_t *wlcf, ngx_str_t *sender)
@@ -444,6 +452,9 @@ ngx_http_webhook_authorized(ngx_http_request_t *r,
  * webhook_sender, where no named token tells who pushes: the value, with
  * every byte that a sender's name may not hold (the dedupe keys are
  * <queue>:seen:id:<sender>:<id>) written as %XX, and at most 64 bytes.
+ * A value of variables (a header) may not take a named token's name, in
+ * any case: NGX_HTTP_FORBIDDEN, or the holder of any token that may push
+ * here could take that sender's event_ids first.
  */
 
 static ngx_int_t
@@ -486,7 +497,45 @@ ngx_http_webhook_sender(ngx_http_request_t *r,
 
     sender->len = last - p;
 
+    if (wlcf->sender->lengths && ngx_http_webhook_named(r, sender)) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "webhook: the sender name \"%V\" of webhook_sender is "
+                      "a named token's: refused", sender);
+        sender->len = 0;
+        return NGX_HTTP_FORBIDDEN;
+    }
+
     return NGX_OK;
+}
+
+
+/* whether a name is the name of a named token, of any token file */
+
+static ngx_uint_t
+ngx_http_webhook_named(ngx_http_request_t *r, ngx_str_t *name)
+{
+    ngx_uint_t                     i, k;
+    ngx_http_webhook_token_t      *token;
+    ngx_http_webhook_tokens_t     *file;
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+    file = wmcf->token_files.elts;
+
+    for (i = 0; i < wmcf->token_files.nelts; i++) {
+        token = file[i].tokens->elts;
+
+        for (k = 0; k < file[i].tokens->nelts; k++) {
+            if (token[k].name.len == name->len
+                && ngx_strncasecmp(token[k].name.data, name->data, name->len)
+                   == 0)
+            {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
 }
 
 

@@ -58,7 +58,22 @@ ngx_http_webhook_receive_handler(ngx_http_request_t *r)
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
 
-    if (ngx_http_webhook_authorized(r, wlcf, &ctx->sender) != NGX_OK) {
+    rc = ngx_http_webhook_authorized(r, wlcf, &ctx->sender);
+
+    if (rc == NGX_HTTP_FORBIDDEN) {
+        return ngx_http_webhook_refuse(r, NGX_HTTP_FORBIDDEN,
+                                       ngx_http_webhook_unauthorized,
+                                       "forbidden",
+                                       "the sender name of webhook_sender "
+                                       "is a named token's: only that "
+                                       "token may use it");
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_OK) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_UNAUTHORIZED,
                                        ngx_http_webhook_unauthorized,
                                        "unauthorized",
