@@ -911,7 +911,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_check(copy != NULL, "malloc");
 
     memcpy(copy, data, size);
-    copy[size] = '\0';                  /* as ngx_http_webhook_read_body */
+    copy[size] = '\0';           /* as ngx_http_webhook_body_handler */
 
     (void) ngx_http_webhook_time_parse(copy, size);
 
