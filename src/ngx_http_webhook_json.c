@@ -28,6 +28,8 @@ static u_char *ngx_http_webhook_json_digits(u_char *p, u_char *end);
 static u_char *ngx_http_webhook_json_num(u_char *p, u_char *end);
 static u_char *ngx_http_webhook_json_literal(u_char *p, u_char *end,
     char *literal, size_t len);
+static ngx_inline size_t ngx_http_webhook_json_sequence(u_char *p,
+    u_char *end);
 static ngx_int_t ngx_http_webhook_json_hex4(u_char *p);
 static u_char *ngx_http_webhook_json_fail(u_char *p);
 static u_char *ngx_http_webhook_json_refuse(u_char *p, ngx_uint_t reason);
@@ -250,7 +252,7 @@ ngx_http_webhook_json_string(u_char *p, u_char *end)
         }
 
         if (*p >= 0x80) {
-            n = ngx_http_webhook_json_utf8(p, end);
+            n = ngx_http_webhook_json_sequence(p, end);
             if (n == 0) {
                 return ngx_http_webhook_json_refuse(p,
                                                    NGX_HTTP_WEBHOOK_JSON_UTF8);
@@ -325,6 +327,15 @@ ngx_http_webhook_json_string(u_char *p, u_char *end)
 
 size_t
 ngx_http_webhook_json_utf8(u_char *p, u_char *end)
+{
+    return ngx_http_webhook_json_sequence(p, end);
+}
+
+
+/* the same, inlined in the string loop */
+
+static ngx_inline size_t
+ngx_http_webhook_json_sequence(u_char *p, u_char *end)
 {
     u_char  c, lo, hi;
     size_t  n, i;
