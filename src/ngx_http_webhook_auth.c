@@ -38,36 +38,73 @@ static char *ngx_http_webhook_token_line(ngx_conf_t *cf,
     ngx_http_webhook_token_t *token);
 static ngx_int_t ngx_http_webhook_sender(ngx_http_request_t *r,
     ngx_http_webhook_loc_conf_t *wlcf, ngx_str_t *sender);
+static ngx_uint_t ngx_http_webhook_named(ngx_http_request_t *r,
+    ngx_str_t *name);
 static ngx_http_webhook_token_t *ngx_http_webhook_basic(ngx_http_request_t *r,
     ngx_array_t *tokens, u_char *p, u_char *end);
 static ngx_http_webhook_token_t *ngx_http_webhook_token_match(
     ngx_array_t *tokens, u_char *value, size_t len);
 
 
+/*
+ * The tokens of a file, as digests and names: the file's text is wiped
+ * once read, and a file that several locations name is read once, so
+ * that each digest is once in memory.
+ */
+
 char *
 ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *directive,
     ngx_str_t *file, ngx_array_t **tokens)
 {
-    u_char                    *p, *end;
-    char                      *rv;
-    ngx_str_t                  text, line;
-    ngx_http_webhook_token_t  *token;
+    u_char                        *p, *end;
+    char                          *rv;
+    ngx_str_t                      text, line;
+    ngx_uint_t                     i, n;
+    ngx_http_webhook_token_t      *token;
+    ngx_http_webhook_tokens_t     *read;
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    if (ngx_conf_full_name(cf->cycle, file, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_webhook_module);
+    read = wmcf->token_files.elts;
+
+    for (i = 0; i < wmcf->token_files.nelts; i++) {
+        if (read[i].file.len == file->len
+            && ngx_strncmp(read[i].file.data, file->data, file->len) == 0)
+        {
+            *tokens = read[i].tokens;
+            return NGX_CONF_OK;
+        }
+    }
 
     rv = ngx_http_webhook_read_file(cf, directive, file, &text);
     if (rv != NGX_CONF_OK) {
         return rv;
     }
 
-    /* only digests are kept: see ngx_http_webhook_token_match() */
+    p = text.data;
+    end = p + text.len;
 
-    *tokens = ngx_array_create(cf->pool, 4,
+    for (n = 0; p < end; /* void */) {
+        p = ngx_http_webhook_next_line(p, end, &line);
+
+        if (line.len && line.data[0] != '#') {
+            n++;
+        }
+    }
+
+    /* only digests are kept, see ngx_http_webhook_token_match(), once */
+
+    *tokens = ngx_array_create(cf->pool, ngx_max(n, 1),
                                sizeof(ngx_http_webhook_token_t));
     if (*tokens == NULL) {
-        return NGX_CONF_ERROR;
+        rv = NGX_CONF_ERROR;
     }
 
     p = text.data;
-    end = p + text.len;
 
     while (p < end && rv == NGX_CONF_OK) {
         p = ngx_http_webhook_next_line(p, end, &line);
@@ -91,11 +128,19 @@ ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *directive,
         return rv;
     }
 
-    if ((*tokens)->nelts == 0) {
+    if (n == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "%V \"%V\" holds no token", directive, file);
         return NGX_CONF_ERROR;
     }
+
+    read = ngx_array_push(&wmcf->token_files);
+    if (read == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    read->file = *file;
+    read->tokens = *tokens;
 
     return NGX_CONF_OK;
 }
@@ -133,11 +178,15 @@ ngx_http_webhook_token_line(ngx_conf_t *cf, ngx_str_t *directive,
             }
         }
 
+        /* the name alone: the rest of the line is the token */
+
         token->name.len = space - line->data;
-        token->name.data = ngx_pstrdup(cf->pool, line);
+        token->name.data = ngx_pnalloc(cf->pool, token->name.len);
         if (token->name.data == NULL) {
             return NGX_CONF_ERROR;
         }
+
+        ngx_memcpy(token->name.data, line->data, token->name.len);
 
         while (space < last && (*space == ' ' || *space == '\t')) {
             space++;
@@ -330,6 +379,12 @@ ngx_http_webhook_next_line(u_char *p, u_char *end, ngx_str_t *line)
 }
 
 
+/*
+ * NGX_OK, with the sender's name (len 0: none); NGX_DECLINED when no
+ * valid token is presented; NGX_HTTP_FORBIDDEN when webhook_sender's value
+ * is a named token's; NGX_ERROR.
+ */
+
 ngx_int_t
 ngx_http_webhook_authorized(ngx_http_request_t *r,
     ngx_http_webhook_loc_conf_t *wlcf, ngx_str_t *sender)
@@ -397,6 +452,9 @@ ngx_http_webhook_authorized(ngx_http_request_t *r,
  * webhook_sender, where no named token tells who pushes: the value, with
  * every byte that a sender's name may not hold (the dedupe keys are
  * <queue>:seen:id:<sender>:<id>) written as %XX, and at most 64 bytes.
+ * A value of variables (a header) may not take a named token's name, in
+ * any case: NGX_HTTP_FORBIDDEN, or the holder of any token that may push
+ * here could take that sender's event_ids first.
  */
 
 static ngx_int_t
@@ -439,7 +497,45 @@ ngx_http_webhook_sender(ngx_http_request_t *r,
 
     sender->len = last - p;
 
+    if (wlcf->sender->lengths && ngx_http_webhook_named(r, sender)) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "webhook: the sender name \"%V\" of webhook_sender is "
+                      "a named token's: refused", sender);
+        sender->len = 0;
+        return NGX_HTTP_FORBIDDEN;
+    }
+
     return NGX_OK;
+}
+
+
+/* whether a name is the name of a named token, of any token file */
+
+static ngx_uint_t
+ngx_http_webhook_named(ngx_http_request_t *r, ngx_str_t *name)
+{
+    ngx_uint_t                     i, k;
+    ngx_http_webhook_token_t      *token;
+    ngx_http_webhook_tokens_t     *file;
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+    file = wmcf->token_files.elts;
+
+    for (i = 0; i < wmcf->token_files.nelts; i++) {
+        token = file[i].tokens->elts;
+
+        for (k = 0; k < file[i].tokens->nelts; k++) {
+            if (token[k].name.len == name->len
+                && ngx_strncasecmp(token[k].name.data, name->data, name->len)
+                   == 0)
+            {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
 }
 
 

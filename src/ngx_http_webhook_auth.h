@@ -25,6 +25,13 @@ typedef struct {
 } ngx_http_webhook_token_t;
 
 
+/* a token file read, and its tokens */
+typedef struct {
+    ngx_str_t                    file;        /* full name */
+    ngx_array_t                 *tokens;      /* of ngx_http_webhook_token_t */
+} ngx_http_webhook_tokens_t;
+
+
 char *ngx_http_webhook_read_tokens(ngx_conf_t *cf, ngx_str_t *directive,
     ngx_str_t *file, ngx_array_t **tokens);
 char *ngx_http_webhook_read_secret(ngx_conf_t *cf, ngx_str_t *directive,

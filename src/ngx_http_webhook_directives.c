@@ -4,7 +4,7 @@
  *
  * The parsers of the directives' arguments: the Redis address and
  * password file, the handlers, the token file, the rejected list's
- * bounds, and values with "off" or a lower bound.
+ * bounds, and values with "off" or bounds.
  */
 
 
@@ -615,6 +615,30 @@ ngx_http_webhook_set_num_or_off(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* ngx_conf_check_num_bounds(), with the directive's name in its message */
+
+char *
+ngx_http_webhook_num_bounds(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_conf_num_bounds_t  *bounds = post;
+    ngx_int_t              *np = data;
+
+    ngx_str_t  *value;
+
+    if (*np >= bounds->low && *np <= bounds->high) {
+        return NGX_CONF_OK;
+    }
+
+    value = cf->args->elts;
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"%V\" must be from %i to %i, not \"%V\"",
+                       &value[0], bounds->low, bounds->high, &value[1]);
+
+    return NGX_CONF_ERROR;
 }
 
 

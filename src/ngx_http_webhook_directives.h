@@ -39,6 +39,7 @@ char *ngx_http_webhook_set_sec_or_off(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_webhook_set_num_or_off(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_webhook_num_bounds(ngx_conf_t *cf, void *post, void *data);
 char *ngx_http_webhook_set_timeout(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 

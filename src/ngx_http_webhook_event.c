@@ -682,17 +682,36 @@ ngx_http_webhook_digits(u_char *p, ngx_uint_t n, ngx_uint_t width)
 }
 
 
+/*
+ * A JSON string's text for any bytes: '"', '\\' and controls escaped, a
+ * byte that starts no well-formed UTF-8 character (of a refused body, of
+ * Redis's reason) written \ufffd, so that strict readers take the text.
+ */
+
 size_t
 ngx_http_webhook_json_escape_len(u_char *src, size_t size)
 {
-    size_t  len;
+    u_char  *end;
+    size_t   len, n;
 
-    for (len = size; size; size--, src++) {
+    end = src + size;
+
+    for (len = size; src < end; src += n) {
+        n = 1;
+
         if (*src == '"' || *src == '\\') {
             len++;
 
         } else if (*src < 0x20) {
             len += sizeof("\\u001f") - 2;
+
+        } else if (*src >= 0x80) {
+            n = ngx_http_webhook_json_utf8(src, end);
+
+            if (n == 0) {
+                n = 1;
+                len += sizeof("\\ufffd") - 2;
+            }
         }
     }
 
@@ -703,13 +722,18 @@ ngx_http_webhook_json_escape_len(u_char *src, size_t size)
 u_char *
 ngx_http_webhook_json_escape(u_char *dst, u_char *src, size_t size)
 {
+    u_char  *end;
+    size_t   n;
+
     static u_char  hex[] = "0123456789abcdef";
 
-    for ( /* void */ ; size; size--, src++) {
+    end = src + size;
+
+    while (src < end) {
 
         if (*src == '"' || *src == '\\') {
             *dst++ = '\\';
-            *dst++ = *src;
+            *dst++ = *src++;
 
         } else if (*src < 0x20) {
             *dst++ = '\\';
@@ -717,12 +741,58 @@ ngx_http_webhook_json_escape(u_char *dst, u_char *src, size_t size)
             *dst++ = '0';
             *dst++ = '0';
             *dst++ = hex[*src >> 4];
-            *dst++ = hex[*src & 0xf];
+            *dst++ = hex[*src++ & 0xf];
+
+        } else if (*src < 0x80) {
+            *dst++ = *src++;
 
         } else {
-            *dst++ = *src;
+            n = ngx_http_webhook_json_utf8(src, end);
+
+            if (n == 0) {
+                dst = ngx_cpymem(dst, "\\ufffd", sizeof("\\ufffd") - 1);
+                src++;
+                continue;
+            }
+
+            dst = ngx_cpymem(dst, src, n);
+            src += n;
         }
     }
 
     return dst;
+}
+
+
+/*
+ * Where to cut bytes at "max" or a little before, not inside a UTF-8
+ * character: a well-formed one that starts before max and ends past it
+ * is left out whole.
+ */
+
+size_t
+ngx_http_webhook_utf8_cut(u_char *src, size_t size, size_t max)
+{
+    size_t  start;
+
+    if (size <= max) {
+        return size;
+    }
+
+    /* the start of the character that holds the first byte cut off */
+
+    for (start = max;
+         start > 0 && max - start < 3 && (src[start] & 0xc0) == 0x80;
+         start--)
+    {
+        /* void */
+    }
+
+    if (start < max
+        && ngx_http_webhook_json_utf8(src + start, src + size) > max - start)
+    {
+        return start;
+    }
+
+    return max;
 }

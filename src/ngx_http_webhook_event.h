@@ -71,6 +71,7 @@ int64_t ngx_http_webhook_time_parse(u_char *p, size_t len);
 
 size_t ngx_http_webhook_json_escape_len(u_char *src, size_t size);
 u_char *ngx_http_webhook_json_escape(u_char *dst, u_char *src, size_t size);
+size_t ngx_http_webhook_utf8_cut(u_char *src, size_t size, size_t max);
 
 
 #define NGX_HTTP_WEBHOOK_TIME_LEN  (sizeof("1970-01-01T00:00:00.000Z") - 1)

@@ -3,7 +3,8 @@
  * Copyright (C) The ngx_http_webhook_module authors
  *
  * The JSON scanner of request bodies.  A body is checked once, strictly
- * (RFC 8259, at most NGX_HTTP_WEBHOOK_JSON_DEPTH levels deep); after
+ * (RFC 8259, its strings UTF-8 as RFC 3629 has it, at most as many
+ * levels deep as webhook_json_max_depth says); after
  * that, the members an event needs are found in the checked text and
  * handed out as spans of it: no tree, no allocation, no copy.
  */
@@ -19,16 +20,19 @@
 
 
 static u_char *ngx_http_webhook_json_value(u_char *p, u_char *end,
-    ngx_uint_t depth);
+    ngx_uint_t levels);
 static u_char *ngx_http_webhook_json_container(u_char *p, u_char *end,
-    ngx_uint_t depth);
+    ngx_uint_t levels);
 static u_char *ngx_http_webhook_json_string(u_char *p, u_char *end);
 static u_char *ngx_http_webhook_json_digits(u_char *p, u_char *end);
 static u_char *ngx_http_webhook_json_num(u_char *p, u_char *end);
 static u_char *ngx_http_webhook_json_literal(u_char *p, u_char *end,
     char *literal, size_t len);
+static ngx_inline size_t ngx_http_webhook_json_sequence(u_char *p,
+    u_char *end);
 static ngx_int_t ngx_http_webhook_json_hex4(u_char *p);
 static u_char *ngx_http_webhook_json_fail(u_char *p);
+static u_char *ngx_http_webhook_json_refuse(u_char *p, ngx_uint_t reason);
 static u_char *ngx_http_webhook_json_space(u_char *p, u_char *end);
 static u_char *ngx_http_webhook_json_skip(u_char *p);
 static ngx_uint_t ngx_http_webhook_json_key_is(ngx_str_t *key,
@@ -51,11 +55,10 @@ static u_char  ngx_http_webhook_json_structural[256] = {
 };
 
 
-/* where the last check failed (a worker is single-threaded) */
-static u_char  *ngx_http_webhook_json_failed;
-
-
-/* 1: a byte that ends the plain run of a string: '"', '\\', a control */
+/*
+ * 1: a byte that ends the plain run of a string: '"', '\\', a control, a
+ * byte of a multi-byte UTF-8 sequence (checked on its own)
+ */
 
 static u_char  ngx_http_webhook_json_special[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
@@ -63,30 +66,52 @@ static u_char  ngx_http_webhook_json_special[256] = {
     0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
 };
+
+
+/* where and why the last check failed (a worker is single-threaded) */
+static u_char      *ngx_http_webhook_json_failed;
+static ngx_uint_t   ngx_http_webhook_json_reason;
 
 
 /*
  * Checks that a text is one JSON value, with nothing but white space
- * around it.  The text is made one line on the way: CR, LF and TAB
- * outside of strings become spaces.  Sets "value" to the value's span;
- * on error, "error" is the offset where the text stops being JSON.
+ * around it, its strings UTF-8, at most "depth" levels of objects and
+ * arrays deep (the outermost one is the first; at most
+ * NGX_HTTP_WEBHOOK_JSON_MAX_DEPTH: the check recurses); the text is not
+ * changed.  Sets "value" to the value's span; on error, "error" says
+ * where the text stops being taken, and why.
  */
 
 ngx_int_t
-ngx_http_webhook_json_check(u_char *p, size_t len, ngx_str_t *value,
-    size_t *error)
+ngx_http_webhook_json_check(u_char *p, size_t len, ngx_uint_t depth,
+    ngx_str_t *value, ngx_http_webhook_json_error_t *error)
 {
     u_char  *start, *end, *last;
 
     end = p + len;
     start = ngx_http_webhook_json_space(p, end);
 
-    last = ngx_http_webhook_json_value(start, end, 0);
+    if (depth > NGX_HTTP_WEBHOOK_JSON_MAX_DEPTH) {
+        depth = NGX_HTTP_WEBHOOK_JSON_MAX_DEPTH;
+    }
+
+    last = ngx_http_webhook_json_value(start, end, depth);
 
     if (last == NULL) {
-        *error = ngx_http_webhook_json_failed - p;
+        error->offset = ngx_http_webhook_json_failed - p;
+        error->reason = ngx_http_webhook_json_reason;
         return NGX_ERROR;
     }
 
@@ -96,7 +121,8 @@ ngx_http_webhook_json_check(u_char *p, size_t len, ngx_str_t *value,
     last = ngx_http_webhook_json_space(last, end);
 
     if (last != end) {
-        *error = last - p;
+        error->offset = last - p;
+        error->reason = NGX_HTTP_WEBHOOK_JSON_SYNTAX;
         return NGX_ERROR;
     }
 
@@ -104,10 +130,13 @@ ngx_http_webhook_json_check(u_char *p, size_t len, ngx_str_t *value,
 }
 
 
-/* each returns the end of what it checked, or NULL when it is not JSON */
+/*
+ * Each returns the end of what it checked, or NULL when it is not JSON;
+ * "levels" is how many more levels a value may open.
+ */
 
 static u_char *
-ngx_http_webhook_json_value(u_char *p, u_char *end, ngx_uint_t depth)
+ngx_http_webhook_json_value(u_char *p, u_char *end, ngx_uint_t levels)
 {
     if (p == end) {
         return ngx_http_webhook_json_fail(p);
@@ -120,11 +149,12 @@ ngx_http_webhook_json_value(u_char *p, u_char *end, ngx_uint_t depth)
 
     case '{':
     case '[':
-        if (depth >= NGX_HTTP_WEBHOOK_JSON_DEPTH) {
-            return ngx_http_webhook_json_fail(p);
+        if (levels == 0) {
+            return ngx_http_webhook_json_refuse(p,
+                                               NGX_HTTP_WEBHOOK_JSON_DEEP);
         }
 
-        return ngx_http_webhook_json_container(p, end, depth + 1);
+        return ngx_http_webhook_json_container(p, end, levels - 1);
 
     case 't':
         return ngx_http_webhook_json_literal(p, end, "true", 4);
@@ -142,7 +172,7 @@ ngx_http_webhook_json_value(u_char *p, u_char *end, ngx_uint_t depth)
 
 
 static u_char *
-ngx_http_webhook_json_container(u_char *p, u_char *end, ngx_uint_t depth)
+ngx_http_webhook_json_container(u_char *p, u_char *end, ngx_uint_t levels)
 {
     u_char      close;
     ngx_uint_t  object;
@@ -177,7 +207,7 @@ ngx_http_webhook_json_container(u_char *p, u_char *end, ngx_uint_t depth)
             p = ngx_http_webhook_json_space(p + 1, end);
         }
 
-        p = ngx_http_webhook_json_value(p, end, depth);
+        p = ngx_http_webhook_json_value(p, end, levels);
         if (p == NULL) {
             return NULL;
         }
@@ -204,6 +234,7 @@ ngx_http_webhook_json_container(u_char *p, u_char *end, ngx_uint_t depth)
 static u_char *
 ngx_http_webhook_json_string(u_char *p, u_char *end)
 {
+    size_t     n;
     ngx_int_t  u;
 
     for (p++; /* void */; /* void */) {
@@ -212,12 +243,28 @@ ngx_http_webhook_json_string(u_char *p, u_char *end)
             p++;
         }
 
-        if (p == end || *p < 0x20) {
+        if (p == end) {
             return ngx_http_webhook_json_fail(p);
         }
 
         if (*p == '"') {
             return p + 1;
+        }
+
+        if (*p >= 0x80) {
+            n = ngx_http_webhook_json_sequence(p, end);
+            if (n == 0) {
+                return ngx_http_webhook_json_refuse(p,
+                                                   NGX_HTTP_WEBHOOK_JSON_UTF8);
+            }
+
+            p += n;
+            continue;
+        }
+
+        if (*p != '\\') {
+            /* a control character */
+            return ngx_http_webhook_json_fail(p);
         }
 
         /* an escape */
@@ -269,6 +316,73 @@ ngx_http_webhook_json_string(u_char *p, u_char *end)
             return ngx_http_webhook_json_fail(p);
         }
     }
+}
+
+
+/*
+ * The length of the well-formed UTF-8 sequence of two bytes or more at p
+ * (Unicode's table 3-7: the shortest form, no UTF-16 surrogate, nothing
+ * past U+10FFFF), or 0.
+ */
+
+size_t
+ngx_http_webhook_json_utf8(u_char *p, u_char *end)
+{
+    return ngx_http_webhook_json_sequence(p, end);
+}
+
+
+/* the same, inlined in the string loop */
+
+static ngx_inline size_t
+ngx_http_webhook_json_sequence(u_char *p, u_char *end)
+{
+    u_char  c, lo, hi;
+    size_t  n, i;
+
+    c = p[0];
+    lo = 0x80;
+    hi = 0xbf;
+
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+
+        if (c == 0xe0) {
+            lo = 0xa0;                                  /* overlong */
+
+        } else if (c == 0xed) {
+            hi = 0x9f;                                  /* surrogates */
+        }
+
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+
+        if (c == 0xf0) {
+            lo = 0x90;                                  /* overlong */
+
+        } else if (c == 0xf4) {
+            hi = 0x8f;                                  /* past U+10FFFF */
+        }
+
+    } else {
+        /* a continuation byte, an overlong lead (c0, c1), f5 to ff */
+        return 0;
+    }
+
+    if ((size_t) (end - p) < n || p[1] < lo || p[1] > hi) {
+        return 0;
+    }
+
+    for (i = 2; i < n; i++) {
+        if (p[i] < 0x80 || p[i] > 0xbf) {
+            return 0;
+        }
+    }
+
+    return n;
 }
 
 
@@ -378,33 +492,27 @@ ngx_http_webhook_json_hex4(u_char *p)
 static u_char *
 ngx_http_webhook_json_fail(u_char *p)
 {
+    return ngx_http_webhook_json_refuse(p, NGX_HTTP_WEBHOOK_JSON_SYNTAX);
+}
+
+
+static u_char *
+ngx_http_webhook_json_refuse(u_char *p, ngx_uint_t reason)
+{
     ngx_http_webhook_json_failed = p;
+    ngx_http_webhook_json_reason = reason;
 
     return NULL;
 }
 
 
-/* white space, made spaces: the envelope stays one line */
+/* white space, kept as it is: the payload is the text as received */
 
 static u_char *
 ngx_http_webhook_json_space(u_char *p, u_char *end)
 {
-    while (p < end) {
-
-        switch (*p) {
-
-        case CR:
-        case LF:
-        case '\t':
-            *p = ' ';
-            /* fall through */
-
-        case ' ':
-            p++;
-            continue;
-        }
-
-        break;
+    while (p < end && (*p == ' ' || *p == LF || *p == CR || *p == '\t')) {
+        p++;
     }
 
     return p;
@@ -419,7 +527,7 @@ ngx_http_webhook_json_skip(u_char *p)
     ngx_uint_t  depth;
 
     if (*p == '"') {
-        for (p++; /* void */; p += 2) {
+        for (p++; /* void */; /* void */) {
             while (!ngx_http_webhook_json_special[*p]) {
                 p++;
             }
@@ -427,13 +535,16 @@ ngx_http_webhook_json_skip(u_char *p)
             if (*p == '"') {
                 return p + 1;
             }
+
+            /* an escape, or a byte of a (checked) UTF-8 sequence */
+            p += (*p == '\\') ? 2 : 1;
         }
     }
 
     if (*p != '{' && *p != '[') {
-        /* a number or a literal */
+        /* a number or a literal: white space or a delimiter follows it */
 
-        while (*p != ',' && *p != '}' && *p != ']' && *p != ' ') {
+        while (*p > ' ' && *p != ',' && *p != '}' && *p != ']') {
             p++;
         }
 

@@ -86,6 +86,13 @@ static ngx_conf_enum_t  ngx_http_webhook_schema_names[] = {
 };
 
 
+/* levels of objects and arrays in a body: the check recurses */
+
+static ngx_conf_num_bounds_t  ngx_http_webhook_json_depth_bounds = {
+    ngx_http_webhook_num_bounds, 1, NGX_HTTP_WEBHOOK_JSON_MAX_DEPTH
+};
+
+
 static ngx_command_t  ngx_http_webhook_commands[] = {
 
     { ngx_string("webhook_redis"),
@@ -267,6 +274,13 @@ static ngx_command_t  ngx_http_webhook_commands[] = {
       offsetof(ngx_http_webhook_loc_conf_t, schema_any),
       &ngx_http_webhook_schema_names },
 
+    { ngx_string("webhook_json_max_depth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_webhook_loc_conf_t, json_depth),
+      &ngx_http_webhook_json_depth_bounds },
+
     { ngx_string("webhook_batch_max"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -426,6 +440,13 @@ ngx_http_webhook_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    if (ngx_array_init(&wmcf->token_files, cf->pool, 2,
+                       sizeof(ngx_http_webhook_tokens_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     return wmcf;
 }
 
@@ -530,6 +551,7 @@ ngx_http_webhook_create_loc_conf(ngx_conf_t *cf)
     wlcf->rejected_size = NGX_CONF_UNSET_SIZE;
     wlcf->rejected_entry = NGX_CONF_UNSET_SIZE;
     wlcf->schema_any = NGX_CONF_UNSET_UINT;
+    wlcf->json_depth = NGX_CONF_UNSET;
     wlcf->batch_max = NGX_CONF_UNSET_UINT;
     wlcf->dedupe = NGX_CONF_UNSET;
     wlcf->max_depth = NGX_CONF_UNSET;
@@ -594,6 +616,8 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->instant_priority, prev->instant_priority,
                              NULL);
     ngx_conf_merge_uint_value(conf->schema_any, prev->schema_any, 1);
+    ngx_conf_merge_value(conf->json_depth, prev->json_depth,
+                         NGX_HTTP_WEBHOOK_JSON_DEPTH);
     ngx_conf_merge_uint_value(conf->batch_max, prev->batch_max, 10000);
     ngx_conf_merge_sec_value(conf->dedupe, prev->dedupe, 3600);
     ngx_conf_merge_value(conf->max_depth, prev->max_depth, 0);

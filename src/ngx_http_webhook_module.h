@@ -90,6 +90,7 @@ typedef struct {
 #endif
 
     ngx_array_t                  queues;      /* of ngx_str_t */
+    ngx_array_t                  token_files; /* ngx_http_webhook_tokens_t */
     ngx_uint_t                   queue_slot[NGX_HTTP_WEBHOOK_MAX_QUEUES];
     ngx_uint_t                   used;        /* any webhook location */
 
@@ -122,6 +123,7 @@ typedef struct {
     ngx_uint_t                   default_priority;
     ngx_http_complex_value_t    *instant_priority;  /* NULL: high */
     ngx_uint_t                   schema_any;
+    ngx_int_t                    json_depth;  /* levels of a body */
     ngx_uint_t                   batch_max;
     time_t                       dedupe;      /* seconds, 0: off */
     ngx_int_t                    max_depth;   /* 0: off */

@@ -2,8 +2,8 @@
 /*
  * Copyright (C) The ngx_http_webhook_module authors
  *
- * The receive location: methods, auth, content type, and the body read,
- * checked and turned into events.
+ * The receive location: methods, auth, content type, and the body read
+ * (in memory, as nginx reads it), checked and turned into events.
  */
 
 
@@ -20,11 +20,15 @@
 static ngx_int_t ngx_http_webhook_head(ngx_http_request_t *r,
     ngx_http_webhook_ctx_t *ctx);
 static ngx_uint_t ngx_http_webhook_json_type(ngx_http_request_t *r);
-static void ngx_http_webhook_body_handler(ngx_http_request_t *r);
+static void ngx_http_webhook_body_read(ngx_http_request_t *r);
+static ngx_int_t ngx_http_webhook_gather(ngx_http_request_t *r,
+    ngx_http_webhook_ctx_t *ctx);
+static void ngx_http_webhook_body_handler(ngx_http_request_t *r,
+    ngx_http_webhook_ctx_t *ctx);
 static ngx_int_t ngx_http_webhook_process(ngx_http_request_t *r,
     ngx_http_webhook_ctx_t *ctx, ngx_str_t *body);
-static ngx_int_t ngx_http_webhook_read_body(ngx_http_request_t *r,
-    ngx_str_t *body);
+static ngx_int_t ngx_http_webhook_idempotency(ngx_http_request_t *r,
+    ngx_str_t *key, ngx_table_elt_t **header);
 
 
 ngx_int_t
@@ -56,7 +60,22 @@ ngx_http_webhook_receive_handler(ngx_http_request_t *r)
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
 
-    if (ngx_http_webhook_authorized(r, wlcf, &ctx->sender) != NGX_OK) {
+    rc = ngx_http_webhook_authorized(r, wlcf, &ctx->sender);
+
+    if (rc == NGX_HTTP_FORBIDDEN) {
+        return ngx_http_webhook_refuse(r, NGX_HTTP_FORBIDDEN,
+                                       ngx_http_webhook_unauthorized,
+                                       "forbidden",
+                                       "the sender name of webhook_sender "
+                                       "is a named token's: only that "
+                                       "token may use it");
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_OK) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_UNAUTHORIZED,
                                        ngx_http_webhook_unauthorized,
                                        "unauthorized",
@@ -71,7 +90,15 @@ ngx_http_webhook_receive_handler(ngx_http_request_t *r)
                                        "application/json");
     }
 
-    rc = ngx_http_read_client_request_body(r, ngx_http_webhook_body_handler);
+    /*
+     * unbuffered: nginx hands the body over as it reads it, and never
+     * writes it to a temporary file (a blocking write, then a blocking
+     * read back, in the worker); it is gathered in memory
+     */
+
+    r->request_body_no_buffering = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_webhook_body_read);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         /* nginx's own error: the header filter gives it a JSON body */
@@ -164,25 +191,148 @@ ngx_http_webhook_json_type(ngx_http_request_t *r)
 }
 
 
+/*
+ * The body's post handler, then its read handler while more is to come:
+ * what nginx has read is moved to the module's buffer, until the whole
+ * body is there.  Every wait has nginx's client_body_timeout.
+ */
+
 static void
-ngx_http_webhook_body_handler(ngx_http_request_t *r)
+ngx_http_webhook_body_read(ngx_http_request_t *r)
 {
     ngx_int_t                rc;
-    ngx_str_t                body;
     ngx_http_webhook_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_webhook_module);
 
-    ctx->start = ngx_http_webhook_now_usec();
+    for ( ;; ) {
+        if (ngx_http_webhook_gather(r, ctx) != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
 
-    if (ngx_http_webhook_read_body(r, &body) != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        if (!r->reading_body) {
+            break;
+        }
+
+        rc = ngx_http_read_unbuffered_request_body(r);
+
+        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+            /* nginx's own error: the header filter gives it a JSON body */
+            ngx_http_finalize_request(r, rc);
+            return;
+        }
+
+        if (rc == NGX_AGAIN && r->request_body->bufs == NULL) {
+            /* nothing more yet: the read event, or its timer, comes back */
+            r->read_event_handler = ngx_http_webhook_body_read;
+            return;
+        }
     }
 
-    ctx->body = body;
+    r->read_event_handler = ngx_http_block_reading;
 
-    rc = ngx_http_webhook_process(r, ctx, &body);
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "webhook: the body is read, %uz bytes, in memory",
+                   ctx->received.len);
+
+    ngx_http_webhook_body_handler(r, ctx);
+}
+
+
+/*
+ * The pieces nginx has read, moved to one buffer that grows as they come
+ * (twice its size, at most the announced length): never more than twice
+ * what was received, and at most client_max_body_size, which nginx
+ * checks.  A byte more holds a null after the body.
+ */
+
+static ngx_int_t
+ngx_http_webhook_gather(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx)
+{
+    u_char       *p;
+    size_t        size, need, room;
+    off_t         length;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (r->request_body == NULL) {
+        /* discarded before: no body */
+        return NGX_OK;
+    }
+
+    length = r->headers_in.content_length_n;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "webhook: the body is in a temporary file: "
+                          "another module of the location (mirror?) "
+                          "read it first, and the module reads bodies in "
+                          "memory only");
+            return NGX_ERROR;
+        }
+
+        size = b->last - b->pos;
+
+        if (size == 0) {
+            continue;
+        }
+
+        need = ctx->received.len + size + 1;
+
+        if (need > ctx->room) {
+            room = ngx_max(need, 2 * ctx->room);
+
+            if (length >= 0 && room > (size_t) length + 1) {
+                room = ngx_max(need, (size_t) length + 1);
+            }
+
+            p = ngx_pnalloc(r->pool, room);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            if (ctx->received.len) {
+                ngx_memcpy(p, ctx->received.data, ctx->received.len);
+                ngx_pfree(r->pool, ctx->received.data);
+            }
+
+            ctx->received.data = p;
+            ctx->room = room;
+        }
+
+        ngx_memcpy(ctx->received.data + ctx->received.len, b->pos, size);
+        ctx->received.len += size;
+        b->pos = b->last;
+    }
+
+    r->request_body->bufs = NULL;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_webhook_body_handler(ngx_http_request_t *r,
+    ngx_http_webhook_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    ctx->start = ngx_http_webhook_now_usec();
+
+    if (ctx->received.data == NULL) {
+        ngx_str_set(&ctx->received, "");
+
+    } else {
+        ctx->received.data[ctx->received.len] = '\0';
+    }
+
+    ctx->body = ctx->received;
+
+    rc = ngx_http_webhook_process(r, ctx, &ctx->body);
 
     if (rc == NGX_DONE) {
         /* waiting for Redis: finalized by the reply or the timer */
@@ -197,27 +347,41 @@ static ngx_int_t
 ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     ngx_str_t *body)
 {
-    u_char                       *p, *scratch;
-    ngx_int_t                     rc, kind, n, i, k;
-    size_t                        offset;
-    ngx_str_t                     root, events, *spans, idempotency;
-    const char                   *err;
-    ngx_table_elt_t              *h;
-    ngx_http_webhook_event_t     *ev;
-    ngx_http_webhook_loc_conf_t  *wlcf;
-    u_char                        msg[256];
+    u_char                         *p, *scratch;
+    ngx_int_t                       rc, kind, n, i, k;
+    ngx_str_t                       root, events, *spans, idempotency;
+    const char                     *err;
+    ngx_table_elt_t                *h;
+    ngx_http_webhook_event_t       *ev;
+    ngx_http_webhook_loc_conf_t    *wlcf;
+    ngx_http_webhook_json_error_t   error;
+    u_char                          msg[256];
 
-    static ngx_str_t  idempotency_key = ngx_string("Idempotency-Key");
-    static ngx_str_t  webhook_id = ngx_string("webhook-id");
     static ngx_str_t  events_name = ngx_string("events");
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
 
-    if (ngx_http_webhook_json_check(body->data, body->len, &root, &offset)
+    if (ngx_http_webhook_json_check(body->data, body->len, wlcf->json_depth,
+                                    &root, &error)
         != NGX_OK)
     {
-        p = ngx_snprintf(msg, sizeof(msg),
-                         "the body is not valid JSON (at byte %uz)", offset);
+        switch (error.reason) {
+
+        case NGX_HTTP_WEBHOOK_JSON_UTF8:
+            p = ngx_snprintf(msg, sizeof(msg), "a string of the body is not "
+                             "valid UTF-8 (at byte %uz)", error.offset);
+            break;
+
+        case NGX_HTTP_WEBHOOK_JSON_DEEP:
+            p = ngx_snprintf(msg, sizeof(msg), "the body nests deeper than "
+                             "%i levels (at byte %uz)", wlcf->json_depth,
+                             error.offset);
+            break;
+
+        default:
+            p = ngx_snprintf(msg, sizeof(msg), "the body is not valid JSON "
+                             "(at byte %uz)", error.offset);
+        }
 
         return ngx_http_webhook_send_error(r, NGX_HTTP_BAD_REQUEST,
                                            ngx_http_webhook_invalid,
@@ -274,15 +438,16 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
         idempotency.len = 0;
 
-        if (ev->id_key.len == 0) {
-            h = ngx_http_webhook_find_header(r, &idempotency_key);
-            if (h == NULL) {
-                h = ngx_http_webhook_find_header(r, &webhook_id);
-            }
+        if (ev->id_key.len == 0
+            && ngx_http_webhook_idempotency(r, &idempotency, &h) != NGX_OK)
+        {
+            p = ngx_snprintf(msg, sizeof(msg), "header \"%V\" must be "
+                             "printable ASCII", &h->key);
 
-            if (h && h->value.len) {
-                idempotency = h->value;
-            }
+            return ngx_http_webhook_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                               ngx_http_webhook_invalid,
+                                               "invalid_idempotency_key",
+                                               msg, p - msg);
         }
 
         return ngx_http_webhook_prepare(r, ctx, ev, 1, &idempotency);
@@ -366,64 +531,45 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 }
 
 
-/* the whole body, in memory or in a temporary file, in one buffer */
+/*
+ * The idempotency key of a single event without an id: the
+ * Idempotency-Key header, else Standard Webhooks' webhook-id; none when
+ * neither is there or it is empty.  NGX_DECLINED when it holds a byte
+ * other than printable ASCII, the only bytes of the IETF draft's string
+ * (the key is echoed in the answer and kept in a Redis key).
+ */
 
 static ngx_int_t
-ngx_http_webhook_read_body(ngx_http_request_t *r, ngx_str_t *body)
+ngx_http_webhook_idempotency(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_table_elt_t **header)
 {
-    u_char       *p;
-    size_t        len;
-    ssize_t       n;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
+    u_char           *p, *last;
+    ngx_table_elt_t  *h;
 
-    body->len = 0;
-    body->data = (u_char *) "";
+    static ngx_str_t  idempotency_key = ngx_string("Idempotency-Key");
+    static ngx_str_t  webhook_id = ngx_string("webhook-id");
 
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+    h = ngx_http_webhook_find_header(r, &idempotency_key);
+    if (h == NULL) {
+        h = ngx_http_webhook_find_header(r, &webhook_id);
+    }
+
+    *header = h;
+    key->len = 0;
+
+    if (h == NULL) {
         return NGX_OK;
     }
 
-    len = 0;
+    last = h->value.data + h->value.len;
 
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-        len += b->in_file ? (size_t) (b->file_last - b->file_pos)
-                          : (size_t) (b->last - b->pos);
-    }
-
-    p = ngx_pnalloc(r->pool, len + 1);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    body->data = p;
-    body->len = len;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (!b->in_file) {
-            p = ngx_cpymem(p, b->pos, b->last - b->pos);
-            continue;
+    for (p = h->value.data; p < last; p++) {
+        if (*p < 0x20 || *p > 0x7e) {
+            return NGX_DECLINED;
         }
-
-        len = (size_t) (b->file_last - b->file_pos);
-
-        n = ngx_read_file(b->file, p, len, b->file_pos);
-
-        if (n == NGX_ERROR || (size_t) n != len) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "webhook: reading the body from \"%V\" failed",
-                          &b->file->name);
-            return NGX_ERROR;
-        }
-
-        p += n;
     }
 
-    *p = '\0';
+    *key = h->value;
 
     return NGX_OK;
 }
-

@@ -60,6 +60,8 @@ typedef struct {
     ngx_str_t                     error_body;  /* for nginx's own errors,
                                                   or the 400 of a body
                                                   kept as rejected */
+    ngx_str_t                     received;    /* of the body so far */
+    size_t                        room;        /* allocated for it */
     ngx_str_t                     body;        /* once read */
     ngx_uint_t                    reject_result;
 

@@ -107,6 +107,8 @@ ngx_http_webhook_keep_rejected(ngx_http_request_t *r,
  * {"received_at":"...","request_id":"...","sender":"odoo-prod",
  *  "answer":{"status":"error",...},"size":1234,"truncated":false,
  *  "body":"<the body, as a JSON string, cut at webhook_rejected's entry>"}
+ * (a byte of the body that is no UTF-8 is written \ufffd: the entry stays
+ * JSON that strict readers take)
  */
 
 static u_char *
@@ -128,7 +130,10 @@ ngx_http_webhook_rejected_entry(ngx_http_request_t *r,
         return NULL;
     }
 
-    body = ngx_min(ctx->body.len, wlcf->rejected_entry);
+    /* cut at "entry" bytes, but not inside a character */
+
+    body = ngx_http_webhook_utf8_cut(ctx->body.data, ctx->body.len,
+                                     wlcf->rejected_entry);
 
     p = ngx_pnalloc(r->pool,
                     sizeof("{\"received_at\":\"\",\"request_id\":\"\","

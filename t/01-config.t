@@ -137,6 +137,20 @@ t_fail('a unix socket path of 108 characters',
     conf(redis => "webhook_redis unix:${long}x;"),
     qr/"webhook_redis": the unix socket path in "unix:\Q${long}x\E" is longer than 107 characters/);
 
+# webhook_json_max_depth: levels of a body, 1 to 1000 (not webhook_max_depth,
+# the length of a list)
+for my $v (qw(1 63 1000)) {
+    t_ok("webhook_json_max_depth $v", conf(http_extra => "webhook_json_max_depth $v;"));
+}
+for my $v (qw(0 1001)) {
+    t_fail("webhook_json_max_depth $v", conf(http_extra => "webhook_json_max_depth $v;"),
+        qr/"webhook_json_max_depth" must be from 1 to 1000, not "\Q$v\E" in .*nginx\.conf:\d+/);
+}
+for my $v (qw(-1 abc 10k)) {
+    t_fail("webhook_json_max_depth $v", conf(http_extra => "webhook_json_max_depth $v;"),
+        qr/"webhook_json_max_depth" directive invalid number in .*nginx\.conf:\d+/);
+}
+
 t_fail('webhook_receive without webhook_token_file', conf(location => <<'X'), qr/webhook_receive|webhook_token_file/);
         location = /api/v1/webhooks/receive {
             webhook_receive;

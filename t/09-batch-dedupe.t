@@ -217,6 +217,30 @@ subtest_fresh 'no event_id: queued every time, unless an idempotency header' => 
     is($redis->llen('{webhook}:queue:medium'), 2, 'two envelopes');
     $redis->flushall;
 
+    # the key is a string of the IETF draft: printable ASCII only (it is
+    # echoed in the answer, $webhook_event_id and a Redis key)
+    my $key = ' "a key", with \\ and ~ ';
+    is_queued(post($body, 'Idempotency-Key' => $key), 'medium', 'a key of printable ASCII: queued');
+    my $dup = post($body, 'Idempotency-Key' => $key);
+    is_dup($dup, 'that key again');
+    is($dup->{json}{event_id}, $key =~ s/^ +| +$//gr, 'the duplicate answer echoes it');
+    $redis->flushall;
+    for my $c (["k\xe9y", 'Latin-1'], ["\xff\xfe", 'no UTF-8'], ["caf\xc3\xa9", 'UTF-8'], ["a\x01b", 'a control'],
+               ["a\tb", 'a TAB'], ["a\x7fb", 'DEL'])
+    {
+        for my $hname ('Idempotency-Key', 'webhook-id') {
+            my $res = post($body, $hname => $c->[0]);
+            is_json_error($res, 400, 'invalid_idempotency_key', "$hname with $c->[1]: 400");
+            is($res->{json}{message}, "header \"$hname\" must be printable ASCII",
+                "$hname with $c->[1]: the message names the header, not the bytes");
+        }
+    }
+    is_deeply([grep { /:(queue|seen):/ } $redis->keys], [], 'none queued, no seen key');
+    is($redis->llen('{webhook}:rejected'), 12, 'each body kept in the rejected list');
+    is_queued(post(json_encode(ev(72)), 'Idempotency-Key' => "\xff"), 'medium',
+        'with an event_id, the header is not read: queued');
+    $redis->flushall;
+
     # with an event_id, the header is not the idempotency key
     is_queued(post(json_encode(ev(70)), 'Idempotency-Key' => 'same'), 'medium', 'event_id 70 with Idempotency-Key: queued');
     is_queued(post(json_encode(ev(71)), 'Idempotency-Key' => 'same'), 'medium',

@@ -54,6 +54,11 @@ my $ng = start_nginx(
         . "            allow 127.0.0.1;\n"
         . "            deny all;\n"
         . "        }\n"
+        . "        location = /by-header {\n"
+        . "            webhook_receive;\n"
+        . "            webhook_token_file %%PREFIX%%/webhook.tokens;\n"
+        . "            webhook_sender \$http_x_odoo_db;\n"
+        . "        }\n"
         . "        location = /closed {\n"
         . "            webhook_receive;\n"
         . "            webhook_queue \"{closed}\";\n"
@@ -127,6 +132,34 @@ subtest_fresh 'named senders: dedupe per sender' => sub {
     is($redis->llen('{webhook}:queue:high'), 2, 'two envelopes');
     ok(defined $redis->cli('GET', '{webhook}:seen:id:odoo-prod:48213'), 'seen key of odoo-prod');
     ok(defined $redis->cli('GET', '{webhook}:seen:id:odoo-stage:48213'), 'seen key of odoo-stage');
+};
+
+subtest_fresh 'a header cannot take a named token\'s name' => sub {
+    # the README's webhook_sender $http_x_odoo_db, with the unnamed token:
+    # posing as odoo-prod, it would take odoo-prod's event_id first, and
+    # the real event would be answered "duplicate" and dropped
+    my %anon = (Authorization => "Bearer $TOK_ANON");
+    for my $name ('odoo-prod', 'ODOO-Prod', 'odoo-stage') {
+        my $res = odoo($EVENT, path => '/by-header', headers => { %anon, 'X-Odoo-Db' => $name });
+        is_json_error($res, 403, 'forbidden', "the unnamed token calling itself $name: 403");
+    }
+    my $res = odoo($EVENT, path => '/open', headers => { 'X-Odoo-Db' => 'odoo-prod' });
+    is_json_error($res, 403, 'forbidden', 'webhook_token_file off, calling itself odoo-prod: 403');
+    is_deeply([grep { /:(queue|seen):/ } $redis->keys], [], 'nothing queued, no seen key taken');
+    like($ng->error_log, qr/\[warn\].*webhook: the sender name "odoo-prod" of webhook_sender is a named token's: refused/,
+        'the error log says so');
+
+    $res = odoo($EVENT, headers => { Authorization => "Bearer $TOK_PROD" });
+    is_queued($res, 'high', 'the real odoo-prod event: queued, not a duplicate');
+
+    # a name no named token has is the header's to give
+    $res = odoo($EVENT, path => '/by-header', headers => { %anon, 'X-Odoo-Db' => 'odoo-other' });
+    is_queued($res, 'high', 'the unnamed token calling itself odoo-other: queued');
+    my @env = envelopes('{webhook}:queue:high');
+    is_deeply([map { $_->{sender} } @env], ['odoo-prod', 'odoo-other'], 'each under its own name');
+    $res = odoo($EVENT, path => '/by-header', headers => { Authorization => "Bearer $TOK_PROD",
+        'X-Odoo-Db' => 'odoo-other' });
+    is($res->{json}{status}, 'duplicate', 'a named token\'s name wins over the header: odoo-prod\'s duplicate');
 };
 
 subtest_fresh 'instant path: priority from configuration' => sub {
@@ -210,6 +243,20 @@ subtest_fresh 'a body that is no JSON object: 400, kept in the rejected list' =>
     like($small[0]{body} // '', qr/^\[5, "x{59}\z/, 'entry=64: the body cut at 64 bytes');
     ok($small[0]{truncated}, 'marked truncated');
     is($small[0]{size}, 107, 'with its size');
+
+    # entries stay JSON that strict readers take: a cut inside a character
+    # leaves it out whole, a byte of no UTF-8 character is U+FFFD
+    odoo('[7, "' . ('x' x 58) . "\xe2\x82\xac\xe2\x82\xac\"]", path => '/small-rejected',
+        headers => { Authorization => "Bearer $TOK_PROD" });
+    odoo("[8, \"a\xffb\xe2\x82\"]", path => '/small-rejected', headers => { Authorization => "Bearer $TOK_PROD" });
+    my @raw = $redis->lrange('{small}:rejected');
+    my ($bad, $cut) = map { json_decode($_) } @raw[0, 1];
+    ok($cut, 'an entry cut at entry=64 inside a 3-byte character is JSON') or diag $raw[1];
+    is($cut && $cut->{body}, '[7, "' . ('x' x 58), 'cut before that character');
+    ok($cut && $cut->{truncated}, 'marked truncated');
+    ok($bad, 'an entry of a body that is no UTF-8 is JSON') or diag $raw[0];
+    is($bad && $bad->{body}, "[8, \"a\x{fffd}b\x{fffd}\x{fffd}\"]", 'its bytes of no character read as U+FFFD');
+    like($bad && $bad->{answer}{message}, qr/not valid UTF-8 \(at byte 6\)/, 'its answer says why');
 
     my $st = $ng->request('GET', '/status')->{json} // {};
     is($st->{queues}{'{webhook}'}{rejected}, 3, 'the status shows the rejected list\'s depth');

@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 # Hostile and broken input, against a real nginx and redis-server: deep
-# nesting, huge numbers, odd record_ids, invalid UTF-8 and NUL bytes,
+# nesting, huge numbers, odd record_ids, strings that are not UTF-8, NUL bytes,
 # duplicate keys, 1 MB strings, empty and short bodies, Transfer-Encoding
 # tricks.  Each request gets a JSON 4xx and leaves nothing in Redis (but
 # the bounded list of rejected bodies), or is queued intact (the envelope's
@@ -40,14 +40,16 @@ my $JSON_CT = "Content-Type: application/json\r\n";
 my $redis = start_redis();
 
 # the receive locations: $R takes 4 MB bodies in memory, /strict too with
-# webhook_schema event, /small 1 MB, /slow waits 1 s for a body; the second
+# webhook_schema event, /small 1 MB, /slow waits 1 s for a body, /deep takes
+# 1000 levels of nesting (webhook_json_max_depth); the second
 # server answers its own errors in JSON with error_page
 my $locations = receive_location(max_body => '4m',
         extra => 'client_body_buffer_size 4m;')
     . receive_location(path => '/strict', max_body => '4m', schema => 'event',
         extra => 'client_body_buffer_size 4m;')
     . receive_location(path => '/small', max_body => '1m')
-    . receive_location(path => '/slow', extra => 'client_body_timeout 1s;');
+    . receive_location(path => '/slow', extra => 'client_body_timeout 1s;')
+    . receive_location(path => '/deep', max_body => '4m', extra => 'webhook_json_max_depth 1000;');
 
 my $ng = start_nginx(
     files => { 'webhook.tokens' => "$TOKEN\n" },
@@ -156,20 +158,52 @@ sub head_lines { my ($host) = @_; "Host: " . ($host // 'localhost') . "\r\nConne
 # ---------------------------------------------------------------- nesting
 
 subtest 'deep nesting' => sub {
-    refused(post('[' x 100_000), 400, 'invalid_json', '100 000 [');
-    refused(post('{"a":' x 100_000), 400, 'invalid_json', '100 000 nested objects');
-    refused(post(('[' x 100_000) . (']' x 100_000)), 400, 'invalid_json',
-        '100 000 [ closed again');
-    refused(post(event_text(extra => ',"data":' . ('[' x 100_000))), 400, 'invalid_json',
-        '100 000 [ inside an event');
+    # every mainstream JSON reader takes 64 levels (.NET's default is the
+    # shallowest), and an envelope is one level deeper than its event:
+    # webhook_json_max_depth defaults to 63
+    my $deep = qr/^the body nests deeper than 63 levels \(at byte \d+\)\z/;
+    for my $c (['[' x 100_000, '100 000 ['], ['{"a":' x 100_000, '100 000 nested objects'],
+               [('[' x 100_000) . (']' x 100_000), '100 000 [ closed again'],
+               [event_text(extra => ',"data":' . ('[' x 100_000)), '100 000 [ inside an event'])
+    {
+        my $res = post($c->[0]);
+        refused($res, 400, 'invalid_json', $c->[1]);
+        like($res->{json}{message} // '', $deep, "$c->[1]: the message says the body nests too deep");
+    }
 
-    # 1000 levels in all (the event is the first) are taken, 1001 are not
-    my $nest = ('[' x 999) . '1' . (']' x 999);
-    my $text = event_text(extra => ',"data":' . $nest);
-    queued(post($text), 'medium', $text, '1000 levels in all');
+    # 63 levels in all (the event is the first) are taken, 64 are not, and
+    # the body refused is kept in the rejected list
+    my $nest = ('[' x 61) . '1' . (']' x 61);
+    my $text = event_text(extra => ',"data":{"x":' . $nest . '}');
+    queued(post($text), 'medium', $text, '63 levels in all');
+    $nest = ('{"a":' x 63) . '1' . ('}' x 63);
+    $text = event_text(extra => ',"data":' . $nest);
+    my $res = post($text);
+    is_json_error($res, 400, 'invalid_json', '64 levels in all: 400');
+    # the event is level 1, the 63 objects of "data" levels 2 to 64
+    is($res->{json}{message}, 'the body nests deeper than 63 levels (at byte '
+        . (index($text, '{"a":') + 62 * length('{"a":')) . ')',
+        '64 levels: the message names the limit and the byte of the 64th level');
+    my @rej = map { json_decode($_) } $redis->lrange('{webhook}:rejected');
+    is(scalar @rej && $rej[0]{body}, $text, '64 levels: the body is kept in the rejected list');
+    $redis->flushall;
+
+    # a batch: its element's envelope is shallower than the batch
+    my $batch = '{"batch":true,"events":[' . event_text(extra => ',"data":' . ('[' x 60) . (']' x 60)) . ']}';
+    is_batch_answer(post($batch), { status => 'queued', queued => 1, duplicates => 0, nids => 1 },
+        'a batch of 63 levels');
+    $redis->flushall;
+    refused(post('{"batch":true,"events":[' . event_text(extra => ',"data":' . ('[' x 61) . (']' x 61)) . ']}'),
+        400, 'invalid_json', 'a batch of 64 levels');
+
+    # webhook_json_max_depth 1000 (/deep): as deep as cJSON goes
+    $nest = ('[' x 999) . '1' . (']' x 999);
+    $text = event_text(extra => ',"data":' . $nest);
+    queued(post($text, path => '/deep'), 'medium', $text, 'webhook_json_max_depth 1000: 1000 levels');
     $nest = ('{"a":' x 1000) . '1' . ('}' x 1000);
-    refused(post(event_text(extra => ',"data":' . $nest)), 400, 'invalid_json',
-        '1001 levels in all');
+    $res = post(event_text(extra => ',"data":' . $nest), path => '/deep');
+    refused($res, 400, 'invalid_json', 'webhook_json_max_depth 1000: 1001 levels');
+    like($res->{json}{message} // '', qr/^the body nests deeper than 1000 levels/, '1001 levels: the message');
 };
 
 # ---------------------------------------------------------------- numbers
@@ -222,18 +256,65 @@ subtest 'record_id: float, negative, beyond int64' => sub {
 
 # ---------------------------------------------------------------- bytes
 
-subtest 'invalid UTF-8 is passed through unchanged' => sub {
-    # the module checks JSON, not UTF-8: the bytes reach Redis as sent
-    for my $c (["\xff\xfe", 'ff fe'], ["\xc0\x80", 'overlong NUL'], ["\xed\xa0\x80", 'UTF-16 surrogate'],
-               ["\xe2\x82", 'truncated sequence'], ["\xf8\x88\x80\x80\x80", '5-byte form'])
+subtest 'strings must be UTF-8: anything else is refused, and kept as rejected' => sub {
+    # what a consumer cannot decode never reaches Redis (RFC 3629: no
+    # overlong form, no UTF-16 surrogate, nothing past U+10FFFF)
+    for my $c (["\xff\xfe", 'ff fe'], ["\xc0\x80", 'overlong NUL'], ["\xe0\x80\xaf", 'overlong /'],
+               ["\xed\xa0\x80", 'UTF-16 surrogate'], ["\xf4\x90\x80\x80", 'past U+10FFFF'],
+               ["\xe2\x82", 'truncated sequence'], ["\x80", 'lone continuation byte'],
+               ["\xf8\x88\x80\x80\x80", '5-byte form'], ["\xe9t\xe9", 'Latin-1'])
     {
         my ($bytes, $what) = @$c;
-        my $text = event_text(extra => ',"data":{"name":"a' . $bytes . 'b"}');
-        queued(post($text), 'medium', $text, "$what in the payload");
-        $text = event_text(model => "\"sale.order$bytes\"");
-        my $e = queued(post($text), 'medium', $text, "$what in the model") or next;
-        like($e->{raw}, qr/"model":"sale\.order\Q$bytes\E"/, "$what: model written as sent");
+        for my $w (['data', event_text(extra => ',"data":{"name":"a' . $bytes . 'b"}')],
+                   ['model', event_text(model => "\"sale.order$bytes\"")],
+                   ['key', event_text(extra => ",\"k$bytes\":1")])
+        {
+            my ($where, $text) = @$w;
+            my $at = index($text, $bytes);
+            for my $path ($R, '/strict') {
+                my $res = post($text, path => $path);
+                is_json_error($res, 400, 'invalid_json', "$what in the $where ($path): 400");
+                is($res->{json}{message}, "a string of the body is not valid UTF-8 (at byte $at)",
+                    "$what in the $where ($path): the message names the byte");
+                my @k = event_keys();
+                is_deeply(\@k, [], "$what in the $where ($path): nothing queued") or diag "keys: @k";
+                is($redis->llen('{webhook}:rejected'), 1, "$what in the $where ($path): kept as rejected");
+                $redis->flushall;
+            }
+        }
     }
+
+    # UTF-8, from the first character of each length to the last one
+    my $utf8 = "\xc2\x80\xdf\xbf \xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80\xef\xbf\xbf "
+        . "\xf0\x90\x80\x80\xf4\x8f\xbf\xbf caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+    my $text = event_text(model => "\"m$utf8\"", extra => ",\"k$utf8\":\"$utf8\"");
+    my $e = queued(post($text), 'medium', $text, 'UTF-8 of every length') or return;
+    like($e->{raw}, qr/"model":"m\Q$utf8\E"/, 'the model written as sent');
+};
+
+subtest 'white space between tokens is kept as sent' => sub {
+    # a pretty-printed body: CR, LF and TAB between tokens reach the
+    # payload and the rejected list byte for byte
+    my $text = "{\r\n\t\"event_id\": \"ws-1\",\r\n\t\"model\":\t\"sale.order\",\n"
+        . "\t\"record_id\": 7\t,\n\t\"event\": \"write\",\n\t\"data\": [\n\t\t1,\r\n\t\ttrue\n\t]\n}";
+    my $e = queued(post("\n\t$text\r\n"), 'medium', $text, 'a pretty-printed event');
+    is_deeply($e && [@{ $e->{env} }{qw(event_id model record_id event)}], ['ws-1', 'sale.order', 7, 'write'],
+        'its fields are read across the line breaks');
+
+    my $batch = "{\"batch\": true,\n \"events\": [\n\t{\"event_id\": \"ws-2\",\n\t \"model\": \"m\"}\n]}";
+    is_batch_answer(post($batch), { status => 'queued', queued => 1, duplicates => 0, nids => 1 },
+        'a pretty-printed batch');
+    my @b = $redis->take('{webhook}:queue:medium');
+    my $elt = "{\"event_id\": \"ws-2\",\n\t \"model\": \"m\"}";
+    is(scalar @b && substr($b[0]{raw}, -length($elt) - 1), "$elt}", 'its element is kept as sent');
+    $redis->flushall;
+
+    my $bad = "{\n\t\"model\": \"m\",\r\n\t\"event\": \"write\"\n}";
+    my $res = post($bad, path => '/strict');
+    is_json_error($res, 400, 'invalid_payload', 'a pretty-printed body refused: 400');
+    my ($entry) = $redis->lrange('{webhook}:rejected');
+    is($entry && json_decode($entry)->{body}, $bad, 'the rejected list keeps it as sent');
+    $redis->flushall;
 };
 
 subtest 'NUL bytes and other control characters' => sub {

@@ -14,6 +14,7 @@ use Test::More;
 use File::Temp qw(tempdir);
 use Time::HiRes qw(time);
 use MIME::Base64 qw(encode_base64);
+use Digest::SHA ();
 use WebhookTest;
 
 require_module();
@@ -196,6 +197,75 @@ subtest 'at debug level, only nginx\'s own header dump shows the token' => sub {
        . scalar(@lines) . ' lines)');
     is(scalar @other, 0, 'no other debug line holds a secret')
         or diag join "\n", @other[0 .. ($#other < 5 ? $#other : 5)];
+};
+
+# how often each needle is in the readable memory of a process (root only:
+# /proc/PID/mem of a process of another user), read 4 MB at a time; undef
+# when nginx runs under a sanitizer or valgrind, whose reservations of
+# terabytes hold the heap
+sub in_memory {
+    my ($pid, @needles) = @_;
+    no warnings 'portable';    # 64-bit addresses
+    my %n = map { $_ => 0 } @needles;
+    open my $maps, '<', "/proc/$pid/maps" or return;
+    my @maps = <$maps>;
+    return if grep { /libasan|libtsan|vgpreload/ } @maps;
+    open my $mem, '<:raw', "/proc/$pid/mem" or return;
+    my $chunk = 4 << 20;
+    for my $line (@maps) {
+        my ($from, $to, $perm) = $line =~ /^([0-9a-f]+)-([0-9a-f]+) (\S+)/ or next;
+        next unless $perm =~ /^r/;
+        my $tail = '';
+        for (my $at = hex $from; $at < hex $to; $at += $chunk) {
+            my $buf = '';
+            sysseek($mem, $at, 0) && sysread($mem, $buf, $chunk) or last;
+            $buf = $tail . $buf;
+            for my $s (@needles) {
+                # a needle across two chunks is counted in the second
+                for (my $i = index($buf, $s); $i >= 0; $i = index($buf, $s, $i + 1)) {
+                    $n{$s}++ if $i + length($s) > length $tail;
+                }
+            }
+            $tail = substr($buf, -64);
+        }
+    }
+    return \%n;
+}
+
+subtest 'token files: only names and digests in memory, once per file' => sub {
+    plan skip_all => 'reading another user\'s memory needs root' if $> != 0;
+    my ($named, $named2, $unnamed) = ('tok-Named-Prod-3b9f1c7e', 'tok-Named-Stage-a0d4e6f2',
+        'tok-Unnamed-9c2e5b71');
+    my $tokens = "odoo-prod $named\nodoo-stage\t$named2\n$unnamed\n";
+    # three locations read the same file
+    my $locs = join '', map { receive_location(path => "/r$_") } 1 .. 3;
+    my $n = start_nginx(files => { 'webhook.tokens' => $tokens, 'redis.pass' => "$RPASS\n" },
+        http => 'webhook_redis ' . $redis->addr . ";\n"
+            . "webhook_redis_password_file %%PREFIX%%/redis.pass;\n"
+            . "server {\n    listen 127.0.0.1:%%PORT%%;\n$locs}\n");
+    my %digest = map { $_ => Digest::SHA::sha1($_) } $named, $named2, $unnamed;
+    for my $p (['the master', $n->pid], ['a worker', ($n->workers)[0]]) {
+        my $found = in_memory($p->[1], $named, $named2, $unnamed, values %digest);
+        if (!$found) {
+            pass("$p->[0]: not scanned, nginx runs under a sanitizer or valgrind");
+            next;
+        }
+        is($found->{$named} + $found->{$named2}, 0, "$p->[0]: no named token in memory")
+            or diag "found $found->{$named} and $found->{$named2} times";
+        is($found->{$unnamed}, 0, "$p->[0]: no unnamed token");
+        is_deeply([map { $found->{ $digest{$_} } } $named, $named2, $unnamed], [1, 1, 1],
+            "$p->[0]: each token's digest once, for three locations");
+    }
+    # the names still name the senders, in every location
+    for my $i (1 .. 3) {
+        my $res = $n->request('POST', "/r$i", [@BEARER, Authorization => "Bearer $named2"],
+            '{"event_id":"mem-' . $i . '","model":"m"}');
+        is($res->{status}, 200, "/r$i: a named token is taken");
+    }
+    my @env = map { json_decode($_) } $redis->lrange('{webhook}:queue:medium');
+    is_deeply([map { $_->{sender} } @env], [('odoo-stage') x 3], 'its name is the sender');
+    $redis->flushall;
+    $n->stop;
 };
 
 done_testing();

@@ -11,22 +11,31 @@
  * the members, the elements, the fields, the verdict and its message)
  * must be what a cJSON tree of the same text gives.  cJSON is laxer
  * (it takes "01" or "1."), so the scanner may refuse what cJSON takes,
- * never the other way round.  A number of more than 63 characters is
+ * never the other way round.  cJSON does not check UTF-8: where the
+ * scanner takes a text, every string and key of cJSON's tree must be
+ * UTF-8 by a decoder of the harness's own; where it refuses one for
+ * UTF-8, that decoder must find no character at the offset it names.
+ * The scanner is checked as deep as cJSON goes (1000 levels), and at the
+ * default depth against the levels of cJSON's tree.
+ * A number of more than 63 characters is
  * no number field for the module, so texts with one are checked without
  * the reference's fields; and a \u0000 cuts a cJSON string short, so
  * texts with one are checked without the reference.
  *
  * Checked on every input, abort() when broken:
  *  - the check gives an offset inside the text, and the value's span;
- *  - an envelope is exactly as long as computed, one line with no raw
- *    control character, valid JSON;
+ *  - its UTF-8 verdict is the harness's decoder's;
+ *  - an envelope is exactly as long as computed, valid JSON, with no raw
+ *    control character but the CR, LF and TAB between the tokens of its
+ *    payload (kept as received);
  *  - its "payload" is the exact text of the event (the body's value or
  *    the batch element's span), and that text is the element validated;
  *  - its event_id, model, record_id, event are the reference's (values
  *    are compared member by member, in order: duplicate keys count);
  *  - unescaped strings stay inside the scratch room the handler gives;
- *  - the JSON string escaper round-trips any bytes, and received_at any
- *    time.
+ *  - the JSON string escaper round-trips any bytes (a byte that starts
+ *    no UTF-8 character as U+FFFD), its cut splits no character, and
+ *    received_at reads back any time.
  *
  * Build and run: make fuzz FUZZ_SECONDS=60 (see the Makefile).
  */
@@ -78,7 +87,9 @@ fuzz_ref_parse(u_char *p, size_t len)
         return NULL;
     }
 
-    while ((u_char *) end < p + len && *end == ' ') {
+    while ((u_char *) end < p + len
+           && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+    {
         end++;
     }
 
@@ -150,6 +161,138 @@ fuzz_long_number(u_char *p, size_t len)
     }
 
     return 0;
+}
+
+
+/*
+ * The length of the UTF-8 character at p, or 0 when it is none: the
+ * code point decoded, then RFC 3629's rules applied to it (the shortest
+ * form, no UTF-16 surrogate, nothing past U+10FFFF).
+ */
+
+static size_t
+fuzz_utf8_char(u_char *p, size_t len)
+{
+    size_t    n, i;
+    uint32_t  cp;
+
+    static const uint32_t  min[] = { 0, 0, 0x80, 0x800, 0x10000 };
+
+    n = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 ? 2
+        : (p[0] & 0xf0) == 0xe0 ? 3 : (p[0] & 0xf8) == 0xf0 ? 4 : 0;
+
+    if (n == 0 || n > len) {
+        return 0;
+    }
+
+    cp = n == 1 ? p[0] : p[0] & (0x7f >> n);
+
+    for (i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+
+    if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        return 0;
+    }
+
+    return n;
+}
+
+
+static ngx_uint_t
+fuzz_utf8(const char *s)
+{
+    size_t  len, n;
+
+    for (len = strlen(s); len; len -= n, s += n) {
+        n = fuzz_utf8_char((u_char *) s, len);
+        if (n == 0) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* every string and key of a cJSON tree is UTF-8 */
+
+static ngx_uint_t
+fuzz_utf8_tree(cJSON *item)
+{
+    if (item->string && !fuzz_utf8(item->string)) {
+        return 0;
+    }
+
+    if (cJSON_IsString(item)) {
+        return fuzz_utf8(item->valuestring);
+    }
+
+    for (item = item->child; item; item = item->next) {
+        if (!fuzz_utf8_tree(item)) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* the levels of objects and arrays of a cJSON tree */
+
+static ngx_uint_t
+fuzz_depth(cJSON *item)
+{
+    ngx_uint_t  d, max;
+
+    if (!cJSON_IsObject(item) && !cJSON_IsArray(item)) {
+        return 0;
+    }
+
+    for (max = 0, item = item->child; item; item = item->next) {
+        d = fuzz_depth(item);
+        max = d > max ? d : max;
+    }
+
+    return max + 1;
+}
+
+
+/*
+ * A text taken at cJSON's depth is taken at the default one exactly when
+ * cJSON's tree is no deeper, else refused for its depth.
+ */
+
+static void
+fuzz_depth_check(u_char *text, size_t size, cJSON *ref_root)
+{
+    u_char                         *copy;
+    ngx_int_t                       rc;
+    ngx_str_t                       root;
+    ngx_http_webhook_json_error_t   error;
+
+    if (ref_root == NULL) {
+        return;
+    }
+
+    copy = malloc(size + 1);
+    fuzz_check(copy != NULL, "malloc");
+    memcpy(copy, text, size + 1);
+
+    rc = ngx_http_webhook_json_check(copy, size, NGX_HTTP_WEBHOOK_JSON_DEPTH,
+                                     &root, &error);
+
+    fuzz_check(fuzz_depth(ref_root) <= NGX_HTTP_WEBHOOK_JSON_DEPTH
+               ? rc == NGX_OK
+               : rc == NGX_ERROR
+                 && error.reason == NGX_HTTP_WEBHOOK_JSON_DEEP,
+               "the default depth is not cJSON's count");
+
+    free(copy);
 }
 
 
@@ -429,9 +572,10 @@ static void
 fuzz_envelope(ngx_http_webhook_event_t *ev, cJSON *elt, fuzz_ref_t *ref)
 {
     u_char     *buf, *last, *p;
-    size_t      len, tail, offset;
-    cJSON      *env, *item;
-    ngx_str_t   id, at, prio, value;
+    size_t                          len, tail;
+    cJSON                          *env, *item;
+    ngx_str_t                       id, at, prio, value;
+    ngx_http_webhook_json_error_t   error;
 
     static const char  payload[] = ",\"payload\":";
 
@@ -451,13 +595,17 @@ fuzz_envelope(ngx_http_webhook_event_t *ev, cJSON *elt, fuzz_ref_t *ref)
 
     fuzz_check((size_t) (last - buf) == len, "envelope length");
 
-    for (p = buf; p < last; p++) {
-        fuzz_check(*p >= 0x20, "raw control character in the envelope");
-    }
-
     /* the payload is the event's text, byte for byte, at the end */
 
     tail = sizeof(payload) - 1 + ev->payload.len + 1;
+
+    for (p = buf; p < last; p++) {
+        fuzz_check(*p >= 0x20
+                   || ((*p == '\t' || *p == '\r' || *p == '\n')
+                       && p >= last - 1 - ev->payload.len),
+                   "raw control character in the envelope");
+    }
+
     fuzz_check(len > tail
                && memcmp(last - tail, payload, sizeof(payload) - 1) == 0
                && memcmp(last - 1 - ev->payload.len, ev->payload.data,
@@ -465,12 +613,14 @@ fuzz_envelope(ngx_http_webhook_event_t *ev, cJSON *elt, fuzz_ref_t *ref)
                && last[-1] == '}',
                "payload is not the event's text");
 
-    /* valid JSON by the module's own check (it flattens: a copy) */
+    /* valid JSON by the module's own check, which leaves it as it is */
 
     p = malloc(len);
     fuzz_check(p != NULL, "malloc");
     memcpy(p, buf, len);
-    fuzz_check(ngx_http_webhook_json_check(p, len, &value, &offset) == NGX_OK
+    fuzz_check(ngx_http_webhook_json_check(p, len,
+                                           NGX_HTTP_WEBHOOK_JSON_MAX_DEPTH,
+                                           &value, &error) == NGX_OK
                && value.len == len && ngx_http_webhook_json_is_object(&value)
                && memcmp(p, buf, len) == 0,
                "envelope is not one JSON object");
@@ -651,8 +801,8 @@ fuzz_batch(ngx_str_t *root, cJSON *ref_root, ngx_uint_t fields,
 static void
 fuzz_escape(const uint8_t *data, size_t size)
 {
-    u_char  *buf, *last;
-    size_t   len;
+    u_char  *buf, *last, *want, *w;
+    size_t   len, i, n, cut;
     cJSON   *str;
 
     len = ngx_http_webhook_json_escape_len((u_char *) data, size);
@@ -667,15 +817,53 @@ fuzz_escape(const uint8_t *data, size_t size)
 
     str = cJSON_ParseWithLength((char *) buf, last - buf);
     fuzz_check(cJSON_IsString(str), "escaped bytes are not a JSON string");
+    fuzz_check(fuzz_utf8(str->valuestring),
+               "escaped bytes do not read as UTF-8");
+
+    /* read back: the bytes, each that starts no character as U+FFFD */
 
     if (memchr(data, '\0', size) == NULL) {
-        fuzz_check(strlen(str->valuestring) == size
-                   && memcmp(str->valuestring, data, size) == 0,
+        want = malloc(3 * size + 1);
+        fuzz_check(want != NULL, "malloc");
+
+        for (i = 0, w = want; i < size; i += n) {
+            n = fuzz_utf8_char((u_char *) data + i, size - i);
+
+            if (n == 0) {
+                w = ngx_cpymem(w, "\xef\xbf\xbd", 3);
+                n = 1;
+
+            } else {
+                w = ngx_cpymem(w, data + i, n);
+            }
+        }
+
+        fuzz_check(strlen(str->valuestring) == (size_t) (w - want)
+                   && memcmp(str->valuestring, want, w - want) == 0,
                    "escaped bytes do not read back");
+        free(want);
     }
 
     cJSON_Delete(str);
     free(buf);
+
+    /* a cut: at most 3 bytes early, never inside a character */
+
+    if (size) {
+        cut = ngx_http_webhook_utf8_cut((u_char *) data, size, data[0] % size);
+        n = data[0] % size;
+
+        fuzz_check(cut <= n && cut + 3 >= n, "cut too far from the byte");
+
+        for (i = 0; i < cut; i += len) {
+            len = fuzz_utf8_char((u_char *) data + i, size - i);
+            len = len ? len : 1;
+        }
+
+        fuzz_check(i == cut || fuzz_utf8_char((u_char *) data + i - len,
+                                              size - i + len) == 0,
+                   "cut inside a character");
+    }
 }
 
 
@@ -709,12 +897,12 @@ fuzz_time(const uint8_t *data, size_t size)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    u_char      *copy, *room;
-    cJSON       *ref_root;
-    size_t       offset;
-    ngx_int_t    kind;
-    ngx_str_t    root;
-    ngx_uint_t   any, fields;
+    u_char                         *copy, *room;
+    cJSON                          *ref_root;
+    ngx_int_t                       kind;
+    ngx_str_t                       root;
+    ngx_uint_t                      any, fields;
+    ngx_http_webhook_json_error_t   error;
 
     fuzz_escape(data, size);
     fuzz_time(data, size);
@@ -723,12 +911,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_check(copy != NULL, "malloc");
 
     memcpy(copy, data, size);
-    copy[size] = '\0';                  /* as ngx_http_webhook_read_body */
+    copy[size] = '\0';           /* as ngx_http_webhook_body_handler */
 
     (void) ngx_http_webhook_time_parse(copy, size);
 
-    if (ngx_http_webhook_json_check(copy, size, &root, &offset) != NGX_OK) {
-        fuzz_check(offset <= size, "error offset past the body");
+    /* as deep as cJSON goes: the reference's limit */
+
+    if (ngx_http_webhook_json_check(copy, size,
+                                    NGX_HTTP_WEBHOOK_JSON_MAX_DEPTH, &root,
+                                    &error)
+        != NGX_OK)
+    {
+        fuzz_check(error.offset <= size, "error offset past the body");
+        fuzz_check(error.reason != NGX_HTTP_WEBHOOK_JSON_UTF8
+                   || (copy[error.offset] >= 0x80
+                       && fuzz_utf8_char(copy + error.offset,
+                                         size - error.offset) == 0),
+                   "refused for UTF-8 where a character is");
         free(copy);
         return 0;                                   /* 400 invalid_json */
     }
@@ -750,6 +949,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     fuzz_check(ref_root != NULL || !fields,
                "the scanner takes a text cJSON refuses");
+
+    fuzz_check(ref_root == NULL || fuzz_utf8_tree(ref_root),
+               "the scanner takes a string that is not UTF-8");
+
+    /* at the default depth: taken as deep as cJSON counts it */
+
+    fuzz_depth_check(copy, size, ref_root);
 
     /*
      * A key or a field with a \u0000 is no name and no value for the

@@ -373,9 +373,64 @@ sub cli {
     return $out;
 }
 
-# Raw list: each element one line (envelopes are one-line JSON strings).
+# call({db => 3}, @args): one command over RESP on a plain TCP connection,
+# binary-safe (an element may hold a line break, which redis-cli's output
+# cannot tell apart from the next element); returns the reply as a string,
+# a number, an array ref or undef (nil), dies on an error reply.  Not for
+# a TLS-only Redis (use cli()).
+sub call {
+    my ($self, @args) = @_;
+    my %o = ref $args[0] eq 'HASH' ? %{ shift @args } : ();
+    die "call: Redis with TLS only, use cli()\n" if $self->{tls};
+    my $s = IO::Socket::INET->new(PeerAddr => $self->{bind}, PeerPort => $self->{port},
+        Proto => 'tcp', Timeout => 10) or die "call: connect: $!\n";
+    my @cmds;
+    push @cmds, ['AUTH', $self->{password}] if defined $self->{password};
+    push @cmds, ['SELECT', $o{db}] if defined $o{db};
+    push @cmds, \@args;
+    my $buf = '';
+    my $line = sub {
+        my $e;
+        until (($e = index($buf, "\r\n")) >= 0) {
+            sysread($s, $buf, 65536, length $buf) or die "call: connection closed\n";
+        }
+        my $l = substr($buf, 0, $e);
+        substr($buf, 0, $e + 2, '');
+        return $l;
+    };
+    my $reply;
+    $reply = sub {
+        my $l = $line->();
+        my ($t, $v) = (substr($l, 0, 1), substr($l, 1));
+        die "call: $v\n" if $t eq '-';
+        return $v if $t eq '+';
+        return $v + 0 if $t eq ':';
+        return undef if $v < 0;
+        return [map { $reply->() } 1 .. $v] if $t eq '*';
+        while (length $buf < $v + 2) {
+            sysread($s, $buf, 65536, length $buf) or die "call: connection closed\n";
+        }
+        my $bulk = substr($buf, 0, $v);
+        substr($buf, 0, $v + 2, '');
+        return $bulk;
+    };
+    my $r;
+    for my $c (@cmds) {
+        print $s '*' . @$c . "\r\n" . join('', map { '$' . length($_) . "\r\n$_\r\n" } @$c);
+        $r = $reply->();
+    }
+    close $s;
+    return $r;
+}
+
+# The elements of a list, exactly (over RESP; with TLS, through redis-cli:
+# one element a line); none when Redis does not answer.
 sub lrange {
     my ($self, $key, %o) = @_;
+    if (!$self->{tls}) {
+        my $r = eval { $self->call({ db => $o{db} }, 'LRANGE', $key, 0, -1) };
+        return ref $r eq 'ARRAY' ? @$r : ();
+    }
     my $out = $self->cli({ db => $o{db} }, 'LRANGE', $key, 0, -1);
     return () unless defined $out && length $out;
     return split /\n/, $out;
