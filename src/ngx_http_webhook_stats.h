@@ -27,7 +27,7 @@
 
 /* the zone's header: data of another layout is not reused */
 #define NGX_HTTP_WEBHOOK_STATS_MAGIC   0x6b687777   /* "wwhk" */
-#define NGX_HTTP_WEBHOOK_STATS_LAYOUT  3
+#define NGX_HTTP_WEBHOOK_STATS_LAYOUT  4
 
 
 struct ngx_http_webhook_counters_s {
@@ -37,6 +37,9 @@ struct ngx_http_webhook_counters_s {
     ngx_atomic_t                  requests[ngx_http_webhook_nresults];
     ngx_atomic_t                  events[NGX_HTTP_WEBHOOK_NPRIO];
     ngx_atomic_t                  warnings;    /* events queued with some */
+
+    /* requests marked as a reconciler's replay, by result */
+    ngx_atomic_t                  replays[ngx_http_webhook_nresults];
 
     /* the spool */
     ngx_atomic_t                  spool_pending;  /* spooled, not drained */

@@ -198,7 +198,8 @@ sub check_shape {
     for my $q (@$queues) {
         my $qo = $j->{queues}{$q};
         push @why, "queue $q keys " . $keys->($qo) unless $keys->($qo) eq
-            ($CLUSTER ? 'high,low,medium,node,rejected,requests,spool,warnings' : 'high,low,medium,rejected,requests,spool,warnings');
+            ($CLUSTER ? 'high,low,medium,node,reconcilers,rejected,replays,requests,spool,warnings'
+                      : 'high,low,medium,reconcilers,rejected,replays,requests,spool,warnings');
         push @why, "queue $q node " . json_scalar($qo->{node}) if $CLUSTER && ($qo->{node} // '') !~ /^127\.0\.0\.1:\d+\z/;
         push @why, "$q.warnings is not a number" unless is_json_number($qo->{warnings});
         push @why, "$q.rejected is " . json_scalar($qo->{rejected}) . ($up ? ', not a number' : ', not null')
