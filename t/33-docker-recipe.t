@@ -34,6 +34,16 @@ ok(@copies >= 4, scalar(@copies) . ' COPY lines from the repository');
 for my $c (@copies) {
     ok(-e "$repo/$_", "the Dockerfile's COPY source $_ exists") for @$c[0 .. $#$c - 1];
 }
+# and the consumer's: the package it installs
+my $consumer_df = read_file("$repo/docker/consumer/Dockerfile");
+($joined = $consumer_df) =~ s/\\\n/ /g;
+@copies = map { [split ' '] } $joined =~ /^COPY\s+(.*)$/mg;
+ok(@copies >= 2, scalar(@copies) . ' COPY lines in the consumer\'s Dockerfile');
+for my $c (@copies) {
+    ok(-e "$repo/docker/consumer/$_", "its COPY source $_ exists") for @$c[0 .. $#$c - 1];
+}
+like($consumer_df, qr{pip install --no-index --no-build-isolation\b.*/src}s,
+     'it installs the package with pip, nothing downloaded');
 my $quick = read_file("$repo/conf.d/webhook.conf");
 for my $line ('listen 127.0.0.1:8080;', 'webhook_redis 127.0.0.1:6379;', '/var/log/nginx/webhook.log') {
     (my $sed = $line) =~ s/\./\\./g;
@@ -72,8 +82,8 @@ SKIP: {
        'nginx is built from docker/Dockerfile');
     ok(-f "$repo/docker/$s->{consumer}{build}/Dockerfile",
        "the consumer is built from docker/$s->{consumer}{build}/Dockerfile");
-    is(join(' ', @{ $s->{consumer}{command} || [] }), 'python3 webhook_consumer.py',
-       'and runs python3 webhook_consumer.py');
+    is(join(' ', @{ $s->{consumer}{command} || [] }), 'webhook-consumer run',
+       'and runs webhook-consumer run (the installed package\'s command)');
 }
 
 # ---------------------------------------------------------------- the build

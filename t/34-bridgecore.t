@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# The reference consumer's BridgeCore forwarder (docker/consumer/bridgecore.py,
+# The reference consumer's BridgeCore forwarder (webhook_consumer/bridgecore.py,
 # `webhook_consumer.py run --forward-url ...`) against the real module and a
 # stand-in BridgeCore (t/lib/bridgecore_standin.py, FastAPI with a pydantic
 # WebhookReceivePayload that answers 422 to any other shape): Odoo's samples

@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import redis  # noqa: E402
 
 import webhook_consumer as wc  # noqa: E402
-import bridgecore as bc  # noqa: E402
+from webhook_consumer import bridgecore as bc  # noqa: E402
 
 # the consumer's log lines only with CONSUMER_TEST_LOG=1
 if not os.environ.get("CONSUMER_TEST_LOG"):

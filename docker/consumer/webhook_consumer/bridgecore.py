@@ -1,9 +1,9 @@
-"""A ready handler for webhook_consumer.py: forwards each envelope to
+"""A ready handler for the consumer: forwards each envelope to
 BridgeCore's `POST /api/v1/webhooks/receive`, in the shape of its
 `WebhookReceivePayload`, so that BridgeCore runs unchanged behind
 ngx_http_webhook_module.  Standard library only (urllib).
 
-    webhook_consumer.py run \\
+    webhook-consumer run \\
         --forward-url http://bridgecore:8000/api/v1/webhooks/receive \\
         [--forward-token-file /run/secrets/bridgecore] [--forward-rate 200/min]
 
@@ -48,9 +48,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from webhook_consumer import PRIORITIES, Defer, Reject, __version__
+from .shared import PRIORITIES, Defer, Reject, __version__
 
-log = logging.getLogger("webhook_consumer.bridgecore")
+log = logging.getLogger(__name__)
 
 EVENTS = ("create", "write", "unlink")
 # keys of an instant payload that are not the record's fields
