@@ -432,6 +432,7 @@ class Reconciler:
                                  settings.ca_file or None,
                                  not settings.insecure)
         self.unsaved = set()    # replayed, not yet written to Redis
+        self.unreported = 0     # replays not yet in the heartbeat
         self.templates_seen = set()
         self._lease_renewed = 0.0
         self._lease = self.redis.register_script(LEASE_LUA)
@@ -505,12 +506,17 @@ class Reconciler:
     # ---- the heartbeat
 
     def heartbeat(self, outcome, replayed=0, waiting=0, error=""):
+        """Write the heartbeat; replays it could not count (Redis down)
+        are counted by the next one."""
+        self.unreported += replayed
         try:
             self._heartbeat(keys=[self.k_beats],
-                            args=[self.name, outcome, replayed, waiting,
-                                  error[:500]])
+                            args=[self.name, outcome, self.unreported,
+                                  waiting, error[:500]])
         except redis.RedisError as e:
             log.warning("redis: the heartbeat was not written: %s", e)
+            return
+        self.unreported = 0
 
     # ---- a pass
 
