@@ -17,7 +17,8 @@ package WebhookOdoo;
 use strict;
 use warnings;
 use Exporter 'import';
-use FindBin;
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
 use POSIX ();
 use Time::HiRes qw(time sleep);
 use WebhookTest;
@@ -26,8 +27,9 @@ our @EXPORT = qw(run_reconcile spawn_reconcile reconcile_python
     reconcile_skip_reason event in_redis reconcile_args summary reconciler_status);
 
 our $PYTHON = $ENV{CONSUMER_PYTHON} || '/usr/bin/python3';
-my $STANDIN = "$FindBin::Bin/lib/odoo_standin.py";
-my $RECONCILE = "$FindBin::Bin/../docker/consumer/webhook-reconcile";
+my $REPO = abs_path(dirname(abs_path(__FILE__)) . '/../..');
+my $STANDIN = "$REPO/t/lib/odoo_standin.py";
+my $RECONCILE = "$REPO/docker/consumer/webhook-reconcile";
 our @LIVE;
 
 sub reconcile_python { $PYTHON }
@@ -116,12 +118,53 @@ sub DESTROY { local $?; $_[0]->_cleanup }
 # ---------------------------------------------------------------- the reconciler
 
 # run_reconcile([args], env => {NAME => value}, timeout => 60):
-# (exit code, stdout + stderr)
+# (exit code, stdout + stderr).  measure => 1: also its peak RSS in kB
+# and its run time in seconds, from a Python wrapper (getrusage of the
+# child): (exit code, output, peak RSS, seconds).
+my $MEASURE = 'import resource, subprocess, sys, time; t = time.monotonic(); '
+    . 'rc = subprocess.call(sys.argv[1:]); t = time.monotonic() - t; '
+    . 'print("measured: maxrss_kb=%d seconds=%.2f" % (resource.getrusage('
+    . 'resource.RUSAGE_CHILDREN).ru_maxrss, t), file=sys.stderr); sys.exit(rc)';
+
 sub run_reconcile {
     my ($args, %o) = @_;
     local %ENV = (%ENV, PYTHONDONTWRITEBYTECODE => 1, %{ $o{env} || {} });
     delete $ENV{$_} for grep { !defined $ENV{$_} } keys %ENV;
-    return WebhookTest::run_cmd([$PYTHON, $RECONCILE, @$args], timeout => $o{timeout} // 60);
+    my @cmd = ($PYTHON, $RECONCILE, @$args);
+    @cmd = ($PYTHON, '-c', $MEASURE, @cmd) if $o{measure};
+    my ($rc, $out) = WebhookTest::run_cmd(\@cmd, timeout => $o{timeout} // 60);
+    return ($rc, $out) unless $o{measure};
+    my ($kb, $secs) = $out =~ /^measured: maxrss_kb=(\d+) seconds=([\d.]+)$/m;
+    return ($rc, $out, $kb, $secs);
+}
+
+# day($t, count => 5000, unack_every => 100, api => 'xmlrpc', page => 500):
+# a day of events as the addon leaves them (WebhookOdoo::Addon.generate),
+# then one pass, measured, and the spool drained.  Returns
+# {unacknowledged => [ids], rc, out, summary, rss_kb, seconds, calls =>
+# the stand-in's log of the pass, replays => the status's, by result}.
+sub day {
+    my ($t, %o) = @_;
+    my $odoo = $t->{odoo};
+    my $unack = $odoo->control(generate => { count => $o{count} // 5000, subscriber_id => 3,
+        unack_every => $o{unack_every} // 100 })->{unacknowledged};
+    $odoo->control(reset_log => 1);
+    my ($rc, $out, $kb, $secs) = run_reconcile(reconcile_args($t, '--odoo-api', $o{api} // 'xmlrpc',
+        '--page', $o{page} // 500, '--once'), measure => 1, timeout => $o{timeout} // 3600);
+    # replays the module spooled (Redis slow, or away) reach Redis when
+    # drained
+    WebhookTest::wait_until(sub { (spool_events($t->{ng}) // 1) == 0 }, timeout => 600)
+        or Test::More::diag('the spool did not drain');
+    return { unacknowledged => $unack, rc => $rc, out => $out, summary => summary($out),
+             rss_kb => $kb, seconds => $secs, calls => $odoo->calls,
+             replays => (reconciler_status($t->{ng}))[1] };
+}
+
+# events of the queue waiting in nginx's spool
+sub spool_events {
+    my ($ng) = @_;
+    my $j = $ng->request('GET', '/status')->{json} || {};
+    return $j->{queues}{$WebhookOdoo::QUEUE}{spool}{events};
 }
 
 # spawn_reconcile([args], env => {...}): a reconciler in the background,
