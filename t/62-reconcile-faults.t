@@ -14,7 +14,8 @@
 #     skipped;
 #   - one event the module still refuses (413): the others are replayed,
 #     the mark stays below it, it is replayed once the limit is raised;
-#   - a pending event: left alone within the grace, replayed after it.
+#   - a pending event: left alone within the grace, replayed after it;
+#   - Redis Cluster: the progress and the heartbeat on the queue's slot.
 
 use strict;
 use warnings;
@@ -193,6 +194,39 @@ subtest 'a pending event: left within the grace, replayed after' => sub {
     ($rc, $out) = run_reconcile(reconcile_args($t, '--once', '--grace', '2s'));
     is(summary($out)->{replayed}, 1, 'past the grace: replayed') or diag $out;
     exactly_once($t, [$id], 'the pending event');
+};
+
+subtest 'Redis Cluster: the progress under the queue\'s hash tag' => sub {
+    require WebhookCluster;
+    my $no = WebhookCluster::cluster_support();
+    plan skip_all => $no if $no;
+    my $c = WebhookCluster::start_cluster(primaries => 3, replicas => 0);
+    my $ng = WebhookCluster::cluster_nginx(cluster => $c, queues => [$Q], workers => 1,
+        token => "odoo-prod $WebhookOdoo::TOKEN");
+    my $odoo = WebhookOdoo->new;
+    my $dir = $odoo->dir;
+    write_file("$dir/key", "$WebhookOdoo::KEY\n", 0600);
+    write_file("$dir/token", "$WebhookOdoo::TOKEN\n", 0600);
+    $odoo->control(users => [{ uid => 7, login => 'reconciler', key => $WebhookOdoo::KEY }],
+        subscribers => [{ id => 3, name => 'nginx', endpoint_url => $ng->url('/q/0'),
+                          auth_token => $WebhookOdoo::TOKEN }]);
+    # a node that does not own the queue's slot: the client follows MOVED
+    my ($other) = grep { $_->addr ne $c->owner($Q)->addr } $c->primaries;
+    my $t = { redis => $other, ng => $ng, odoo => $odoo };
+    my @ids = lost_events($t, 8, 900);
+    my ($rc, $out) = run_reconcile(reconcile_args($t, '--redis-cluster', '--receive-url',
+        $ng->url('/q/0'), '--once'));
+    is($rc, 0, '--once with --redis-cluster exits 0') or diag $out;
+    my %n;
+    $n{ $_->{event_id} }++ for $c->envelopes($Q);
+    is_deeply([grep { ($n{$_} // 0) != 1 } @ids], [], 'each of the 8 events once in the cluster');
+    ok(defined $c->owner($Q)->cli('GET', "$Q:reconcile:odoo-prod/3:mark"),
+        'the mark is on the queue\'s owner');
+    my $rec = ($ng->request('GET', '/status')->{json}{queues}{$Q}{reconcilers} || {})->{'odoo-prod/3'};
+    is($rec && $rec->{replayed}, 8, 'the status reads the heartbeat from the owner');
+    ($rc, $out) = run_reconcile([@{ reconcile_args($t, '--redis-cluster', '--once') }, '--queue', 'webhook']);
+    is($rc, 1, 'a queue without a hash tag: refused');
+    like($out, qr/needs a hash tag/, 'saying why');
 };
 
 done_testing();

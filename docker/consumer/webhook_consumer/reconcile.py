@@ -62,6 +62,9 @@ log = logging.getLogger("webhook_reconcile")
 ACCEPTED = ("queued", "spooled", "duplicate")
 UNSETTLED = ("pending", "processing")
 
+# what Redis (or a Cluster) raises when it cannot be used
+REDIS_ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException)
+
 # what a page of candidates reads, and what a replay needs
 LIGHT_FIELDS = ("status", "response_code", "response_body", "create_date")
 EVENT_FIELDS = ("model", "record_id", "event", "timestamp", "priority",
@@ -171,6 +174,7 @@ class Settings:
     receive_url: str = ""
     token_file: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_cluster: bool = False
     queue: str = "{webhook}"
     interval: float = 60.0
     grace: float = 300.0
@@ -204,6 +208,9 @@ class Settings:
             errors.append("--page must be between 1 and 10000")
         if not self.queue:
             errors.append("--queue must not be empty")
+        elif self.redis_cluster and not re.search(r"\{[^}]+\}", self.queue):
+            errors.append("with --redis-cluster, --queue needs a hash tag "
+                          "({...}): its keys must share a slot")
         return errors
 
     @property
@@ -253,6 +260,10 @@ def build_parser():
                    default=e("REDIS_URL", Settings.redis_url),
                    help="where the progress and the heartbeat are kept; "
                    "env REDIS_URL (default %(default)s)")
+    n.add_argument("--redis-cluster", action="store_true",
+                   default=e("REDIS_CLUSTER", False, flag),
+                   help="--redis is a node of a Redis Cluster; env "
+                   "REDIS_CLUSTER")
     n.add_argument("--queue", default=e("WEBHOOK_QUEUE", Settings.queue),
                    help="the receive location's webhook_queue; env "
                    "WEBHOOK_QUEUE (default %(default)s)")
@@ -414,13 +425,22 @@ class Receiver:
 
 # ------------------------------------------------------------------ the reconciler
 
+def redis_client(settings):
+    """A client of the Redis of --redis: a Cluster's with --redis-cluster
+    (every key of a reconciler has the queue's hash tag: one slot)."""
+    kw = {"socket_connect_timeout": 5, "socket_timeout": settings.timeout}
+    if settings.redis_cluster:
+        from redis.cluster import RedisCluster
+        return RedisCluster.from_url(settings.redis_url, **kw)
+    return redis.Redis.from_url(settings.redis_url, health_check_interval=30,
+                                **kw)
+
+
 class Reconciler:
 
     def __init__(self, settings, client=None):
         self.s = settings
-        self.redis = client or redis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=5,
-            socket_timeout=settings.timeout, health_check_interval=30)
+        self.redis = client or redis_client(settings)
         self.name = "%s/%s" % (settings.odoo_db, settings.subscriber_id
                                or "?")
         self.token = "%s:%d:%s" % (socket.gethostname(), os.getpid(),
@@ -493,14 +513,14 @@ class Reconciler:
     def _holder(self):
         try:
             holder = self.redis.get(self.k_lease)
-        except redis.RedisError:
+        except REDIS_ERRORS:
             return "?"
         return holder.decode("utf-8", "replace") if holder else "none"
 
     def release_lease(self):
         try:
             self._release(keys=[self.k_lease], args=[self.token])
-        except redis.RedisError:
+        except REDIS_ERRORS:
             pass
 
     # ---- the heartbeat
@@ -513,7 +533,7 @@ class Reconciler:
             self._heartbeat(keys=[self.k_beats],
                             args=[self.name, outcome, self.unreported,
                                   waiting, error[:500]])
-        except redis.RedisError as e:
+        except REDIS_ERRORS as e:
             log.warning("redis: the heartbeat was not written: %s", e)
             return
         self.unreported = 0
@@ -542,7 +562,7 @@ class Reconciler:
             return st
         except (PassError, odoo.OdooError) as e:
             st["error"] = str(e)
-        except redis.RedisError as e:
+        except REDIS_ERRORS as e:
             st["error"] = "redis: %s" % e
         if self.stopping and st["error"] is None and st["new_mark"] is None:
             return st           # stopped: the next run goes on
@@ -687,7 +707,7 @@ class Reconciler:
         self.unsaved.add(eid)
         try:
             self.flush()
-        except redis.RedisError as e:
+        except REDIS_ERRORS as e:
             log.warning("redis: replay of event %d not recorded yet (%s); "
                         "kept until Redis answers", eid, e)
 
@@ -749,7 +769,7 @@ class Reconciler:
                 holder = self.redis.get(self.k_lease)
                 if holder is None or holder.decode() == self.token:
                     return True
-            except redis.RedisError as e:
+            except REDIS_ERRORS as e:
                 log.warning("redis: %s", e)
                 return True          # the pass says so, with backoff
             if not logged:
@@ -779,6 +799,7 @@ def settings_from(args):
         odoo_api=args.odoo_api, subscriber_id=args.subscriber_id,
         subscriber_url=args.subscriber_url, receive_url=args.receive_url,
         token_file=args.token_file, redis_url=args.redis_url,
+        redis_cluster=args.redis_cluster,
         queue=args.queue, interval=args.interval, grace=args.grace,
         once=args.once, page=args.page, timeout=args.timeout,
         lease_ttl=args.lease_ttl, ca_file=args.ca_file,
@@ -801,7 +822,19 @@ def main(argv=None):
         return 1
     if settings.insecure:
         log.warning("--insecure: https certificates are not verified")
-    reconciler = Reconciler(settings)
+    reconciler = None
+    delay = 1.0
+    while reconciler is None:
+        try:
+            reconciler = Reconciler(settings)
+        except REDIS_ERRORS as e:
+            # a Cluster client reads the slots at once
+            if settings.once:
+                log.error("redis: %s", e)
+                return 1
+            log.warning("redis: %s; retrying in %.0fs", e, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, settings.interval)
 
     def on_signal(signum, frame):
         log.info("%s: finishing the current replay, then stopping",
