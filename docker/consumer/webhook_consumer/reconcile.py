@@ -70,6 +70,10 @@ LIGHT_FIELDS = ("status", "response_code", "response_body", "create_date")
 EVENT_FIELDS = ("model", "record_id", "event", "timestamp", "priority",
                 "category", "payload", "changed_fields", "template_id")
 
+# events whose payloads are read at a time: a record's data can run into
+# megabytes (HTML notes, images), so this, not --page, bounds the memory
+PAYLOADS_AT_ONCE = 20
+
 # answers of the module that concern the event, not the path to it: the
 # pass goes on with the next event
 EVENT_REFUSALS = (400, 413, 415, 422)
@@ -593,6 +597,7 @@ class Reconciler:
         self.stop_reason = None     # nginx cannot take replays now
         after = mark
         while not self.stopping:
+            self.renew_lease()
             page = client.search_read(
                 "webhook.event",
                 candidates_domain(self.subscriber_id, after),
@@ -647,12 +652,23 @@ class Reconciler:
                 if sc is None and i not in self.unsaved]
 
     def replay_page(self, client, token, ids, st):
-        """Replay the events `ids` in id order.  A refusal of one event
-        (400, 413, ...) leaves it waiting and goes on; anything else (nginx
-        unreachable, 401, 429, 5xx) stops the replays of this pass, the
-        rest counted as waiting."""
-        events = client.search_read("webhook.event", [("id", "in", ids)],
-                                    ("id",) + EVENT_FIELDS, order="id")
+        """Replay the events `ids` in id order, their payloads read
+        PAYLOADS_AT_ONCE at a time."""
+        for i in range(0, len(ids), PAYLOADS_AT_ONCE):
+            if self.stopping:
+                return
+            chunk = ids[i:i + PAYLOADS_AT_ONCE]
+            if self.stop_reason is not None:
+                st["waiting"] += len(chunk)
+                continue
+            self.replay_events(client.search_read(
+                "webhook.event", [("id", "in", chunk)],
+                ("id",) + EVENT_FIELDS, order="id"), token, st)
+
+    def replay_events(self, events, token, st):
+        """A refusal of one event (400, 413, ...) leaves it waiting and goes
+        on; anything else (nginx unreachable, 401, 429, 5xx) stops the
+        replays of this pass, the rest counted as waiting."""
         for ev in events:
             if self.stopping:
                 return
