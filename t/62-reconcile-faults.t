@@ -9,9 +9,9 @@
 #     takes over when the first stops;
 #   - Redis down during a pass: the module spools the replays, the
 #     reconciler keeps what it could not record until Redis is back;
-#   - Odoo down, then back; nginx answering 401 (a wrong token), then the
-#     right token: the error and the events waiting in the status, nothing
-#     skipped;
+#   - Odoo down, then back; nginx down, then back; nginx answering 401 (a
+#     wrong token), then the right token: the error and the events waiting
+#     in the status, nothing skipped;
 #   - one event the module still refuses (413): the others are replayed,
 #     the mark stays below it, it is replayed once the limit is raised;
 #   - a pending event: left alone within the grace, replayed after it;
@@ -138,6 +138,22 @@ subtest 'Odoo down, then back' => sub {
     ok(wait_until(sub { my $x = rec($t); !$x->{failing} && ($x->{replayed} // 0) == 10 }, timeout => 60),
         'Odoo back: the events replayed, the reconciler not failing') or diag $r->log_text;
     exactly_once($t, \@ids, 'Odoo down and back');
+    is($r->stop, 0, 'it kept running (SIGTERM: exit 0)');
+};
+
+subtest 'nginx down, then back' => sub {
+    my $t = WebhookOdoo::setup();
+    my @ids = lost_events($t, 10, 550);
+    $t->{ng}->stop;
+    my $r = spawn_reconcile(reconcile_args($t));
+    ok(wait_until(sub { $r->log_text =~ /pass: .*nginx unreachable/ }, timeout => 60),
+        'a pass fails: nginx unreachable') or diag $r->log_text;
+    like($r->log_text, qr/pass: 10 not acknowledged, 0 replayed, 10 waiting/, 'the 10 events waiting');
+    $t->{ng}->start;
+    ok(wait_until(sub { my $x = rec($t); !$x->{failing} && ($x->{replayed} // 0) == 10 }, timeout => 60),
+        'nginx back: the events replayed') or diag $r->log_text;
+    like(rec($t)->{error} // '', qr/nginx unreachable/, 'the status keeps the last error: ' . (rec($t)->{error} // ''));
+    exactly_once($t, \@ids, 'nginx down and back');
     is($r->stop, 0, 'it kept running (SIGTERM: exit 0)');
 };
 
