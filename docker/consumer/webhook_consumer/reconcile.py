@@ -577,8 +577,9 @@ class Reconciler:
                 "" if st["new_mark"] is None else ", mark %d -> %d"
                 % (st["mark"], st["new_mark"]), time.monotonic() - t0,
                 "" if st["error"] is None else ": " + st["error"])
-        self.heartbeat("ok" if st["error"] is None else "fail",
-                       st["replayed"], st["waiting"], st["error"] or "")
+        if self.subscriber_id:      # else no name yet to report under
+            self.heartbeat("ok" if st["error"] is None else "fail",
+                           st["replayed"], st["waiting"], st["error"] or "")
         return st
 
     def _pass(self, client, token, st):
