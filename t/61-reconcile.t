@@ -247,8 +247,10 @@ subtest 'auto-detection, the subscriber by its endpoint_url, the environment' =>
             ODOO_KEY_FILE => "$dir/key", RECEIVE_URL => $ng->url($R),
             RECEIVE_TOKEN_FILE => "$dir/token", REDIS_URL => 'redis://127.0.0.1:' . $redis->port . '/0',
             WEBHOOK_QUEUE => $Q, RECONCILE_ONCE => 1, RECONCILE_GRACE => '5m',
-            RECONCILE_INTERVAL => '1s', ODOO_API => undef, ODOO_SUBSCRIBER_ID => undef });
-        is($rc, 0, "Odoo $version, every setting from the environment: exits 0") or diag $out;
+            RECONCILE_INTERVAL => '1s', ODOO_API => undef, ODOO_SUBSCRIBER_ID => undef },
+            $version >= 19 ? (via => 'consumer') : ());
+        is($rc, 0, "Odoo $version, every setting from the environment"
+            . ($version >= 19 ? ', as `webhook_consumer.py reconcile`' : '') . ': exits 0') or diag $out;
         my $api = $version >= 19 ? 'json2' : 'xmlrpc';
         like($out, qr/speaks $api/, "auto: $api");
         like($out, qr/subscriber 3 \(nginx\) has endpoint_url/, 'the subscriber found by its endpoint_url');

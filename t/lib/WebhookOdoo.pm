@@ -117,8 +117,8 @@ sub DESTROY { local $?; $_[0]->_cleanup }
 
 # ---------------------------------------------------------------- the reconciler
 
-# run_reconcile([args], env => {NAME => value}, timeout => 60):
-# (exit code, stdout + stderr).  measure => 1: also its peak RSS in kB
+# run_reconcile([args], env => {NAME => value}, timeout => 60, via =>
+# 'consumer'): (exit code, stdout + stderr).  measure => 1: also its peak RSS in kB
 # and its run time in seconds, from a Python wrapper (getrusage of the
 # child): (exit code, output, peak RSS, seconds).
 my $MEASURE = 'import resource, subprocess, sys, time; t = time.monotonic(); '
@@ -130,7 +130,9 @@ sub run_reconcile {
     my ($args, %o) = @_;
     local %ENV = (%ENV, PYTHONDONTWRITEBYTECODE => 1, %{ $o{env} || {} });
     delete $ENV{$_} for grep { !defined $ENV{$_} } keys %ENV;
-    my @cmd = ($PYTHON, $RECONCILE, @$args);
+    # via => 'consumer': as a mode of the consumer's command line
+    my @cmd = $o{via} ? ($PYTHON, "$REPO/docker/consumer/webhook_consumer.py", 'reconcile', @$args)
+        : ($PYTHON, $RECONCILE, @$args);
     @cmd = ($PYTHON, '-c', $MEASURE, @cmd) if $o{measure};
     my ($rc, $out) = WebhookTest::run_cmd(\@cmd, timeout => $o{timeout} // 60);
     return ($rc, $out) unless $o{measure};
