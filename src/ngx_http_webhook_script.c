@@ -87,26 +87,29 @@ static char  ngx_http_webhook_enqueue_lua[] =
 
 
 /*
- * KEYS: pairs of <queue>:queue:<priority>, <queue>:dead:<priority>
+ * KEYS: pairs of <queue>:queue:<priority>, <queue>:dead:<priority>,
+ *       then ARGV[1] hashes <queue>:reconcilers
  * Returns for each pair: LLEN of the queue, the received_at of its
- * oldest envelope ("" when empty), LLEN of the dead list.
- *
- * ARGV: the queues.  Then for each (status_inflight.c): the events in the
+ * oldest envelope ("" when empty), LLEN of the dead list; then for each
+ * queue named in ARGV[2..] (status_inflight.c): the events in the
  * processing lists of the consumers registered in <queue>:consumers (a
  * name scored with the Redis time it took its oldest event, 0 when idle),
- * the oldest one's age in ms by Redis's clock, and <queue>:reclaimed.
- * Their keys share the queue's hash tag (slot).
+ * the oldest one's age in ms by Redis's clock, and <queue>:reclaimed;
+ * then for each of the last ARGV[1] keys, a hash <queue>:reconcilers, an
+ * array: its reconcilers' heartbeats (below).  Every key of a queue shares
+ * its hash tag (slot).
  */
 
 static char  ngx_http_webhook_status_lua[] =
+"local nr = tonumber(ARGV[1]) or 0\n"
 "local r = {}\n"
-"for i = 1, #KEYS, 2 do\n"
+"for i = 1, #KEYS - nr, 2 do\n"
 "  r[#r + 1] = redis.call('LLEN', KEYS[i])\n"
 "  local e = redis.call('LINDEX', KEYS[i], -1)\n"
 "  r[#r + 1] = e and string.match(e, '\"received_at\":\"([^\"]*)\"') or ''\n"
 "  r[#r + 1] = redis.call('LLEN', KEYS[i + 1])\n"
 "end\n"
-"for j = 1, #ARGV do\n"
+"for j = 2, #ARGV do\n"
 "  local q = ARGV[j]\n"
 "  local c = redis.pcall('ZRANGE', q .. ':consumers', 0, -1, 'WITHSCORES')\n"
 "  local n, oldest, age = 0, nil, 0\n"
@@ -128,6 +131,55 @@ static char  ngx_http_webhook_status_lua[] =
 "  r[#r + 1] = n\n"
 "  r[#r + 1] = age\n"
 "  r[#r + 1] = tonumber(redis.pcall('GET', q .. ':reclaimed')) or 0\n"
+"end\n"
+/*
+ * A reconciler's heartbeat is a field of <queue>:reconcilers, its name,
+ * holding JSON: "since" (its first report), "pass" (its last pass), "ok"
+ * (its last successful pass, 0: none), "error_at" (Redis's unix ms),
+ * "replayed", "waiting", "failing" (0/1) and "error".  For each, by name,
+ * at most 32: name, age of its last success (of its first report before
+ * one), age of its last pass, replayed, waiting, failing, error (at most
+ * 256 bytes), age of the error; ages in ms from Redis's clock, -1: none.
+ */
+"local t = redis.call('TIME')\n"
+"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+"local function num(x)\n"
+"  x = tonumber(x)\n"
+"  return x and math.floor(x) or 0\n"
+"end\n"
+"local function age(ms)\n"
+"  if ms > 0 then return math.max(0, now - ms) end\n"
+"  return -1\n"
+"end\n"
+"for i = #KEYS - nr + 1, #KEYS do\n"
+"  local h = redis.call('HGETALL', KEYS[i])\n"
+"  local names, beats, q = {}, {}, {}\n"
+"  for j = 1, #h, 2 do\n"
+"    local ok, v = pcall(cjson.decode, h[j + 1])\n"
+"    if ok and type(v) == 'table' then\n"
+"      names[#names + 1] = h[j]\n"
+"      beats[h[j]] = v\n"
+"    end\n"
+"  end\n"
+"  table.sort(names)\n"
+"  for j = 1, math.min(#names, 32) do\n"
+"    local v = beats[names[j]]\n"
+"    local ok = num(v.ok)\n"
+"    if ok <= 0 then ok = num(v.since) end\n"
+"    local err = type(v.error) == 'string' and v.error or ''\n"
+"    if #err > 256 then\n"
+"      err = string.gsub(string.sub(err, 1, 256), '[\\192-\\255][\\128-\\191]*$', '')\n"
+"    end\n"
+"    q[#q + 1] = string.sub(names[j], 1, 128)\n"
+"    q[#q + 1] = age(ok)\n"
+"    q[#q + 1] = age(num(v.pass))\n"
+"    q[#q + 1] = num(v.replayed)\n"
+"    q[#q + 1] = num(v.waiting)\n"
+"    q[#q + 1] = num(v.failing)\n"
+"    q[#q + 1] = err\n"
+"    q[#q + 1] = age(num(v.error_at))\n"
+"  end\n"
+"  r[#r + 1] = q\n"
 "end\n"
 "return r\n";
 

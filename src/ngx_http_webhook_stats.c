@@ -13,12 +13,14 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_webhook_auth.h"
 #include "ngx_http_webhook_stats.h"
 #include "ngx_http_webhook_spool.h"
 
 
 static ngx_http_webhook_counters_t *ngx_http_webhook_counters(
     ngx_http_request_t *r);
+static ngx_uint_t ngx_http_webhook_replay(ngx_http_request_t *r);
 static ngx_int_t ngx_http_webhook_stats_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_uint_t ngx_http_webhook_stats_valid(
@@ -284,7 +286,31 @@ ngx_http_webhook_count_result(ngx_http_request_t *r, ngx_uint_t result)
 
     if (cnt && wlcf->receive && result < ngx_http_webhook_nresults) {
         (void) ngx_atomic_fetch_add(&cnt->requests[result], 1);
+
+        if (ngx_http_webhook_replay(r)) {
+            (void) ngx_atomic_fetch_add(&cnt->replays[result], 1);
+        }
     }
+}
+
+
+/*
+ * A reconciler's replay of an event Odoo recorded as not acknowledged
+ * carries "X-Webhook-Replay" (any value but empty or "0"): counted apart,
+ * whatever the answer, so that the status shows what the replays got
+ */
+
+static ngx_uint_t
+ngx_http_webhook_replay(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    static ngx_str_t  name = ngx_string("X-Webhook-Replay");
+
+    h = ngx_http_webhook_find_header(r, &name);
+
+    return h && h->value.len
+           && !(h->value.len == 1 && h->value.data[0] == '0');
 }
 
 

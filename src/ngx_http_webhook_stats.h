@@ -38,6 +38,9 @@ struct ngx_http_webhook_counters_s {
     ngx_atomic_t                  events[NGX_HTTP_WEBHOOK_NPRIO];
     ngx_atomic_t                  warnings;    /* events queued with some */
 
+    /* requests marked as a reconciler's replay, by result */
+    ngx_atomic_t                  replays[ngx_http_webhook_nresults];
+
     /* the spool */
     ngx_atomic_t                  spool_pending;  /* spooled, not drained */
     ngx_atomic_t                  spool_bytes;

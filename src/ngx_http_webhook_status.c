@@ -47,6 +47,7 @@ struct ngx_http_webhook_status_ctx_s {
     ngx_http_webhook_depth_t       *depths;
     ngx_http_webhook_inflight_t    *inflight; /* per queue */
     ngx_uint_t                     *known;    /* per queue */
+    ngx_http_webhook_reconcilers_t *reconcile;  /* per queue */
     ngx_event_t                     timer;
     ngx_uint_t                      prometheus;
 };
@@ -70,7 +71,7 @@ static ngx_uint_t ngx_http_webhook_status_wants_text(ngx_http_request_t *r);
 static u_char *ngx_http_webhook_status_json(u_char *p,
     ngx_http_webhook_main_conf_t *wmcf, ngx_uint_t up,
     ngx_http_webhook_depth_t *depths, ngx_http_webhook_inflight_t *inflight,
-    ngx_uint_t *known);
+    ngx_uint_t *known, ngx_http_webhook_reconcilers_t *reconcile);
 
 
 ngx_int_t
@@ -145,9 +146,11 @@ ngx_http_webhook_status_query(ngx_http_request_t *r,
     ctx->known = ngx_pcalloc(r->pool, (nq + 1) * sizeof(ngx_uint_t));
     ctx->inflight = ngx_pcalloc(r->pool,
                                 (nq + 1) * sizeof(ngx_http_webhook_inflight_t));
+    ctx->reconcile = ngx_pcalloc(r->pool, (nq + 1)
+                                 * sizeof(ngx_http_webhook_reconcilers_t));
 
     if (ctx->calls == NULL || ctx->depths == NULL || ctx->known == NULL
-        || ctx->inflight == NULL)
+        || ctx->inflight == NULL || ctx->reconcile == NULL)
     {
         return NGX_ERROR;
     }
@@ -199,14 +202,15 @@ ngx_http_webhook_status_call(ngx_http_request_t *r,
 
     /*
      * EVALSHA <sha> <numkeys> then queue and dead list of each priority,
-     * then each queue's rejected list, twice (the script reads pairs);
-     * ARGV: the queues (their consumers' events in flight)
+     * then each queue's rejected list, twice (the script reads pairs),
+     * then each queue's reconcilers; ARGV: the number of those, then the
+     * queues (their consumers' events in flight)
      */
 
-    nkeys = call->n * (NGX_HTTP_WEBHOOK_NPRIO + 1) * 2;
+    nkeys = call->n * (NGX_HTTP_WEBHOOK_NPRIO + 1) * 2 + call->n;
 
-    argv = ngx_palloc(r->pool, (3 + nkeys + call->n) * sizeof(char *));
-    argvlen = ngx_palloc(r->pool, (3 + nkeys + call->n) * sizeof(size_t));
+    argv = ngx_palloc(r->pool, (4 + nkeys + call->n) * sizeof(char *));
+    argvlen = ngx_palloc(r->pool, (4 + nkeys + call->n) * sizeof(size_t));
     p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
     if (argv == NULL || argvlen == NULL || p == NULL) {
         return NGX_ERROR;
@@ -252,6 +256,12 @@ ngx_http_webhook_status_call(ngx_http_request_t *r,
         argv[k + 1] = argv[k];
         argvlen[k + 1] = argvlen[k];
         k += 2;
+    }
+
+    k = ngx_http_webhook_status_reconcile_args(r, call->n, queue, argv,
+                                               argvlen, k);
+    if (k == 0) {
+        return NGX_ERROR;
     }
 
     for (i = 0; i < call->n; i++, k++) {
@@ -367,7 +377,7 @@ ngx_http_webhook_status_read(ngx_http_webhook_status_call_t *call,
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
         || reply->elements != n * NGX_HTTP_WEBHOOK_STATUS_FIELDS
-                              + call->n * NGX_HTTP_WEBHOOK_INFLIGHT_FIELDS)
+                              + call->n * (NGX_HTTP_WEBHOOK_INFLIGHT_FIELDS + 1))
     {
         return;
     }
@@ -404,8 +414,19 @@ ngx_http_webhook_status_read(ngx_http_webhook_status_call_t *call,
     ngx_http_webhook_status_inflight_read(&ctx->inflight[call->first], e,
                                           call->n);
 
+    e += call->n * NGX_HTTP_WEBHOOK_INFLIGHT_FIELDS;
+
     for (i = 0; i < call->n; i++) {
         ctx->known[call->first + i] = 1;
+
+        if (ngx_http_webhook_status_reconcile_read(ctx->request->pool,
+                &ctx->reconcile[call->first + i], *e++)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                          "webhook: the reconcilers of a queue could not "
+                          "be read from the status query");
+        }
     }
 }
 
@@ -489,7 +510,8 @@ ngx_http_webhook_status_send(ngx_http_request_t *r,
     /* the addresses are escaped: up to 6 bytes each (\u00XX) */
     len = 8192 + (wmcf->addr_text.len + NGX_SOCKADDR_STRLEN * 2) * 6
           + NGX_HTTP_WEBHOOK_STATUS_SPOOL_ALL
-          + NGX_HTTP_WEBHOOK_STATUS_CLUSTER_ALL;
+          + NGX_HTTP_WEBHOOK_STATUS_CLUSTER_ALL
+          + ngx_http_webhook_status_reconcile_len(wmcf, ctx->reconcile);
     queue = wmcf->queues.elts;
 
     for (i = 0; i < wmcf->queues.nelts; i++) {
@@ -506,13 +528,15 @@ ngx_http_webhook_status_send(ngx_http_request_t *r,
 
     if (ctx->prometheus) {
         b->last = ngx_http_webhook_status_text(b->last, wmcf, up, depths,
-                                               ctx->inflight, ctx->known);
+                                               ctx->inflight, ctx->known,
+                                               ctx->reconcile);
         ngx_str_set(&r->headers_out.content_type,
                     "text/plain; version=0.0.4; charset=utf-8");
 
     } else {
         b->last = ngx_http_webhook_status_json(b->last, wmcf, up, depths,
-                                               ctx->inflight, ctx->known);
+                                               ctx->inflight, ctx->known,
+                                               ctx->reconcile);
         ngx_str_set(&r->headers_out.content_type, "application/json");
     }
 
@@ -540,7 +564,8 @@ ngx_http_webhook_status_send(ngx_http_request_t *r,
 static u_char *
 ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
     ngx_uint_t up, ngx_http_webhook_depth_t *depths,
-    ngx_http_webhook_inflight_t *inflight, ngx_uint_t *known)
+    ngx_http_webhook_inflight_t *inflight, ngx_uint_t *known,
+    ngx_http_webhook_reconcilers_t *reconcile)
 {
     ngx_str_t                    *queue, primary, sentinel;
     ngx_uint_t                    i, k, prio;
@@ -620,6 +645,7 @@ ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
                                                      ? &inflight[i] : NULL);
 
         p = ngx_http_webhook_status_spool_queue(p, wmcf, i);
+        p = ngx_http_webhook_status_reconcile_json(p, wmcf, reconcile, i);
 
         if (cnt == NULL) {
             p = ngx_sprintf(p, ",\"requests\":null}");

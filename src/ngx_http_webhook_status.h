@@ -12,6 +12,8 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <ngx_http.h>
+#include <hiredis/hiredis.h>
 
 #include "ngx_http_webhook_module.h"
 
@@ -43,6 +45,29 @@ typedef struct {
 struct redisReply;
 
 
+/* a reconciler's heartbeat, as the status script read it */
+
+typedef struct {
+    ngx_str_t                     name;
+    int64_t                       success_age_ms;
+    int64_t                       pass_age_ms;
+    int64_t                       replayed;
+    int64_t                       waiting;
+    ngx_uint_t                    failing;
+    ngx_str_t                     error;         /* empty: none */
+    int64_t                       error_age_ms;  /* -1: none */
+} ngx_http_webhook_reconciler_t;
+
+
+/* the reconcilers of a queue */
+
+typedef struct {
+    ngx_http_webhook_reconciler_t *elts;
+    ngx_uint_t                    nelts;
+    ngx_uint_t                    known;         /* read from Redis */
+} ngx_http_webhook_reconcilers_t;
+
+
 /* ngx_http_webhook_status.c */
 u_char *ngx_http_webhook_label(u_char *p, ngx_str_t *value);
 u_char *ngx_http_webhook_seconds(u_char *p, uint64_t usec);
@@ -51,7 +76,7 @@ u_char *ngx_http_webhook_seconds(u_char *p, uint64_t usec);
 u_char *ngx_http_webhook_status_text(u_char *p,
     ngx_http_webhook_main_conf_t *wmcf, ngx_uint_t up,
     ngx_http_webhook_depth_t *depths, ngx_http_webhook_inflight_t *inflight,
-    ngx_uint_t *known);
+    ngx_uint_t *known, ngx_http_webhook_reconcilers_t *reconcile);
 
 /* ngx_http_webhook_status_spool.c: bytes per queue, and in all */
 #define NGX_HTTP_WEBHOOK_STATUS_SPOOL(qlen)  (1280 + 16 * 2 * (qlen))
@@ -72,6 +97,20 @@ u_char *ngx_http_webhook_status_spool_text(u_char *p,
 u_char *ngx_http_webhook_status_cluster_json(u_char *p);
 u_char *ngx_http_webhook_status_cluster_queue(u_char *p, ngx_uint_t slot);
 u_char *ngx_http_webhook_status_cluster_text(u_char *p);
+
+/* ngx_http_webhook_status_reconcile.c: the replays and the reconcilers */
+ngx_uint_t ngx_http_webhook_status_reconcile_args(ngx_http_request_t *r,
+    ngx_uint_t n, ngx_str_t *queue, const char **argv, size_t *argvlen,
+    ngx_uint_t k);
+ngx_int_t ngx_http_webhook_status_reconcile_read(ngx_pool_t *pool,
+    ngx_http_webhook_reconcilers_t *recs, redisReply *reply);
+size_t ngx_http_webhook_status_reconcile_len(
+    ngx_http_webhook_main_conf_t *wmcf, ngx_http_webhook_reconcilers_t *recs);
+u_char *ngx_http_webhook_status_reconcile_json(u_char *p,
+    ngx_http_webhook_main_conf_t *wmcf, ngx_http_webhook_reconcilers_t *recs,
+    ngx_uint_t i);
+u_char *ngx_http_webhook_status_reconcile_text(u_char *p,
+    ngx_http_webhook_main_conf_t *wmcf, ngx_http_webhook_reconcilers_t *recs);
 
 
 /* ngx_http_webhook_status_inflight.c: integers per queue, bytes per queue */

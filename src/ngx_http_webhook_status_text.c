@@ -34,7 +34,8 @@ static u_char *ngx_http_webhook_series(u_char *p, char *name,
 u_char *
 ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
     ngx_uint_t up, ngx_http_webhook_depth_t *depths,
-    ngx_http_webhook_inflight_t *inflight, ngx_uint_t *known)
+    ngx_http_webhook_inflight_t *inflight, ngx_uint_t *known,
+    ngx_http_webhook_reconcilers_t *reconcile)
 {
     ngx_str_t                 *queue;
     ngx_uint_t                 i, k, prio;
@@ -109,6 +110,7 @@ ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
     }
 
     p = ngx_http_webhook_status_spool_text(p, wmcf);
+    p = ngx_http_webhook_status_reconcile_text(p, wmcf, reconcile);
 
     p = ngx_http_webhook_family(p, "nginx_webhook_warnings_total", "counter",
                                 "Events queued with fields of the wrong "

@@ -198,8 +198,8 @@ sub check_shape {
     for my $q (@$queues) {
         my $qo = $j->{queues}{$q};
         push @why, "queue $q keys " . $keys->($qo) unless $keys->($qo) eq
-            ($CLUSTER ? 'high,in_flight,low,medium,node,rejected,requests,spool,warnings'
-                      : 'high,in_flight,low,medium,rejected,requests,spool,warnings');
+            ($CLUSTER ? 'high,in_flight,low,medium,node,reconcilers,rejected,replays,requests,spool,warnings'
+                      : 'high,in_flight,low,medium,reconcilers,rejected,replays,requests,spool,warnings');
         # the consumers' events in flight: read from Redis with the depths
         my $in = ref $qo eq 'HASH' ? $qo->{in_flight} : undef;
         if ($up) {

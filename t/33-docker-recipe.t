@@ -70,11 +70,12 @@ like($dockerfile, qr/install .*libhiredis1\.1\.0/,
 
 SKIP: {
     my $json = `/usr/bin/python3 -c 'import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))' $repo/docker/compose.yaml 2>&1`;
-    skip "no YAML parser (python3-yaml): $json", 6 if $json =~ /ModuleNotFoundError/;
+    skip "no YAML parser (python3-yaml): $json", 8 if $json =~ /ModuleNotFoundError/;
     my $c = json_decode($json);
     ok(ref $c eq 'HASH', 'docker/compose.yaml is YAML') or diag $json;
     my $s = $c->{services} || {};
-    is_deeply([sort keys %$s], [qw(consumer nginx redis)], 'with nginx, Redis and the consumer');
+    is_deeply([sort keys %$s], [qw(consumer nginx reconcile redis)],
+        'with nginx, Redis, the consumer and the reconciler');
     my ($frag) = grep { m{^\.\./conf\.d/redis-webhook\.conf:} } @{ $s->{redis}{volumes} || [] };
     ok($frag && grep({ $_ eq '/usr/local/etc/redis/redis-webhook.conf' } @{ $s->{redis}{command} || [] }),
        'Redis runs with conf.d/redis-webhook.conf (append-only file)');
@@ -84,6 +85,9 @@ SKIP: {
        "the consumer is built from docker/$s->{consumer}{build}/Dockerfile");
     is(join(' ', @{ $s->{consumer}{command} || [] }), 'webhook-consumer run',
        'and runs webhook-consumer run (the installed package\'s command)');
+    is_deeply([$s->{reconcile}{build}, @{ $s->{reconcile}{command} || [] }],
+        [$s->{consumer}{build}, 'webhook-reconcile'], 'the reconciler runs webhook-reconcile of the same image');
+    is_deeply($s->{reconcile}{profiles}, ['reconcile'], 'only with --profile reconcile (it needs an Odoo)');
 }
 
 # ---------------------------------------------------------------- the build

@@ -1,6 +1,7 @@
 """The command line: `webhook-consumer run|recover|redrive|dead`.  Every
 setting is a flag and an environment variable; a handler is loaded by its
-dotted path, 'package.module:function'."""
+dotted path, 'package.module:function'.  `webhook-consumer reconcile ...`
+is webhook-reconcile (webhook_consumer.reconcile), with its own options."""
 
 import argparse
 import importlib
@@ -173,6 +174,9 @@ def forwarder(args, config):
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["reconcile"]:
+        from .reconcile import main as reconcile
+        return reconcile(argv[1:])
     if not argv or argv[0].startswith("-") and argv[0] not in (
             "-h", "--help", "--version"):
         argv.insert(0, "run")
