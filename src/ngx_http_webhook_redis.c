@@ -40,7 +40,8 @@ static ngx_uint_t ngx_http_webhook_redis_role_is_master(redisReply *reply);
     ngx_http_webhook_redis_error_is(reply, "READONLY", sizeof("READONLY") - 1)
 
 
-ngx_http_webhook_redis_t  *ngx_http_webhook_redis_conn;
+ngx_http_webhook_redis_t        *ngx_http_webhook_redis_conn;
+ngx_http_webhook_resp_limits_t   ngx_http_webhook_redis_limits;
 
 /* why the handler being called has no reply */
 static ngx_uint_t  ngx_http_webhook_redis_failed;
@@ -92,6 +93,9 @@ ngx_http_webhook_redis_init(ngx_cycle_t *cycle,
      */
 
     ngx_time_update();
+
+    ngx_http_webhook_resp_limits(&ngx_http_webhook_redis_limits,
+                                 wmcf->batch_max);
 
     if (wmcf->cluster) {
         /* the seeds name the primaries */

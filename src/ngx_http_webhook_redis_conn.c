@@ -40,6 +40,7 @@ static void ngx_http_webhook_redis_closed(ngx_http_webhook_redis_t *rd,
 static void ngx_http_webhook_redis_schedule(ngx_http_webhook_redis_t *rd);
 static void ngx_http_webhook_redis_log_failed(ngx_http_webhook_redis_t *rd,
     ngx_err_t err);
+static void ngx_http_webhook_redis_log_bounds(ngx_http_webhook_redis_t *rd);
 
 
 static u_char  ngx_http_webhook_redis_buf[NGX_HTTP_WEBHOOK_READ_SIZE];
@@ -220,6 +221,14 @@ ngx_http_webhook_redis_open(ngx_http_webhook_redis_t *rd)
     if (rd->reader == NULL) {
         return NGX_ERROR;
     }
+
+#ifdef REDIS_READER_MAX_ARRAY_ELEMENTS
+    /* hiredis 1.x checks it as well */
+    rd->reader->maxelements = ngx_http_webhook_redis_limits.array;
+#endif
+
+    ngx_http_webhook_resp_scan_init(&rd->scan,
+                                    &ngx_http_webhook_redis_limits);
 
     /* TLS allocates from it; nothing else does */
 
@@ -583,6 +592,17 @@ ngx_http_webhook_redis_read_handler(ngx_event_t *ev)
             return;
         }
 
+        /* what a header announces is refused before the reader sees it */
+
+        if (ngx_http_webhook_resp_scan(&rd->scan, ngx_http_webhook_redis_buf,
+                                       n)
+            != NGX_OK)
+        {
+            ngx_http_webhook_redis_log_bounds(rd);
+            ngx_http_webhook_redis_close(rd, 1);
+            return;
+        }
+
         if (redisReaderFeed(rd->reader, (char *) ngx_http_webhook_redis_buf,
                             n)
             != REDIS_OK)
@@ -619,6 +639,39 @@ ngx_http_webhook_redis_read_handler(ngx_event_t *ev)
             }
         }
     }
+}
+
+
+/* what broke the bounds of the replies, by ngx_http_webhook_resp_error_e */
+
+static char  *ngx_http_webhook_redis_bounds[] = {
+    "",
+    "a byte 0x%02Xz where a reply starts",
+    "a malformed length",
+    "arrays nested deeper than %uz",
+    "an array of %uz elements, at most %uz",
+    "more than %uz elements in one reply",
+    "a bulk string of %uz bytes, at most %uz",
+    "a line longer than %uz bytes",
+    "more than %uz bytes in one reply"
+};
+
+
+static void
+ngx_http_webhook_redis_log_bounds(ngx_http_webhook_redis_t *rd)
+{
+    u_char                        *p, why[128];
+    ngx_http_webhook_resp_scan_t  *s;
+
+    s = &rd->scan;
+
+    p = ngx_snprintf(why, sizeof(why),
+                     ngx_http_webhook_redis_bounds[s->error], s->value,
+                     s->limit);
+
+    ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                  "webhook: redis at %V sent a reply past the bounds (%*s), "
+                  "closing the connection", &rd->addr_text, p - why, why);
 }
 
 

@@ -18,6 +18,7 @@
 #include <ngx_event_connect.h>
 
 #include "ngx_http_webhook_redis.h"
+#include "ngx_http_webhook_redis_resp.h"
 
 
 /*
@@ -92,6 +93,7 @@ typedef struct {
     ngx_peer_connection_t           peer;
     ngx_connection_t               *connection;
     redisReader                    *reader;
+    ngx_http_webhook_resp_scan_t    scan;      /* the bounds, before it */
     ngx_http_webhook_main_conf_t   *wmcf;
     ngx_log_t                      *log;
     ngx_event_t                     timer;     /* the state's */
@@ -117,7 +119,8 @@ typedef struct {
 } ngx_http_webhook_redis_t;
 
 
-extern ngx_http_webhook_redis_t  *ngx_http_webhook_redis_conn;
+extern ngx_http_webhook_redis_t        *ngx_http_webhook_redis_conn;
+extern ngx_http_webhook_resp_limits_t   ngx_http_webhook_redis_limits;
 
 
 /* ngx_http_webhook_redis_conn.c */
