@@ -14,6 +14,7 @@
 #include <ngx_event.h>
 
 #include "ngx_http_webhook_redis_conn.h"
+#include "ngx_http_webhook_escape.h"
 
 
 /* the output buffer is kept at this size when it empties */
@@ -477,6 +478,8 @@ void
 ngx_http_webhook_redis_dispatch(ngx_http_webhook_redis_t *rd,
     redisReply *reply)
 {
+    u_char                   buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
+    ngx_str_t                text;
     ngx_queue_t             *q;
     ngx_http_webhook_cmd_t  *cmd;
 
@@ -484,9 +487,10 @@ ngx_http_webhook_redis_dispatch(ngx_http_webhook_redis_t *rd,
         /* "max number of clients reached" and the like, then a close */
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "webhook: redis at %V sent a reply with no command "
-                      "waiting: %*s", &rd->addr_text,
-                      reply->type == REDIS_REPLY_ERROR ? (size_t) reply->len
-                                                       : 0, reply->str);
+                      "waiting: %V", &rd->addr_text,
+                      ngx_http_webhook_log_text(&text, buf, sizeof(buf),
+                          reply->str,
+                          reply->type == REDIS_REPLY_ERROR ? reply->len : 0));
         freeReplyObject(reply);
         ngx_http_webhook_redis_close(rd, 1);
         return;
@@ -621,6 +625,9 @@ static void
 ngx_http_webhook_redis_step_reply(ngx_http_webhook_redis_t *rd,
     ngx_http_webhook_cmd_t *cmd, redisReply *reply)
 {
+    u_char                         buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
+    ngx_str_t                      text;
+    redisReply                    *role;
     const char                    *name;
     ngx_http_webhook_redis_kind_e  kind;
 
@@ -646,8 +653,9 @@ ngx_http_webhook_redis_step_reply(ngx_http_webhook_redis_t *rd,
 
         if (reply->type == REDIS_REPLY_ERROR) {
             ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                          "webhook: redis %s failed: %*s", name,
-                          (size_t) reply->len, reply->str);
+                          "webhook: redis %s failed: %V", name,
+                          ngx_http_webhook_log_text(&text, buf, sizeof(buf),
+                                                    reply->str, reply->len));
             freeReplyObject(reply);
             ngx_http_webhook_redis_close(rd, 1);
             return;
@@ -656,15 +664,15 @@ ngx_http_webhook_redis_step_reply(ngx_http_webhook_redis_t *rd,
         if (kind == ngx_http_webhook_redis_role_check
             && !ngx_http_webhook_redis_role_is_master(reply))
         {
+            role = reply->type == REDIS_REPLY_ARRAY && reply->elements
+                   && reply->element[0]->type == REDIS_REPLY_STRING
+                   ? reply->element[0] : NULL;
+
             ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                           "webhook: redis at %V is not the primary (ROLE "
-                          "%*s), asking the sentinels again", &rd->addr_text,
-                          reply->type == REDIS_REPLY_ARRAY
-                          && reply->elements
-                          && reply->element[0]->type == REDIS_REPLY_STRING
-                          ? (size_t) reply->element[0]->len : 0,
-                          reply->type == REDIS_REPLY_ARRAY && reply->elements
-                          ? reply->element[0]->str : NULL);
+                          "%V), asking the sentinels again", &rd->addr_text,
+                          ngx_http_webhook_log_text(&text, buf, sizeof(buf),
+                              role ? role->str : NULL, role ? role->len : 0));
             freeReplyObject(reply);
             ngx_http_webhook_redis_close(rd, 1);
             return;

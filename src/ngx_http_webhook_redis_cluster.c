@@ -22,6 +22,7 @@
 #include <ngx_event.h>
 
 #include "ngx_http_webhook_redis_cluster.h"
+#include "ngx_http_webhook_escape.h"
 
 
 static void ngx_http_webhook_cluster_retire(ngx_http_webhook_node_t *node);
@@ -37,6 +38,14 @@ static ngx_http_webhook_node_t *ngx_http_webhook_cluster_endpoint(
 static void ngx_http_webhook_cluster_apply(ngx_http_webhook_cluster_t *cl);
 static ngx_uint_t ngx_http_webhook_cluster_needed_down(
     ngx_http_webhook_cluster_t *cl);
+
+
+/* the bytes of "host:port", "[v6]:port", "[fe80::1%eth0]:port" */
+#define ngx_http_webhook_cluster_addr_char(ch)                               \
+    (((ch) >= '0' && (ch) <= '9') || ((ch) >= 'a' && (ch) <= 'z')            \
+     || ((ch) >= 'A' && (ch) <= 'Z') || (ch) == '.' || (ch) == ':'           \
+     || (ch) == '-' || (ch) == '_' || (ch) == '[' || (ch) == ']'             \
+     || (ch) == '%')
 
 
 ngx_http_webhook_cluster_t  *ngx_http_webhook_cluster;
@@ -150,7 +159,8 @@ ngx_http_webhook_node_t *
 ngx_http_webhook_cluster_add(ngx_http_webhook_cluster_t *cl, u_char *text,
     size_t len)
 {
-    u_char                   *colon;
+    u_char                   *colon, buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
+    ngx_str_t                 escaped;
     ngx_uint_t                i;
     ngx_addr_t                addr;
     ngx_http_webhook_node_t  *node;
@@ -162,6 +172,19 @@ ngx_http_webhook_cluster_add(ngx_http_webhook_cluster_t *cl, u_char *text,
             && ngx_strncmp(node->addr_text.data, text, len) == 0)
         {
             return node;
+        }
+    }
+
+    /* the text comes from a reply: it is logged and shown in the status */
+
+    for (i = 0; i < len; i++) {
+        if (!ngx_http_webhook_cluster_addr_char(text[i])) {
+            ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                          "webhook: redis cluster: node \"%V\" left out "
+                          "(not an address)",
+                          ngx_http_webhook_log_text(&escaped, buf,
+                                                    sizeof(buf), text, len));
+            return NULL;
         }
     }
 
@@ -559,7 +582,9 @@ ngx_http_webhook_cluster_slots(void *data, redisReply *reply)
 {
     ngx_http_webhook_cluster_t  *cl = data;
 
+    u_char                    buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
     ngx_int_t                 rc;
+    ngx_str_t                 text;
     ngx_http_webhook_node_t  *asked;
 
     if (cl->refresh.timer_set) {
@@ -582,8 +607,9 @@ ngx_http_webhook_cluster_slots(void *data, redisReply *reply)
         if (reply && reply->type == REDIS_REPLY_ERROR) {
             ngx_log_error(NGX_LOG_ERR, cl->log, 0,
                           "webhook: redis cluster: CLUSTER SLOTS failed on "
-                          "%V: %*s", &asked->addr_text, (size_t) reply->len,
-                          reply->str);
+                          "%V: %V", &asked->addr_text,
+                          ngx_http_webhook_log_text(&text, buf, sizeof(buf),
+                                                    reply->str, reply->len));
         }
 
         /* the next node, at once */

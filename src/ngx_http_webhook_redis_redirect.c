@@ -15,6 +15,7 @@
 #include <ngx_event.h>
 
 #include "ngx_http_webhook_redis_cluster.h"
+#include "ngx_http_webhook_escape.h"
 
 
 #define NGX_HTTP_WEBHOOK_REDIRECTS_MAX    5
@@ -36,6 +37,8 @@ ngx_http_webhook_cluster_redirect(ngx_http_webhook_redis_t *rd,
     ngx_http_webhook_cmd_t *cmd, redisReply *reply)
 {
     u_char                      *p, *last, *addr;
+    u_char                       buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
+    ngx_str_t                    text;
     ngx_int_t                    slot;
     ngx_uint_t                   ask;
     ngx_http_webhook_node_t     *node;
@@ -81,9 +84,10 @@ ngx_http_webhook_cluster_redirect(ngx_http_webhook_redis_t *rd,
     if (cmd->redirects >= NGX_HTTP_WEBHOOK_REDIRECTS_MAX) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "webhook: redis cluster: slot %i redirected %d times "
-                      "(last by %V: %*s), the command fails", slot,
+                      "(last by %V: %V), the command fails", slot,
                       NGX_HTTP_WEBHOOK_REDIRECTS_MAX, &rd->addr_text,
-                      (size_t) reply->len, reply->str);
+                      ngx_http_webhook_log_text(&text, buf, sizeof(buf),
+                                                reply->str, reply->len));
         return NGX_DECLINED;
     }
 

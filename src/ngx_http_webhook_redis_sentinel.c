@@ -22,6 +22,7 @@
 #include <ngx_event.h>
 
 #include "ngx_http_webhook_redis_conn.h"
+#include "ngx_http_webhook_escape.h"
 
 
 #define NGX_HTTP_WEBHOOK_SENTINEL_PING  1000
@@ -348,13 +349,16 @@ static ngx_int_t
 ngx_http_webhook_sentinel_reply(ngx_http_webhook_sentinel_t *sn,
     redisReply *reply)
 {
+    u_char       buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
+    ngx_str_t    text;
     redisReply  *kind;
 
     if (reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, sn->rd->log, 0,
-                      "webhook: redis sentinel %V: %*s",
-                      &sn->addrs[sn->current].name, (size_t) reply->len,
-                      reply->str);
+                      "webhook: redis sentinel %V: %V",
+                      &sn->addrs[sn->current].name,
+                      ngx_http_webhook_log_text(&text, buf, sizeof(buf),
+                                                reply->str, reply->len));
         return NGX_ERROR;
     }
 
@@ -440,7 +444,8 @@ ngx_http_webhook_sentinel_message(ngx_http_webhook_sentinel_t *sn,
     redisReply *reply)
 {
     u_char      *p, *last, *field[5];
-    ngx_str_t   *name;
+    u_char       buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
+    ngx_str_t   *name, text;
     ngx_uint_t   i;
     redisReply  *m;
 
@@ -479,8 +484,10 @@ ngx_http_webhook_sentinel_message(ngx_http_webhook_sentinel_t *sn,
     }
 
     ngx_log_error(NGX_LOG_NOTICE, sn->rd->log, 0,
-                  "webhook: redis sentinel %V: +switch-master %*s",
-                  &sn->addrs[sn->current].name, m->len, m->str);
+                  "webhook: redis sentinel %V: +switch-master %V",
+                  &sn->addrs[sn->current].name,
+                  ngx_http_webhook_log_text(&text, buf, sizeof(buf), m->str,
+                                            m->len));
 
     return ngx_http_webhook_sentinel_primary(sn, field[3],
                                              field[4] - field[3] - 1,
@@ -495,7 +502,9 @@ ngx_http_webhook_sentinel_primary(ngx_http_webhook_sentinel_t *sn,
     u_char *ip, size_t iplen, u_char *port, size_t portlen)
 {
     u_char                    *p;
+    u_char                     buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
     ngx_int_t                  n;
+    ngx_str_t                  text;
     ngx_addr_t                 addr;
     ngx_pool_t                *pool;
     ngx_http_webhook_redis_t  *rd;
@@ -515,8 +524,9 @@ ngx_http_webhook_sentinel_primary(ngx_http_webhook_sentinel_t *sn,
     if (ngx_parse_addr(pool, &addr, ip, iplen) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "webhook: redis sentinel %V names the primary "
-                      "\"%*s\", not an address", &sn->addrs[sn->current].name,
-                      iplen, ip);
+                      "\"%V\", not an address", &sn->addrs[sn->current].name,
+                      ngx_http_webhook_log_text(&text, buf, sizeof(buf), ip,
+                                                iplen));
         ngx_destroy_pool(pool);
         return NGX_ERROR;
     }
