@@ -6,7 +6,8 @@
  * releases the writes held for it, as acknowledged or as not replicated
  * (REPLICAS), and a short count asks ROLE how many replicas are
  * connected, for the log.  The WAIT itself is sent by the flush of a
- * write pass (ngx_http_webhook_redis_conn.c).
+ * write pass (ngx_http_webhook_redis_conn.c) of a connection whose owner
+ * asks for it (ngx_http_webhook_redis_setup_t).
  */
 
 
@@ -70,7 +71,7 @@ ngx_http_webhook_redis_waited(ngx_http_webhook_redis_t *rd,
 
         /* how many replicas there are, for the log */
         (void) ngx_http_webhook_redis_step(rd,
-                                           ngx_http_webhook_redis_role_step,
+                                           NGX_HTTP_WEBHOOK_CMD_ROLE,
                                            "ROLE", 1, role, role_len);
     }
 
