@@ -9,10 +9,11 @@
  * (ngx_http_webhook_redis_redirect.c).
  *
  * The map is read again when a node's connection is lost (a command timed
- * out, a failover), after a MOVED, and, with a short backoff, as long as a
- * slot of a configured queue has no primary connected: the cluster takes
- * its node timeout and an election to promote a replica.  After each
- * read, the nodes that own no slot are closed.
+ * out, a failover), after a MOVED, READONLY or CLUSTERDOWN, and, with a
+ * short backoff, as long as a slot of a configured queue has no primary
+ * connected: the cluster takes its node timeout and an election to
+ * promote a replica.  After each read, the nodes that own no slot are
+ * closed.
  */
 
 
@@ -526,13 +527,43 @@ ngx_http_webhook_cluster_lost(ngx_http_webhook_redis_t *rd)
 }
 
 
-/* an error reply on a node: MOVED and ASK are followed */
+/*
+ * An error reply on a node: MOVED and ASK are followed; READONLY (a
+ * primary demoted, whose connection stays) closes the connection, and
+ * the map is read again, as after CLUSTERDOWN (a failover under way)
+ */
 
 static ngx_int_t
 ngx_http_webhook_cluster_error(ngx_http_webhook_redis_t *rd,
     ngx_http_webhook_cmd_t *cmd, redisReply *reply)
 {
-    return ngx_http_webhook_cluster_redirect(rd, cmd, reply);
+    ngx_int_t                 rc;
+    ngx_http_webhook_node_t  *node = rd->data;
+
+    rc = ngx_http_webhook_cluster_redirect(rd, cmd, reply);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    if (ngx_http_webhook_redis_readonly(reply)) {
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "webhook: redis at %V is read-only (no longer the "
+                      "primary), reading the cluster's map again",
+                      &rd->addr_text);
+
+        /* the lost connection asks for the map */
+        return NGX_DONE;
+    }
+
+    if (ngx_http_webhook_redis_error_is(reply, "CLUSTERDOWN",
+                                        sizeof("CLUSTERDOWN") - 1))
+    {
+        ngx_http_webhook_cluster_want(node->cluster,
+                                      NGX_HTTP_WEBHOOK_REFRESH_MIN);
+    }
+
+    return NGX_DECLINED;
 }
 
 

@@ -44,7 +44,7 @@ typedef struct {
  * The refresh of the map, with one timer (cl->refresh):
  *
  *   IDLE      none: the map is read again when a connection is lost, after
- *             a MOVED
+ *             a MOVED, READONLY or CLUSTERDOWN
  *   WAITING   the backoff before the next CLUSTER SLOTS
  *   ASKING    CLUSTER SLOTS in flight on cl->asked: webhook_redis_timeout
  */

@@ -5,7 +5,9 @@
  * webhook_redis: one connection per worker to one address, found when
  * nginx read the configuration, or, with nginx's resolver in the http
  * block, resolved again at each attempt (managed Redis fails over by
- * moving the address behind the name).
+ * moving the address behind the name).  There, a primary demoted to a
+ * replica that keeps its clients answers writes READONLY: the connection
+ * is closed, and the next attempt goes where the name points now.
  *
  * The primary's part (ngx_http_webhook_primary_t) serves Sentinel too,
  * whose sentinels give the address instead.
@@ -73,6 +75,7 @@ ngx_http_webhook_single_init(ngx_cycle_t *cycle,
         p->rd->resolver = wmcf->resolver;
         p->rd->resolve = wmcf->host_name;
         p->rd->port = (in_port_t) wmcf->port;
+        p->follow = "reconnecting";
     }
 
     ngx_http_webhook_redis_connect(p->rd);
