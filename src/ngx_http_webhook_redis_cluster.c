@@ -13,7 +13,9 @@
  * short backoff, as long as a slot of a configured queue has no primary
  * connected: the cluster takes its node timeout and an election to
  * promote a replica.  After each read, the nodes that own no slot are
- * closed.
+ * closed, and forgotten once nothing is in flight on them (the seeds
+ * excepted): nodes that come back at other addresses (containers,
+ * rescheduled pods) do not fill the table.
  */
 
 
@@ -67,6 +69,9 @@ static ngx_http_webhook_node_t *ngx_http_webhook_cluster_endpoint(
 static void ngx_http_webhook_cluster_apply(ngx_http_webhook_cluster_t *cl);
 static ngx_uint_t ngx_http_webhook_cluster_needed_down(
     ngx_http_webhook_cluster_t *cl);
+static void ngx_http_webhook_cluster_sweep(ngx_event_t *ev);
+static void ngx_http_webhook_cluster_forget(ngx_http_webhook_cluster_t *cl,
+    ngx_http_webhook_node_t *node);
 
 
 ngx_http_webhook_topology_t  ngx_http_webhook_topology_cluster = {
@@ -131,6 +136,10 @@ ngx_http_webhook_cluster_init(ngx_cycle_t *cycle,
     cl->refresh.log = cycle->log;
     cl->refresh.cancelable = 1;
 
+    cl->sweep.handler = ngx_http_webhook_cluster_sweep;
+    cl->sweep.data = cl;
+    cl->sweep.log = cycle->log;
+
     /* the seeds are connected to, the first to connect is asked */
 
     seed = wmcf->cluster->elts;
@@ -141,6 +150,8 @@ ngx_http_webhook_cluster_init(ngx_cycle_t *cycle,
         if (node == NULL) {
             return NULL;
         }
+
+        node->seed = 1;
 
         if (node->socklen == 0) {
             /* a seed named by a host name, resolved at configuration */
@@ -174,6 +185,10 @@ ngx_http_webhook_cluster_exit(void *data)
 
     if (cl->refresh.timer_set) {
         ngx_del_timer(&cl->refresh);
+    }
+
+    if (cl->sweep.posted) {
+        ngx_delete_posted_event(&cl->sweep);
     }
 
     for (i = 0; i < cl->nnodes; i++) {
@@ -354,6 +369,61 @@ ngx_http_webhook_cluster_retire(ngx_http_webhook_node_t *node)
 
     rd->reconnect = 0;
     ngx_http_webhook_redis_stop(rd);
+}
+
+
+/* the nodes that own no slot and have nothing in flight are forgotten */
+
+static void
+ngx_http_webhook_cluster_sweep(ngx_event_t *ev)
+{
+    ngx_http_webhook_cluster_t  *cl = ev->data;
+
+    ngx_uint_t                i;
+    ngx_http_webhook_node_t  *node;
+
+    for (i = 0; i < cl->nnodes; i++) {
+        node = cl->nodes[i];
+
+        if (node == NULL || node->seed || node->slots || node == cl->asked
+            || (node->rd && ngx_http_webhook_redis_busy(node->rd)))
+        {
+            continue;
+        }
+
+        ngx_http_webhook_cluster_forget(cl, node);
+    }
+
+    while (cl->nnodes && cl->nodes[cl->nnodes - 1] == NULL) {
+        cl->nnodes--;
+    }
+}
+
+
+static void
+ngx_http_webhook_cluster_forget(ngx_http_webhook_cluster_t *cl,
+    ngx_http_webhook_node_t *node)
+{
+    ngx_uint_t  s;
+
+    ngx_log_error(NGX_LOG_INFO, cl->log, 0,
+                  "webhook: redis cluster: %V owns no slot and has nothing "
+                  "in flight: forgotten", &node->addr_text);
+
+    /* no slot points to it; should one, it has no owner any more */
+
+    for (s = 0; s < NGX_HTTP_WEBHOOK_SLOTS_ALL; s++) {
+        if (cl->owner[s] == node->index + 1) {
+            cl->owner[s] = 0;
+        }
+    }
+
+    if (node->rd) {
+        ngx_http_webhook_redis_destroy(node->rd);
+    }
+
+    cl->nodes[node->index] = NULL;
+    ngx_free(node);
 }
 
 
@@ -732,6 +802,12 @@ ngx_http_webhook_cluster_slots(void *data, redisReply *reply)
     }
 
     ngx_http_webhook_cluster_apply(cl);
+
+    /* the nodes it closed are forgotten once this handler has returned */
+
+    if (!cl->sweep.posted) {
+        ngx_post_event(&cl->sweep, &ngx_posted_events);
+    }
 
     if (ngx_http_webhook_cluster_needed_down(cl)) {
         /* a failover under way: asked again until a primary answers */

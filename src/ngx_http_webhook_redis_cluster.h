@@ -19,7 +19,13 @@
 #include "ngx_http_webhook_redis_topology.h"
 
 
-#define NGX_HTTP_WEBHOOK_CLUSTER_NODES    64
+/*
+ * The nodes known at once: the seeds, the primaries of the map, the
+ * targets of redirections; a node that owns no slot and has nothing in
+ * flight is forgotten after each read of the map, so this bounds only
+ * what one answer of CLUSTER SLOTS may name
+ */
+#define NGX_HTTP_WEBHOOK_CLUSTER_NODES    1024
 
 #define NGX_HTTP_WEBHOOK_REFRESH_MIN      300
 #define NGX_HTTP_WEBHOOK_REFRESH_MAX      1000
@@ -36,6 +42,7 @@ typedef struct {
     ngx_http_webhook_cluster_t    *cluster;
     ngx_uint_t                     index;       /* in cluster->nodes */
     ngx_uint_t                     slots;       /* owned, as last known */
+    unsigned                       seed:1;      /* never forgotten */
     u_char                         text[NGX_SOCKADDR_STRLEN];
 } ngx_http_webhook_node_t;
 
@@ -69,6 +76,8 @@ struct ngx_http_webhook_cluster_s {
     ngx_uint_t                         next;        /* the node asked next */
     ngx_http_webhook_node_t           *asked;       /* CLUSTER SLOTS */
     ngx_event_t                        refresh;
+    ngx_event_t                        sweep;       /* forgets nodes, from
+                                                       the event loop */
     ngx_msec_t                         backoff;
     const char                        *argv[2];
     size_t                             argvlen[2];
