@@ -16,6 +16,10 @@
 #include "ngx_http_webhook_redis_topology.h"
 
 
+static ngx_http_webhook_redis_t *ngx_http_webhook_redis_get(
+    ngx_uint_t slot, ngx_uint_t start);
+
+
 static ngx_http_webhook_topology_t  *ngx_http_webhook_topology;
 static void                         *ngx_http_webhook_topology_data;
 
@@ -76,6 +80,32 @@ ngx_http_webhook_redis_exit(ngx_cycle_t *cycle)
 }
 
 
+/*
+ * The connection of a command on the slot: the topology's (start: it may
+ * start one), or its one primary's
+ */
+
+static ngx_http_webhook_redis_t *
+ngx_http_webhook_redis_get(ngx_uint_t slot, ngx_uint_t start)
+{
+    void                         *data;
+    ngx_http_webhook_topology_t  *t;
+
+    t = ngx_http_webhook_topology;
+    data = ngx_http_webhook_topology_data;
+
+    if (t == NULL) {
+        return NULL;
+    }
+
+    if (t->get == NULL) {
+        return ((ngx_http_webhook_primary_t *) data)->rd;
+    }
+
+    return start ? t->get(data, slot) : t->peek(data, slot);
+}
+
+
 ngx_uint_t
 ngx_http_webhook_redis_up(ngx_uint_t slot)
 {
@@ -83,7 +113,11 @@ ngx_http_webhook_redis_up(ngx_uint_t slot)
 
     t = ngx_http_webhook_topology;
 
-    return t ? t->up(ngx_http_webhook_topology_data, slot) : 0;
+    if (t && t->up) {
+        return t->up(ngx_http_webhook_topology_data, slot);
+    }
+
+    return ngx_http_webhook_redis_ready(ngx_http_webhook_redis_get(slot, 0));
 }
 
 
@@ -92,15 +126,9 @@ ngx_http_webhook_redis_eval(ngx_http_webhook_script_t *script,
     ngx_uint_t slot, int argc, const char **argv, size_t *argvlen,
     ngx_http_webhook_reply_pt handler, void *data)
 {
-    ngx_http_webhook_redis_t     *rd;
-    ngx_http_webhook_topology_t  *t;
+    ngx_http_webhook_redis_t  *rd;
 
-    t = ngx_http_webhook_topology;
-    if (t == NULL) {
-        return NULL;
-    }
-
-    rd = t->get(ngx_http_webhook_topology_data, slot);
+    rd = ngx_http_webhook_redis_get(slot, 1);
     if (rd == NULL) {
         return NULL;
     }
@@ -117,20 +145,14 @@ ngx_http_webhook_redis_eval(ngx_http_webhook_script_t *script,
 void
 ngx_http_webhook_redis_timed_out(ngx_uint_t slot)
 {
-    ngx_http_webhook_redis_t     *rd;
-    ngx_http_webhook_topology_t  *t;
-
-    t = ngx_http_webhook_topology;
-    if (t == NULL) {
-        return;
-    }
+    ngx_http_webhook_redis_t  *rd;
 
     /*
      * the connection of the slot's primary as known: a timeout neither
      * reads the map again nor connects, nor closes another node's
      */
 
-    rd = t->peek(ngx_http_webhook_topology_data, slot);
+    rd = ngx_http_webhook_redis_get(slot, 0);
 
     if (rd == NULL || rd->connection == NULL) {
         return;
@@ -155,7 +177,7 @@ ngx_http_webhook_redis_addresses(ngx_str_t *primary, ngx_str_t *sentinel)
 
     t = ngx_http_webhook_topology;
 
-    if (t) {
+    if (t && t->addresses) {
         t->addresses(ngx_http_webhook_topology_data, primary, sentinel);
     }
 }

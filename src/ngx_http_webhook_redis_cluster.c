@@ -43,8 +43,6 @@ static ngx_http_webhook_redis_t *ngx_http_webhook_cluster_route(void *data,
 static ngx_http_webhook_redis_t *ngx_http_webhook_cluster_conn(void *data,
     ngx_uint_t slot);
 static ngx_uint_t ngx_http_webhook_cluster_up(void *data, ngx_uint_t slot);
-static void ngx_http_webhook_cluster_addresses(void *data,
-    ngx_str_t *primary, ngx_str_t *sentinel);
 static ngx_int_t ngx_http_webhook_cluster_primary(void *data, ngx_uint_t i,
     ngx_str_t *addr, ngx_uint_t *up, ngx_uint_t *slots);
 static ngx_int_t ngx_http_webhook_cluster_slot_primary(void *data,
@@ -81,7 +79,7 @@ ngx_http_webhook_topology_t  ngx_http_webhook_topology_cluster = {
     ngx_http_webhook_cluster_route,
     ngx_http_webhook_cluster_conn,
     ngx_http_webhook_cluster_up,
-    ngx_http_webhook_cluster_addresses,
+    NULL,
     ngx_http_webhook_cluster_primary,
     ngx_http_webhook_cluster_slot_primary
 };
@@ -986,15 +984,6 @@ ngx_http_webhook_cluster_needed_down(ngx_http_webhook_cluster_t *cl)
     }
 
     return 0;
-}
-
-
-/* for the status: the address as configured stays */
-
-static void
-ngx_http_webhook_cluster_addresses(void *data, ngx_str_t *primary,
-    ngx_str_t *sentinel)
-{
 }
 
 

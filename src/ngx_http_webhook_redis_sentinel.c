@@ -94,9 +94,9 @@ ngx_http_webhook_topology_t  ngx_http_webhook_topology_sentinel = {
     "sentinel",
     ngx_http_webhook_sentinel_init,
     ngx_http_webhook_sentinel_exit,
-    ngx_http_webhook_primary_get,
-    ngx_http_webhook_primary_get,
-    ngx_http_webhook_primary_up,
+    NULL,
+    NULL,
+    NULL,
     ngx_http_webhook_sentinel_addresses,
     NULL,
     NULL

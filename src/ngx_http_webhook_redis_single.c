@@ -32,9 +32,9 @@ ngx_http_webhook_topology_t  ngx_http_webhook_topology_single = {
     "single",
     ngx_http_webhook_single_init,
     ngx_http_webhook_single_exit,
-    ngx_http_webhook_primary_get,
-    ngx_http_webhook_primary_get,
-    ngx_http_webhook_primary_up,
+    NULL,
+    NULL,
+    NULL,
     ngx_http_webhook_single_addresses,
     NULL,
     NULL
@@ -101,6 +101,7 @@ ngx_http_webhook_single_addresses(void *data, ngx_str_t *primary,
     ngx_http_webhook_primary_t  *p = data;
 
     *primary = p->rd->addr_text;
+    ngx_str_null(sentinel);
 }
 
 
@@ -129,25 +130,10 @@ ngx_http_webhook_primary_init(ngx_http_webhook_primary_t *p,
 }
 
 
-ngx_http_webhook_redis_t *
-ngx_http_webhook_primary_get(void *data, ngx_uint_t slot)
-{
-    ngx_http_webhook_primary_t  *p = data;
-
-    return p->rd;
-}
-
-
-ngx_uint_t
-ngx_http_webhook_primary_up(void *data, ngx_uint_t slot)
-{
-    ngx_http_webhook_primary_t  *p = data;
-
-    return ngx_http_webhook_redis_ready(p->rd);
-}
-
-
-/* a demoted primary: closed when the address can change */
+/*
+ * A write answered READONLY: a demoted primary, closed when the address
+ * can change
+ */
 
 ngx_int_t
 ngx_http_webhook_primary_error(ngx_http_webhook_redis_t *rd,
@@ -155,7 +141,9 @@ ngx_http_webhook_primary_error(ngx_http_webhook_redis_t *rd,
 {
     ngx_http_webhook_primary_t  *p = rd->data;
 
-    if (p->follow == NULL || !ngx_http_webhook_redis_readonly(reply)) {
+    if (p->follow == NULL || !cmd->write
+        || !ngx_http_webhook_redis_readonly(reply))
+    {
         return NGX_DECLINED;
     }
 

@@ -36,13 +36,18 @@ typedef struct {
                                    ngx_http_webhook_main_conf_t *wmcf);
     void                       (*exit)(void *data);
 
-    /* the connection for a command on the slot (it may start one), NULL */
+    /*
+     * the connection for a command on the slot (it may start one), NULL;
+     * NULL members: a topology of one primary, whose data starts with an
+     * ngx_http_webhook_primary_t, for every slot
+     */
     ngx_http_webhook_redis_t  *(*get)(void *data, ngx_uint_t slot);
     /* the slot's connection as known: nothing is started */
     ngx_http_webhook_redis_t  *(*peek)(void *data, ngx_uint_t slot);
     ngx_uint_t                 (*up)(void *data, ngx_uint_t slot);
 
-    /* the status: the primary and the sentinel that named it */
+    /* the status: the primary and the sentinel that named it (NULL: the
+     * address as configured) */
     void                       (*addresses)(void *data, ngx_str_t *primary,
                                    ngx_str_t *sentinel);
     /* the status, with Cluster (NULL otherwise): the i-th primary, a slot's */
@@ -71,9 +76,6 @@ typedef struct {
 ngx_int_t ngx_http_webhook_primary_init(ngx_http_webhook_primary_t *p,
     ngx_cycle_t *cycle, ngx_http_webhook_main_conf_t *wmcf,
     ngx_http_webhook_redis_handler_t *handler);
-ngx_http_webhook_redis_t *ngx_http_webhook_primary_get(void *data,
-    ngx_uint_t slot);
-ngx_uint_t ngx_http_webhook_primary_up(void *data, ngx_uint_t slot);
 ngx_int_t ngx_http_webhook_primary_error(ngx_http_webhook_redis_t *rd,
     ngx_http_webhook_cmd_t *cmd, redisReply *reply);
 
