@@ -87,6 +87,8 @@ RECORD   = src/ngx_http_webhook_record.c src/ngx_http_webhook_record.h
 UNIT     = $(BUILD)/test_event
 UNIT_REC = $(BUILD)/test_record
 UNIT_SLOT = $(BUILD)/test_keyslot
+UNIT_RESP = $(BUILD)/test_resp
+UNIT_ESC = $(BUILD)/test_escape
 FUZZER   = $(BUILD)/fuzz_event
 FUZZ_REC = $(BUILD)/fuzz_record
 FUZZ_SECONDS ?= 30
@@ -113,15 +115,27 @@ $(UNIT_SLOT): t/unit/test_keyslot.c t/unit/tap.h src/ngx_http_webhook_keyslot.c 
 	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
 	    $(NGX_INCS) -o $@ t/unit/test_keyslot.c src/ngx_http_webhook_keyslot.c
 
+$(UNIT_RESP): t/unit/test_resp.c t/unit/tap.h src/ngx_http_webhook_redis_resp.c \
+	    src/ngx_http_webhook_redis_resp.h $(NGINX_DIR)/objs/Makefile
+	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
+	    $(NGX_INCS) -o $@ t/unit/test_resp.c src/ngx_http_webhook_redis_resp.c
+
+$(UNIT_ESC): t/unit/test_escape.c t/unit/tap.h src/ngx_http_webhook_escape.c \
+	    src/ngx_http_webhook_escape.h $(NGINX_DIR)/objs/Makefile
+	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
+	    $(NGX_INCS) -o $@ t/unit/test_escape.c src/ngx_http_webhook_escape.c
+
 $(FUZZ_REC): t/fuzz/fuzz_record.c $(RECORD) $(NGINX_DIR)/objs/Makefile
 	clang -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined \
 	    $(NGX_INCS) -o $@ t/fuzz/fuzz_record.c $(RECORD:%.h=)
 
-unit: $(UNIT) $(UNIT_REC) $(UNIT_SLOT)
+unit: $(UNIT) $(UNIT_REC) $(UNIT_SLOT) $(UNIT_RESP) $(UNIT_ESC)
 	$(UNIT)
 	$(UNIT_REC)
 	$(UNIT_SLOT)
+	$(UNIT_RESP)
+	$(UNIT_ESC)
 
 # the body parser gets two thirds of FUZZ_SECONDS, the journal reader
 # (records from t/fuzz/records, written by t/unit/test_record) the rest
@@ -137,7 +151,7 @@ fuzz: $(FUZZER) $(FUZZ_REC)
 	    -max_len=8192 -timeout=10 -rss_limit_mb=1024 \
 	    -print_final_stats=1 $(BUILD)/corpus-record
 
-test: $(MODULE) $(UNIT) $(UNIT_REC) $(UNIT_SLOT)
+test: $(MODULE) $(UNIT) $(UNIT_REC) $(UNIT_SLOT) $(UNIT_RESP) $(UNIT_ESC)
 	prove -j$(PROVE_JOBS) -I t/lib t/
 
 run: $(MODULE)

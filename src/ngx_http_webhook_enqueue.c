@@ -14,6 +14,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_module.h"
+#include "ngx_http_webhook_escape.h"
 #include "ngx_http_webhook_auth.h"
 #include "ngx_http_webhook_receive.h"
 #include "ngx_http_webhook_stats.h"
@@ -146,7 +147,9 @@ static ngx_int_t
 ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     redisReply *reply)
 {
-    u_char  *p, *last;
+    u_char     *p, *last;
+    u_char      buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
+    ngx_str_t   text;
 
     if (ctx->rejected) {
         return ngx_http_webhook_rejected_answer(r, ctx, reply);
@@ -158,8 +161,10 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     {
         if (reply && reply->type == REDIS_REPLY_ERROR) {
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "webhook: redis refused the events (%*s): they "
-                          "are spooled", (size_t) reply->len, reply->str);
+                          "webhook: redis refused the events (%V): they "
+                          "are spooled",
+                          ngx_http_webhook_log_text(&text, buf, sizeof(buf),
+                                                    reply->str, reply->len));
         }
 
         return ngx_http_webhook_spool(r, ctx,
@@ -184,9 +189,10 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
     if (reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "webhook: redis refused the %s: %*s",
+                      "webhook: redis refused the %s: %V",
                       ctx->probe ? "test's write" : "events",
-                      (size_t) reply->len, reply->str);
+                      ngx_http_webhook_log_text(&text, buf, sizeof(buf),
+                                                reply->str, reply->len));
 
         if (ctx->probe) {
             p = ngx_pnalloc(r->pool, reply->len + sizeof("redis: "));
@@ -400,10 +406,14 @@ static ngx_int_t
 ngx_http_webhook_rejected_answer(ngx_http_request_t *r,
     ngx_http_webhook_ctx_t *ctx, redisReply *reply)
 {
+    u_char     buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
+    ngx_str_t  text;
+
     if (reply && reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "webhook: redis refused the rejected body: %*s",
-                      (size_t) reply->len, reply->str);
+                      "webhook: redis refused the rejected body: %V",
+                      ngx_http_webhook_log_text(&text, buf, sizeof(buf),
+                                                reply->str, reply->len));
     }
 
     return ngx_http_webhook_send_json(r, NGX_HTTP_BAD_REQUEST,

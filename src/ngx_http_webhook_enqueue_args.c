@@ -23,6 +23,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_module.h"
+#include "ngx_http_webhook_escape.h"
 #include "ngx_http_webhook_auth.h"
 #include "ngx_http_webhook_receive.h"
 #include "ngx_http_webhook_spool.h"
@@ -552,7 +553,8 @@ ngx_http_webhook_header_priority(ngx_http_request_t *r, ngx_int_t *priority)
 static ngx_int_t
 ngx_http_webhook_instant_priority(ngx_http_request_t *r, ngx_int_t *priority)
 {
-    ngx_str_t                     value;
+    u_char                        buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
+    ngx_str_t                     value, text;
     ngx_http_webhook_loc_conf_t  *wlcf;
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
@@ -572,7 +574,8 @@ ngx_http_webhook_instant_priority(ngx_http_request_t *r, ngx_int_t *priority)
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "webhook: webhook_instant_priority is \"%V\", not "
                       "high, medium or low: the default priority is used",
-                      &value);
+                      ngx_http_webhook_log_text(&text, buf, sizeof(buf),
+                                                value.data, value.len));
         *priority = wlcf->default_priority;
     }
 

@@ -699,6 +699,9 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                            / 1000, wmcf->timeout);
     }
 
+    /* the largest reply of the enqueue script: one element an event */
+    wmcf->batch_max = ngx_max(wmcf->batch_max, conf->batch_max);
+
     if (ngx_http_webhook_add_queue(cf, wmcf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }

@@ -93,6 +93,7 @@ typedef struct {
     ngx_array_t                  token_files; /* ngx_http_webhook_tokens_t */
     ngx_uint_t                   queue_slot[NGX_HTTP_WEBHOOK_MAX_QUEUES];
     ngx_uint_t                   used;        /* any webhook location */
+    ngx_uint_t                   batch_max;   /* the largest location's */
 
     ngx_http_webhook_script_t    enqueue;     /* run inside Redis */
     ngx_http_webhook_script_t    status;

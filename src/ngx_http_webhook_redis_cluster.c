@@ -4,16 +4,18 @@
  *
  * Redis Cluster: the topology (CLUSTER SLOTS) read from any node that is
  * connected, the seeds first; a map of the 16384 slots to the nodes; one
- * pipelined connection (the state machine of ngx_http_webhook_redis_conn.c,
- * its handshake, TLS and WAIT) per primary; MOVED and ASK followed.
+ * pipelined connection (ngx_http_webhook_redis_conn.h: its handshake, TLS
+ * and WAIT) per primary; MOVED and ASK followed
+ * (ngx_http_webhook_redis_redirect.c).
  *
- * The topology is read again when a node's connection is lost (a command
- * timed out, a failover), after a MOVED, and, with a short backoff, as
- * long as a slot of a configured queue has no primary connected: the
- * cluster takes its node timeout and an election to promote a replica.
- * The refresh has one timer: the backoff, or while CLUSTER SLOTS is
- * asked, its timeout (webhook_redis_timeout), whose expiry closes the
- * connection asked.  MOVED and ASK: ngx_http_webhook_redis_redirect.c.
+ * The map is read again when a node's connection is lost (a command timed
+ * out, a failover), after a MOVED, READONLY or CLUSTERDOWN, and, with a
+ * short backoff, as long as a slot of a configured queue has no primary
+ * connected: the cluster takes its node timeout and an election to
+ * promote a replica.  After each read, the nodes that own no slot are
+ * closed, and forgotten once nothing is in flight on them (the seeds
+ * excepted): nodes that come back at other addresses (containers,
+ * rescheduled pods) do not fill the table.
  */
 
 
@@ -22,8 +24,36 @@
 #include <ngx_event.h>
 
 #include "ngx_http_webhook_redis_cluster.h"
+#include "ngx_http_webhook_escape.h"
 
 
+/* the bytes of "host:port", "[v6]:port", "[fe80::1%eth0]:port" */
+#define ngx_http_webhook_cluster_addr_char(ch)                               \
+    (((ch) >= '0' && (ch) <= '9') || ((ch) >= 'a' && (ch) <= 'z')            \
+     || ((ch) >= 'A' && (ch) <= 'Z') || (ch) == '.' || (ch) == ':'           \
+     || (ch) == '-' || (ch) == '_' || (ch) == '[' || (ch) == ']'             \
+     || (ch) == '%')
+
+
+static void *ngx_http_webhook_cluster_init(ngx_cycle_t *cycle,
+    ngx_http_webhook_main_conf_t *wmcf);
+static void ngx_http_webhook_cluster_exit(void *data);
+static ngx_http_webhook_redis_t *ngx_http_webhook_cluster_route(void *data,
+    ngx_uint_t slot);
+static ngx_http_webhook_redis_t *ngx_http_webhook_cluster_conn(void *data,
+    ngx_uint_t slot);
+static ngx_uint_t ngx_http_webhook_cluster_up(void *data, ngx_uint_t slot);
+static ngx_int_t ngx_http_webhook_cluster_primary(void *data, ngx_uint_t i,
+    ngx_str_t *addr, ngx_uint_t *up, ngx_uint_t *slots);
+static ngx_int_t ngx_http_webhook_cluster_slot_primary(void *data,
+    ngx_uint_t slot, ngx_str_t *addr, ngx_uint_t *up);
+
+static void ngx_http_webhook_cluster_state(ngx_http_webhook_cluster_t *cl,
+    ngx_http_webhook_cluster_state_e state);
+static void ngx_http_webhook_cluster_ready(ngx_http_webhook_redis_t *rd);
+static void ngx_http_webhook_cluster_lost(ngx_http_webhook_redis_t *rd);
+static ngx_int_t ngx_http_webhook_cluster_error(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_cmd_t *cmd, redisReply *reply);
 static void ngx_http_webhook_cluster_retire(ngx_http_webhook_node_t *node);
 static void ngx_http_webhook_cluster_refresh(ngx_http_webhook_cluster_t *cl);
 static ngx_http_webhook_redis_t *ngx_http_webhook_cluster_any(
@@ -37,12 +67,39 @@ static ngx_http_webhook_node_t *ngx_http_webhook_cluster_endpoint(
 static void ngx_http_webhook_cluster_apply(ngx_http_webhook_cluster_t *cl);
 static ngx_uint_t ngx_http_webhook_cluster_needed_down(
     ngx_http_webhook_cluster_t *cl);
+static void ngx_http_webhook_cluster_sweep(ngx_event_t *ev);
+static void ngx_http_webhook_cluster_forget(ngx_http_webhook_cluster_t *cl,
+    ngx_http_webhook_node_t *node);
 
 
-ngx_http_webhook_cluster_t  *ngx_http_webhook_cluster;
+ngx_http_webhook_topology_t  ngx_http_webhook_topology_cluster = {
+    "cluster",
+    ngx_http_webhook_cluster_init,
+    ngx_http_webhook_cluster_exit,
+    ngx_http_webhook_cluster_route,
+    ngx_http_webhook_cluster_conn,
+    ngx_http_webhook_cluster_up,
+    NULL,
+    ngx_http_webhook_cluster_primary,
+    ngx_http_webhook_cluster_slot_primary
+};
 
 
-ngx_int_t
+static ngx_http_webhook_redis_handler_t  ngx_http_webhook_cluster_handler = {
+    ngx_http_webhook_cluster_ready,
+    ngx_http_webhook_cluster_lost,
+    NULL,
+    ngx_http_webhook_cluster_error,
+    NULL
+};
+
+
+static char  *ngx_http_webhook_cluster_states[] = {
+    "IDLE", "WAITING", "ASKING"
+};
+
+
+static void *
 ngx_http_webhook_cluster_init(ngx_cycle_t *cycle,
     ngx_http_webhook_main_conf_t *wmcf)
 {
@@ -53,13 +110,19 @@ ngx_http_webhook_cluster_init(ngx_cycle_t *cycle,
 
     cl = ngx_pcalloc(cycle->pool, sizeof(ngx_http_webhook_cluster_t));
     if (cl == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     cl->wmcf = wmcf;
     cl->cycle = cycle;
     cl->log = cycle->log;
     cl->backoff = NGX_HTTP_WEBHOOK_REFRESH_MIN;
+
+    cl->setup.role = "redis";
+    cl->setup.user = wmcf->user;
+    cl->setup.password = wmcf->password;
+    cl->setup.scripts = 1;
+    cl->setup.wait = wmcf->wait_replicas ? 1 : 0;
 
     cl->argv[0] = "CLUSTER";
     cl->argvlen[0] = sizeof("CLUSTER") - 1;
@@ -71,7 +134,9 @@ ngx_http_webhook_cluster_init(ngx_cycle_t *cycle,
     cl->refresh.log = cycle->log;
     cl->refresh.cancelable = 1;
 
-    ngx_http_webhook_cluster = cl;
+    cl->sweep.handler = ngx_http_webhook_cluster_sweep;
+    cl->sweep.data = cl;
+    cl->sweep.log = cycle->log;
 
     /* the seeds are connected to, the first to connect is asked */
 
@@ -81,66 +146,76 @@ ngx_http_webhook_cluster_init(ngx_cycle_t *cycle,
         node = ngx_http_webhook_cluster_add(cl, seed[i].name.data,
                                             seed[i].name.len);
         if (node == NULL) {
-            return NGX_ERROR;
+            return NULL;
         }
+
+        node->seed = 1;
 
         if (node->socklen == 0) {
             /* a seed named by a host name, resolved at configuration */
-            ngx_memcpy(&node->sockaddr, seed[i].sockaddr, seed[i].socklen);
+            ngx_memcpy(&node->sockaddr, seed[i].sockaddr,
+                       ngx_min(seed[i].socklen, sizeof(ngx_sockaddr_t)));
             node->socklen = seed[i].socklen;
         }
 
-        if (ngx_http_webhook_cluster_connect(cl, node) != NGX_OK) {
-            return NGX_ERROR;
+        if (ngx_http_webhook_cluster_connect(cl, node) == NGX_ERROR) {
+            return NULL;
         }
     }
 
     cl->wanted = 1;
 
-    return NGX_OK;
+    return cl;
 }
 
 
-void
-ngx_http_webhook_cluster_exit(void)
+static void
+ngx_http_webhook_cluster_exit(void *data)
 {
-    ngx_uint_t                   i;
-    ngx_http_webhook_redis_t    *rd;
-    ngx_http_webhook_cluster_t  *cl;
+    ngx_http_webhook_cluster_t  *cl = data;
 
-    cl = ngx_http_webhook_cluster;
-    if (cl == NULL) {
-        return;
-    }
+    ngx_uint_t                i;
+    ngx_http_webhook_node_t  *node;
 
     cl->exiting = 1;
+
+    ngx_http_webhook_cluster_state(cl, NGX_HTTP_WEBHOOK_CLUSTER_IDLE);
 
     if (cl->refresh.timer_set) {
         ngx_del_timer(&cl->refresh);
     }
 
-    for (i = 0; i < cl->nnodes; i++) {
-        rd = cl->nodes[i]->rd;
+    if (cl->sweep.posted) {
+        ngx_delete_posted_event(&cl->sweep);
+    }
 
-        if (rd == NULL) {
+    for (i = 0; i < cl->nnodes; i++) {
+        node = cl->nodes[i];
+
+        if (node == NULL) {
             continue;
         }
 
-        rd->exiting = 1;
-        ngx_http_webhook_redis_close(rd, 0);
+        if (node->rd) {
+            ngx_http_webhook_redis_destroy(node->rd);
+        }
 
-        ngx_free(rd->out);
-        rd->out = NULL;
+        ngx_free(node);
+        cl->nodes[i] = NULL;
     }
-
-    ngx_http_webhook_cluster = NULL;
 }
 
 
-ngx_uint_t
-ngx_http_webhook_cluster_on(void)
+static void
+ngx_http_webhook_cluster_state(ngx_http_webhook_cluster_t *cl,
+    ngx_http_webhook_cluster_state_e state)
 {
-    return ngx_http_webhook_cluster != NULL;
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cl->log, 0,
+                   "webhook: redis cluster: %s -> %s",
+                   ngx_http_webhook_cluster_states[cl->state],
+                   ngx_http_webhook_cluster_states[state]);
+
+    cl->state = state;
 }
 
 
@@ -150,13 +225,22 @@ ngx_http_webhook_node_t *
 ngx_http_webhook_cluster_add(ngx_http_webhook_cluster_t *cl, u_char *text,
     size_t len)
 {
-    u_char                   *colon;
-    ngx_uint_t                i;
+    u_char                    buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
+    ngx_str_t                 escaped;
+    ngx_uint_t                i, hole;
     ngx_addr_t                addr;
+    ngx_pool_t               *pool;
     ngx_http_webhook_node_t  *node;
+
+    hole = cl->nnodes;
 
     for (i = 0; i < cl->nnodes; i++) {
         node = cl->nodes[i];
+
+        if (node == NULL) {
+            hole = ngx_min(hole, i);
+            continue;
+        }
 
         if (node->addr_text.len == len
             && ngx_strncmp(node->addr_text.data, text, len) == 0)
@@ -165,53 +249,62 @@ ngx_http_webhook_cluster_add(ngx_http_webhook_cluster_t *cl, u_char *text,
         }
     }
 
-    if (cl->nnodes == NGX_HTTP_WEBHOOK_CLUSTER_NODES
-        || len >= NGX_SOCKADDR_STRLEN)
+    /* the text comes from a reply: it is logged and shown in the status */
+
+    for (i = 0; i < len; i++) {
+        if (!ngx_http_webhook_cluster_addr_char(text[i])) {
+            ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                          "webhook: redis cluster: node \"%V\" left out "
+                          "(not an address)",
+                          ngx_http_webhook_log_text(&escaped, buf,
+                                                    sizeof(buf), text, len));
+            return NULL;
+        }
+    }
+
+    if (hole == NGX_HTTP_WEBHOOK_CLUSTER_NODES || len >= NGX_SOCKADDR_STRLEN)
     {
         ngx_log_error(NGX_LOG_ERR, cl->log, 0,
                       "webhook: redis cluster: node \"%*s\" left out (at "
-                      "most %d nodes)", len, text,
+                      "most %d nodes at once)", len, text,
                       NGX_HTTP_WEBHOOK_CLUSTER_NODES);
         return NULL;
     }
 
-    node = ngx_pcalloc(cl->cycle->pool, sizeof(ngx_http_webhook_node_t));
+    node = ngx_calloc(sizeof(ngx_http_webhook_node_t), cl->log);
     if (node == NULL) {
         return NULL;
     }
 
+    node->cluster = cl;
     node->addr_text.data = node->text;
     node->addr_text.len = ngx_cpymem(node->text, text, len) - node->text;
 
-    /* the host, as verified by TLS without webhook_redis_ssl_name */
-
-    colon = text + len;
-    while (colon > text && colon[-1] != ':') {
-        colon--;
+    pool = ngx_create_pool(1024, cl->log);
+    if (pool == NULL) {
+        ngx_free(node);
+        return NULL;
     }
 
-    node->host.data = node->host_buf;
-    node->host.len = colon > text ? (size_t) (colon - 1 - text) : len;
-
-    if (node->host.len >= 2 && text[0] == '[') {
-        ngx_memcpy(node->host_buf, text + 1, node->host.len - 2);
-        node->host.len -= 2;
-
-    } else {
-        ngx_memcpy(node->host_buf, text, node->host.len);
-    }
-
-    node->host_buf[node->host.len] = '\0';
-
-    if (ngx_parse_addr_port(cl->cycle->pool, &addr, text, len) == NGX_OK
+    if (ngx_parse_addr_port(pool, &addr, text, len) == NGX_OK
         && addr.socklen <= sizeof(ngx_sockaddr_t))
     {
         ngx_memcpy(&node->sockaddr, addr.sockaddr, addr.socklen);
         node->socklen = addr.socklen;
     }
 
-    node->index = cl->nnodes;
-    cl->nodes[cl->nnodes++] = node;
+    ngx_destroy_pool(pool);
+
+    node->index = hole;
+    cl->nodes[hole] = node;
+
+    if (hole == cl->nnodes) {
+        cl->nnodes++;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cl->log, 0,
+                   "webhook: redis cluster: node %V added (%ui)",
+                   &node->addr_text, hole);
 
     return node;
 }
@@ -232,25 +325,24 @@ ngx_http_webhook_cluster_connect(ngx_http_webhook_cluster_t *cl,
     rd = node->rd;
 
     if (rd == NULL) {
-        rd = ngx_http_webhook_redis_create(cl->cycle, cl->wmcf);
+        rd = ngx_http_webhook_redis_create(cl->cycle, cl->wmcf, &cl->setup,
+                                           &ngx_http_webhook_cluster_handler,
+                                           node);
         if (rd == NULL) {
             return NGX_ERROR;
         }
 
-        rd->node = node;
-        rd->addr_text = node->addr_text;
-        rd->sockaddr = &node->sockaddr.sockaddr;
-        rd->socklen = node->socklen;
-        rd->host = node->host;
+        ngx_http_webhook_redis_address(rd, &node->sockaddr.sockaddr,
+                                       node->socklen, NULL, &node->addr_text);
 
         node->rd = rd;
-
-    } else if (!rd->exiting) {
-        return NGX_OK;
     }
 
-    rd->exiting = 0;
-    ngx_http_webhook_redis_connect(rd);
+    rd->reconnect = 1;
+
+    if (rd->state == NGX_HTTP_WEBHOOK_REDIS_IDLE) {
+        ngx_http_webhook_redis_connect(rd);
+    }
 
     return NGX_OK;
 }
@@ -265,7 +357,7 @@ ngx_http_webhook_cluster_retire(ngx_http_webhook_node_t *node)
 
     rd = node->rd;
 
-    if (rd == NULL || rd->exiting) {
+    if (rd == NULL || !rd->reconnect) {
         return;
     }
 
@@ -273,22 +365,76 @@ ngx_http_webhook_cluster_retire(ngx_http_webhook_node_t *node)
                   "webhook: redis cluster: %V owns no slot, its connection "
                   "is closed", &node->addr_text);
 
-    rd->exiting = 1;
-    ngx_http_webhook_redis_close(rd, 0);
+    rd->reconnect = 0;
+    ngx_http_webhook_redis_stop(rd);
+}
+
+
+/* the nodes that own no slot and have nothing in flight are forgotten */
+
+static void
+ngx_http_webhook_cluster_sweep(ngx_event_t *ev)
+{
+    ngx_http_webhook_cluster_t  *cl = ev->data;
+
+    ngx_uint_t                i;
+    ngx_http_webhook_node_t  *node;
+
+    for (i = 0; i < cl->nnodes; i++) {
+        node = cl->nodes[i];
+
+        if (node == NULL || node->seed || node->slots || node == cl->asked
+            || (node->rd && ngx_http_webhook_redis_busy(node->rd)))
+        {
+            continue;
+        }
+
+        ngx_http_webhook_cluster_forget(cl, node);
+    }
+
+    while (cl->nnodes && cl->nodes[cl->nnodes - 1] == NULL) {
+        cl->nnodes--;
+    }
+}
+
+
+static void
+ngx_http_webhook_cluster_forget(ngx_http_webhook_cluster_t *cl,
+    ngx_http_webhook_node_t *node)
+{
+    ngx_uint_t  s;
+
+    ngx_log_error(NGX_LOG_INFO, cl->log, 0,
+                  "webhook: redis cluster: %V owns no slot and has nothing "
+                  "in flight: forgotten", &node->addr_text);
+
+    /* no slot points to it; should one, it has no owner any more */
+
+    for (s = 0; s < NGX_HTTP_WEBHOOK_SLOTS_ALL; s++) {
+        if (cl->owner[s] == node->index + 1) {
+            cl->owner[s] = 0;
+        }
+    }
+
+    if (node->rd) {
+        ngx_http_webhook_redis_destroy(node->rd);
+    }
+
+    cl->nodes[node->index] = NULL;
+    ngx_free(node);
 }
 
 
 /* where a slot's commands go: NULL when no node is known to own it */
 
-ngx_http_webhook_redis_t *
-ngx_http_webhook_cluster_route(ngx_uint_t slot)
+static ngx_http_webhook_redis_t *
+ngx_http_webhook_cluster_route(void *data, ngx_uint_t slot)
 {
-    ngx_http_webhook_node_t     *node;
-    ngx_http_webhook_cluster_t  *cl;
+    ngx_http_webhook_cluster_t  *cl = data;
 
-    cl = ngx_http_webhook_cluster;
+    ngx_http_webhook_node_t  *node;
 
-    node = ngx_http_webhook_cluster_owner(slot);
+    node = ngx_http_webhook_cluster_owner(cl, slot);
 
     if (node == NULL) {
         cl->wanted = 1;
@@ -304,7 +450,7 @@ ngx_http_webhook_cluster_route(ngx_uint_t slot)
         return ngx_http_webhook_cluster_any(cl);
     }
 
-    if (node->rd == NULL || node->rd->exiting) {
+    if (node->rd == NULL || !node->rd->reconnect) {
         if (ngx_http_webhook_cluster_connect(cl, node) != NGX_OK) {
             return NULL;
         }
@@ -323,15 +469,19 @@ ngx_http_webhook_cluster_any(ngx_http_webhook_cluster_t *cl)
     found = NULL;
 
     for (i = 0; i < cl->nnodes; i++) {
+        if (cl->nodes[i] == NULL) {
+            continue;
+        }
+
         rd = cl->nodes[i]->rd;
 
-        if (rd == NULL || rd->exiting
-            || rd->state == ngx_http_webhook_redis_disconnected)
+        if (rd == NULL || !rd->reconnect
+            || rd->state <= NGX_HTTP_WEBHOOK_REDIS_BACKOFF)
         {
             continue;
         }
 
-        if (rd->state == ngx_http_webhook_redis_ready) {
+        if (rd->state == NGX_HTTP_WEBHOOK_REDIS_READY) {
             return rd;
         }
 
@@ -346,26 +496,24 @@ ngx_http_webhook_cluster_any(ngx_http_webhook_cluster_t *cl)
 
 /* the connection of a slot's primary, if any: nothing is started */
 
-ngx_http_webhook_redis_t *
-ngx_http_webhook_cluster_conn(ngx_uint_t slot)
+static ngx_http_webhook_redis_t *
+ngx_http_webhook_cluster_conn(void *data, ngx_uint_t slot)
 {
     ngx_http_webhook_node_t  *node;
 
-    node = ngx_http_webhook_cluster_owner(slot);
+    node = ngx_http_webhook_cluster_owner(data, slot);
 
     return node ? node->rd : NULL;
 }
 
 
 ngx_http_webhook_node_t *
-ngx_http_webhook_cluster_owner(ngx_uint_t slot)
+ngx_http_webhook_cluster_owner(ngx_http_webhook_cluster_t *cl,
+    ngx_uint_t slot)
 {
-    ngx_uint_t                   i;
-    ngx_http_webhook_cluster_t  *cl;
+    ngx_uint_t  i;
 
-    cl = ngx_http_webhook_cluster;
-
-    if (cl == NULL || slot >= NGX_HTTP_WEBHOOK_SLOTS_ALL) {
+    if (slot >= NGX_HTTP_WEBHOOK_SLOTS_ALL) {
         return NULL;
     }
 
@@ -375,21 +523,38 @@ ngx_http_webhook_cluster_owner(ngx_uint_t slot)
 }
 
 
-ngx_uint_t
-ngx_http_webhook_cluster_up(ngx_uint_t slot)
-{
-    ngx_uint_t                   i;
-    ngx_http_webhook_node_t     *node;
-    ngx_http_webhook_cluster_t  *cl;
+/* the slot's owner is now node (a MOVED) */
 
-    cl = ngx_http_webhook_cluster;
+void
+ngx_http_webhook_cluster_own(ngx_http_webhook_cluster_t *cl,
+    ngx_uint_t slot, ngx_http_webhook_node_t *node)
+{
+    ngx_http_webhook_node_t  *old;
+
+    old = ngx_http_webhook_cluster_owner(cl, slot);
+
+    if (old) {
+        old->slots--;
+    }
+
+    cl->owner[slot] = (uint16_t) (node->index + 1);
+    node->slots++;
+}
+
+
+static ngx_uint_t
+ngx_http_webhook_cluster_up(void *data, ngx_uint_t slot)
+{
+    ngx_http_webhook_cluster_t  *cl = data;
+
+    ngx_uint_t                i;
+    ngx_http_webhook_node_t  *node;
 
     if (slot == NGX_HTTP_WEBHOOK_ANY_SLOT) {
         for (i = 0; i < cl->nnodes; i++) {
             node = cl->nodes[i];
 
-            if (node->slots && node->rd
-                && node->rd->state == ngx_http_webhook_redis_ready)
+            if (node && node->slots && ngx_http_webhook_redis_ready(node->rd))
             {
                 return 1;
             }
@@ -398,23 +563,21 @@ ngx_http_webhook_cluster_up(ngx_uint_t slot)
         return 0;
     }
 
-    node = ngx_http_webhook_cluster_owner(slot);
+    node = ngx_http_webhook_cluster_owner(cl, slot);
 
-    return node && node->rd
-           && node->rd->state == ngx_http_webhook_redis_ready;
+    return node && ngx_http_webhook_redis_ready(node->rd);
 }
 
 
 /* a node's connection is ready: the refresh waited for one */
 
-void
-ngx_http_webhook_cluster_ready(void)
+static void
+ngx_http_webhook_cluster_ready(ngx_http_webhook_redis_t *rd)
 {
-    ngx_http_webhook_cluster_t  *cl;
+    ngx_http_webhook_node_t     *node = rd->data;
+    ngx_http_webhook_cluster_t  *cl = node->cluster;
 
-    cl = ngx_http_webhook_cluster;
-
-    if (cl && cl->wanted && cl->asked == NULL) {
+    if (cl->wanted && cl->state != NGX_HTTP_WEBHOOK_CLUSTER_ASKING) {
         ngx_http_webhook_cluster_refresh(cl);
     }
 }
@@ -422,22 +585,53 @@ ngx_http_webhook_cluster_ready(void)
 
 /* a node's connection is lost: the cluster may have failed over */
 
-void
-ngx_http_webhook_cluster_lost(void)
+static void
+ngx_http_webhook_cluster_lost(ngx_http_webhook_redis_t *rd)
 {
-    ngx_http_webhook_cluster_t  *cl;
+    ngx_http_webhook_node_t  *node = rd->data;
 
-    cl = ngx_http_webhook_cluster;
+    ngx_http_webhook_cluster_want(node->cluster,
+                                  NGX_HTTP_WEBHOOK_REFRESH_MIN);
+}
 
-    if (cl == NULL || cl->exiting) {
-        return;
+
+/*
+ * An error reply on a node: MOVED and ASK are followed; READONLY (a
+ * primary demoted, whose connection stays) closes the connection, and
+ * the map is read again, as after CLUSTERDOWN (a failover under way)
+ */
+
+static ngx_int_t
+ngx_http_webhook_cluster_error(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_cmd_t *cmd, redisReply *reply)
+{
+    ngx_int_t                 rc;
+    ngx_http_webhook_node_t  *node = rd->data;
+
+    rc = ngx_http_webhook_cluster_redirect(rd, cmd, reply);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
-    cl->wanted = 1;
+    if (ngx_http_webhook_redis_readonly(reply)) {
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "webhook: redis at %V is read-only (no longer the "
+                      "primary), reading the cluster's map again",
+                      &rd->addr_text);
 
-    if (cl->asked == NULL) {
-        ngx_http_webhook_cluster_later(cl, NGX_HTTP_WEBHOOK_REFRESH_MIN);
+        /* the lost connection asks for the map */
+        return NGX_DONE;
     }
+
+    if (ngx_http_webhook_redis_error_is(reply, "CLUSTERDOWN",
+                                        sizeof("CLUSTERDOWN") - 1))
+    {
+        ngx_http_webhook_cluster_want(node->cluster,
+                                      NGX_HTTP_WEBHOOK_REFRESH_MIN);
+    }
+
+    return NGX_DECLINED;
 }
 
 
@@ -452,10 +646,9 @@ ngx_http_webhook_cluster_refresh(ngx_http_webhook_cluster_t *cl)
 {
     ngx_uint_t                 i, n;
     ngx_http_webhook_node_t   *node;
-    ngx_http_webhook_redis_t  *rd;
 
-    if (cl->asked || cl->exiting || ngx_exiting || ngx_terminate
-        || ngx_quit)
+    if (cl->state == NGX_HTTP_WEBHOOK_CLUSTER_ASKING || cl->exiting
+        || ngx_exiting || ngx_terminate || ngx_quit)
     {
         return;
     }
@@ -463,18 +656,16 @@ ngx_http_webhook_cluster_refresh(ngx_http_webhook_cluster_t *cl)
     for (n = 0; n < cl->nnodes; n++) {
         i = (cl->next + n) % cl->nnodes;
         node = cl->nodes[i];
-        rd = node->rd;
 
-        if (rd == NULL || rd->state != ngx_http_webhook_redis_ready) {
+        if (node == NULL || !ngx_http_webhook_redis_ready(node->rd)) {
             continue;
         }
 
         cl->next = i + 1;
 
-        if (ngx_http_webhook_redis_command(rd, NULL, 0, 2, cl->argv,
+        if (ngx_http_webhook_redis_command(node->rd, NULL, 0, 2, cl->argv,
                                            cl->argvlen,
-                                           ngx_http_webhook_cluster_slots,
-                                           cl)
+                                           ngx_http_webhook_cluster_slots, cl)
             == NULL)
         {
             continue;
@@ -493,6 +684,7 @@ ngx_http_webhook_cluster_refresh(ngx_http_webhook_cluster_t *cl)
             ngx_del_timer(&cl->refresh);
         }
 
+        ngx_http_webhook_cluster_state(cl, NGX_HTTP_WEBHOOK_CLUSTER_ASKING);
         ngx_add_timer(&cl->refresh, cl->wmcf->timeout);
 
         return;
@@ -501,24 +693,31 @@ ngx_http_webhook_cluster_refresh(ngx_http_webhook_cluster_t *cl)
     /* none is ready: the retired ones are connected to again */
 
     for (i = 0; i < cl->nnodes; i++) {
-        (void) ngx_http_webhook_cluster_connect(cl, cl->nodes[i]);
+        if (cl->nodes[i]) {
+            (void) ngx_http_webhook_cluster_connect(cl, cl->nodes[i]);
+        }
     }
 
-    cl->wanted = 1;
-    ngx_http_webhook_cluster_later(cl, cl->backoff);
+    ngx_http_webhook_cluster_want(cl, cl->backoff);
 }
 
 
+/* the map is to be read again, in delay ms at the latest */
+
 void
-ngx_http_webhook_cluster_later(ngx_http_webhook_cluster_t *cl,
+ngx_http_webhook_cluster_want(ngx_http_webhook_cluster_t *cl,
     ngx_msec_t delay)
 {
-    if (cl->exiting || cl->refresh.timer_set || ngx_exiting
-        || ngx_terminate || ngx_quit)
+    cl->wanted = 1;
+
+    if (cl->state != NGX_HTTP_WEBHOOK_CLUSTER_IDLE || cl->exiting
+        || ngx_exiting || ngx_terminate || ngx_quit)
     {
+        /* asked already (then again), or waiting already */
         return;
     }
 
+    ngx_http_webhook_cluster_state(cl, NGX_HTTP_WEBHOOK_CLUSTER_WAITING);
     ngx_add_timer(&cl->refresh, delay);
 
     cl->backoff = ngx_min(cl->backoff * 2, NGX_HTTP_WEBHOOK_REFRESH_MAX);
@@ -530,25 +729,29 @@ ngx_http_webhook_cluster_timer(ngx_event_t *ev)
 {
     ngx_http_webhook_cluster_t  *cl = ev->data;
 
-    ngx_http_webhook_node_t  *asked;
+    switch (cl->state) {
 
-    asked = cl->asked;
+    case NGX_HTTP_WEBHOOK_CLUSTER_ASKING:
 
-    if (asked) {
         /* CLUSTER SLOTS unanswered: its connection is closed, which
          * fails it, and the next node is asked */
 
         ngx_log_error(NGX_LOG_ERR, cl->log, NGX_ETIMEDOUT,
                       "webhook: redis cluster: CLUSTER SLOTS on %V timed "
-                      "out, closing the connection", &asked->addr_text);
+                      "out, closing the connection", &cl->asked->addr_text);
 
-        ngx_http_webhook_redis_close(asked->rd, 1);
+        ngx_http_webhook_redis_close(cl->asked->rd, 1);
+        return;
+
+    case NGX_HTTP_WEBHOOK_CLUSTER_WAITING:
+        ngx_http_webhook_cluster_state(cl, NGX_HTTP_WEBHOOK_CLUSTER_IDLE);
+        cl->wanted = 1;
+        ngx_http_webhook_cluster_refresh(cl);
+        return;
+
+    default: /* IDLE: no timer */
         return;
     }
-
-    cl->wanted = 1;
-
-    ngx_http_webhook_cluster_refresh(cl);
 }
 
 
@@ -559,17 +762,19 @@ ngx_http_webhook_cluster_slots(void *data, redisReply *reply)
 {
     ngx_http_webhook_cluster_t  *cl = data;
 
+    u_char                    buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
     ngx_int_t                 rc;
+    ngx_str_t                 text;
     ngx_http_webhook_node_t  *asked;
-
-    if (cl->refresh.timer_set) {
-        /* the question's */
-        ngx_del_timer(&cl->refresh);
-    }
 
     if (cl->exiting) {
         cl->asked = NULL;
         return;
+    }
+
+    if (cl->refresh.timer_set) {
+        /* the question's */
+        ngx_del_timer(&cl->refresh);
     }
 
     /* the node asked stays known while its answer is read */
@@ -578,25 +783,33 @@ ngx_http_webhook_cluster_slots(void *data, redisReply *reply)
     rc = reply ? ngx_http_webhook_cluster_map(cl, reply) : NGX_ERROR;
     cl->asked = NULL;
 
+    ngx_http_webhook_cluster_state(cl, NGX_HTTP_WEBHOOK_CLUSTER_IDLE);
+
     if (rc != NGX_OK) {
         if (reply && reply->type == REDIS_REPLY_ERROR) {
             ngx_log_error(NGX_LOG_ERR, cl->log, 0,
                           "webhook: redis cluster: CLUSTER SLOTS failed on "
-                          "%V: %*s", &asked->addr_text, (size_t) reply->len,
-                          reply->str);
+                          "%V: %V", &asked->addr_text,
+                          ngx_http_webhook_log_text(&text, buf, sizeof(buf),
+                                                    reply->str, reply->len));
         }
 
         /* the next node, at once */
-        cl->wanted = 1;
-        ngx_http_webhook_cluster_later(cl, NGX_HTTP_WEBHOOK_REFRESH_MIN);
+        ngx_http_webhook_cluster_want(cl, NGX_HTTP_WEBHOOK_REFRESH_MIN);
         return;
     }
 
     ngx_http_webhook_cluster_apply(cl);
 
+    /* the nodes it closed are forgotten once this handler has returned */
+
+    if (!cl->sweep.posted) {
+        ngx_post_event(&cl->sweep, &ngx_posted_events);
+    }
+
     if (ngx_http_webhook_cluster_needed_down(cl)) {
         /* a failover under way: asked again until a primary answers */
-        ngx_http_webhook_cluster_later(cl, cl->backoff);
+        ngx_http_webhook_cluster_want(cl, cl->backoff);
         return;
     }
 
@@ -604,7 +817,7 @@ ngx_http_webhook_cluster_slots(void *data, redisReply *reply)
 
     if (cl->wanted) {
         /* a MOVED or a lost connection meanwhile */
-        ngx_http_webhook_cluster_later(cl, NGX_HTTP_WEBHOOK_REFRESH_MIN);
+        ngx_http_webhook_cluster_want(cl, NGX_HTTP_WEBHOOK_REFRESH_MIN);
     }
 }
 
@@ -653,7 +866,9 @@ ngx_http_webhook_cluster_map(ngx_http_webhook_cluster_t *cl,
     ngx_memzero(cl->owner, sizeof(cl->owner));
 
     for (i = 0; i < cl->nnodes; i++) {
-        cl->nodes[i]->slots = 0;
+        if (cl->nodes[i]) {
+            cl->nodes[i]->slots = 0;
+        }
     }
 
     for (i = 0; i < reply->elements; i++) {
@@ -668,10 +883,11 @@ ngx_http_webhook_cluster_map(ngx_http_webhook_cluster_t *cl,
         end = range->element[1]->integer;
 
         for (s = (ngx_uint_t) start; s <= (ngx_uint_t) end; s++) {
-            cl->owner[s] = (u_char) (node->index + 1);
+            if (cl->owner[s] == 0) {
+                cl->owner[s] = (uint16_t) (node->index + 1);
+                node->slots++;
+            }
         }
-
-        node->slots += (ngx_uint_t) (end - start + 1);
     }
 
     return NGX_OK;
@@ -703,7 +919,7 @@ ngx_http_webhook_cluster_endpoint(ngx_http_webhook_cluster_t *cl,
             return NULL;
         }
 
-        ip = cl->asked->host;
+        ip = cl->asked->rd->host;
     }
 
     if (ip.len + NGX_INT_T_LEN + 4 > NGX_SOCKADDR_STRLEN) {
@@ -728,6 +944,10 @@ ngx_http_webhook_cluster_apply(ngx_http_webhook_cluster_t *cl)
 
     for (i = 0; i < cl->nnodes; i++) {
         node = cl->nodes[i];
+
+        if (node == NULL) {
+            continue;
+        }
 
         if (node->slots) {
             if (ngx_http_webhook_cluster_connect(cl, node) != NGX_OK) {
@@ -754,14 +974,63 @@ ngx_http_webhook_cluster_needed_down(ngx_http_webhook_cluster_t *cl)
     ngx_http_webhook_node_t  *node;
 
     for (i = 0; i < cl->wmcf->queues.nelts; i++) {
-        node = ngx_http_webhook_cluster_owner(cl->wmcf->queue_slot[i]);
+        node = ngx_http_webhook_cluster_owner(cl, cl->wmcf->queue_slot[i]);
 
         if (node == NULL || node->rd == NULL
-            || node->rd->state == ngx_http_webhook_redis_disconnected)
+            || node->rd->state <= NGX_HTTP_WEBHOOK_REDIS_BACKOFF)
         {
             return 1;
         }
     }
 
     return 0;
+}
+
+
+/* the i-th primary known */
+
+static ngx_int_t
+ngx_http_webhook_cluster_primary(void *data, ngx_uint_t i, ngx_str_t *addr,
+    ngx_uint_t *up, ngx_uint_t *slots)
+{
+    ngx_http_webhook_cluster_t  *cl = data;
+
+    ngx_uint_t                n;
+    ngx_http_webhook_node_t  *node;
+
+    for (n = 0; n < cl->nnodes; n++) {
+        node = cl->nodes[n];
+
+        if (node == NULL || node->slots == 0) {
+            continue;
+        }
+
+        if (i-- == 0) {
+            *addr = node->addr_text;
+            *slots = node->slots;
+            *up = ngx_http_webhook_redis_ready(node->rd);
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_cluster_slot_primary(void *data, ngx_uint_t slot,
+    ngx_str_t *addr, ngx_uint_t *up)
+{
+    ngx_http_webhook_node_t  *node;
+
+    node = ngx_http_webhook_cluster_owner(data, slot);
+
+    if (node == NULL) {
+        return NGX_DECLINED;
+    }
+
+    *addr = node->addr_text;
+    *up = ngx_http_webhook_redis_ready(node->rd);
+
+    return NGX_OK;
 }

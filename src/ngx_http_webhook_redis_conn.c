@@ -2,10 +2,11 @@
 /*
  * Copyright (C) The ngx_http_webhook_module authors
  *
- * The state machine of a worker's Redis connection, on nginx's own
- * peer connection and events: connect (TCP or unix socket), TLS,
- * the handshake (AUTH, SELECT, SCRIPT LOAD), ready, and the reconnection
- * with a capped backoff.  Replies are parsed by hiredis's reader.
+ * The state machine of a Redis connection, on nginx's own peer connection
+ * and events: connect (TCP or unix socket, after nginx's resolver when the
+ * owner gives a host name), TLS, the handshake its owner asks for, ready,
+ * and after a loss a capped backoff, then the owner's retry().  Replies
+ * are scanned for their bounds, then parsed by hiredis's reader.
  */
 
 
@@ -23,13 +24,13 @@
 #define NGX_HTTP_WEBHOOK_READ_SIZE    16384
 
 
+static void ngx_http_webhook_redis_state(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_redis_state_e state);
 static void ngx_http_webhook_redis_connect_to(ngx_http_webhook_redis_t *rd);
 static void ngx_http_webhook_redis_resolve(ngx_http_webhook_redis_t *rd);
 static void ngx_http_webhook_redis_resolved(ngx_resolver_ctx_t *ctx);
 static ngx_int_t ngx_http_webhook_redis_open(ngx_http_webhook_redis_t *rd);
 static void ngx_http_webhook_redis_connected(ngx_http_webhook_redis_t *rd);
-static ngx_int_t ngx_http_webhook_redis_setup_steps(
-    ngx_http_webhook_redis_t *rd);
 static void ngx_http_webhook_redis_read_handler(ngx_event_t *ev);
 static void ngx_http_webhook_redis_write_handler(ngx_event_t *ev);
 static void ngx_http_webhook_redis_test_connect(
@@ -37,24 +38,166 @@ static void ngx_http_webhook_redis_test_connect(
 static void ngx_http_webhook_redis_send(ngx_http_webhook_redis_t *rd);
 static void ngx_http_webhook_redis_closed(ngx_http_webhook_redis_t *rd,
     ngx_err_t err);
-static void ngx_http_webhook_redis_schedule(ngx_http_webhook_redis_t *rd);
+static void ngx_http_webhook_redis_shut(ngx_http_webhook_redis_t *rd,
+    ngx_uint_t lost);
+static void ngx_http_webhook_redis_timer(ngx_event_t *ev);
 static void ngx_http_webhook_redis_log_failed(ngx_http_webhook_redis_t *rd,
     ngx_err_t err);
+static void ngx_http_webhook_redis_log_bounds(ngx_http_webhook_redis_t *rd);
 
+
+ngx_http_webhook_resp_limits_t  ngx_http_webhook_redis_limits;
 
 static u_char  ngx_http_webhook_redis_buf[NGX_HTTP_WEBHOOK_READ_SIZE];
 
+static char   *ngx_http_webhook_redis_states[] = {
+    "IDLE", "BACKOFF", "RESOLVING", "CONNECTING", "TLS", "HANDSHAKE", "READY"
+};
+
+
+/*
+ * A connection, IDLE: its owner gives it an address, then connects it.
+ * Allocated on the heap: a Cluster node's is freed when the node is
+ * forgotten.
+ */
+
+ngx_http_webhook_redis_t *
+ngx_http_webhook_redis_create(ngx_cycle_t *cycle,
+    ngx_http_webhook_main_conf_t *wmcf, ngx_http_webhook_redis_setup_t *setup,
+    ngx_http_webhook_redis_handler_t *handler, void *data)
+{
+    ngx_http_webhook_redis_t  *rd;
+
+    rd = ngx_calloc(sizeof(ngx_http_webhook_redis_t), cycle->log);
+    if (rd == NULL) {
+        return NULL;
+    }
+
+    rd->out = ngx_alloc(NGX_HTTP_WEBHOOK_OUT_SIZE, cycle->log);
+    if (rd->out == NULL) {
+        ngx_free(rd);
+        return NULL;
+    }
+
+    rd->out_size = NGX_HTTP_WEBHOOK_OUT_SIZE;
+    rd->wmcf = wmcf;
+    rd->log = cycle->log;
+    rd->setup = setup;
+    rd->handler = handler;
+    rd->data = data;
+    rd->replicas = -1;
+
+    ngx_queue_init(&rd->sent);
+    ngx_queue_init(&rd->held);
+
+    rd->timer.handler = ngx_http_webhook_redis_timer;
+    rd->timer.data = rd;
+    rd->timer.log = cycle->log;
+    rd->timer.cancelable = 1;
+
+    return rd;
+}
+
+
+/* not from inside one of its own handlers or callbacks */
+
+void
+ngx_http_webhook_redis_destroy(ngx_http_webhook_redis_t *rd)
+{
+    ngx_http_webhook_redis_stop(rd);
+
+    ngx_free(rd->out);
+    ngx_free(rd);
+}
+
+
+/*
+ * Where the next attempt goes: sockaddr, the host for TLS (NULL: the host
+ * part of text) and the address as logged, "host:port"
+ */
+
+void
+ngx_http_webhook_redis_address(ngx_http_webhook_redis_t *rd,
+    struct sockaddr *sockaddr, socklen_t socklen, ngx_str_t *host,
+    ngx_str_t *text)
+{
+    u_char     *colon;
+    ngx_str_t   h;
+
+    ngx_memcpy(&rd->sockaddr_buf, sockaddr,
+               ngx_min(socklen, sizeof(ngx_sockaddr_t)));
+    rd->sockaddr = &rd->sockaddr_buf.sockaddr;
+    rd->socklen = socklen;
+
+    rd->addr_text.len = ngx_min(text->len, NGX_SOCKADDR_STRLEN);
+    rd->addr_text.data = ngx_cpymem(rd->text_buf, text->data,
+                                    rd->addr_text.len)
+                         - rd->addr_text.len;
+
+    if (host) {
+        h = *host;
+
+    } else {
+        /* "host:port", "[v6]:port", "unix:/path" */
+
+        h = rd->addr_text;
+
+        colon = h.data + h.len;
+        while (colon > h.data && colon[-1] != ':') {
+            colon--;
+        }
+
+        if (colon > h.data && ngx_strncmp(h.data, "unix:", 5) != 0) {
+            h.len = colon - 1 - h.data;
+        }
+
+        if (h.len >= 2 && h.data[0] == '[' && h.data[h.len - 1] == ']') {
+            h.data++;
+            h.len -= 2;
+        }
+    }
+
+    rd->host.len = ngx_min(h.len, NGX_SOCKADDR_STRLEN - 1);
+    rd->host.data = rd->host_buf;
+    ngx_memcpy(rd->host_buf, h.data, rd->host.len);
+    rd->host_buf[rd->host.len] = '\0';
+}
+
+
+static void
+ngx_http_webhook_redis_state(ngx_http_webhook_redis_t *rd,
+    ngx_http_webhook_redis_state_e state)
+{
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                   "webhook: %s at %V: %s -> %s", rd->setup->role,
+                   &rd->addr_text, ngx_http_webhook_redis_states[rd->state],
+                   ngx_http_webhook_redis_states[state]);
+
+    rd->state = state;
+}
+
+
+/* from IDLE or BACKOFF: an attempt now */
 
 void
 ngx_http_webhook_redis_connect(ngx_http_webhook_redis_t *rd)
 {
+    if (rd->state > NGX_HTTP_WEBHOOK_REDIS_BACKOFF) {
+        return;
+    }
+
+    if (rd->timer.timer_set) {
+        ngx_del_timer(&rd->timer);
+    }
+
     /* only the attempt right after an idle close is quiet */
 
     rd->quiet = rd->idle_closed;
     rd->idle_closed = 0;
 
-    rd->state = rd->wmcf->resolver ? ngx_http_webhook_redis_resolving
-                                   : ngx_http_webhook_redis_connecting;
+    ngx_http_webhook_redis_state(rd, rd->resolver
+                                     ? NGX_HTTP_WEBHOOK_REDIS_RESOLVING
+                                     : NGX_HTTP_WEBHOOK_REDIS_CONNECTING);
 
     /* queued first, written once connected */
 
@@ -63,7 +206,7 @@ ngx_http_webhook_redis_connect(ngx_http_webhook_redis_t *rd)
         return;
     }
 
-    if (rd->state == ngx_http_webhook_redis_resolving) {
+    if (rd->state == NGX_HTTP_WEBHOOK_REDIS_RESOLVING) {
         ngx_http_webhook_redis_resolve(rd);
         return;
     }
@@ -84,7 +227,10 @@ ngx_http_webhook_redis_connect_to(ngx_http_webhook_redis_t *rd)
         return;
     }
 
-    rd->state = ngx_http_webhook_redis_connecting;
+    if (rd->state != NGX_HTTP_WEBHOOK_REDIS_CONNECTING) {
+        /* resolved */
+        ngx_http_webhook_redis_state(rd, NGX_HTTP_WEBHOOK_REDIS_CONNECTING);
+    }
 
     /* the connect timeout covers the TLS and Redis handshakes too */
 
@@ -96,30 +242,27 @@ ngx_http_webhook_redis_connect_to(ngx_http_webhook_redis_t *rd)
 }
 
 
-/* nginx's resolver, for the address behind webhook_redis's name now */
+/* nginx's resolver, for the address behind the name now */
 
 static void
 ngx_http_webhook_redis_resolve(ngx_http_webhook_redis_t *rd)
 {
-    ngx_resolver_ctx_t            *ctx;
-    ngx_http_webhook_main_conf_t  *wmcf;
+    ngx_resolver_ctx_t  *ctx;
 
-    wmcf = rd->wmcf;
-
-    ctx = ngx_resolve_start(wmcf->resolver, NULL);
+    ctx = ngx_resolve_start(rd->resolver, NULL);
 
     if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "webhook: redis: resolving \"%V\" failed",
-                      &wmcf->host_name);
+                      &rd->resolve);
         ngx_http_webhook_redis_close(rd, 0);
         return;
     }
 
-    ctx->name = wmcf->host_name;
+    ctx->name = rd->resolve;
     ctx->handler = ngx_http_webhook_redis_resolved;
     ctx->data = rd;
-    ctx->timeout = wmcf->resolver_timeout;
+    ctx->timeout = rd->wmcf->resolver_timeout;
 
     rd->resolving = ctx;
 
@@ -129,7 +272,7 @@ ngx_http_webhook_redis_resolve(ngx_http_webhook_redis_t *rd)
         rd->resolving = NULL;
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "webhook: redis: resolving \"%V\" failed",
-                      &wmcf->host_name);
+                      &rd->resolve);
         ngx_http_webhook_redis_close(rd, 0);
     }
 }
@@ -162,10 +305,11 @@ ngx_http_webhook_redis_resolved(ngx_resolver_ctx_t *ctx)
     i = rd->next_addr++ % ctx->naddrs;
     addr = &ctx->addrs[i];
 
-    ngx_memcpy(&rd->sockaddr_buf, addr->sockaddr, addr->socklen);
+    ngx_memcpy(&rd->sockaddr_buf, addr->sockaddr,
+               ngx_min(addr->socklen, sizeof(ngx_sockaddr_t)));
     rd->sockaddr = &rd->sockaddr_buf.sockaddr;
     rd->socklen = addr->socklen;
-    ngx_inet_set_port(rd->sockaddr, (in_port_t) rd->wmcf->port);
+    ngx_inet_set_port(rd->sockaddr, rd->port);
 
     ngx_log_error(NGX_LOG_INFO, rd->log, 0,
                   "webhook: redis: \"%V\" resolved to %*s", &ctx->name,
@@ -221,6 +365,14 @@ ngx_http_webhook_redis_open(ngx_http_webhook_redis_t *rd)
         return NGX_ERROR;
     }
 
+#ifdef REDIS_READER_MAX_ARRAY_ELEMENTS
+    /* hiredis 1.x checks it as well */
+    rd->reader->maxelements = ngx_http_webhook_redis_limits.array;
+#endif
+
+    ngx_http_webhook_resp_scan_init(&rd->scan,
+                                    &ngx_http_webhook_redis_limits);
+
     /* TLS allocates from it; nothing else does */
 
     c->pool = ngx_create_pool(1024, rd->log);
@@ -242,8 +394,8 @@ ngx_http_webhook_redis_log_failed(ngx_http_webhook_redis_t *rd,
             : ngx_cpymem(msg, "failed", sizeof("failed") - 1);
 
     ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                  "webhook: redis connect to %V failed: %*s",
-                  &rd->addr_text, p - msg, msg);
+                  "webhook: %s connect to %V failed: %*s",
+                  rd->setup->role, &rd->addr_text, p - msg, msg);
 }
 
 
@@ -252,7 +404,7 @@ ngx_http_webhook_redis_connected(ngx_http_webhook_redis_t *rd)
 {
 #if (NGX_SSL)
     if (rd->wmcf->ssl_ctx) {
-        rd->state = ngx_http_webhook_redis_tls;
+        ngx_http_webhook_redis_state(rd, NGX_HTTP_WEBHOOK_REDIS_TLS);
 
         if (ngx_http_webhook_redis_ssl_init(rd) != NGX_OK) {
             ngx_http_webhook_redis_close(rd, 0);
@@ -278,104 +430,13 @@ ngx_http_webhook_redis_start(ngx_http_webhook_redis_t *rd)
     c->read->handler = ngx_http_webhook_redis_read_handler;
     c->write->handler = ngx_http_webhook_redis_write_handler;
 
-    rd->state = ngx_http_webhook_redis_handshake;
+    ngx_http_webhook_redis_state(rd, NGX_HTTP_WEBHOOK_REDIS_HANDSHAKE);
 
     ngx_http_webhook_redis_send(rd);
 
     if (rd->connection == c && c->read->ready) {
         ngx_http_webhook_redis_read_handler(c->read);
     }
-}
-
-
-static ngx_int_t
-ngx_http_webhook_redis_setup_steps(ngx_http_webhook_redis_t *rd)
-{
-    int                            argc;
-    u_char                        *p;
-    size_t                         argvlen[3];
-    const char                    *argv[3];
-    u_char                         db[NGX_INT_T_LEN];
-    ngx_http_webhook_main_conf_t  *wmcf;
-
-    wmcf = rd->wmcf;
-
-    if (wmcf->password.len) {
-        argc = 0;
-        argv[argc] = "AUTH";
-        argvlen[argc++] = 4;
-
-        if (wmcf->user.len) {
-            argv[argc] = (char *) wmcf->user.data;
-            argvlen[argc++] = wmcf->user.len;
-        }
-
-        argv[argc] = (char *) wmcf->password.data;
-        argvlen[argc++] = wmcf->password.len;
-
-        if (ngx_http_webhook_redis_step(rd, ngx_http_webhook_redis_setup,
-                                        "AUTH", argc, argv, argvlen)
-            == NULL)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    if (wmcf->db) {
-        p = ngx_sprintf(db, "%i", wmcf->db);
-
-        argv[0] = "SELECT";
-        argvlen[0] = 6;
-        argv[1] = (char *) db;
-        argvlen[1] = p - db;
-
-        if (ngx_http_webhook_redis_step(rd, ngx_http_webhook_redis_setup,
-                                        "SELECT", 2, argv, argvlen)
-            == NULL)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    /* what a sentinel names is checked before anything is written */
-
-    if (rd->sentinel) {
-        argv[0] = "ROLE";
-        argvlen[0] = 4;
-
-        if (ngx_http_webhook_redis_step(rd, ngx_http_webhook_redis_role_check,
-                                        "ROLE", 1, argv, argvlen)
-            == NULL)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    argv[0] = "SCRIPT";
-    argvlen[0] = 6;
-    argv[1] = "LOAD";
-    argvlen[1] = 4;
-    argv[2] = (char *) wmcf->enqueue.text.data;
-    argvlen[2] = wmcf->enqueue.text.len;
-
-    if (ngx_http_webhook_redis_step(rd, ngx_http_webhook_redis_setup,
-                                    "SCRIPT LOAD", 3, argv, argvlen)
-        == NULL)
-    {
-        return NGX_ERROR;
-    }
-
-    argv[2] = (char *) wmcf->status.text.data;
-    argvlen[2] = wmcf->status.text.len;
-
-    if (ngx_http_webhook_redis_step(rd, ngx_http_webhook_redis_ready_step,
-                                    "SCRIPT LOAD", 3, argv, argvlen)
-        == NULL)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
 }
 
 
@@ -388,10 +449,13 @@ ngx_http_webhook_redis_set_ready(ngx_http_webhook_redis_t *rd)
         ngx_del_timer(&rd->timer);
     }
 
-    rd->state = ngx_http_webhook_redis_ready;
+    ngx_http_webhook_redis_state(rd, NGX_HTTP_WEBHOOK_REDIS_READY);
+
     rd->backoff = NGX_HTTP_WEBHOOK_BACKOFF_MIN;
 
-    if (rd->was_up) {
+    /* the status counts the connections that carry events */
+
+    if (rd->was_up && rd->setup->scripts) {
         ngx_http_webhook_count_reconnect(rd->wmcf);
     }
 
@@ -399,13 +463,13 @@ ngx_http_webhook_redis_set_ready(ngx_http_webhook_redis_t *rd)
 
     level = rd->quiet ? NGX_LOG_INFO : NGX_LOG_NOTICE;
 
-    ngx_log_error(level, rd->log, 0, "webhook: connected to redis at %V",
-                  &rd->addr_text);
+    ngx_log_error(level, rd->log, 0, "webhook: connected to %s at %V",
+                  rd->setup->role, &rd->addr_text);
 
     rd->quiet = 0;
 
-    if (rd->node) {
-        ngx_http_webhook_cluster_ready();
+    if (rd->handler->ready) {
+        rd->handler->ready(rd);
     }
 }
 
@@ -419,7 +483,7 @@ ngx_http_webhook_redis_flush(ngx_http_webhook_redis_t *rd)
 
     c = rd->connection;
 
-    if (c == NULL || rd->state < ngx_http_webhook_redis_handshake
+    if (c == NULL || rd->state < NGX_HTTP_WEBHOOK_REDIS_HANDSHAKE
         || c->write->posted)
     {
         return;
@@ -435,7 +499,7 @@ ngx_http_webhook_redis_write_handler(ngx_event_t *ev)
     ngx_connection_t          *c = ev->data;
     ngx_http_webhook_redis_t  *rd = c->data;
 
-    if (rd->state == ngx_http_webhook_redis_connecting) {
+    if (rd->state == NGX_HTTP_WEBHOOK_REDIS_CONNECTING) {
         ngx_http_webhook_redis_test_connect(rd);
         return;
     }
@@ -498,7 +562,7 @@ ngx_http_webhook_redis_send(ngx_http_webhook_redis_t *rd)
      * one has answered
      */
 
-    if (wmcf->wait_replicas && rd->unwaited && !rd->waiting) {
+    if (rd->setup->wait && rd->unwaited && !rd->waiting) {
         rd->unwaited = 0;
         rd->waiting = 1;
 
@@ -511,7 +575,7 @@ ngx_http_webhook_redis_send(ngx_http_webhook_redis_t *rd)
         argv[2] = (char *) tbuf;
         argvlen[2] = p - tbuf;
 
-        if (ngx_http_webhook_redis_step(rd, ngx_http_webhook_redis_wait_step,
+        if (ngx_http_webhook_redis_step(rd, NGX_HTTP_WEBHOOK_CMD_WAIT,
                                         "WAIT", 3, argv, argvlen)
             == NULL)
         {
@@ -557,7 +621,7 @@ ngx_http_webhook_redis_read_handler(ngx_event_t *ev)
     ngx_connection_t          *c = ev->data;
     ngx_http_webhook_redis_t  *rd = c->data;
 
-    if (rd->state == ngx_http_webhook_redis_connecting) {
+    if (rd->state == NGX_HTTP_WEBHOOK_REDIS_CONNECTING) {
         ngx_http_webhook_redis_test_connect(rd);
         return;
     }
@@ -583,12 +647,23 @@ ngx_http_webhook_redis_read_handler(ngx_event_t *ev)
             return;
         }
 
+        /* what a header announces is refused before the reader sees it */
+
+        if (ngx_http_webhook_resp_scan(&rd->scan, ngx_http_webhook_redis_buf,
+                                       n)
+            != NGX_OK)
+        {
+            ngx_http_webhook_redis_log_bounds(rd);
+            ngx_http_webhook_redis_close(rd, 1);
+            return;
+        }
+
         if (redisReaderFeed(rd->reader, (char *) ngx_http_webhook_redis_buf,
                             n)
             != REDIS_OK)
         {
             ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                          "webhook: redis reply buffer: %s",
+                          "webhook: %s reply buffer: %s", rd->setup->role,
                           rd->reader->errstr);
             ngx_http_webhook_redis_close(rd, 1);
             return;
@@ -601,8 +676,8 @@ ngx_http_webhook_redis_read_handler(ngx_event_t *ev)
                 != REDIS_OK)
             {
                 ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                              "webhook: redis protocol error: %s",
-                              rd->reader->errstr);
+                              "webhook: %s protocol error: %s",
+                              rd->setup->role, rd->reader->errstr);
                 ngx_http_webhook_redis_close(rd, 1);
                 return;
             }
@@ -622,6 +697,40 @@ ngx_http_webhook_redis_read_handler(ngx_event_t *ev)
 }
 
 
+/* what broke the bounds of the replies, by ngx_http_webhook_resp_error_e */
+
+static char  *ngx_http_webhook_redis_bounds[] = {
+    "",
+    "a byte 0x%02Xz where a reply starts",
+    "a malformed length",
+    "arrays nested deeper than %uz",
+    "an array of %uz elements, at most %uz",
+    "more than %uz elements in one reply",
+    "a bulk string of %uz bytes, at most %uz",
+    "a line longer than %uz bytes",
+    "more than %uz bytes in one reply"
+};
+
+
+static void
+ngx_http_webhook_redis_log_bounds(ngx_http_webhook_redis_t *rd)
+{
+    u_char                        *p, why[128];
+    ngx_http_webhook_resp_scan_t  *s;
+
+    s = &rd->scan;
+
+    p = ngx_snprintf(why, sizeof(why),
+                     ngx_http_webhook_redis_bounds[s->error], s->value,
+                     s->limit);
+
+    ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                  "webhook: %s at %V sent a reply past the bounds (%*s), "
+                  "closing the connection", rd->setup->role, &rd->addr_text,
+                  p - why, why);
+}
+
+
 /* Redis closed the connection, or the socket failed */
 
 static void
@@ -633,16 +742,16 @@ ngx_http_webhook_redis_closed(ngx_http_webhook_redis_t *rd, ngx_err_t err)
             : ngx_cpymem(msg, "closed by the peer",
                          sizeof("closed by the peer") - 1);
 
-    if (!ngx_queue_empty(&rd->sent) || !ngx_queue_empty(&rd->held)) {
+    if (ngx_http_webhook_redis_busy(rd)) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "webhook: redis connection to %V lost: %*s",
-                      &rd->addr_text, p - msg, msg);
+                      "webhook: %s connection to %V lost: %*s",
+                      rd->setup->role, &rd->addr_text, p - msg, msg);
 
     } else {
         /* nothing was waiting: "timeout" in redis.conf, a normal event */
         ngx_log_error(NGX_LOG_INFO, rd->log, 0,
-                      "webhook: redis closed the idle connection to %V "
-                      "(%*s), reconnecting", &rd->addr_text,
+                      "webhook: %s closed the idle connection to %V "
+                      "(%*s), reconnecting", rd->setup->role, &rd->addr_text,
                       p - msg, msg);
 
         rd->idle_closed = 1;
@@ -653,12 +762,52 @@ ngx_http_webhook_redis_closed(ngx_http_webhook_redis_t *rd, ngx_err_t err)
 
 
 /*
- * Closes the connection if any, fails every command awaiting a reply
- * and schedules the next attempt
+ * Closes the connection if any and fails every command awaiting a reply;
+ * then the next attempt after a backoff (when the owner wants one), and
+ * the owner is told
  */
 
 void
 ngx_http_webhook_redis_close(ngx_http_webhook_redis_t *rd, ngx_uint_t lost)
+{
+    ngx_http_webhook_redis_shut(rd, lost);
+
+    ngx_http_webhook_redis_fail_all(rd);
+
+    /* unless a caller's handler connected it again meanwhile */
+
+    if (rd->state == NGX_HTTP_WEBHOOK_REDIS_IDLE && rd->reconnect
+        && !ngx_exiting && !ngx_terminate && !ngx_quit)
+    {
+        ngx_http_webhook_redis_state(rd, NGX_HTTP_WEBHOOK_REDIS_BACKOFF);
+
+        if (rd->backoff == 0) {
+            rd->backoff = NGX_HTTP_WEBHOOK_BACKOFF_MIN;
+        }
+
+        ngx_add_timer(&rd->timer, rd->backoff);
+
+        rd->backoff = ngx_min(rd->backoff * 2, NGX_HTTP_WEBHOOK_BACKOFF_MAX);
+    }
+
+    if (rd->handler->lost) {
+        rd->handler->lost(rd);
+    }
+}
+
+
+/* IDLE, its commands failed, no attempt planned, the owner not told */
+
+void
+ngx_http_webhook_redis_stop(ngx_http_webhook_redis_t *rd)
+{
+    ngx_http_webhook_redis_shut(rd, 0);
+    ngx_http_webhook_redis_fail_all(rd);
+}
+
+
+static void
+ngx_http_webhook_redis_shut(ngx_http_webhook_redis_t *rd, ngx_uint_t lost)
 {
     ngx_connection_t  *c;
 
@@ -699,92 +848,58 @@ ngx_http_webhook_redis_close(ngx_http_webhook_redis_t *rd, ngx_uint_t lost)
         ngx_del_timer(&rd->timer);
     }
 
-    rd->state = ngx_http_webhook_redis_disconnected;
+    if (rd->state != NGX_HTTP_WEBHOOK_REDIS_IDLE) {
+        ngx_http_webhook_redis_state(rd, NGX_HTTP_WEBHOOK_REDIS_IDLE);
+    }
+
     rd->generation++;
     rd->unwaited = 0;
     rd->waiting = 0;
+    rd->subscribed = 0;
     rd->out_pos = 0;
     rd->out_len = 0;
-
-    ngx_http_webhook_redis_fail_all(rd);
-
-    if (rd->node && !rd->exiting) {
-        ngx_http_webhook_cluster_lost();
-    }
-
-    ngx_http_webhook_redis_schedule(rd);
-}
-
-
-static void
-ngx_http_webhook_redis_schedule(ngx_http_webhook_redis_t *rd)
-{
-    if (rd->exiting || ngx_exiting || ngx_terminate || ngx_quit) {
-        return;
-    }
-
-    if (rd->timer.timer_set
-        || rd->state != ngx_http_webhook_redis_disconnected)
-    {
-        return;
-    }
-
-    if (rd->backoff == 0) {
-        rd->backoff = NGX_HTTP_WEBHOOK_BACKOFF_MIN;
-    }
-
-    ngx_add_timer(&rd->timer, rd->backoff);
-
-    rd->backoff *= 2;
-    if (rd->backoff > NGX_HTTP_WEBHOOK_BACKOFF_MAX) {
-        rd->backoff = NGX_HTTP_WEBHOOK_BACKOFF_MAX;
-    }
 }
 
 
 /* the timer of the state */
 
-void
+static void
 ngx_http_webhook_redis_timer(ngx_event_t *ev)
 {
     ngx_http_webhook_redis_t  *rd = ev->data;
 
     switch (rd->state) {
 
-    case ngx_http_webhook_redis_disconnected:
-        if (rd->exiting) {
-            return;
-        }
-
-        if (rd->sentinel) {
-            /* the primary may have moved: ask again */
-            ngx_http_webhook_sentinel_discover(rd);
+    case NGX_HTTP_WEBHOOK_REDIS_BACKOFF:
+        if (rd->handler->retry) {
+            /* the owner may go elsewhere (a sentinel asked again) */
+            rd->handler->retry(rd);
             return;
         }
 
         ngx_http_webhook_redis_connect(rd);
         return;
 
-    case ngx_http_webhook_redis_connecting:
+    case NGX_HTTP_WEBHOOK_REDIS_CONNECTING:
         ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
-                      "webhook: redis connect to %V timed out",
-                      &rd->addr_text);
+                      "webhook: %s connect to %V timed out",
+                      rd->setup->role, &rd->addr_text);
         break;
 
-    case ngx_http_webhook_redis_tls:
+    case NGX_HTTP_WEBHOOK_REDIS_TLS:
         /* a peer that accepts and never answers: a proxy, a hung Redis */
         ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
-                      "webhook: redis TLS handshake with %V timed out",
-                      &rd->addr_text);
+                      "webhook: %s TLS handshake with %V timed out",
+                      rd->setup->role, &rd->addr_text);
         break;
 
-    case ngx_http_webhook_redis_handshake:
+    case NGX_HTTP_WEBHOOK_REDIS_HANDSHAKE:
         ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
-                      "webhook: redis handshake with %V timed out",
-                      &rd->addr_text);
+                      "webhook: %s handshake with %V timed out",
+                      rd->setup->role, &rd->addr_text);
         break;
 
-    default: /* ready: no timer */
+    default: /* IDLE, RESOLVING (the resolver's own timer), READY: none */
         return;
     }
 

@@ -5,8 +5,7 @@
  * Redis Cluster's redirections: MOVED (the slot's owner changed: the map
  * is updated, the command sent again there, the topology read again) and
  * ASK (a slot being migrated: ASKING and the command on the importing
- * node, the map unchanged), at most 5 a command; and the map as the status
- * location shows it.
+ * node, the map unchanged), at most 5 a command.
  */
 
 
@@ -15,6 +14,7 @@
 #include <ngx_event.h>
 
 #include "ngx_http_webhook_redis_cluster.h"
+#include "ngx_http_webhook_escape.h"
 
 
 #define NGX_HTTP_WEBHOOK_REDIRECTS_MAX    5
@@ -36,18 +36,21 @@ ngx_http_webhook_cluster_redirect(ngx_http_webhook_redis_t *rd,
     ngx_http_webhook_cmd_t *cmd, redisReply *reply)
 {
     u_char                      *p, *last, *addr;
+    u_char                       buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
+    ngx_str_t                    text;
     ngx_int_t                    slot;
     ngx_uint_t                   ask;
-    ngx_http_webhook_node_t     *node;
+    ngx_http_webhook_node_t     *node, *from;
     ngx_http_webhook_redis_t    *to;
     ngx_http_webhook_cluster_t  *cl;
 
     static const char  *asking[] = { "ASKING" };
     static size_t       asking_len[] = { sizeof("ASKING") - 1 };
 
-    cl = ngx_http_webhook_cluster;
+    from = rd->data;
+    cl = from->cluster;
 
-    if (cl == NULL || reply->type != REDIS_REPLY_ERROR) {
+    if (reply->type != REDIS_REPLY_ERROR) {
         return NGX_DECLINED;
     }
 
@@ -81,9 +84,10 @@ ngx_http_webhook_cluster_redirect(ngx_http_webhook_redis_t *rd,
     if (cmd->redirects >= NGX_HTTP_WEBHOOK_REDIRECTS_MAX) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "webhook: redis cluster: slot %i redirected %d times "
-                      "(last by %V: %*s), the command fails", slot,
+                      "(last by %V: %V), the command fails", slot,
                       NGX_HTTP_WEBHOOK_REDIRECTS_MAX, &rd->addr_text,
-                      (size_t) reply->len, reply->str);
+                      ngx_http_webhook_log_text(&text, buf, sizeof(buf),
+                                                reply->str, reply->len));
         return NGX_DECLINED;
     }
 
@@ -97,12 +101,8 @@ ngx_http_webhook_cluster_redirect(ngx_http_webhook_redis_t *rd,
                       "webhook: redis cluster: slot %i moved from %V to %V",
                       slot, &rd->addr_text, &node->addr_text);
 
-        cl->owner[slot] = (u_char) (node->index + 1);
-        cl->wanted = 1;
-
-        if (cl->asked == NULL) {
-            ngx_http_webhook_cluster_later(cl, 1);
-        }
+        ngx_http_webhook_cluster_own(cl, slot, node);
+        ngx_http_webhook_cluster_want(cl, 1);
     }
 
     if (ngx_http_webhook_cluster_connect(cl, node) == NGX_ERROR) {
@@ -115,21 +115,17 @@ ngx_http_webhook_cluster_redirect(ngx_http_webhook_redis_t *rd,
         return NGX_DECLINED;
     }
 
-    if (to->state == ngx_http_webhook_redis_disconnected) {
+    if (to->state <= NGX_HTTP_WEBHOOK_REDIS_BACKOFF) {
         /* in its backoff: tried now */
-
-        if (to->timer.timer_set) {
-            ngx_del_timer(&to->timer);
-        }
 
         ngx_http_webhook_redis_connect(to);
 
-        if (to->state == ngx_http_webhook_redis_disconnected) {
+        if (to->state <= NGX_HTTP_WEBHOOK_REDIS_BACKOFF) {
             return NGX_DECLINED;
         }
     }
 
-    if (ask && ngx_http_webhook_redis_step(to, ngx_http_webhook_redis_asking,
+    if (ask && ngx_http_webhook_redis_step(to, NGX_HTTP_WEBHOOK_CMD_ASKING,
                                            "ASKING", 1, asking, asking_len)
                == NULL)
     {
@@ -173,59 +169,4 @@ ngx_http_webhook_redirect_node(ngx_http_webhook_cluster_t *cl, u_char *addr,
     }
 
     return ngx_http_webhook_cluster_add(cl, addr, last - addr);
-}
-
-
-/* for the status: the i-th primary known */
-
-ngx_int_t
-ngx_http_webhook_cluster_node(ngx_uint_t i, ngx_str_t *addr, ngx_uint_t *up,
-    ngx_uint_t *slots)
-{
-    ngx_uint_t                   n;
-    ngx_http_webhook_node_t     *node;
-    ngx_http_webhook_cluster_t  *cl;
-
-    cl = ngx_http_webhook_cluster;
-
-    if (cl == NULL) {
-        return NGX_DECLINED;
-    }
-
-    for (n = 0; n < cl->nnodes; n++) {
-        node = cl->nodes[n];
-
-        if (node->slots == 0) {
-            continue;
-        }
-
-        if (i-- == 0) {
-            *addr = node->addr_text;
-            *slots = node->slots;
-            *up = node->rd
-                  && node->rd->state == ngx_http_webhook_redis_ready;
-            return NGX_OK;
-        }
-    }
-
-    return NGX_DECLINED;
-}
-
-
-ngx_int_t
-ngx_http_webhook_cluster_slot_node(ngx_uint_t slot, ngx_str_t *addr,
-    ngx_uint_t *up)
-{
-    ngx_http_webhook_node_t  *node;
-
-    node = ngx_http_webhook_cluster_owner(slot);
-
-    if (node == NULL) {
-        return NGX_DECLINED;
-    }
-
-    *addr = node->addr_text;
-    *up = node->rd && node->rd->state == ngx_http_webhook_redis_ready;
-
-    return NGX_OK;
 }

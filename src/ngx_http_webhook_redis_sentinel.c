@@ -3,17 +3,23 @@
  * Copyright (C) The ngx_http_webhook_module authors
  *
  * Redis Sentinel: the primary asked of the sentinels in turn (SENTINEL
- * get-master-addr-by-name), then followed on the same connection,
- * subscribed to +switch-master and pinged so that a dead sentinel is
- * noticed; on its loss, or whenever the primary is lost or answers
- * READONLY, the next sentinel is asked again.
+ * get-master-addr-by-name), then followed on the same link, subscribed
+ * to +switch-master and pinged so that a dead sentinel is noticed; on its
+ * loss, or whenever the primary is lost or answers READONLY, the next
+ * sentinel is asked again.  The link is a Redis connection like the
+ * primary's (ngx_http_webhook_redis_conn.h): the same formatter, bounds,
+ * timers, and TLS with webhook_redis_ssl's settings; its handshake sends
+ * the sentinels' AUTH only.
  *
- * The states of the sentinel link, each with at most one timer:
+ * The states of the sentinels, each with at most one timer (sn->timer;
+ * the link has its own while it connects):
  *
- *   idle        none (the primary's backoff asks again)
- *   asking      the connect timeout (connect, AUTH, the question)
- *   subscribed  the ping interval; a ping unanswered at the next one is
- *               a lost sentinel
+ *   IDLE        none (not started, the worker exiting)
+ *   WAITING     every sentinel failed in a row: a second, then the next
+ *   ASKING      the link connecting (its own timers), then the question
+ *               (the connect timeout)
+ *   SUBSCRIBED  the ping interval; a ping unanswered at the next one is a
+ *               lost sentinel
  */
 
 
@@ -21,435 +27,405 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 
-#include "ngx_http_webhook_redis_conn.h"
+#include "ngx_http_webhook_redis_topology.h"
+#include "ngx_http_webhook_escape.h"
 
 
 #define NGX_HTTP_WEBHOOK_SENTINEL_PING  1000
-#define NGX_HTTP_WEBHOOK_SENTINEL_OUT   1024
 
 
 typedef enum {
-    ngx_http_webhook_sentinel_idle = 0,
-    ngx_http_webhook_sentinel_asking,
-    ngx_http_webhook_sentinel_subscribed
+    NGX_HTTP_WEBHOOK_SENTINEL_IDLE = 0,
+    NGX_HTTP_WEBHOOK_SENTINEL_WAITING,
+    NGX_HTTP_WEBHOOK_SENTINEL_ASKING,
+    NGX_HTTP_WEBHOOK_SENTINEL_SUBSCRIBED
 } ngx_http_webhook_sentinel_state_e;
 
 
-struct ngx_http_webhook_sentinel_s {
-    ngx_http_webhook_sentinel_state_e  state;
-    ngx_peer_connection_t              peer;
-    ngx_connection_t                  *connection;
-    redisReader                       *reader;
-    ngx_event_t                        timer;
-    ngx_http_webhook_redis_t          *rd;
-    ngx_addr_t                        *addrs;
-    ngx_uint_t                         naddrs;
-    ngx_uint_t                         current;    /* asked, or next */
-    ngx_uint_t                         failed;     /* in a row */
-    ngx_uint_t                         steps;      /* replies before the
-                                                      address */
-    ngx_uint_t                         pings;      /* unanswered */
-    ngx_str_t                          answered;   /* who named it */
-    u_char                             out[NGX_HTTP_WEBHOOK_SENTINEL_OUT];
-    size_t                             out_pos;
-    size_t                             out_len;
-};
+typedef struct {
+    ngx_http_webhook_primary_t          primary;    /* first: the primary's
+                                                       callbacks take it */
+    ngx_http_webhook_sentinel_state_e   state;
+    ngx_http_webhook_redis_t           *link;
+    ngx_http_webhook_redis_setup_t      link_setup;
+    ngx_http_webhook_main_conf_t       *wmcf;
+    ngx_log_t                          *log;
+    ngx_event_t                         timer;
+    ngx_addr_t                         *addrs;
+    ngx_uint_t                          naddrs;
+    ngx_uint_t                          current;    /* asked, or next */
+    ngx_uint_t                          failed;     /* in a row */
+    ngx_uint_t                          pings;      /* unanswered */
+    ngx_str_t                           answered;   /* who named it */
+} ngx_http_webhook_sentinel_t;
 
 
-static ngx_int_t ngx_http_webhook_sentinel_open(
+static void *ngx_http_webhook_sentinel_init(ngx_cycle_t *cycle,
+    ngx_http_webhook_main_conf_t *wmcf);
+static void ngx_http_webhook_sentinel_exit(void *data);
+static void ngx_http_webhook_sentinel_addresses(void *data,
+    ngx_str_t *primary, ngx_str_t *sentinel);
+
+static void ngx_http_webhook_sentinel_state(ngx_http_webhook_sentinel_t *sn,
+    ngx_http_webhook_sentinel_state_e state);
+static void ngx_http_webhook_sentinel_discover(
     ngx_http_webhook_sentinel_t *sn);
-static void ngx_http_webhook_sentinel_command(
-    ngx_http_webhook_sentinel_t *sn, int argc, const char **argv,
-    size_t *argvlen);
-static void ngx_http_webhook_sentinel_write_handler(ngx_event_t *ev);
-static void ngx_http_webhook_sentinel_read_handler(ngx_event_t *ev);
-static ngx_int_t ngx_http_webhook_sentinel_reply(
-    ngx_http_webhook_sentinel_t *sn, redisReply *reply);
-static ngx_int_t ngx_http_webhook_sentinel_address(
-    ngx_http_webhook_sentinel_t *sn, redisReply *reply);
-static ngx_int_t ngx_http_webhook_sentinel_message(
-    ngx_http_webhook_sentinel_t *sn, redisReply *reply);
+static void ngx_http_webhook_sentinel_ask(ngx_http_webhook_redis_t *link);
+static void ngx_http_webhook_sentinel_link_lost(
+    ngx_http_webhook_redis_t *link);
+static void ngx_http_webhook_sentinel_address(void *data, redisReply *reply);
+static void ngx_http_webhook_sentinel_subscribed(void *data,
+    redisReply *reply);
+static void ngx_http_webhook_sentinel_pong(void *data, redisReply *reply);
+static void ngx_http_webhook_sentinel_message(ngx_http_webhook_redis_t *link,
+    redisReply *reply);
 static ngx_int_t ngx_http_webhook_sentinel_primary(
     ngx_http_webhook_sentinel_t *sn, u_char *ip, size_t iplen, u_char *port,
     size_t portlen);
 static void ngx_http_webhook_sentinel_timer(ngx_event_t *ev);
 static void ngx_http_webhook_sentinel_failed(ngx_http_webhook_sentinel_t *sn,
     const char *why);
+static void ngx_http_webhook_sentinel_retry(ngx_http_webhook_redis_t *rd);
+static ngx_uint_t ngx_http_webhook_sentinel_quit(
+    ngx_http_webhook_sentinel_t *sn);
 
 
-ngx_int_t
-ngx_http_webhook_sentinel_init(ngx_http_webhook_redis_t *rd,
-    ngx_cycle_t *cycle)
+ngx_http_webhook_topology_t  ngx_http_webhook_topology_sentinel = {
+    "sentinel",
+    ngx_http_webhook_sentinel_init,
+    ngx_http_webhook_sentinel_exit,
+    NULL,
+    NULL,
+    NULL,
+    ngx_http_webhook_sentinel_addresses,
+    NULL,
+    NULL
+};
+
+
+/* the primary's connection: a loss or READONLY asks the sentinels again */
+
+static ngx_http_webhook_redis_handler_t  ngx_http_webhook_sentinel_primary_h = {
+    NULL,
+    NULL,
+    ngx_http_webhook_sentinel_retry,
+    ngx_http_webhook_primary_error,
+    NULL
+};
+
+
+static ngx_http_webhook_redis_handler_t  ngx_http_webhook_sentinel_link_h = {
+    ngx_http_webhook_sentinel_ask,
+    ngx_http_webhook_sentinel_link_lost,
+    NULL,
+    NULL,
+    ngx_http_webhook_sentinel_message
+};
+
+
+static char  *ngx_http_webhook_sentinel_states[] = {
+    "IDLE", "WAITING", "ASKING", "SUBSCRIBED"
+};
+
+
+static void *
+ngx_http_webhook_sentinel_init(ngx_cycle_t *cycle,
+    ngx_http_webhook_main_conf_t *wmcf)
 {
     ngx_http_webhook_sentinel_t  *sn;
 
     sn = ngx_pcalloc(cycle->pool, sizeof(ngx_http_webhook_sentinel_t));
     if (sn == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
-    sn->rd = rd;
-    sn->addrs = rd->wmcf->sentinels->elts;
-    sn->naddrs = rd->wmcf->sentinels->nelts;
+    sn->wmcf = wmcf;
+    sn->log = cycle->log;
+    sn->addrs = wmcf->sentinels->elts;
+    sn->naddrs = wmcf->sentinels->nelts;
+
+    /* what a sentinel names is checked before anything is written */
+
+    if (ngx_http_webhook_primary_init(&sn->primary, cycle, wmcf,
+                                      &ngx_http_webhook_sentinel_primary_h)
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    sn->primary.setup.check_role = 1;
+    sn->primary.follow = "asking the sentinels";
+
+    /* until a sentinel names the primary: its name */
+
+    sn->primary.rd->addr_text = wmcf->sentinel_name;
+
+    sn->link_setup.role = "redis sentinel";
+    sn->link_setup.user = wmcf->sentinel_user;
+    sn->link_setup.password = wmcf->sentinel_password;
+
+    sn->link = ngx_http_webhook_redis_create(cycle, wmcf, &sn->link_setup,
+                      &ngx_http_webhook_sentinel_link_h, sn);
+    if (sn->link == NULL) {
+        return NULL;
+    }
 
     sn->timer.handler = ngx_http_webhook_sentinel_timer;
     sn->timer.data = sn;
     sn->timer.log = cycle->log;
     sn->timer.cancelable = 1;
 
-    rd->sentinel = sn;
+    ngx_http_webhook_sentinel_discover(sn);
 
-    return NGX_OK;
+    return sn;
 }
 
 
-ngx_str_t *
-ngx_http_webhook_sentinel_name(ngx_http_webhook_redis_t *rd)
+static void
+ngx_http_webhook_sentinel_exit(void *data)
 {
-    return rd->sentinel ? &rd->sentinel->answered : NULL;
+    ngx_http_webhook_sentinel_t  *sn = data;
+
+    ngx_http_webhook_sentinel_state(sn, NGX_HTTP_WEBHOOK_SENTINEL_IDLE);
+
+    if (sn->timer.timer_set) {
+        ngx_del_timer(&sn->timer);
+    }
+
+    ngx_http_webhook_redis_destroy(sn->link);
+    ngx_http_webhook_redis_destroy(sn->primary.rd);
+
+    sn->link = NULL;
+    sn->primary.rd = NULL;
+}
+
+
+static void
+ngx_http_webhook_sentinel_addresses(void *data, ngx_str_t *primary,
+    ngx_str_t *sentinel)
+{
+    ngx_http_webhook_sentinel_t  *sn = data;
+
+    *primary = sn->primary.rd->addr_text;
+    *sentinel = sn->answered;
+}
+
+
+static void
+ngx_http_webhook_sentinel_state(ngx_http_webhook_sentinel_t *sn,
+    ngx_http_webhook_sentinel_state_e state)
+{
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, sn->log, 0,
+                   "webhook: redis sentinel %V: %s -> %s",
+                   &sn->addrs[sn->current].name,
+                   ngx_http_webhook_sentinel_states[sn->state],
+                   ngx_http_webhook_sentinel_states[state]);
+
+    sn->state = state;
+}
+
+
+/* the current sentinel is connected to, then asked */
+
+static void
+ngx_http_webhook_sentinel_discover(ngx_http_webhook_sentinel_t *sn)
+{
+    ngx_addr_t  *addr;
+
+    ngx_http_webhook_redis_stop(sn->link);
+
+    if (sn->timer.timer_set) {
+        ngx_del_timer(&sn->timer);
+    }
+
+    if (ngx_http_webhook_sentinel_quit(sn)) {
+        ngx_http_webhook_sentinel_state(sn, NGX_HTTP_WEBHOOK_SENTINEL_IDLE);
+        return;
+    }
+
+    addr = &sn->addrs[sn->current];
+
+    ngx_http_webhook_sentinel_state(sn, NGX_HTTP_WEBHOOK_SENTINEL_ASKING);
+
+    ngx_http_webhook_redis_address(sn->link, addr->sockaddr, addr->socklen,
+                                   NULL, &addr->name);
+    ngx_http_webhook_redis_connect(sn->link);
 }
 
 
 /*
- * Asks the current sentinel for the primary: AUTH, the question and the
- * subscription go out together; the subscription stays.
+ * The link is ready (AUTH passed): the question and the subscription go
+ * out together; the subscription stays
  */
 
-void
-ngx_http_webhook_sentinel_discover(ngx_http_webhook_redis_t *rd)
+static void
+ngx_http_webhook_sentinel_ask(ngx_http_webhook_redis_t *link)
 {
-    size_t                         argvlen[3];
-    const char                    *argv[3];
-    ngx_http_webhook_sentinel_t   *sn;
-    ngx_http_webhook_main_conf_t  *wmcf;
+    ngx_http_webhook_sentinel_t  *sn = link->data;
 
-    sn = rd->sentinel;
-    wmcf = rd->wmcf;
+    size_t       argvlen[3];
+    const char  *argv[3];
 
-    ngx_http_webhook_sentinel_close(rd);
-
-    if (rd->exiting || ngx_exiting || ngx_terminate || ngx_quit) {
-        return;
-    }
-
-    if (ngx_http_webhook_sentinel_open(sn) != NGX_OK) {
-        ngx_http_webhook_sentinel_failed(sn, "connect failed");
-        return;
-    }
-
-    sn->state = ngx_http_webhook_sentinel_asking;
-    sn->steps = 0;
     sn->pings = 0;
-
-    ngx_add_timer(&sn->timer, wmcf->connect_timeout);
-
-    if (wmcf->sentinel_password.len) {
-        argv[0] = "AUTH";
-        argvlen[0] = 4;
-        argv[1] = (char *) wmcf->sentinel_user.data;
-        argvlen[1] = wmcf->sentinel_user.len;
-        argv[2] = (char *) wmcf->sentinel_password.data;
-        argvlen[2] = wmcf->sentinel_password.len;
-
-        if (wmcf->sentinel_user.len) {
-            ngx_http_webhook_sentinel_command(sn, 3, argv, argvlen);
-
-        } else {
-            argv[1] = argv[2];
-            argvlen[1] = argvlen[2];
-            ngx_http_webhook_sentinel_command(sn, 2, argv, argvlen);
-        }
-
-        sn->steps++;
-    }
 
     argv[0] = "SENTINEL";
     argvlen[0] = sizeof("SENTINEL") - 1;
     argv[1] = "get-master-addr-by-name";
     argvlen[1] = sizeof("get-master-addr-by-name") - 1;
-    argv[2] = (char *) wmcf->sentinel_name.data;
-    argvlen[2] = wmcf->sentinel_name.len;
+    argv[2] = (char *) sn->wmcf->sentinel_name.data;
+    argvlen[2] = sn->wmcf->sentinel_name.len;
 
-    ngx_http_webhook_sentinel_command(sn, 3, argv, argvlen);
+    if (ngx_http_webhook_redis_command(link, NULL, 0, 3, argv, argvlen,
+                                       ngx_http_webhook_sentinel_address, sn)
+        == NULL)
+    {
+        ngx_http_webhook_sentinel_failed(sn, "no memory");
+        return;
+    }
 
     argv[0] = "SUBSCRIBE";
     argvlen[0] = sizeof("SUBSCRIBE") - 1;
     argv[1] = "+switch-master";
     argvlen[1] = sizeof("+switch-master") - 1;
 
-    ngx_http_webhook_sentinel_command(sn, 2, argv, argvlen);
-}
-
-
-static ngx_int_t
-ngx_http_webhook_sentinel_open(ngx_http_webhook_sentinel_t *sn)
-{
-    ngx_int_t               rc;
-    ngx_addr_t             *addr;
-    ngx_connection_t       *c;
-    ngx_peer_connection_t  *pc;
-
-    addr = &sn->addrs[sn->current];
-    pc = &sn->peer;
-
-    ngx_memzero(pc, sizeof(ngx_peer_connection_t));
-
-    pc->sockaddr = addr->sockaddr;
-    pc->socklen = addr->socklen;
-    pc->name = &addr->name;
-    pc->get = ngx_event_get_peer;
-    pc->log = sn->rd->log;
-    pc->log_error = NGX_ERROR_ERR;
-
-    rc = ngx_event_connect_peer(pc);
-
-    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
-        return NGX_ERROR;
-    }
-
-    c = pc->connection;
-    c->data = sn;
-    c->read->handler = ngx_http_webhook_sentinel_read_handler;
-    c->write->handler = ngx_http_webhook_sentinel_write_handler;
-
-    sn->connection = c;
-    sn->out_pos = 0;
-    sn->out_len = 0;
-
-    sn->reader = redisReaderCreate();
-    if (sn->reader == NULL) {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-/* the commands are small: a fixed buffer, written when connected */
-
-static void
-ngx_http_webhook_sentinel_command(ngx_http_webhook_sentinel_t *sn, int argc,
-    const char **argv, size_t *argvlen)
-{
-    int      i;
-    u_char  *p, *last;
-
-    p = sn->out + sn->out_len;
-    last = sn->out + NGX_HTTP_WEBHOOK_SENTINEL_OUT;
-
-    p = ngx_slprintf(p, last, "*%d\r\n", argc);
-
-    for (i = 0; i < argc; i++) {
-        p = ngx_slprintf(p, last, "$%uz\r\n%*s\r\n", argvlen[i],
-                         argvlen[i], argv[i]);
-    }
-
-    sn->out_len = p - sn->out;
-
-    if (sn->connection->write->ready) {
-        ngx_http_webhook_sentinel_write_handler(sn->connection->write);
-    }
-}
-
-
-static void
-ngx_http_webhook_sentinel_write_handler(ngx_event_t *ev)
-{
-    ssize_t                       n;
-    ngx_connection_t             *c = ev->data;
-    ngx_http_webhook_sentinel_t  *sn = c->data;
-
-    while (sn->out_pos < sn->out_len) {
-        n = c->send(c, sn->out + sn->out_pos, sn->out_len - sn->out_pos);
-
-        if (n == NGX_AGAIN) {
-            if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
-                ngx_http_webhook_sentinel_failed(sn, "event failed");
-            }
-
-            return;
-        }
-
-        if (n <= 0) {
-            ngx_http_webhook_sentinel_failed(sn, "connection failed");
-            return;
-        }
-
-        sn->out_pos += n;
-    }
-
-    sn->out_pos = 0;
-    sn->out_len = 0;
-}
-
-
-static void
-ngx_http_webhook_sentinel_read_handler(ngx_event_t *ev)
-{
-    u_char                        buf[4096];
-    ssize_t                       n;
-    redisReply                   *reply;
-    ngx_connection_t             *c = ev->data;
-    ngx_http_webhook_sentinel_t  *sn = c->data;
-
-    for ( ;; ) {
-        n = c->recv(c, buf, sizeof(buf));
-
-        if (n == NGX_AGAIN) {
-            if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
-                ngx_http_webhook_sentinel_failed(sn, "event failed");
-            }
-
-            return;
-        }
-
-        if (n <= 0) {
-            ngx_http_webhook_sentinel_failed(sn, n == 0 ? "connection closed"
-                                                        : "connection failed");
-            return;
-        }
-
-        if (redisReaderFeed(sn->reader, (char *) buf, n) != REDIS_OK) {
-            ngx_http_webhook_sentinel_failed(sn, "reply buffer");
-            return;
-        }
-
-        for ( ;; ) {
-            reply = NULL;
-
-            if (redisReaderGetReply(sn->reader, (void **) &reply)
-                != REDIS_OK)
-            {
-                ngx_http_webhook_sentinel_failed(sn, "protocol error");
-                return;
-            }
-
-            if (reply == NULL) {
-                break;
-            }
-
-            if (ngx_http_webhook_sentinel_reply(sn, reply) != NGX_OK) {
-                freeReplyObject(reply);
-                ngx_http_webhook_sentinel_failed(sn, "unexpected reply");
-                return;
-            }
-
-            freeReplyObject(reply);
-
-            if (sn->connection != c) {
-                return;
-            }
-        }
-    }
-}
-
-
-static ngx_int_t
-ngx_http_webhook_sentinel_reply(ngx_http_webhook_sentinel_t *sn,
-    redisReply *reply)
-{
-    redisReply  *kind;
-
-    if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, sn->rd->log, 0,
-                      "webhook: redis sentinel %V: %*s",
-                      &sn->addrs[sn->current].name, (size_t) reply->len,
-                      reply->str);
-        return NGX_ERROR;
-    }
-
-    if (sn->state == ngx_http_webhook_sentinel_asking) {
-        if (sn->steps) {
-            sn->steps--;
-            return NGX_OK;
-        }
-
-        if (sn->answered.data == NULL
-            || sn->answered.data != sn->addrs[sn->current].name.data)
-        {
-            sn->answered = sn->addrs[sn->current].name;
-        }
-
-        sn->state = ngx_http_webhook_sentinel_subscribed;
-
-        if (sn->timer.timer_set) {
-            ngx_del_timer(&sn->timer);
-        }
-
-        ngx_add_timer(&sn->timer, NGX_HTTP_WEBHOOK_SENTINEL_PING);
-
-        return ngx_http_webhook_sentinel_address(sn, reply);
-    }
-
-    /* subscribed: ["subscribe", ch, n], ["pong", ""], ["message", ch, m] */
-
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2
-        || reply->element[0]->type != REDIS_REPLY_STRING)
+    if (ngx_http_webhook_redis_command(link, NULL, 0, 2, argv, argvlen,
+                                       ngx_http_webhook_sentinel_subscribed,
+                                       sn)
+        == NULL)
     {
-        return NGX_ERROR;
+        ngx_http_webhook_sentinel_failed(sn, "no memory");
+        return;
     }
 
-    kind = reply->element[0];
+    /* its messages are no answer to a command */
 
-    if (kind->len == 4 && ngx_strncasecmp((u_char *) kind->str,
-                                          (u_char *) "pong", 4) == 0)
+    link->subscribed = 1;
+
+    /* the question's timer */
+
+    ngx_add_timer(&sn->timer, sn->wmcf->connect_timeout);
+}
+
+
+static void
+ngx_http_webhook_sentinel_link_lost(ngx_http_webhook_redis_t *link)
+{
+    ngx_http_webhook_sentinel_t  *sn = link->data;
+
+    if (sn->state == NGX_HTTP_WEBHOOK_SENTINEL_ASKING
+        || sn->state == NGX_HTTP_WEBHOOK_SENTINEL_SUBSCRIBED)
     {
-        sn->pings = 0;
-        return NGX_OK;
+        ngx_http_webhook_sentinel_failed(sn, "connection failed");
     }
-
-    if (kind->len == 7 && ngx_strncmp(kind->str, "message", 7) == 0) {
-        return ngx_http_webhook_sentinel_message(sn, reply);
-    }
-
-    return NGX_OK;
 }
 
 
 /* the answer of SENTINEL get-master-addr-by-name: [ip, port] or nil */
 
-static ngx_int_t
-ngx_http_webhook_sentinel_address(ngx_http_webhook_sentinel_t *sn,
-    redisReply *reply)
+static void
+ngx_http_webhook_sentinel_address(void *data, redisReply *reply)
 {
+    ngx_http_webhook_sentinel_t  *sn = data;
+
+    u_char     buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
+    ngx_str_t  text;
+
+    if (reply == NULL) {
+        /* the link was lost: link_lost() goes on */
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, sn->log, 0,
+                      "webhook: redis sentinel %V: %V",
+                      &sn->addrs[sn->current].name,
+                      ngx_http_webhook_log_text(&text, buf, sizeof(buf),
+                                                reply->str, reply->len));
+        ngx_http_webhook_sentinel_failed(sn, "error reply");
+        return;
+    }
+
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
         || reply->element[0]->type != REDIS_REPLY_STRING
         || reply->element[1]->type != REDIS_REPLY_STRING)
     {
-        ngx_log_error(NGX_LOG_ERR, sn->rd->log, 0,
+        ngx_log_error(NGX_LOG_ERR, sn->log, 0,
                       "webhook: redis sentinel %V knows no master \"%V\"",
-                      &sn->addrs[sn->current].name,
-                      &sn->rd->wmcf->sentinel_name);
-        return NGX_ERROR;
+                      &sn->addrs[sn->current].name, &sn->wmcf->sentinel_name);
+        ngx_http_webhook_sentinel_failed(sn, "unexpected reply");
+        return;
     }
 
     sn->failed = 0;
+    sn->answered = sn->addrs[sn->current].name;
 
-    return ngx_http_webhook_sentinel_primary(sn,
-                                     (u_char *) reply->element[0]->str,
-                                     reply->element[0]->len,
-                                     (u_char *) reply->element[1]->str,
-                                     reply->element[1]->len);
+    ngx_http_webhook_sentinel_state(sn, NGX_HTTP_WEBHOOK_SENTINEL_SUBSCRIBED);
+
+    if (sn->timer.timer_set) {
+        ngx_del_timer(&sn->timer);
+    }
+
+    ngx_add_timer(&sn->timer, NGX_HTTP_WEBHOOK_SENTINEL_PING);
+
+    if (ngx_http_webhook_sentinel_primary(sn,
+                                          (u_char *) reply->element[0]->str,
+                                          reply->element[0]->len,
+                                          (u_char *) reply->element[1]->str,
+                                          reply->element[1]->len)
+        != NGX_OK)
+    {
+        ngx_http_webhook_sentinel_failed(sn, "unexpected reply");
+    }
+}
+
+
+/* ["subscribe", "+switch-master", 1] */
+
+static void
+ngx_http_webhook_sentinel_subscribed(void *data, redisReply *reply)
+{
+    ngx_http_webhook_sentinel_t  *sn = data;
+
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_webhook_sentinel_failed(sn, "SUBSCRIBE refused");
+    }
+}
+
+
+/* ["pong", ""], subscribed */
+
+static void
+ngx_http_webhook_sentinel_pong(void *data, redisReply *reply)
+{
+    ngx_http_webhook_sentinel_t  *sn = data;
+
+    if (reply && reply->type != REDIS_REPLY_ERROR) {
+        sn->pings = 0;
+    }
 }
 
 
 /* "+switch-master" "<name> <old-ip> <old-port> <new-ip> <new-port>" */
 
-static ngx_int_t
-ngx_http_webhook_sentinel_message(ngx_http_webhook_sentinel_t *sn,
+static void
+ngx_http_webhook_sentinel_message(ngx_http_webhook_redis_t *link,
     redisReply *reply)
 {
+    ngx_http_webhook_sentinel_t  *sn = link->data;
+
     u_char      *p, *last, *field[5];
-    ngx_str_t   *name;
+    u_char       buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
+    ngx_str_t   *name, text;
     ngx_uint_t   i;
     redisReply  *m;
 
-    if (reply->elements != 3 || reply->element[2]->type != REDIS_REPLY_STRING)
-    {
-        return NGX_ERROR;
+    m = reply->element[2];
+
+    if (m->type != REDIS_REPLY_STRING) {
+        ngx_http_webhook_sentinel_failed(sn, "unexpected message");
+        return;
     }
 
-    m = reply->element[2];
     p = (u_char *) m->str;
     last = p + m->len;
 
@@ -462,68 +438,79 @@ ngx_http_webhook_sentinel_message(ngx_http_webhook_sentinel_t *sn,
 
         if (i < 4) {
             if (p == last) {
-                return NGX_ERROR;
+                ngx_http_webhook_sentinel_failed(sn, "unexpected message");
+                return;
             }
 
             p++;
         }
     }
 
-    name = &sn->rd->wmcf->sentinel_name;
+    name = &sn->wmcf->sentinel_name;
 
     if ((size_t) (field[1] - field[0] - 1) != name->len
         || ngx_strncmp(field[0], name->data, name->len) != 0)
     {
         /* another master of these sentinels */
-        return NGX_OK;
+        return;
     }
 
-    ngx_log_error(NGX_LOG_NOTICE, sn->rd->log, 0,
-                  "webhook: redis sentinel %V: +switch-master %*s",
-                  &sn->addrs[sn->current].name, m->len, m->str);
+    ngx_log_error(NGX_LOG_NOTICE, sn->log, 0,
+                  "webhook: redis sentinel %V: +switch-master %V",
+                  &sn->addrs[sn->current].name,
+                  ngx_http_webhook_log_text(&text, buf, sizeof(buf), m->str,
+                                            m->len));
 
-    return ngx_http_webhook_sentinel_primary(sn, field[3],
-                                             field[4] - field[3] - 1,
-                                             field[4], last - field[4]);
+    if (ngx_http_webhook_sentinel_primary(sn, field[3],
+                                          field[4] - field[3] - 1,
+                                          field[4], last - field[4])
+        != NGX_OK)
+    {
+        ngx_http_webhook_sentinel_failed(sn, "unexpected message");
+    }
 }
 
 
-/* the primary is at ip:port: the connection goes there */
+/* the primary is at ip:port: its connection goes there */
 
 static ngx_int_t
 ngx_http_webhook_sentinel_primary(ngx_http_webhook_sentinel_t *sn,
     u_char *ip, size_t iplen, u_char *port, size_t portlen)
 {
     u_char                    *p;
+    u_char                     buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
+    u_char                     text[NGX_SOCKADDR_STRLEN];
     ngx_int_t                  n;
+    ngx_str_t                  host, addr_text, escaped;
     ngx_addr_t                 addr;
     ngx_pool_t                *pool;
     ngx_http_webhook_redis_t  *rd;
 
-    rd = sn->rd;
+    rd = sn->primary.rd;
 
     n = ngx_atoi(port, portlen);
     if (n < 1 || n > 65535 || iplen >= NGX_SOCKADDR_STRLEN - 8) {
         return NGX_ERROR;
     }
 
-    pool = ngx_create_pool(1024, rd->log);
+    pool = ngx_create_pool(1024, sn->log);
     if (pool == NULL) {
         return NGX_ERROR;
     }
 
     if (ngx_parse_addr(pool, &addr, ip, iplen) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+        ngx_log_error(NGX_LOG_ERR, sn->log, 0,
                       "webhook: redis sentinel %V names the primary "
-                      "\"%*s\", not an address", &sn->addrs[sn->current].name,
-                      iplen, ip);
+                      "\"%V\", not an address", &sn->addrs[sn->current].name,
+                      ngx_http_webhook_log_text(&escaped, buf, sizeof(buf),
+                                                ip, iplen));
         ngx_destroy_pool(pool);
         return NGX_ERROR;
     }
 
     ngx_inet_set_port(addr.sockaddr, (in_port_t) n);
 
-    if (rd->state != ngx_http_webhook_redis_disconnected
+    if (rd->state > NGX_HTTP_WEBHOOK_REDIS_BACKOFF
         && rd->socklen == addr.socklen
         && ngx_cmp_sockaddr(rd->sockaddr, rd->socklen, addr.sockaddr,
                             addr.socklen, 1)
@@ -534,33 +521,31 @@ ngx_http_webhook_sentinel_primary(ngx_http_webhook_sentinel_t *sn,
         return NGX_OK;
     }
 
-    ngx_memcpy(&rd->sockaddr_buf, addr.sockaddr, addr.socklen);
-    rd->sockaddr = &rd->sockaddr_buf.sockaddr;
-    rd->socklen = addr.socklen;
+    /* an address: its text holds no byte that the log would escape */
+
+    host.data = ip;
+    host.len = iplen;
+
+    addr_text.data = text;
+    p = (addr.sockaddr->sa_family == AF_INET6)
+        ? ngx_sprintf(text, "[%V]:%i", &host, n)
+        : ngx_sprintf(text, "%V:%i", &host, n);
+    addr_text.len = p - text;
+
+    ngx_http_webhook_redis_address(rd, addr.sockaddr, addr.socklen, &host,
+                                   &addr_text);
 
     ngx_destroy_pool(pool);
 
-    p = ngx_cpymem(rd->addr_buf, ip, iplen);
-    rd->host.data = rd->addr_buf;
-    rd->host.len = iplen;
-    *p++ = '\0';
-
-    rd->addr_text.data = p;
-    rd->addr_text.len = ngx_sprintf(p, "%*s:%i", iplen, ip, n) - p;
-
-    ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
+    ngx_log_error(NGX_LOG_NOTICE, sn->log, 0,
                   "webhook: redis sentinel %V: the primary of \"%V\" is %V",
-                  &sn->addrs[sn->current].name, &rd->wmcf->sentinel_name,
+                  &sn->addrs[sn->current].name, &sn->wmcf->sentinel_name,
                   &rd->addr_text);
 
     /* what was in flight on the old primary has an unknown outcome */
 
-    if (rd->state != ngx_http_webhook_redis_disconnected) {
+    if (rd->state > NGX_HTTP_WEBHOOK_REDIS_BACKOFF) {
         ngx_http_webhook_redis_close(rd, 1);
-    }
-
-    if (rd->timer.timer_set) {
-        ngx_del_timer(&rd->timer);
     }
 
     ngx_http_webhook_redis_connect(rd);
@@ -572,17 +557,18 @@ ngx_http_webhook_sentinel_primary(ngx_http_webhook_sentinel_t *sn,
 static void
 ngx_http_webhook_sentinel_timer(ngx_event_t *ev)
 {
-    size_t                        argvlen[1];
-    const char                   *argv[1];
     ngx_http_webhook_sentinel_t  *sn = ev->data;
+
+    size_t       argvlen[1];
+    const char  *argv[1];
 
     switch (sn->state) {
 
-    case ngx_http_webhook_sentinel_asking:
+    case NGX_HTTP_WEBHOOK_SENTINEL_ASKING:
         ngx_http_webhook_sentinel_failed(sn, "timed out");
         return;
 
-    case ngx_http_webhook_sentinel_subscribed:
+    case NGX_HTTP_WEBHOOK_SENTINEL_SUBSCRIBED:
         if (sn->pings) {
             ngx_http_webhook_sentinel_failed(sn, "PING not answered");
             return;
@@ -592,82 +578,83 @@ ngx_http_webhook_sentinel_timer(ngx_event_t *ev)
         argvlen[0] = 4;
 
         sn->pings++;
-        ngx_http_webhook_sentinel_command(sn, 1, argv, argvlen);
 
-        if (sn->state == ngx_http_webhook_sentinel_subscribed) {
-            ngx_add_timer(&sn->timer, NGX_HTTP_WEBHOOK_SENTINEL_PING);
+        if (ngx_http_webhook_redis_command(sn->link, NULL, 0, 1, argv,
+                                           argvlen,
+                                           ngx_http_webhook_sentinel_pong, sn)
+            == NULL)
+        {
+            ngx_http_webhook_sentinel_failed(sn, "PING failed");
+            return;
         }
 
+        ngx_add_timer(&sn->timer, NGX_HTTP_WEBHOOK_SENTINEL_PING);
         return;
 
-    default: /* idle: ask again */
-        ngx_http_webhook_sentinel_discover(sn->rd);
+    case NGX_HTTP_WEBHOOK_SENTINEL_WAITING:
+        ngx_http_webhook_sentinel_discover(sn);
+        return;
+
+    default: /* IDLE: no timer */
+        return;
     }
 }
 
 
 /*
- * The sentinel link failed: the next sentinel is asked at once, a round
- * of failures waits for the primary's backoff (or a second when there
- * is no primary to wait for)
+ * The sentinel failed: the next sentinel is asked at once, a round of
+ * failures waits a second
  */
 
 static void
 ngx_http_webhook_sentinel_failed(ngx_http_webhook_sentinel_t *sn,
     const char *why)
 {
-    ngx_http_webhook_redis_t  *rd;
-
-    rd = sn->rd;
-
-    ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+    ngx_log_error(NGX_LOG_ERR, sn->log, 0,
                   "webhook: redis sentinel %V: %s, asking the next one",
                   &sn->addrs[sn->current].name, why);
 
-    ngx_http_webhook_sentinel_close(rd);
+    /* the link's callbacks are not called when its owner stops it */
 
-    sn->current = (sn->current + 1) % sn->naddrs;
-    sn->failed++;
-
-    if (rd->exiting || ngx_exiting || ngx_terminate || ngx_quit) {
-        return;
-    }
-
-    if (sn->failed % sn->naddrs) {
-        ngx_http_webhook_sentinel_discover(rd);
-        return;
-    }
-
-    /* every sentinel failed in a row: a little later */
-
-    ngx_add_timer(&sn->timer, NGX_HTTP_WEBHOOK_SENTINEL_PING);
-}
-
-
-void
-ngx_http_webhook_sentinel_close(ngx_http_webhook_redis_t *rd)
-{
-    ngx_http_webhook_sentinel_t  *sn;
-
-    sn = rd->sentinel;
-
-    if (sn == NULL) {
-        return;
-    }
-
-    if (sn->connection) {
-        ngx_close_connection(sn->connection);
-        sn->connection = NULL;
-    }
-
-    if (sn->reader) {
-        redisReaderFree(sn->reader);
-        sn->reader = NULL;
-    }
+    ngx_http_webhook_redis_stop(sn->link);
 
     if (sn->timer.timer_set) {
         ngx_del_timer(&sn->timer);
     }
 
-    sn->state = ngx_http_webhook_sentinel_idle;
+    sn->current = (sn->current + 1) % sn->naddrs;
+    sn->failed++;
+
+    if (ngx_http_webhook_sentinel_quit(sn)) {
+        ngx_http_webhook_sentinel_state(sn, NGX_HTTP_WEBHOOK_SENTINEL_IDLE);
+        return;
+    }
+
+    if (sn->failed % sn->naddrs) {
+        ngx_http_webhook_sentinel_discover(sn);
+        return;
+    }
+
+    /* every sentinel failed in a row: a little later */
+
+    ngx_http_webhook_sentinel_state(sn, NGX_HTTP_WEBHOOK_SENTINEL_WAITING);
+    ngx_add_timer(&sn->timer, NGX_HTTP_WEBHOOK_SENTINEL_PING);
+}
+
+
+/* the primary's backoff after a loss is over: it may have moved */
+
+static void
+ngx_http_webhook_sentinel_retry(ngx_http_webhook_redis_t *rd)
+{
+    ngx_http_webhook_sentinel_t  *sn = rd->data;
+
+    ngx_http_webhook_sentinel_discover(sn);
+}
+
+
+static ngx_uint_t
+ngx_http_webhook_sentinel_quit(ngx_http_webhook_sentinel_t *sn)
+{
+    return sn->link == NULL || ngx_exiting || ngx_terminate || ngx_quit;
 }

@@ -173,7 +173,10 @@ ngx_http_webhook_redis_ssl_init(ngx_http_webhook_redis_t *rd)
         return NGX_ERROR;
     }
 
-    /* with Sentinel and no name set: the address the sentinel named */
+    /*
+     * without webhook_redis_ssl_name: the host of the connection's address
+     * (a sentinel's, the primary it named, a Cluster node's)
+     */
     name = wmcf->ssl_name.len ? &wmcf->ssl_name : &rd->host;
 
     /* no SNI for an address (RFC 6066) */
@@ -207,15 +210,15 @@ ngx_http_webhook_redis_ssl_handshaked(ngx_connection_t *c)
 {
     ngx_http_webhook_redis_t  *rd = c->data;
 
-    if (rd->state != ngx_http_webhook_redis_tls) {
+    if (rd->state != NGX_HTTP_WEBHOOK_REDIS_TLS) {
         return;
     }
 
     if (!c->ssl->handshaked) {
         /* OpenSSL's reason is in the line nginx logged before */
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "webhook: redis TLS handshake with %V failed",
-                      &rd->addr_text);
+                      "webhook: %s TLS handshake with %V failed",
+                      rd->setup->role, &rd->addr_text);
         ngx_http_webhook_redis_close(rd, 0);
         return;
     }
@@ -242,8 +245,8 @@ ngx_http_webhook_redis_ssl_verify(ngx_http_webhook_redis_t *rd,
 
     if (rc != X509_V_OK) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "webhook: redis TLS certificate of %V does not "
-                      "verify: (%l:%s)", &rd->addr_text, rc,
+                      "webhook: %s TLS certificate of %V does not "
+                      "verify: (%l:%s)", rd->setup->role, &rd->addr_text, rc,
                       X509_verify_cert_error_string(rc));
         return NGX_ERROR;
     }
@@ -252,8 +255,9 @@ ngx_http_webhook_redis_ssl_verify(ngx_http_webhook_redis_t *rd,
 
     if (ngx_http_webhook_redis_ssl_check_name(c, name) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "webhook: redis TLS certificate of %V does not match "
-                      "the name \"%V\"", &rd->addr_text, name);
+                      "webhook: %s TLS certificate of %V does not match "
+                      "the name \"%V\"", rd->setup->role, &rd->addr_text,
+                      name);
         return NGX_ERROR;
     }
 

@@ -6,7 +6,8 @@
  * releases the writes held for it, as acknowledged or as not replicated
  * (REPLICAS), and a short count asks ROLE how many replicas are
  * connected, for the log.  The WAIT itself is sent by the flush of a
- * write pass (ngx_http_webhook_redis_conn.c).
+ * write pass (ngx_http_webhook_redis_conn.c) of a connection whose owner
+ * asks for it (ngx_http_webhook_redis_setup_t).
  */
 
 
@@ -15,6 +16,7 @@
 #include <ngx_event.h>
 
 #include "ngx_http_webhook_redis_conn.h"
+#include "ngx_http_webhook_escape.h"
 
 
 /*
@@ -27,7 +29,9 @@ void
 ngx_http_webhook_redis_waited(ngx_http_webhook_redis_t *rd,
     redisReply *reply)
 {
+    u_char                         buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
     ngx_int_t                      acked;
+    ngx_str_t                      text;
     ngx_uint_t                     n, gen;
     ngx_queue_t                   *q;
     ngx_http_webhook_cmd_t        *cmd;
@@ -43,9 +47,10 @@ ngx_http_webhook_redis_waited(ngx_http_webhook_redis_t *rd,
 
     } else {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "webhook: redis WAIT failed: %*s",
-                      reply->type == REDIS_REPLY_ERROR ? (size_t) reply->len
-                                                       : 0, reply->str);
+                      "webhook: redis WAIT failed: %V",
+                      ngx_http_webhook_log_text(&text, buf, sizeof(buf),
+                          reply->str,
+                          reply->type == REDIS_REPLY_ERROR ? reply->len : 0));
         acked = -1;
     }
 
@@ -66,7 +71,7 @@ ngx_http_webhook_redis_waited(ngx_http_webhook_redis_t *rd,
 
         /* how many replicas there are, for the log */
         (void) ngx_http_webhook_redis_step(rd,
-                                           ngx_http_webhook_redis_role_step,
+                                           NGX_HTTP_WEBHOOK_CMD_ROLE,
                                            "ROLE", 1, role, role_len);
     }
 

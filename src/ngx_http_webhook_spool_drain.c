@@ -20,6 +20,7 @@
 #include <sys/file.h>
 
 #include "ngx_http_webhook_spool.h"
+#include "ngx_http_webhook_escape.h"
 #include "ngx_http_webhook_stats.h"
 #include "ngx_http_webhook_spool_drain.h"
 
@@ -437,7 +438,8 @@ static void
 ngx_http_webhook_drain_refused(ngx_http_webhook_drain_t *d,
     redisReply *reply)
 {
-    ngx_str_t    err;
+    u_char       buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
+    ngx_str_t    err, text;
     ngx_uint_t   i;
 
     static char  *passing[] = { "OOM", "LOADING", "READONLY", "MASTERDOWN",
@@ -451,7 +453,8 @@ ngx_http_webhook_drain_refused(ngx_http_webhook_drain_t *d,
         if (ngx_strncmp(err.data, passing[i], ngx_strlen(passing[i])) == 0) {
             ngx_log_error(NGX_LOG_WARN, d->log, 0,
                           "webhook: redis refused the spool's drain: %V",
-                          &err);
+                          ngx_http_webhook_log_text(&text, buf, sizeof(buf),
+                                                    err.data, err.len));
             ngx_http_webhook_drain_wait(d, NGX_HTTP_WEBHOOK_DRAIN_POLL);
             return;
         }
@@ -476,7 +479,9 @@ ngx_http_webhook_drain_refused(ngx_http_webhook_drain_t *d,
     ngx_log_error(NGX_LOG_ERR, d->log, 0,
                   "webhook: redis refused the spooled event \"%V\" of queue "
                   "\"%V\" %ui times (%V): it is quarantined",
-                  &d->recs[0].id, &d->queue, d->tries, &err);
+                  &d->recs[0].id, &d->queue, d->tries,
+                  ngx_http_webhook_log_text(&text, buf, sizeof(buf), err.data,
+                                            err.len));
 
     d->poison.data = d->reason;
     d->poison.len = ngx_min(err.len, sizeof(d->reason));

@@ -14,6 +14,7 @@
 
 #include "ngx_http_webhook_module.h"
 #include "ngx_http_webhook_event.h"
+#include "ngx_http_webhook_escape.h"
 #include "ngx_http_webhook_redis.h"
 #include "ngx_http_webhook_stats.h"
 #include "ngx_http_webhook_status.h"
@@ -354,7 +355,9 @@ static void
 ngx_http_webhook_status_read(ngx_http_webhook_status_call_t *call,
     redisReply *reply)
 {
+    u_char                          buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
     int64_t                         oldest, now;
+    ngx_str_t                       text;
     ngx_uint_t                      i, n, q, nq;
     redisReply                    **e;
     ngx_time_t                     *tp;
@@ -371,8 +374,9 @@ ngx_http_webhook_status_read(ngx_http_webhook_status_call_t *call,
 
     if (reply && reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
-                      "webhook: redis refused the status query: %*s",
-                      (size_t) reply->len, reply->str);
+                      "webhook: redis refused the status query: %V",
+                      ngx_http_webhook_log_text(&text, buf, sizeof(buf),
+                                                reply->str, reply->len));
     }
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY

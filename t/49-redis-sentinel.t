@@ -17,6 +17,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use WebhookTest;
 use WebhookLoad;
+use WebhookSentinel;
 
 require_module();
 
@@ -31,55 +32,24 @@ my $NAME = 'webhooks';
 # ------------------------------------------------------------ the cluster
 my @sentinels;
 
-sub start_sentinel {
-    my ($port, $primary_port) = @_;
-    my $dir = WebhookTest::make_dir('sentinel');
-    # down after 2 s, not 1: on a loaded 2-CPU machine a sentinel's first
-    # PING to a just-promoted primary once went unanswered for 1.08 s, the
-    # sentinels failed over again to the restarted old primary (empty: no
-    # persistence here), and the new one resynced from it, emptied
-
-    WebhookTest::write_file("$dir/sentinel.conf", <<"CONF");
-port $port
-bind 127.0.0.1
-daemonize no
-dir $dir
-logfile $dir/sentinel.log
-sentinel monitor $NAME 127.0.0.1 $primary_port 2
-sentinel down-after-milliseconds $NAME 2000
-sentinel failover-timeout $NAME 5000
-sentinel parallel-syncs $NAME 1
-CONF
-    my $pid = fork;
-    die "fork: $!" unless defined $pid;
-    if (!$pid) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', "$dir/stdout";
-        open STDERR, '>&', \*STDOUT;
-        exec('redis-server', "$dir/sentinel.conf", '--sentinel') or POSIX::_exit(127);
-    }
-    my $s = { port => $port, pid => $pid, dir => $dir };
-    push @sentinels, $s;
-    wait_until(sub { (scli($s, 'PING') // '') eq 'PONG' }, timeout => 10)
-        or die "sentinel on $port did not start\n";
-    return $s;
-}
-
-sub scli {
-    my ($s, @args) = @_;
-    my ($rc, $out) = WebhookTest::run_cmd(['redis-cli', '-p', $s->{port}, @args], timeout => 10);
-    return undef if $rc != 0;
-    $out =~ s/^\s+|\s+\z//g;
-    return $out;
+# down after 2 s, not 1: on a loaded 2-CPU machine a sentinel's first PING
+# to a just-promoted primary once went unanswered for 1.08 s, the
+# sentinels failed over again to the restarted old primary (empty: no
+# persistence here), and the new one resynced from it, emptied
+sub start_one {
+    my ($primary_port) = @_;
+    push @sentinels, start_sentinel(primary => $primary_port, name => $NAME, quorum => 2,
+        conf => ["sentinel down-after-milliseconds $NAME 2000",
+                 "sentinel failover-timeout $NAME 5000",
+                 "sentinel parallel-syncs $NAME 1"]);
 }
 
 sub master_port {
-    my $out = scli($sentinels[0], 'SENTINEL', 'get-master-addr-by-name', $NAME) // '';
+    my $out = sentinel_cli($sentinels[0], 'SENTINEL', 'get-master-addr-by-name', $NAME) // '';
     my (undef, $port) = split /\n/, $out;
     return $port // 0;
 }
 
-END { local $?; for my $s (@sentinels) { kill 'KILL', $s->{pid}; waitpid($s->{pid}, 0) } }
 
 my %redis;
 # no delay before a full sync (5 s by default, for more replicas to come)
@@ -91,11 +61,11 @@ my $b = start_redis(extra => [@fast, '--replicaof', '127.0.0.1', $a->port]);
 sub replicas_of { my ($r) = @_; scalar(() = ($r->cli('INFO', 'replication') // '') =~ /^slave\d+:.*state=online/mg) }
 ok(wait_until(sub { replicas_of($a) >= 1 }, timeout => 15), 'the replica is in sync');
 
-start_sentinel(WebhookTest::free_port(), $a->port) for 1 .. 3;
+start_one($a->port) for 1 .. 3;
 ok(wait_until(sub {
         my $ok = 1;
         for my $s (@sentinels) {
-            my $m = scli($s, 'SENTINEL', 'master', $NAME) // '';
+            my $m = sentinel_cli($s, 'SENTINEL', 'master', $NAME) // '';
             my %f = split /\n/, $m;
             $ok &&= ($f{'num-slaves'} // 0) >= 1 && ($f{'num-other-sentinels'} // 0) >= 2;
         }
@@ -206,7 +176,7 @@ subtest 'SIGKILL of the primary under load' => sub {
 };
 
 subtest 'SENTINEL FAILOVER under load' => sub {
-    failover('planned', sub { scli($sentinels[1], 'SENTINEL', 'FAILOVER', $NAME) });
+    failover('planned', sub { sentinel_cli($sentinels[1], 'SENTINEL', 'FAILOVER', $NAME) });
 };
 
 ok($ng->stop, 'nginx stops gracefully');

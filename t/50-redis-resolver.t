@@ -6,7 +6,9 @@
 # reads the configuration (/etc/hosts); the DNS server of this test (a
 # small responder on a loopback UDP port, its answers read from a file)
 # says 127.0.0.2, then 127.0.0.1.  Without a resolver, the address of the
-# configuration stays.
+# configuration stays.  A primary demoted to a replica that keeps its
+# clients answers READONLY: the worker connects again, to where the name
+# points now.
 
 use strict;
 use warnings;
@@ -115,6 +117,44 @@ subtest 'a name the DNS server does not know' => sub {
     ok(wait_until(sub { $ng->error_log =~ /webhook: redis: "localhost" could not be resolved/ }, timeout => 10),
         'the error log says so') or diag $ng->error_log;
     ok($ng->stop, 'nginx stops gracefully');
+};
+
+subtest 'a demoted primary that keeps the connection' => sub {
+    # managed Redis's failover: the name moves to the promoted replica, the
+    # old primary becomes its replica and keeps its clients; every write it
+    # gets is answered READONLY, and the worker must go where the name
+    # points now
+    $two->start unless $two->running;
+    $_->flushall for $one, $two;
+    $one->cli('REPLICAOF', '127.0.0.2', $port);
+    WebhookTest::write_file($answer, "127.0.0.2\n");
+    sleep 1.1;    # the TTL of the previous answer
+    my $ng = webhook_nginx("resolver 127.0.0.1:$dns_port ipv6=off valid=1s;\nresolver_timeout 2s;");
+    my $res;
+    ok(wait_until(sub { $res = $ng->request('POST', $R, \%H, body()); $res->{status} == 200 }, timeout => 10),
+        'queued on the primary at 127.0.0.2') or diag dump_res($res), $ng->error_log;
+    is($two->llen('{webhook}:queue:low'), 1, 'in it');
+    ok(wait_until(sub { $one->llen('{webhook}:queue:low') == 1 }, timeout => 10), 'and in its replica');
+
+    $one->cli('REPLICAOF', 'NO', 'ONE');
+    $two->cli('REPLICAOF', '127.0.0.1', $port);
+    WebhookTest::write_file($answer, "127.0.0.1\n");
+    sleep 1.1;
+    like($two->cli('ROLE') // '', qr/^slave/, 'the old primary is a replica now, its clients kept');
+
+    my @answers;
+    ok(wait_until(sub { $res = $ng->request('POST', $R, \%H, body()); push @answers, $res->{status};
+            $res->{status} == 200 }, timeout => 10),
+        'queued again, without reload') or diag dump_res($res), $ng->error_log;
+    is($one->llen('{webhook}:queue:low'), 2, 'on the promoted replica (the first event replicated, the last)');
+    is(scalar(grep { $_ != 200 && $_ != 503 } @answers), 0,
+        'meanwhile 503, never another answer (' . scalar(grep { $_ == 503 } @answers) . ' x 503)');
+    like($ng->error_log, qr/webhook: redis at localhost:$port is read-only \(no longer the primary\), reconnecting/,
+        'the READONLY is logged');
+    like($ng->error_log, qr/webhook: redis: "localhost" resolved to 127\.0\.0\.1/, 'the name resolved again');
+    ok($ng->stop, 'nginx stops gracefully');
+    $one->cli('REPLICAOF', 'NO', 'ONE');
+    $two->cli('REPLICAOF', 'NO', 'ONE');
 };
 
 done_testing;
