@@ -94,9 +94,12 @@ static ngx_http_webhook_redis_handler_t  ngx_http_webhook_cluster_handler = {
 };
 
 
+#if (NGX_DEBUG)
+/* the states by name, for the debug log */
 static char  *ngx_http_webhook_cluster_states[] = {
     "IDLE", "WAITING", "ASKING"
 };
+#endif
 
 
 static void *

@@ -50,9 +50,12 @@ ngx_http_webhook_resp_limits_t  ngx_http_webhook_redis_limits;
 
 static u_char  ngx_http_webhook_redis_buf[NGX_HTTP_WEBHOOK_READ_SIZE];
 
+#if (NGX_DEBUG)
+/* the states by name, for the debug log */
 static char   *ngx_http_webhook_redis_states[] = {
     "IDLE", "BACKOFF", "RESOLVING", "CONNECTING", "TLS", "HANDSHAKE", "READY"
 };
+#endif
 
 
 /*

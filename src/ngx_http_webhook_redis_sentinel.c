@@ -123,9 +123,12 @@ static ngx_http_webhook_redis_handler_t  ngx_http_webhook_sentinel_link_h = {
 };
 
 
+#if (NGX_DEBUG)
+/* the states by name, for the debug log */
 static char  *ngx_http_webhook_sentinel_states[] = {
     "IDLE", "WAITING", "ASKING", "SUBSCRIBED"
 };
+#endif
 
 
 static void *
