@@ -13,12 +13,12 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_module.h"
-#include "ngx_http_webhook_auth.h"
-#include "ngx_http_webhook_directives.h"
-#include "ngx_http_webhook_event.h"
-#include "ngx_http_webhook_redis.h"
-#include "ngx_http_webhook_spool.h"
-#include "ngx_http_webhook_stats.h"
+#include "receive/ngx_http_webhook_auth.h"
+#include "conf/ngx_http_webhook_directives.h"
+#include "core/ngx_http_webhook_event.h"
+#include "redis/ngx_http_webhook_redis.h"
+#include "spool/ngx_http_webhook_spool.h"
+#include "stats/ngx_http_webhook_stats.h"
 
 
 static ngx_int_t ngx_http_webhook_preconfiguration(ngx_conf_t *cf);

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <zlib.h>
 
-#include "ngx_http_webhook_record.h"
+#include "spool/ngx_http_webhook_record.h"
 
 
 #include "tap.h"

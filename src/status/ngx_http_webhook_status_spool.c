@@ -13,8 +13,8 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_status.h"
-#include "ngx_http_webhook_stats.h"
-#include "ngx_http_webhook_event.h"
+#include "stats/ngx_http_webhook_stats.h"
+#include "core/ngx_http_webhook_event.h"
 
 
 static uint64_t ngx_http_webhook_spool_age(ngx_http_webhook_counters_t *cnt);

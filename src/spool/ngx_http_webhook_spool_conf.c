@@ -15,7 +15,7 @@
 #endif
 
 #include "ngx_http_webhook_spool.h"
-#include "ngx_http_webhook_stats.h"
+#include "stats/ngx_http_webhook_stats.h"
 
 
 #if (NGX_THREADS)

@@ -15,7 +15,7 @@
 #include <ngx_event.h>
 
 #include "ngx_http_webhook_redis_conn.h"
-#include "ngx_http_webhook_stats.h"
+#include "stats/ngx_http_webhook_stats.h"
 
 
 #define NGX_HTTP_WEBHOOK_BACKOFF_MIN  100

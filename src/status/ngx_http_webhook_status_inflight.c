@@ -16,7 +16,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_webhook_redis.h"
+#include "redis/ngx_http_webhook_redis.h"
 #include "ngx_http_webhook_status.h"
 
 

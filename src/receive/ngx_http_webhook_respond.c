@@ -14,7 +14,7 @@
 
 #include "ngx_http_webhook_module.h"
 #include "ngx_http_webhook_receive.h"
-#include "ngx_http_webhook_stats.h"
+#include "stats/ngx_http_webhook_stats.h"
 
 
 /*

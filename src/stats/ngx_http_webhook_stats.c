@@ -13,9 +13,9 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_webhook_auth.h"
+#include "receive/ngx_http_webhook_auth.h"
 #include "ngx_http_webhook_stats.h"
-#include "ngx_http_webhook_spool.h"
+#include "spool/ngx_http_webhook_spool.h"
 
 
 static ngx_http_webhook_counters_t *ngx_http_webhook_counters(

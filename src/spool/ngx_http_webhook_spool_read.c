@@ -22,7 +22,7 @@
 #include <sys/file.h>
 
 #include "ngx_http_webhook_spool_drain.h"
-#include "ngx_http_webhook_stats.h"
+#include "stats/ngx_http_webhook_stats.h"
 
 
 #if (NGX_THREADS)

@@ -23,10 +23,10 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_module.h"
-#include "ngx_http_webhook_escape.h"
+#include "core/ngx_http_webhook_escape.h"
 #include "ngx_http_webhook_auth.h"
 #include "ngx_http_webhook_receive.h"
-#include "ngx_http_webhook_spool.h"
+#include "spool/ngx_http_webhook_spool.h"
 
 
 typedef struct {

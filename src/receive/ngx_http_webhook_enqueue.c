@@ -14,11 +14,11 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_module.h"
-#include "ngx_http_webhook_escape.h"
+#include "core/ngx_http_webhook_escape.h"
 #include "ngx_http_webhook_auth.h"
 #include "ngx_http_webhook_receive.h"
-#include "ngx_http_webhook_stats.h"
-#include "ngx_http_webhook_spool.h"
+#include "stats/ngx_http_webhook_stats.h"
+#include "spool/ngx_http_webhook_spool.h"
 
 
 static ngx_uint_t ngx_http_webhook_spooled_events(ngx_http_request_t *r,

@@ -13,9 +13,9 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_module.h"
-#include "ngx_http_webhook_auth.h"
+#include "receive/ngx_http_webhook_auth.h"
 #include "ngx_http_webhook_directives.h"
-#include "ngx_http_webhook_redis.h"
+#include "redis/ngx_http_webhook_redis.h"
 
 
 #define NGX_HTTP_WEBHOOK_REDIS_PORT     6379

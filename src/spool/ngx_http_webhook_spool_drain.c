@@ -20,8 +20,8 @@
 #include <sys/file.h>
 
 #include "ngx_http_webhook_spool.h"
-#include "ngx_http_webhook_escape.h"
-#include "ngx_http_webhook_stats.h"
+#include "core/ngx_http_webhook_escape.h"
+#include "stats/ngx_http_webhook_stats.h"
 #include "ngx_http_webhook_spool_drain.h"
 
 

@@ -12,8 +12,8 @@
 #include <ngx_core.h>
 
 #include "ngx_http_webhook_module.h"
-#include "ngx_http_webhook_event.h"
-#include "ngx_http_webhook_redis.h"
+#include "core/ngx_http_webhook_event.h"
+#include "redis/ngx_http_webhook_redis.h"
 #include "ngx_http_webhook_status.h"
 
 

@@ -17,7 +17,7 @@
 
 #include "ngx_http_webhook_spool.h"
 #include "ngx_http_webhook_spool_writer.h"
-#include "ngx_http_webhook_stats.h"
+#include "stats/ngx_http_webhook_stats.h"
 
 
 #if (NGX_THREADS)

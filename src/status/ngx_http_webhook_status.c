@@ -13,10 +13,10 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_module.h"
-#include "ngx_http_webhook_event.h"
-#include "ngx_http_webhook_escape.h"
-#include "ngx_http_webhook_redis.h"
-#include "ngx_http_webhook_stats.h"
+#include "core/ngx_http_webhook_event.h"
+#include "core/ngx_http_webhook_escape.h"
+#include "redis/ngx_http_webhook_redis.h"
+#include "stats/ngx_http_webhook_stats.h"
 #include "ngx_http_webhook_status.h"
 
 

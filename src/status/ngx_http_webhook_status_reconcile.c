@@ -17,9 +17,9 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_status.h"
-#include "ngx_http_webhook_stats.h"
-#include "ngx_http_webhook_event.h"
-#include "ngx_http_webhook_redis.h"
+#include "stats/ngx_http_webhook_stats.h"
+#include "core/ngx_http_webhook_event.h"
+#include "redis/ngx_http_webhook_redis.h"
 
 
 /* what the status script returns for one reconciler */

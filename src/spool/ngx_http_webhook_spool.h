@@ -18,7 +18,7 @@
 
 #include "ngx_http_webhook_module.h"
 #include "ngx_http_webhook_record.h"
-#include "ngx_http_webhook_receive.h"
+#include "receive/ngx_http_webhook_receive.h"
 
 
 /* a segment is closed at this size, and a new one started */

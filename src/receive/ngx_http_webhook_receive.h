@@ -16,8 +16,8 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_module.h"
-#include "ngx_http_webhook_event.h"
-#include "ngx_http_webhook_redis.h"
+#include "core/ngx_http_webhook_event.h"
+#include "redis/ngx_http_webhook_redis.h"
 
 
 /* EVALSHA sha numkeys, keys, then ARGV: ttl max n ttl2 from2, 3 per event */
