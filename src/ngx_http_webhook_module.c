@@ -15,7 +15,7 @@
 #include "ngx_http_webhook_module.h"
 #include "receive/ngx_http_webhook_auth.h"
 #include "conf/ngx_http_webhook_directives.h"
-#include "core/ngx_http_webhook_event.h"
+#include "core/ngx_http_webhook_core.h"
 #include "redis/ngx_http_webhook_redis.h"
 #include "spool/ngx_http_webhook_spool.h"
 #include "stats/ngx_http_webhook_stats.h"
@@ -42,33 +42,6 @@ static ngx_int_t ngx_http_webhook_add_queue(ngx_conf_t *cf,
 
 static ngx_int_t ngx_http_webhook_init_process(ngx_cycle_t *cycle);
 static void ngx_http_webhook_exit_process(ngx_cycle_t *cycle);
-
-
-ngx_str_t  ngx_http_webhook_priorities[] = {
-    ngx_string("high"),
-    ngx_string("medium"),
-    ngx_string("low")
-};
-
-
-/* in the order of ngx_http_webhook_result_e */
-
-ngx_str_t  ngx_http_webhook_results[] = {
-    ngx_string("queued"),
-    ngx_string("duplicate"),
-    ngx_string("spooled"),
-    ngx_string("test"),
-    ngx_string("unauthorized"),
-    ngx_string("invalid"),
-    ngx_string("unsupported_media_type"),
-    ngx_string("too_large"),
-    ngx_string("method_not_allowed"),
-    ngx_string("unavailable"),
-    ngx_string("overloaded"),
-    ngx_string("rate_limited"),
-    ngx_string("probe"),
-    ngx_string("error")
-};
 
 
 static ngx_conf_enum_t  ngx_http_webhook_priority_names[] = {

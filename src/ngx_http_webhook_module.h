@@ -12,37 +12,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-
-#define NGX_HTTP_WEBHOOK_VERSION  "0.1.0"
-
-
-#define NGX_HTTP_WEBHOOK_HIGH     0
-#define NGX_HTTP_WEBHOOK_MEDIUM   1
-#define NGX_HTTP_WEBHOOK_LOW      2
-#define NGX_HTTP_WEBHOOK_NPRIO    3
-
-
-#define NGX_HTTP_WEBHOOK_MAX_QUEUES  64
-
-
-/* answers of a receive location, the values of $webhook_result */
-typedef enum {
-    ngx_http_webhook_queued = 0,
-    ngx_http_webhook_duplicate,
-    ngx_http_webhook_spooled,
-    ngx_http_webhook_test,
-    ngx_http_webhook_unauthorized,
-    ngx_http_webhook_invalid,
-    ngx_http_webhook_unsupported_media_type,
-    ngx_http_webhook_too_large,
-    ngx_http_webhook_method_not_allowed,
-    ngx_http_webhook_unavailable,
-    ngx_http_webhook_overloaded,
-    ngx_http_webhook_rate_limited,
-    ngx_http_webhook_probe,
-    ngx_http_webhook_error,
-    ngx_http_webhook_nresults
-} ngx_http_webhook_result_e;
+#include "core/ngx_http_webhook_core.h"
 
 
 typedef struct ngx_http_webhook_stats_s     ngx_http_webhook_stats_t;
@@ -134,12 +104,6 @@ typedef struct {
     size_t                       rejected_entry;  /* bytes of a body */
     ngx_flag_t                   spool;       /* webhook_spool off: 0 */
 } ngx_http_webhook_loc_conf_t;
-
-
-extern ngx_module_t  ngx_http_webhook_module;
-
-extern ngx_str_t     ngx_http_webhook_priorities[];
-extern ngx_str_t     ngx_http_webhook_results[];
 
 
 /* ngx_http_webhook_receive.c */

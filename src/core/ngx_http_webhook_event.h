@@ -19,6 +19,7 @@
 #include <ngx_core.h>
 
 #include "ngx_http_webhook_json.h"
+#include "ngx_http_webhook_text.h"
 
 
 #define NGX_HTTP_WEBHOOK_SINGLE   0
@@ -66,15 +67,6 @@ size_t ngx_http_webhook_envelope_len(ngx_http_webhook_event_t *ev,
 u_char *ngx_http_webhook_envelope_write(u_char *p,
     ngx_http_webhook_event_t *ev, ngx_str_t *id, ngx_str_t *received_at,
     ngx_str_t *priority);
-u_char *ngx_http_webhook_time(u_char *p, time_t sec, ngx_uint_t msec);
-int64_t ngx_http_webhook_time_parse(u_char *p, size_t len);
-
-size_t ngx_http_webhook_json_escape_len(u_char *src, size_t size);
-u_char *ngx_http_webhook_json_escape(u_char *dst, u_char *src, size_t size);
-size_t ngx_http_webhook_utf8_cut(u_char *src, size_t size, size_t max);
-
-
-#define NGX_HTTP_WEBHOOK_TIME_LEN  (sizeof("1970-01-01T00:00:00.000Z") - 1)
 
 
 #endif /* _NGX_HTTP_WEBHOOK_EVENT_H_INCLUDED_ */

@@ -14,7 +14,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_module.h"
-#include "core/ngx_http_webhook_escape.h"
+#include "core/ngx_http_webhook_core.h"
 #include "ngx_http_webhook_auth.h"
 #include "ngx_http_webhook_receive.h"
 #include "stats/ngx_http_webhook_stats.h"
@@ -86,7 +86,7 @@ ngx_http_webhook_enqueue(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx)
         }
 
         return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       ngx_http_webhook_unavailable,
+                                       NGX_HTTP_WEBHOOK_RESULT_UNAVAILABLE,
                                        "unavailable",
                                        "the queue is unavailable, "
                                        "retry later");
@@ -177,7 +177,7 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     if (reply == NULL) {
         /* REPLICAS: in Redis, but not on enough replicas (WAIT) */
         return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       ngx_http_webhook_unavailable,
+                                       NGX_HTTP_WEBHOOK_RESULT_UNAVAILABLE,
                                        "unavailable",
                                        ngx_http_webhook_redis_failure()
                                        == NGX_HTTP_WEBHOOK_REDIS_REPLICAS
@@ -205,12 +205,12 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
             return ngx_http_webhook_send_error(r,
                                                NGX_HTTP_SERVICE_UNAVAILABLE,
-                                               ngx_http_webhook_unavailable,
+                                               NGX_HTTP_WEBHOOK_RESULT_UNAVAILABLE,
                                                "unavailable", p, last - p);
         }
 
         return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       ngx_http_webhook_unavailable,
+                                       NGX_HTTP_WEBHOOK_RESULT_UNAVAILABLE,
                                        "unavailable",
                                        "the queue refused the event, "
                                        "retry later");
@@ -222,7 +222,7 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
     if (!ctx->lpush && reply->type == REDIS_REPLY_INTEGER) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       ngx_http_webhook_overloaded,
+                                       NGX_HTTP_WEBHOOK_RESULT_OVERLOADED,
                                        "overloaded",
                                        "the queue is full, retry later");
     }
@@ -238,7 +238,7 @@ ngx_http_webhook_answer(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
                       ctx->lpush ? "LPUSH" : "the enqueue script");
 
         return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       ngx_http_webhook_unavailable,
+                                       NGX_HTTP_WEBHOOK_RESULT_UNAVAILABLE,
                                        "unavailable",
                                        "the queue gave an unexpected answer, "
                                        "retry later");
@@ -325,8 +325,8 @@ ngx_http_webhook_event_answer(ngx_http_request_t *r,
     *last++ = '}';
 
     return ngx_http_webhook_send_json(r, NGX_HTTP_OK,
-                                      queued ? ngx_http_webhook_queued
-                                             : ngx_http_webhook_duplicate,
+                                      queued ? NGX_HTTP_WEBHOOK_RESULT_QUEUED
+                                             : NGX_HTTP_WEBHOOK_RESULT_DUPLICATE,
                                       p, last - p);
 }
 
@@ -370,8 +370,8 @@ ngx_http_webhook_batch_answer(ngx_http_request_t *r,
     last = ngx_cpymem(last, "]}", 2);
 
     return ngx_http_webhook_send_json(r, NGX_HTTP_OK,
-                                      queued ? ngx_http_webhook_queued
-                                             : ngx_http_webhook_duplicate,
+                                      queued ? NGX_HTTP_WEBHOOK_RESULT_QUEUED
+                                             : NGX_HTTP_WEBHOOK_RESULT_DUPLICATE,
                                       p, last - p);
 }
 
@@ -388,14 +388,14 @@ ngx_http_webhook_checked(ngx_http_request_t *r, redisReply *reply)
                       "webhook: unexpected reply of the test's SET");
 
         return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       ngx_http_webhook_unavailable,
+                                       NGX_HTTP_WEBHOOK_RESULT_UNAVAILABLE,
                                        "unavailable",
                                        "the queue gave an unexpected answer");
     }
 
     p = (u_char *) "{\"status\":\"ok\",\"test\":true}";
 
-    return ngx_http_webhook_send_json(r, NGX_HTTP_OK, ngx_http_webhook_test,
+    return ngx_http_webhook_send_json(r, NGX_HTTP_OK, NGX_HTTP_WEBHOOK_RESULT_TEST,
                                       p, ngx_strlen(p));
 }
 
@@ -480,7 +480,7 @@ ngx_http_webhook_timeout(ngx_event_t *ev)
     ngx_http_finalize_request(r, ctx->rejected
         ? ngx_http_webhook_rejected_answer(r, ctx, NULL)
         : ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                  ngx_http_webhook_unavailable, "unavailable",
+                                  NGX_HTTP_WEBHOOK_RESULT_UNAVAILABLE, "unavailable",
                                   "the queue did not answer in time, "
                                   "retry later"));
 

@@ -23,7 +23,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_module.h"
-#include "core/ngx_http_webhook_escape.h"
+#include "core/ngx_http_webhook_core.h"
 #include "ngx_http_webhook_auth.h"
 #include "ngx_http_webhook_receive.h"
 #include "spool/ngx_http_webhook_spool.h"
@@ -79,7 +79,7 @@ ngx_http_webhook_prepare(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
     if (ngx_http_webhook_header_priority(r, &a.header_priority) != NGX_OK) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
-                                       ngx_http_webhook_invalid,
+                                       NGX_HTTP_WEBHOOK_RESULT_INVALID,
                                        "invalid_priority",
                                        "header X-Webhook-Priority must be "
                                        "high, medium or low");

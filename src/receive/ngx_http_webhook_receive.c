@@ -53,7 +53,7 @@ ngx_http_webhook_receive_handler(ngx_http_request_t *r)
 
     if (r->method != NGX_HTTP_POST) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_NOT_ALLOWED,
-                                       ngx_http_webhook_method_not_allowed,
+                                       NGX_HTTP_WEBHOOK_RESULT_METHOD_NOT_ALLOWED,
                                        "method_not_allowed",
                                        "only POST (and HEAD) are allowed");
     }
@@ -64,7 +64,7 @@ ngx_http_webhook_receive_handler(ngx_http_request_t *r)
 
     if (rc == NGX_HTTP_FORBIDDEN) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_FORBIDDEN,
-                                       ngx_http_webhook_unauthorized,
+                                       NGX_HTTP_WEBHOOK_RESULT_UNAUTHORIZED,
                                        "forbidden",
                                        "the sender name of webhook_sender "
                                        "is a named token's: only that "
@@ -77,14 +77,14 @@ ngx_http_webhook_receive_handler(ngx_http_request_t *r)
 
     if (rc != NGX_OK) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_UNAUTHORIZED,
-                                       ngx_http_webhook_unauthorized,
+                                       NGX_HTTP_WEBHOOK_RESULT_UNAUTHORIZED,
                                        "unauthorized",
                                        "a valid Bearer token is required");
     }
 
     if (!ngx_http_webhook_json_type(r)) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                                       ngx_http_webhook_unsupported_media_type,
+                                       NGX_HTTP_WEBHOOK_RESULT_UNSUPPORTED_MEDIA_TYPE,
                                        "unsupported_media_type",
                                        "Content-Type must be "
                                        "application/json");
@@ -125,7 +125,7 @@ ngx_http_webhook_ctx(ngx_http_request_t *r)
     }
 
     ctx->request = r;
-    ctx->result = ngx_http_webhook_nresults;
+    ctx->result = NGX_HTTP_WEBHOOK_NRESULTS;
     ctx->priority = -1;
 
     ngx_http_set_ctx(r, ctx, ngx_http_webhook_module);
@@ -149,7 +149,7 @@ ngx_http_webhook_head(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx)
         return rc;
     }
 
-    ctx->result = ngx_http_webhook_probe;
+    ctx->result = NGX_HTTP_WEBHOOK_RESULT_PROBE;
     ctx->responded = 1;
     ngx_http_webhook_count_result(r, ctx->result);
 
@@ -384,13 +384,13 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
         }
 
         return ngx_http_webhook_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                           ngx_http_webhook_invalid,
+                                           NGX_HTTP_WEBHOOK_RESULT_INVALID,
                                            "invalid_json", msg, p - msg);
     }
 
     if (!ngx_http_webhook_json_is_object(&root)) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
-                                       ngx_http_webhook_invalid,
+                                       NGX_HTTP_WEBHOOK_RESULT_INVALID,
                                        "invalid_payload",
                                        "the body must be a JSON object");
     }
@@ -423,7 +423,7 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
         if (rc != NGX_OK) {
             return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
-                                           ngx_http_webhook_invalid,
+                                           NGX_HTTP_WEBHOOK_RESULT_INVALID,
                                            rc == NGX_DECLINED
                                            ? "invalid_priority"
                                            : "invalid_payload",
@@ -445,7 +445,7 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
                              "printable ASCII", &h->key);
 
             return ngx_http_webhook_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                               ngx_http_webhook_invalid,
+                                               NGX_HTTP_WEBHOOK_RESULT_INVALID,
                                                "invalid_idempotency_key",
                                                msg, p - msg);
         }
@@ -481,13 +481,13 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
                          ngx_http_webhook_json_elements(&events, NULL, 0));
         return ngx_http_webhook_send_error(r,
                                            NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                           ngx_http_webhook_too_large,
+                                           NGX_HTTP_WEBHOOK_RESULT_TOO_LARGE,
                                            "too_large", msg, p - msg);
     }
 
     if (n == 0) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
-                                       ngx_http_webhook_invalid,
+                                       NGX_HTTP_WEBHOOK_RESULT_INVALID,
                                        "invalid_payload",
                                        "field \"events\" of a batch must be "
                                        "a non-empty array");
@@ -508,7 +508,7 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
         if (rc != NGX_OK) {
             p = ngx_snprintf(msg, sizeof(msg), "events[%i]: %s", i, err);
             return ngx_http_webhook_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                               ngx_http_webhook_invalid,
+                                               NGX_HTTP_WEBHOOK_RESULT_INVALID,
                                                rc == NGX_DECLINED
                                                ? "invalid_priority"
                                                : "invalid_payload",

@@ -16,7 +16,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_module.h"
-#include "core/ngx_http_webhook_event.h"
+#include "core/ngx_http_webhook_core.h"
 #include "redis/ngx_http_webhook_redis.h"
 
 

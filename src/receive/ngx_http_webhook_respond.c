@@ -297,65 +297,65 @@ ngx_http_webhook_header_filter(ngx_http_request_t *r)
     switch (status) {
 
     case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
-        result = ngx_http_webhook_too_large;
+        result = NGX_HTTP_WEBHOOK_RESULT_TOO_LARGE;
         code = "too_large";
         message = "the body is larger than the location allows";
         break;
 
     case NGX_HTTP_BAD_REQUEST:
-        result = ngx_http_webhook_invalid;
+        result = NGX_HTTP_WEBHOOK_RESULT_INVALID;
         code = "bad_request";
         message = "the request is malformed";
         break;
 
     case NGX_HTTP_NOT_ALLOWED:
-        result = ngx_http_webhook_method_not_allowed;
+        result = NGX_HTTP_WEBHOOK_RESULT_METHOD_NOT_ALLOWED;
         code = "method_not_allowed";
         message = "only POST (and HEAD) are allowed";
         break;
 
     case NGX_HTTP_REQUEST_TIME_OUT:
-        result = ngx_http_webhook_error;
+        result = NGX_HTTP_WEBHOOK_RESULT_ERROR;
         code = "timeout";
         message = "the body was not received in time";
         break;
 
     case NGX_HTTP_UNAUTHORIZED:
         /* auth_basic, auth_request in the location */
-        result = ngx_http_webhook_unauthorized;
+        result = NGX_HTTP_WEBHOOK_RESULT_UNAUTHORIZED;
         code = "unauthorized";
         message = "authentication is required";
         break;
 
     case NGX_HTTP_FORBIDDEN:
         /* deny, auth_request, ... in the location */
-        result = ngx_http_webhook_unauthorized;
+        result = NGX_HTTP_WEBHOOK_RESULT_UNAUTHORIZED;
         code = "forbidden";
         message = "access denied";
         break;
 
     case NGX_HTTP_TOO_MANY_REQUESTS:
-        result = ngx_http_webhook_rate_limited;
+        result = NGX_HTTP_WEBHOOK_RESULT_RATE_LIMITED;
         code = "rate_limited";
         message = "too many requests, retry later";
         break;
 
     case NGX_HTTP_SERVICE_UNAVAILABLE:
-        result = ngx_http_webhook_unavailable;
+        result = NGX_HTTP_WEBHOOK_RESULT_UNAVAILABLE;
         code = "unavailable";
         message = "temporarily unavailable, retry later";
         break;
 
     default:
-        result = ngx_http_webhook_error;
+        result = NGX_HTTP_WEBHOOK_RESULT_ERROR;
         code = status >= NGX_HTTP_INTERNAL_SERVER_ERROR ? "internal_error"
                                                         : "error";
         message = "the request could not be processed";
         break;
     }
 
-    if (result == ngx_http_webhook_rate_limited
-        || result == ngx_http_webhook_unavailable)
+    if (result == NGX_HTTP_WEBHOOK_RESULT_RATE_LIMITED
+        || result == NGX_HTTP_WEBHOOK_RESULT_UNAVAILABLE)
     {
         /* the sender retries */
         if (ngx_http_webhook_retry_after(r) != NGX_OK) {

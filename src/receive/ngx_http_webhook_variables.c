@@ -87,7 +87,7 @@ ngx_http_webhook_variable(ngx_http_request_t *r,
         /* not a webhook request */
 
     } else if (data == NGX_HTTP_WEBHOOK_VAR_RESULT) {
-        if (ctx->result < ngx_http_webhook_nresults) {
+        if (ctx->result < NGX_HTTP_WEBHOOK_NRESULTS) {
             value = &ngx_http_webhook_results[ctx->result];
         }
 

@@ -13,7 +13,7 @@
 #include <hiredis/hiredis.h>
 
 #include "ngx_http_webhook_module.h"
-#include "core/ngx_http_webhook_keyslot.h"
+#include "core/ngx_http_webhook_core.h"
 
 
 /*

@@ -24,7 +24,7 @@
 #include <ngx_event.h>
 
 #include "ngx_http_webhook_redis_cluster.h"
-#include "core/ngx_http_webhook_escape.h"
+#include "core/ngx_http_webhook_core.h"
 
 
 /* the bytes of "host:port", "[v6]:port", "[fe80::1%eth0]:port" */

@@ -14,7 +14,7 @@
 #include <ngx_event.h>
 
 #include "ngx_http_webhook_redis_cluster.h"
-#include "core/ngx_http_webhook_escape.h"
+#include "core/ngx_http_webhook_core.h"
 
 
 #define NGX_HTTP_WEBHOOK_REDIRECTS_MAX    5

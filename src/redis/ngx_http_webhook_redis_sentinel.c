@@ -28,7 +28,7 @@
 #include <ngx_event.h>
 
 #include "ngx_http_webhook_redis_topology.h"
-#include "core/ngx_http_webhook_escape.h"
+#include "core/ngx_http_webhook_core.h"
 
 
 #define NGX_HTTP_WEBHOOK_SENTINEL_PING  1000

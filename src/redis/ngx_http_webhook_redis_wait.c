@@ -16,7 +16,7 @@
 #include <ngx_event.h>
 
 #include "ngx_http_webhook_redis_conn.h"
-#include "core/ngx_http_webhook_escape.h"
+#include "core/ngx_http_webhook_core.h"
 
 
 /*

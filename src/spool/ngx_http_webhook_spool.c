@@ -124,7 +124,7 @@ ngx_http_webhook_spool(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
     if (rc == NGX_DECLINED) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       ngx_http_webhook_unavailable,
+                                       NGX_HTTP_WEBHOOK_RESULT_UNAVAILABLE,
                                        "unavailable",
                                        "the queue is unavailable and the "
                                        "spool is full, retry later");
@@ -132,7 +132,7 @@ ngx_http_webhook_spool(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
 
     if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                       ngx_http_webhook_too_large,
+                                       NGX_HTTP_WEBHOOK_RESULT_TOO_LARGE,
                                        "too_large",
                                        "the queue is unavailable and the "
                                        "event is larger than the spool "
@@ -170,7 +170,7 @@ ngx_http_webhook_spool(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
         ngx_http_webhook_spool_cut(w, ctx);
 
         return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       ngx_http_webhook_unavailable,
+                                       NGX_HTTP_WEBHOOK_RESULT_UNAVAILABLE,
                                        "unavailable",
                                        "the queue is unavailable and the "
                                        "spool is busy, retry later");
@@ -561,12 +561,12 @@ ngx_http_webhook_spool_answer(ngx_http_webhook_ctx_t *ctx, ngx_uint_t ok)
 
     if (ok) {
         rc = ngx_http_webhook_send_json(r, NGX_HTTP_OK,
-                                        ngx_http_webhook_spooled,
+                                        NGX_HTTP_WEBHOOK_RESULT_SPOOLED,
                                         ctx->spool_answer.data,
                                         ctx->spool_answer.len);
     } else {
         rc = ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                     ngx_http_webhook_unavailable,
+                                     NGX_HTTP_WEBHOOK_RESULT_UNAVAILABLE,
                                      "unavailable",
                                      "the queue is unavailable and the "
                                      "spool could not keep the event, "
@@ -658,7 +658,7 @@ ngx_http_webhook_spool_timeout(ngx_event_t *ev)
 
     ngx_http_finalize_request(r,
         ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                ngx_http_webhook_unavailable, "unavailable",
+                                NGX_HTTP_WEBHOOK_RESULT_UNAVAILABLE, "unavailable",
                                 "the queue is unavailable and the spool did "
                                 "not answer in time, retry later"));
 

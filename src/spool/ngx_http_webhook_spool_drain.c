@@ -20,7 +20,7 @@
 #include <sys/file.h>
 
 #include "ngx_http_webhook_spool.h"
-#include "core/ngx_http_webhook_escape.h"
+#include "core/ngx_http_webhook_core.h"
 #include "stats/ngx_http_webhook_stats.h"
 #include "ngx_http_webhook_spool_drain.h"
 

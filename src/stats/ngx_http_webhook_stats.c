@@ -284,7 +284,7 @@ ngx_http_webhook_count_result(ngx_http_request_t *r, ngx_uint_t result)
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
     cnt = ngx_http_webhook_counters(r);
 
-    if (cnt && wlcf->receive && result < ngx_http_webhook_nresults) {
+    if (cnt && wlcf->receive && result < NGX_HTTP_WEBHOOK_NRESULTS) {
         (void) ngx_atomic_fetch_add(&cnt->requests[result], 1);
 
         if (ngx_http_webhook_replay(r)) {

@@ -34,12 +34,12 @@ struct ngx_http_webhook_counters_s {
     u_char                        name[NGX_HTTP_WEBHOOK_MAX_NAME];
     size_t                        len;         /* 0: never used */
     ngx_uint_t                    generation;  /* of the last config using it */
-    ngx_atomic_t                  requests[ngx_http_webhook_nresults];
+    ngx_atomic_t                  requests[NGX_HTTP_WEBHOOK_NRESULTS];
     ngx_atomic_t                  events[NGX_HTTP_WEBHOOK_NPRIO];
     ngx_atomic_t                  warnings;    /* events queued with some */
 
     /* requests marked as a reconciler's replay, by result */
-    ngx_atomic_t                  replays[ngx_http_webhook_nresults];
+    ngx_atomic_t                  replays[NGX_HTTP_WEBHOOK_NRESULTS];
 
     /* the spool */
     ngx_atomic_t                  spool_pending;  /* spooled, not drained */

@@ -13,8 +13,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_webhook_module.h"
-#include "core/ngx_http_webhook_event.h"
-#include "core/ngx_http_webhook_escape.h"
+#include "core/ngx_http_webhook_core.h"
 #include "redis/ngx_http_webhook_redis.h"
 #include "stats/ngx_http_webhook_stats.h"
 #include "ngx_http_webhook_status.h"
@@ -573,7 +572,7 @@ ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
 {
     ngx_str_t                    *queue, primary, sentinel;
     ngx_uint_t                    i, k, prio;
-    ngx_atomic_uint_t             requests[ngx_http_webhook_nresults];
+    ngx_atomic_uint_t             requests[NGX_HTTP_WEBHOOK_NRESULTS];
     ngx_atomic_uint_t             events[NGX_HTTP_WEBHOOK_NPRIO];
     ngx_http_webhook_stats_t     *stats;
     ngx_http_webhook_depth_t     *d;
@@ -659,7 +658,7 @@ ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
         p = ngx_sprintf(p, ",\"warnings\":%uA,\"requests\":{",
                         cnt->warnings);
 
-        for (k = 0; k < ngx_http_webhook_nresults; k++) {
+        for (k = 0; k < NGX_HTTP_WEBHOOK_NRESULTS; k++) {
             p = ngx_sprintf(p, "%s\"%V\":%uA", k ? "," : "",
                             &ngx_http_webhook_results[k], cnt->requests[k]);
             requests[k] += cnt->requests[k];
@@ -672,7 +671,7 @@ ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
     p = ngx_http_webhook_status_spool_json(p, wmcf);
     p = ngx_sprintf(p, "\"requests\":{");
 
-    for (k = 0; k < ngx_http_webhook_nresults; k++) {
+    for (k = 0; k < NGX_HTTP_WEBHOOK_NRESULTS; k++) {
         p = ngx_sprintf(p, "%s\"%V\":%uA", k ? "," : "",
                         &ngx_http_webhook_results[k], requests[k]);
     }

@@ -12,7 +12,7 @@
 #include <ngx_core.h>
 
 #include "ngx_http_webhook_module.h"
-#include "core/ngx_http_webhook_event.h"
+#include "core/ngx_http_webhook_core.h"
 #include "redis/ngx_http_webhook_redis.h"
 #include "ngx_http_webhook_status.h"
 

@@ -18,7 +18,7 @@
 
 #include "ngx_http_webhook_status.h"
 #include "stats/ngx_http_webhook_stats.h"
-#include "core/ngx_http_webhook_event.h"
+#include "core/ngx_http_webhook_core.h"
 #include "redis/ngx_http_webhook_redis.h"
 
 
@@ -185,7 +185,7 @@ ngx_http_webhook_status_reconcile_len(ngx_http_webhook_main_conf_t *wmcf,
     for (i = 0; i < wmcf->queues.nelts; i++) {
 
         /* "replays" and nginx_webhook_replays_total, each result */
-        len += ngx_http_webhook_nresults * (64 + 2 * queue[i].len);
+        len += NGX_HTTP_WEBHOOK_NRESULTS * (64 + 2 * queue[i].len);
 
         for (k = 0; recs && k < recs[i].nelts; k++) {
             rc = &recs[i].elts[k];
@@ -218,7 +218,7 @@ ngx_http_webhook_status_reconcile_json(u_char *p,
     } else {
         p = ngx_sprintf(p, ",\"replays\":{");
 
-        for (k = 0; k < ngx_http_webhook_nresults; k++) {
+        for (k = 0; k < NGX_HTTP_WEBHOOK_NRESULTS; k++) {
             p = ngx_sprintf(p, "%s\"%V\":%uA", k ? "," : "",
                             &ngx_http_webhook_results[k], cnt->replays[k]);
         }
@@ -345,7 +345,7 @@ ngx_http_webhook_status_reconcile_text(u_char *p,
             continue;
         }
 
-        for (k = 0; k < ngx_http_webhook_nresults; k++) {
+        for (k = 0; k < NGX_HTTP_WEBHOOK_NRESULTS; k++) {
             p = ngx_sprintf(p, "nginx_webhook_replays_total{queue=");
             p = ngx_http_webhook_label(p, &queue[i]);
             p = ngx_sprintf(p, ",result=\"%V\"} %uA\n",

@@ -14,7 +14,7 @@
 
 #include "ngx_http_webhook_status.h"
 #include "stats/ngx_http_webhook_stats.h"
-#include "core/ngx_http_webhook_event.h"
+#include "core/ngx_http_webhook_core.h"
 
 
 static uint64_t ngx_http_webhook_spool_age(ngx_http_webhook_counters_t *cnt);

@@ -12,7 +12,7 @@
 #include <ngx_core.h>
 
 #include "ngx_http_webhook_module.h"
-#include "core/ngx_http_webhook_event.h"
+#include "core/ngx_http_webhook_core.h"
 #include "redis/ngx_http_webhook_redis.h"
 #include "stats/ngx_http_webhook_stats.h"
 #include "ngx_http_webhook_status.h"
@@ -135,7 +135,7 @@ ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
             continue;
         }
 
-        for (k = 0; k < ngx_http_webhook_nresults; k++) {
+        for (k = 0; k < NGX_HTTP_WEBHOOK_NRESULTS; k++) {
             p = ngx_http_webhook_series(p, "nginx_webhook_requests_total",
                                         &queue[i], "result",
                                         &ngx_http_webhook_results[k]);
