@@ -302,3 +302,16 @@ ngx_http_webhook_utf8_cut(u_char *src, size_t size, size_t max)
 
     return max;
 }
+
+
+/* the time now, in microseconds (for durations and sequence numbers) */
+
+uint64_t
+ngx_http_webhook_now_usec(void)
+{
+    struct timeval  tv;
+
+    ngx_gettimeofday(&tv);
+
+    return (uint64_t) tv.tv_sec * 1000000 + tv.tv_usec;
+}

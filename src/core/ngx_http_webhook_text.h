@@ -33,6 +33,7 @@ ngx_str_t *ngx_http_webhook_log_text(ngx_str_t *text, u_char *buf,
 
 u_char *ngx_http_webhook_time(u_char *p, time_t sec, ngx_uint_t msec);
 int64_t ngx_http_webhook_time_parse(u_char *p, size_t len);
+uint64_t ngx_http_webhook_now_usec(void);
 
 #define NGX_HTTP_WEBHOOK_TIME_LEN  (sizeof("1970-01-01T00:00:00.000Z") - 1)
 

@@ -20,7 +20,6 @@
 #include "ngx_http_webhook_auth.h"
 
 
-#define NGX_HTTP_WEBHOOK_MAX_FILE    65536
 #define NGX_HTTP_WEBHOOK_MAX_SENDER  64
 
 /* a sender's name: letters, digits, ".", "_", "-" */
@@ -29,10 +28,6 @@
      || ((c) >= '0' && (c) <= '9') || (c) == '.' || (c) == '_' || (c) == '-')
 
 
-static char *ngx_http_webhook_read_file(ngx_conf_t *cf, ngx_str_t *directive,
-    ngx_str_t *file, ngx_str_t *text);
-static u_char *ngx_http_webhook_next_line(u_char *p, u_char *end,
-    ngx_str_t *line);
 static char *ngx_http_webhook_token_line(ngx_conf_t *cf,
     ngx_str_t *directive, ngx_str_t *file, ngx_str_t *line,
     ngx_http_webhook_token_t *token);
@@ -211,171 +206,6 @@ ngx_http_webhook_token_line(ngx_conf_t *cf, ngx_str_t *directive,
     ngx_sha1_final(token->digest, &sha1);
 
     return NGX_CONF_OK;
-}
-
-
-/* "password" or "user password" (Redis 6 ACL) on the first line */
-
-char *
-ngx_http_webhook_read_secret(ngx_conf_t *cf, ngx_str_t *directive,
-    ngx_str_t *file, ngx_str_t *user, ngx_str_t *password)
-{
-    u_char     *p, *end, *space;
-    char       *rv;
-    ngx_str_t   text, line;
-
-    rv = ngx_http_webhook_read_file(cf, directive, file, &text);
-    if (rv != NGX_CONF_OK) {
-        return rv;
-    }
-
-    p = text.data;
-    end = p + text.len;
-    line.len = 0;
-
-    while (p < end && line.len == 0) {
-        p = ngx_http_webhook_next_line(p, end, &line);
-    }
-
-    if (line.len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": \"%V\" is empty",
-                           directive, file);
-        return NGX_CONF_ERROR;
-    }
-
-    space = ngx_strlchr(line.data, line.data + line.len, ' ');
-
-    if (space == NULL) {
-        user->len = 0;
-        *password = line;
-
-    } else {
-        user->data = line.data;
-        user->len = space - line.data;
-
-        while (space < line.data + line.len && *space == ' ') {
-            space++;
-        }
-
-        password->data = space;
-        password->len = line.data + line.len - space;
-    }
-
-    if (password->len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\": \"%V\" holds no password",
-                           directive, file);
-        return NGX_CONF_ERROR;
-    }
-
-    /* hiredis takes C strings for the handshake: terminate them */
-
-    user->data = (u_char *) ngx_pstrdup(cf->pool, user);
-    password->data = (u_char *) ngx_pstrdup(cf->pool, password);
-    if (user->data == NULL || password->data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_webhook_read_file(ngx_conf_t *cf, ngx_str_t *directive,
-    ngx_str_t *file, ngx_str_t *text)
-{
-    ssize_t          n;
-    ngx_fd_t         fd;
-    ngx_file_info_t  fi;
-
-    if (ngx_conf_full_name(cf->cycle, file, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    fd = ngx_open_file(file->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "\"%V\": " ngx_open_file_n " \"%V\" failed",
-                           directive, file);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "\"%V\": " ngx_fd_info_n " \"%V\" failed",
-                           directive, file);
-        goto failed;
-    }
-
-    if (ngx_file_access(&fi) & S_IROTH) {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "\"%V\": \"%V\" is readable by every user: "
-                           "it holds secrets, make it readable by root "
-                           "only (chmod 600)", directive, file);
-    }
-
-    if (ngx_file_size(&fi) > NGX_HTTP_WEBHOOK_MAX_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\": \"%V\" is larger than %d bytes",
-                           directive, file, NGX_HTTP_WEBHOOK_MAX_FILE);
-        goto failed;
-    }
-
-    text->len = (size_t) ngx_file_size(&fi);
-    text->data = ngx_pnalloc(cf->pool, text->len + 1);
-    if (text->data == NULL) {
-        goto failed;
-    }
-
-    n = ngx_read_fd(fd, text->data, text->len);
-
-    if (n == -1 || (size_t) n != text->len) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "\"%V\": " ngx_read_fd_n " \"%V\" failed",
-                           directive, file);
-        goto failed;
-    }
-
-    ngx_close_file(fd);
-
-    return NGX_CONF_OK;
-
-failed:
-
-    ngx_close_file(fd);
-
-    return NGX_CONF_ERROR;
-}
-
-
-/* the next line, trimmed of surrounding white space */
-
-static u_char *
-ngx_http_webhook_next_line(u_char *p, u_char *end, ngx_str_t *line)
-{
-    u_char  *last;
-
-    last = ngx_strlchr(p, end, LF);
-    if (last == NULL) {
-        last = end;
-    }
-
-    line->data = p;
-    line->len = last - p;
-
-    while (line->len && (line->data[0] == ' ' || line->data[0] == '\t')) {
-        line->data++;
-        line->len--;
-    }
-
-    while (line->len && (line->data[line->len - 1] == ' '
-                         || line->data[line->len - 1] == '\t'
-                         || line->data[line->len - 1] == CR))
-    {
-        line->len--;
-    }
-
-    return last < end ? last + 1 : end;
 }
 
 
@@ -663,4 +493,39 @@ ngx_http_webhook_find_header(ngx_http_request_t *r, ngx_str_t *name)
             return &h[i];
         }
     }
+}
+
+
+/*
+ * webhook_token_file: read where it stands, once, so that every location
+ * of its http or server block shares the digests and a bad file is
+ * reported at its own line
+ */
+
+char *
+ngx_http_webhook_token_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_webhook_loc_conf_t  *wlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (wlcf->tokens != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    wlcf->token_file = value[1];
+
+    /* off: no token is checked, nginx's own modules decide who may push */
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        wlcf->tokens = NULL;
+        wlcf->tokens_off = 1;
+        return NGX_CONF_OK;
+    }
+
+    wlcf->tokens_off = 0;
+
+    return ngx_http_webhook_read_tokens(cf, &cmd->name, &wlcf->token_file,
+                                        &wlcf->tokens);
 }

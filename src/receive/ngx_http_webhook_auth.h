@@ -12,7 +12,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_webhook_module.h"
+#include "ngx_http_webhook_receive.h"
 
 
 #define NGX_HTTP_WEBHOOK_DIGEST  20

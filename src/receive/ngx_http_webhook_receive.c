@@ -11,9 +11,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_webhook_module.h"
-#include "ngx_http_webhook_auth.h"
 #include "ngx_http_webhook_receive.h"
+#include "ngx_http_webhook_auth.h"
 #include "stats/ngx_http_webhook_stats.h"
 
 
@@ -53,7 +52,7 @@ ngx_http_webhook_receive_handler(ngx_http_request_t *r)
 
     if (r->method != NGX_HTTP_POST) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_NOT_ALLOWED,
-                                       NGX_HTTP_WEBHOOK_RESULT_METHOD_NOT_ALLOWED,
+                                  NGX_HTTP_WEBHOOK_RESULT_METHOD_NOT_ALLOWED,
                                        "method_not_allowed",
                                        "only POST (and HEAD) are allowed");
     }
@@ -84,7 +83,7 @@ ngx_http_webhook_receive_handler(ngx_http_request_t *r)
 
     if (!ngx_http_webhook_json_type(r)) {
         return ngx_http_webhook_refuse(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                                       NGX_HTTP_WEBHOOK_RESULT_UNSUPPORTED_MEDIA_TYPE,
+                              NGX_HTTP_WEBHOOK_RESULT_UNSUPPORTED_MEDIA_TYPE,
                                        "unsupported_media_type",
                                        "Content-Type must be "
                                        "application/json");
@@ -383,22 +382,20 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
                              "(at byte %uz)", error.offset);
         }
 
-        return ngx_http_webhook_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                           NGX_HTTP_WEBHOOK_RESULT_INVALID,
-                                           "invalid_json", msg, p - msg);
+        return ngx_http_webhook_invalid(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                        "invalid_json", msg, p - msg);
     }
 
     if (!ngx_http_webhook_json_is_object(&root)) {
-        return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
-                                       NGX_HTTP_WEBHOOK_RESULT_INVALID,
-                                       "invalid_payload",
-                                       "the body must be a JSON object");
+        return ngx_http_webhook_invalid_text(r, ctx, "invalid_payload",
+                                             "the body must be a JSON "
+                                             "object");
     }
 
     kind = ngx_http_webhook_payload_kind(&root);
 
     if (kind == NGX_HTTP_WEBHOOK_TEST) {
-        return ngx_http_webhook_check_queue(r, ctx);
+        return ngx_http_webhook_probe(r, ctx);
     }
 
     /* room for unescaped strings, never longer than the body, if any */
@@ -422,16 +419,14 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
                                          &scratch, &err);
 
         if (rc != NGX_OK) {
-            return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
-                                           NGX_HTTP_WEBHOOK_RESULT_INVALID,
-                                           rc == NGX_DECLINED
-                                           ? "invalid_priority"
-                                           : "invalid_payload",
-                                           (char *) err);
+            return ngx_http_webhook_invalid_text(r, ctx,
+                                                 rc == NGX_DECLINED
+                                                 ? "invalid_priority"
+                                                 : "invalid_payload", err);
         }
 
         if (ev->test) {
-            return ngx_http_webhook_check_queue(r, ctx);
+            return ngx_http_webhook_probe(r, ctx);
         }
 
         ev->payload = root;
@@ -444,10 +439,9 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
             p = ngx_snprintf(msg, sizeof(msg), "header \"%V\" must be "
                              "printable ASCII", &h->key);
 
-            return ngx_http_webhook_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                               NGX_HTTP_WEBHOOK_RESULT_INVALID,
-                                               "invalid_idempotency_key",
-                                               msg, p - msg);
+            return ngx_http_webhook_invalid(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                            "invalid_idempotency_key",
+                                            msg, p - msg);
         }
 
         return ngx_http_webhook_prepare(r, ctx, ev, 1, &idempotency);
@@ -479,18 +473,15 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
                          "a batch holds at most %ui events, this one %i",
                          wlcf->batch_max,
                          ngx_http_webhook_json_elements(&events, NULL, 0));
-        return ngx_http_webhook_send_error(r,
-                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                           NGX_HTTP_WEBHOOK_RESULT_TOO_LARGE,
-                                           "too_large", msg, p - msg);
+        return ngx_http_webhook_invalid(r, ctx,
+                                        NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                        "too_large", msg, p - msg);
     }
 
     if (n == 0) {
-        return ngx_http_webhook_refuse(r, NGX_HTTP_BAD_REQUEST,
-                                       NGX_HTTP_WEBHOOK_RESULT_INVALID,
-                                       "invalid_payload",
-                                       "field \"events\" of a batch must be "
-                                       "a non-empty array");
+        return ngx_http_webhook_invalid_text(r, ctx, "invalid_payload",
+                                             "field \"events\" of a batch "
+                                             "must be a non-empty array");
     }
 
     ev = ngx_palloc(r->pool, n * sizeof(ngx_http_webhook_event_t));
@@ -507,12 +498,11 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
                                          &scratch, &err);
         if (rc != NGX_OK) {
             p = ngx_snprintf(msg, sizeof(msg), "events[%i]: %s", i, err);
-            return ngx_http_webhook_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                               NGX_HTTP_WEBHOOK_RESULT_INVALID,
-                                               rc == NGX_DECLINED
-                                               ? "invalid_priority"
-                                               : "invalid_payload",
-                                               msg, p - msg);
+            return ngx_http_webhook_invalid(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                            rc == NGX_DECLINED
+                                            ? "invalid_priority"
+                                            : "invalid_payload",
+                                            msg, p - msg);
         }
 
         if (!ev[k].test) {
@@ -521,7 +511,7 @@ ngx_http_webhook_process(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
     }
 
     if (k == 0) {
-        return ngx_http_webhook_check_queue(r, ctx);
+        return ngx_http_webhook_probe(r, ctx);
     }
 
     ctx->batch = 1;
@@ -572,4 +562,20 @@ ngx_http_webhook_idempotency(ngx_http_request_t *r, ngx_str_t *key,
     *key = h->value;
 
     return NGX_OK;
+}
+
+
+/* $request_id, the envelopes' ids and the rejected entries' */
+
+ngx_http_variable_value_t *
+ngx_http_webhook_request_id(ngx_http_request_t *r)
+{
+    ngx_http_variable_value_t     *vv;
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+
+    vv = ngx_http_get_indexed_variable(r, wmcf->request_id_index);
+
+    return (vv == NULL || vv->not_found) ? NULL : vv;
 }

@@ -15,7 +15,6 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_webhook_module.h"
 #include "ngx_http_webhook_receive.h"
 
 
@@ -31,26 +30,19 @@ static u_char *ngx_http_webhook_rejected_entry(ngx_http_request_t *r,
 
 
 /*
- * NGX_DONE while Redis takes the entry (the answer is sent then, by
- * ngx_http_webhook_answer() or the timer), NGX_DECLINED when nothing is
- * to be kept.
+ * The call that keeps a 400's body in the rejected list, in ctx->argv:
+ * ngx_http_webhook_invalid() sends it, and answers when Redis has.
  */
 
 ngx_int_t
-ngx_http_webhook_keep_rejected(ngx_http_request_t *r,
-    ngx_http_webhook_ctx_t *ctx, ngx_uint_t result, ngx_str_t *answer)
+ngx_http_webhook_rejected_call(ngx_http_request_t *r,
+    ngx_http_webhook_ctx_t *ctx, ngx_str_t *answer)
 {
     u_char                       *p, *entry;
     size_t                        len;
     ngx_http_webhook_loc_conf_t  *wlcf;
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
-
-    if (ctx->body.data == NULL || ctx->rejected || wlcf->rejected_max == 0
-        || !ngx_http_webhook_redis_up(wlcf->slot))
-    {
-        return NGX_DECLINED;
-    }
 
     entry = ngx_http_webhook_rejected_entry(r, ctx, answer, &len);
 
@@ -64,7 +56,7 @@ ngx_http_webhook_keep_rejected(ngx_http_request_t *r,
     if (entry == NULL || ctx->argv == NULL || ctx->argvlen == NULL
         || p == NULL)
     {
-        return NGX_DECLINED;
+        return NGX_ERROR;
     }
 
     ctx->argv[2] = "2";
@@ -89,17 +81,7 @@ ngx_http_webhook_keep_rejected(ngx_http_request_t *r,
     p = ngx_sprintf(p, "%uz", wlcf->rejected_size);
     ctx->argvlen[7] = p - (u_char *) ctx->argv[7];
 
-    ctx->rejected = 1;
-    ctx->reject_result = result;
-    ctx->error_body = *answer;
-
-    if (ngx_http_webhook_enqueue(r, ctx) != NGX_DONE) {
-        /* Redis cannot take it: the answer goes at once */
-        ctx->rejected = 0;
-        return NGX_DECLINED;
-    }
-
-    return NGX_DONE;
+    return NGX_OK;
 }
 
 
@@ -115,18 +97,16 @@ static u_char *
 ngx_http_webhook_rejected_entry(ngx_http_request_t *r,
     ngx_http_webhook_ctx_t *ctx, ngx_str_t *answer, size_t *len)
 {
-    u_char                        *p, *last;
-    size_t                         body;
-    ngx_time_t                    *tp;
-    ngx_http_variable_value_t     *vv;
-    ngx_http_webhook_loc_conf_t   *wlcf;
-    ngx_http_webhook_main_conf_t  *wmcf;
+    u_char                       *p, *last;
+    size_t                        body;
+    ngx_time_t                   *tp;
+    ngx_http_variable_value_t    *vv;
+    ngx_http_webhook_loc_conf_t  *wlcf;
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
-    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
 
-    vv = ngx_http_get_indexed_variable(r, wmcf->request_id_index);
-    if (vv == NULL || vv->not_found) {
+    vv = ngx_http_webhook_request_id(r);
+    if (vv == NULL) {
         return NULL;
     }
 
@@ -167,4 +147,76 @@ ngx_http_webhook_rejected_entry(ngx_http_request_t *r,
     *len = last - p;
 
     return p;
+}
+
+
+/*
+ * webhook_rejected off | <entries> [max_size=<size>] [entry=<size>]:
+ * the bounds of <queue>:rejected, and how much of a body one entry keeps
+ */
+
+char *
+ngx_http_webhook_rejected(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_webhook_loc_conf_t  *wlcf = conf;
+
+    size_t      *size;
+    ngx_int_t    n;
+    ngx_str_t   *value, s;
+    ngx_uint_t   i;
+
+    if (wlcf->rejected_max != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        if (cf->args->nelts > 2) {
+            return "takes no parameters after \"off\"";
+        }
+
+        wlcf->rejected_max = 0;
+        return NGX_CONF_OK;
+    }
+
+    n = ngx_atoi(value[1].data, value[1].len);
+    if (n == NGX_ERROR || n == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" takes \"off\" or a number of entries, "
+                           "not \"%V\"", &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    wlcf->rejected_max = n;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "max_size=", 9) == 0) {
+            size = &wlcf->rejected_size;
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
+
+        } else if (ngx_strncmp(value[i].data, "entry=", 6) == 0) {
+            size = &wlcf->rejected_entry;
+            s.data = value[i].data + 6;
+            s.len = value[i].len - 6;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\": unknown parameter \"%V\" (max_size= "
+                               "or entry=)", &cmd->name, &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        *size = ngx_parse_size(&s);
+        if (*size == (size_t) NGX_ERROR || *size == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\": invalid size \"%V\"",
+                               &cmd->name, &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
 }

@@ -12,7 +12,6 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_webhook_module.h"
 #include "ngx_http_webhook_receive.h"
 #include "stats/ngx_http_webhook_stats.h"
 
@@ -28,8 +27,6 @@
 static ngx_int_t ngx_http_webhook_retry_after(ngx_http_request_t *r);
 static ngx_table_elt_t *ngx_http_webhook_add_header(ngx_http_request_t *r,
     char *key);
-static ngx_int_t ngx_http_webhook_error_json(ngx_pool_t *pool,
-    ngx_str_t *out, char *code, u_char *message, size_t len);
 static ngx_int_t ngx_http_webhook_header_filter(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_webhook_rate_limited_by_nginx(
     ngx_http_request_t *r);
@@ -173,8 +170,7 @@ ngx_int_t
 ngx_http_webhook_send_error(ngx_http_request_t *r, ngx_uint_t status,
     ngx_uint_t result, char *code, u_char *message, size_t len)
 {
-    ngx_str_t                body;
-    ngx_http_webhook_ctx_t  *ctx;
+    ngx_str_t  body;
 
     if (ngx_http_webhook_error_json(r->pool, &body, code, message, len)
         != NGX_OK)
@@ -182,21 +178,13 @@ ngx_http_webhook_send_error(ngx_http_request_t *r, ngx_uint_t status,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* a body refused for what it holds is kept first */
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_webhook_module);
-
-    if (status == NGX_HTTP_BAD_REQUEST && ctx
-        && ngx_http_webhook_keep_rejected(r, ctx, result, &body) == NGX_DONE)
-    {
-        return NGX_DONE;
-    }
-
     return ngx_http_webhook_send_json(r, status, result, body.data, body.len);
 }
 
 
-static ngx_int_t
+/* {"status":"error","error":<code>,"message":<message>} */
+
+ngx_int_t
 ngx_http_webhook_error_json(ngx_pool_t *pool, ngx_str_t *out, char *code,
     u_char *message, size_t len)
 {

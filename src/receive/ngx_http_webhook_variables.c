@@ -11,7 +11,6 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_webhook_module.h"
 #include "ngx_http_webhook_receive.h"
 
 

@@ -26,7 +26,7 @@ static void                         *ngx_http_webhook_topology_data;
 
 ngx_int_t
 ngx_http_webhook_redis_init(ngx_cycle_t *cycle,
-    ngx_http_webhook_main_conf_t *wmcf)
+    ngx_http_webhook_redis_conf_t *rcf)
 {
     ngx_http_webhook_topology_t  *t;
 
@@ -39,16 +39,16 @@ ngx_http_webhook_redis_init(ngx_cycle_t *cycle,
     ngx_time_update();
 
     ngx_http_webhook_resp_limits(&ngx_http_webhook_redis_limits,
-                                 wmcf->batch_max);
+                                 rcf->batch_max);
 
-    t = wmcf->cluster ? &ngx_http_webhook_topology_cluster
-        : wmcf->sentinels ? &ngx_http_webhook_topology_sentinel
+    t = rcf->cluster ? &ngx_http_webhook_topology_cluster
+        : rcf->sentinels ? &ngx_http_webhook_topology_sentinel
         : &ngx_http_webhook_topology_single;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, cycle->log, 0,
                    "webhook: redis topology: %s", t->name);
 
-    ngx_http_webhook_topology_data = t->init(cycle, wmcf);
+    ngx_http_webhook_topology_data = t->init(cycle, rcf);
     if (ngx_http_webhook_topology_data == NULL) {
         return NGX_ERROR;
     }
@@ -136,7 +136,7 @@ ngx_http_webhook_redis_eval(ngx_http_webhook_script_t *script,
     /* every command of a caller writes but the status script's */
 
     return ngx_http_webhook_redis_command(rd, script,
-                                          script != &rd->wmcf->status,
+                                          script != &rd->rcf->status,
                                           argc, argv, argvlen, handler,
                                           data);
 }

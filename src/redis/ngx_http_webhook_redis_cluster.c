@@ -36,7 +36,7 @@
 
 
 static void *ngx_http_webhook_cluster_init(ngx_cycle_t *cycle,
-    ngx_http_webhook_main_conf_t *wmcf);
+    ngx_http_webhook_redis_conf_t *rcf);
 static void ngx_http_webhook_cluster_exit(void *data);
 static ngx_http_webhook_redis_t *ngx_http_webhook_cluster_route(void *data,
     ngx_uint_t slot);
@@ -59,7 +59,8 @@ static void ngx_http_webhook_cluster_refresh(ngx_http_webhook_cluster_t *cl);
 static ngx_http_webhook_redis_t *ngx_http_webhook_cluster_any(
     ngx_http_webhook_cluster_t *cl);
 static void ngx_http_webhook_cluster_timer(ngx_event_t *ev);
-static void ngx_http_webhook_cluster_slots(void *data, redisReply *reply);
+static void ngx_http_webhook_cluster_slots(void *data, redisReply *reply,
+    ngx_uint_t failure);
 static ngx_int_t ngx_http_webhook_cluster_map(ngx_http_webhook_cluster_t *cl,
     redisReply *reply);
 static ngx_http_webhook_node_t *ngx_http_webhook_cluster_endpoint(
@@ -104,7 +105,7 @@ static char  *ngx_http_webhook_cluster_states[] = {
 
 static void *
 ngx_http_webhook_cluster_init(ngx_cycle_t *cycle,
-    ngx_http_webhook_main_conf_t *wmcf)
+    ngx_http_webhook_redis_conf_t *rcf)
 {
     ngx_uint_t                   i;
     ngx_addr_t                  *seed;
@@ -116,16 +117,16 @@ ngx_http_webhook_cluster_init(ngx_cycle_t *cycle,
         return NULL;
     }
 
-    cl->wmcf = wmcf;
+    cl->rcf = rcf;
     cl->cycle = cycle;
     cl->log = cycle->log;
     cl->backoff = NGX_HTTP_WEBHOOK_REFRESH_MIN;
 
     cl->setup.role = "redis";
-    cl->setup.user = wmcf->user;
-    cl->setup.password = wmcf->password;
+    cl->setup.user = rcf->user;
+    cl->setup.password = rcf->password;
     cl->setup.scripts = 1;
-    cl->setup.wait = wmcf->wait_replicas ? 1 : 0;
+    cl->setup.wait = rcf->wait_replicas ? 1 : 0;
 
     cl->argv[0] = "CLUSTER";
     cl->argvlen[0] = sizeof("CLUSTER") - 1;
@@ -143,9 +144,9 @@ ngx_http_webhook_cluster_init(ngx_cycle_t *cycle,
 
     /* the seeds are connected to, the first to connect is asked */
 
-    seed = wmcf->cluster->elts;
+    seed = rcf->cluster->elts;
 
-    for (i = 0; i < wmcf->cluster->nelts; i++) {
+    for (i = 0; i < rcf->cluster->nelts; i++) {
         node = ngx_http_webhook_cluster_add(cl, seed[i].name.data,
                                             seed[i].name.len);
         if (node == NULL) {
@@ -328,7 +329,7 @@ ngx_http_webhook_cluster_connect(ngx_http_webhook_cluster_t *cl,
     rd = node->rd;
 
     if (rd == NULL) {
-        rd = ngx_http_webhook_redis_create(cl->cycle, cl->wmcf, &cl->setup,
+        rd = ngx_http_webhook_redis_create(cl->cycle, cl->rcf, &cl->setup,
                                            &ngx_http_webhook_cluster_handler,
                                            node);
         if (rd == NULL) {
@@ -688,7 +689,7 @@ ngx_http_webhook_cluster_refresh(ngx_http_webhook_cluster_t *cl)
         }
 
         ngx_http_webhook_cluster_state(cl, NGX_HTTP_WEBHOOK_CLUSTER_ASKING);
-        ngx_add_timer(&cl->refresh, cl->wmcf->timeout);
+        ngx_add_timer(&cl->refresh, cl->rcf->timeout);
 
         return;
     }
@@ -761,7 +762,8 @@ ngx_http_webhook_cluster_timer(ngx_event_t *ev)
 /* the answer of CLUSTER SLOTS, NULL when its connection was lost */
 
 static void
-ngx_http_webhook_cluster_slots(void *data, redisReply *reply)
+ngx_http_webhook_cluster_slots(void *data, redisReply *reply,
+    ngx_uint_t failure)
 {
     ngx_http_webhook_cluster_t  *cl = data;
 
@@ -769,6 +771,8 @@ ngx_http_webhook_cluster_slots(void *data, redisReply *reply)
     ngx_int_t                 rc;
     ngx_str_t                 text;
     ngx_http_webhook_node_t  *asked;
+
+    (void) failure;              /* the reply says all */
 
     if (cl->exiting) {
         cl->asked = NULL;
@@ -976,8 +980,8 @@ ngx_http_webhook_cluster_needed_down(ngx_http_webhook_cluster_t *cl)
     ngx_uint_t                i;
     ngx_http_webhook_node_t  *node;
 
-    for (i = 0; i < cl->wmcf->queues.nelts; i++) {
-        node = ngx_http_webhook_cluster_owner(cl, cl->wmcf->queue_slot[i]);
+    for (i = 0; i < cl->rcf->queues->names.nelts; i++) {
+        node = ngx_http_webhook_cluster_owner(cl, cl->rcf->queues->slots[i]);
 
         if (node == NULL || node->rd == NULL
             || node->rd->state <= NGX_HTTP_WEBHOOK_REDIS_BACKOFF)

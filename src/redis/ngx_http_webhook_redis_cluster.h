@@ -65,7 +65,7 @@ typedef enum {
 
 struct ngx_http_webhook_cluster_s {
     ngx_http_webhook_cluster_state_e   state;
-    ngx_http_webhook_main_conf_t      *wmcf;
+    ngx_http_webhook_redis_conf_t      *rcf;
     ngx_cycle_t                       *cycle;
     ngx_log_t                         *log;
     ngx_http_webhook_redis_setup_t     setup;       /* of every node */

@@ -37,17 +37,6 @@ static ngx_uint_t ngx_http_webhook_redis_role_is_master(redisReply *reply);
     ngx_http_webhook_redis_error_is(reply, "NOSCRIPT", sizeof("NOSCRIPT") - 1)
 
 
-/* why the handler being called has no reply */
-static ngx_uint_t  ngx_http_webhook_redis_failed;
-
-
-ngx_uint_t
-ngx_http_webhook_redis_failure(void)
-{
-    return ngx_http_webhook_redis_failed;
-}
-
-
 /* a caller's command; NULL: the connection is not connected nor connecting */
 
 ngx_http_webhook_cmd_t *
@@ -167,10 +156,10 @@ ngx_http_webhook_redis_setup_steps(ngx_http_webhook_redis_t *rd)
     size_t                           argvlen[3];
     const char                      *argv[3];
     u_char                           db[NGX_INT_T_LEN];
-    ngx_http_webhook_main_conf_t    *wmcf;
+    ngx_http_webhook_redis_conf_t    *rcf;
     ngx_http_webhook_redis_setup_t  *setup;
 
-    wmcf = rd->wmcf;
+    rcf = rd->rcf;
     setup = rd->setup;
 
     if (setup->password.len) {
@@ -235,8 +224,8 @@ ngx_http_webhook_redis_setup_steps(ngx_http_webhook_redis_t *rd)
     argvlen[0] = 6;
     argv[1] = "LOAD";
     argvlen[1] = 4;
-    argv[2] = (char *) wmcf->enqueue.text.data;
-    argvlen[2] = wmcf->enqueue.text.len;
+    argv[2] = (char *) rcf->enqueue.text.data;
+    argvlen[2] = rcf->enqueue.text.len;
 
     if (ngx_http_webhook_redis_step(rd, NGX_HTTP_WEBHOOK_CMD_SETUP,
                                     "SCRIPT LOAD", 3, argv, argvlen)
@@ -245,8 +234,8 @@ ngx_http_webhook_redis_setup_steps(ngx_http_webhook_redis_t *rd)
         return NGX_ERROR;
     }
 
-    argv[2] = (char *) wmcf->status.text.data;
-    argvlen[2] = wmcf->status.text.len;
+    argv[2] = (char *) rcf->status.text.data;
+    argvlen[2] = rcf->status.text.len;
 
     return ngx_http_webhook_redis_step(rd, NGX_HTTP_WEBHOOK_CMD_READY,
                                        "SCRIPT LOAD", 3, argv, argvlen)
@@ -547,17 +536,13 @@ ngx_http_webhook_redis_call(ngx_http_webhook_redis_t *rd,
     ngx_http_webhook_cmd_t *cmd, redisReply *reply, ngx_uint_t failure)
 {
     if (cmd->handler) {
-        ngx_http_webhook_redis_failed = failure;
-
         if (reply == NULL && failure == NGX_HTTP_WEBHOOK_REDIS_LOST) {
             ngx_log_error(NGX_LOG_INFO, rd->log, 0,
                           "webhook: %s command failed: connection closed",
                           rd->setup->role);
         }
 
-        cmd->handler(cmd->data, reply);
-
-        ngx_http_webhook_redis_failed = 0;
+        cmd->handler(cmd->data, reply, failure);
     }
 
     if (reply) {

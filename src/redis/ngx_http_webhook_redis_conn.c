@@ -66,7 +66,7 @@ static char   *ngx_http_webhook_redis_states[] = {
 
 ngx_http_webhook_redis_t *
 ngx_http_webhook_redis_create(ngx_cycle_t *cycle,
-    ngx_http_webhook_main_conf_t *wmcf, ngx_http_webhook_redis_setup_t *setup,
+    ngx_http_webhook_redis_conf_t *rcf, ngx_http_webhook_redis_setup_t *setup,
     ngx_http_webhook_redis_handler_t *handler, void *data)
 {
     ngx_http_webhook_redis_t  *rd;
@@ -83,7 +83,7 @@ ngx_http_webhook_redis_create(ngx_cycle_t *cycle,
     }
 
     rd->out_size = NGX_HTTP_WEBHOOK_OUT_SIZE;
-    rd->wmcf = wmcf;
+    rd->rcf = rcf;
     rd->log = cycle->log;
     rd->setup = setup;
     rd->handler = handler;
@@ -237,7 +237,7 @@ ngx_http_webhook_redis_connect_to(ngx_http_webhook_redis_t *rd)
 
     /* the connect timeout covers the TLS and Redis handshakes too */
 
-    ngx_add_timer(&rd->timer, rd->wmcf->connect_timeout);
+    ngx_add_timer(&rd->timer, rd->rcf->connect_timeout);
 
     if (rc == NGX_OK) {
         ngx_http_webhook_redis_connected(rd);
@@ -265,7 +265,7 @@ ngx_http_webhook_redis_resolve(ngx_http_webhook_redis_t *rd)
     ctx->name = rd->resolve;
     ctx->handler = ngx_http_webhook_redis_resolved;
     ctx->data = rd;
-    ctx->timeout = rd->wmcf->resolver_timeout;
+    ctx->timeout = rd->rcf->resolver_timeout;
 
     rd->resolving = ctx;
 
@@ -406,7 +406,7 @@ static void
 ngx_http_webhook_redis_connected(ngx_http_webhook_redis_t *rd)
 {
 #if (NGX_SSL)
-    if (rd->wmcf->ssl_ctx) {
+    if (rd->rcf->ssl_ctx) {
         ngx_http_webhook_redis_state(rd, NGX_HTTP_WEBHOOK_REDIS_TLS);
 
         if (ngx_http_webhook_redis_ssl_init(rd) != NGX_OK) {
@@ -459,7 +459,7 @@ ngx_http_webhook_redis_set_ready(ngx_http_webhook_redis_t *rd)
     /* the status counts the connections that carry events */
 
     if (rd->was_up && rd->setup->scripts) {
-        ngx_http_webhook_count_reconnect(rd->wmcf);
+        ngx_http_webhook_count_reconnect(rd->rcf->queues);
     }
 
     rd->was_up = 1;
@@ -553,10 +553,10 @@ ngx_http_webhook_redis_send(ngx_http_webhook_redis_t *rd)
     const char                    *argv[3];
     u_char                         nbuf[NGX_INT_T_LEN], tbuf[NGX_INT_T_LEN];
     ngx_connection_t              *c;
-    ngx_http_webhook_main_conf_t  *wmcf;
+    ngx_http_webhook_redis_conf_t  *rcf;
 
     c = rd->connection;
-    wmcf = rd->wmcf;
+    rcf = rd->rcf;
 
     /*
      * one WAIT at a time: Redis blocks the connection while it waits, a
@@ -571,10 +571,10 @@ ngx_http_webhook_redis_send(ngx_http_webhook_redis_t *rd)
 
         argv[0] = "WAIT";
         argvlen[0] = 4;
-        p = ngx_sprintf(nbuf, "%i", wmcf->wait_replicas);
+        p = ngx_sprintf(nbuf, "%i", rcf->wait_replicas);
         argv[1] = (char *) nbuf;
         argvlen[1] = p - nbuf;
-        p = ngx_sprintf(tbuf, "%M", wmcf->wait_timeout);
+        p = ngx_sprintf(tbuf, "%M", rcf->wait_timeout);
         argv[2] = (char *) tbuf;
         argvlen[2] = p - tbuf;
 

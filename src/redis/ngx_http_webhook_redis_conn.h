@@ -163,7 +163,7 @@ struct ngx_http_webhook_redis_s {
     redisReader                       *reader;
     ngx_http_webhook_resp_scan_t       scan;        /* the bounds, before
                                                        the reader */
-    ngx_http_webhook_main_conf_t      *wmcf;
+    ngx_http_webhook_redis_conf_t      *rcf;
     ngx_log_t                         *log;
     ngx_event_t                        timer;       /* the state's */
     ngx_msec_t                         backoff;
@@ -197,7 +197,7 @@ extern ngx_http_webhook_resp_limits_t  ngx_http_webhook_redis_limits;
 
 /* ngx_http_webhook_redis_conn.c */
 ngx_http_webhook_redis_t *ngx_http_webhook_redis_create(ngx_cycle_t *cycle,
-    ngx_http_webhook_main_conf_t *wmcf, ngx_http_webhook_redis_setup_t *setup,
+    ngx_http_webhook_redis_conf_t *rcf, ngx_http_webhook_redis_setup_t *setup,
     ngx_http_webhook_redis_handler_t *handler, void *data);
 void ngx_http_webhook_redis_destroy(ngx_http_webhook_redis_t *rd);
 void ngx_http_webhook_redis_address(ngx_http_webhook_redis_t *rd,

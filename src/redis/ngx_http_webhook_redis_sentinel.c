@@ -48,7 +48,7 @@ typedef struct {
     ngx_http_webhook_sentinel_state_e   state;
     ngx_http_webhook_redis_t           *link;
     ngx_http_webhook_redis_setup_t      link_setup;
-    ngx_http_webhook_main_conf_t       *wmcf;
+    ngx_http_webhook_redis_conf_t       *rcf;
     ngx_log_t                          *log;
     ngx_event_t                         timer;
     ngx_addr_t                         *addrs;
@@ -61,7 +61,7 @@ typedef struct {
 
 
 static void *ngx_http_webhook_sentinel_init(ngx_cycle_t *cycle,
-    ngx_http_webhook_main_conf_t *wmcf);
+    ngx_http_webhook_redis_conf_t *rcf);
 static void ngx_http_webhook_sentinel_exit(void *data);
 static void ngx_http_webhook_sentinel_addresses(void *data,
     ngx_str_t *primary, ngx_str_t *sentinel);
@@ -73,10 +73,12 @@ static void ngx_http_webhook_sentinel_discover(
 static void ngx_http_webhook_sentinel_ask(ngx_http_webhook_redis_t *link);
 static void ngx_http_webhook_sentinel_link_lost(
     ngx_http_webhook_redis_t *link);
-static void ngx_http_webhook_sentinel_address(void *data, redisReply *reply);
+static void ngx_http_webhook_sentinel_address(void *data,
+    redisReply *reply, ngx_uint_t failure);
 static void ngx_http_webhook_sentinel_subscribed(void *data,
-    redisReply *reply);
-static void ngx_http_webhook_sentinel_pong(void *data, redisReply *reply);
+    redisReply *reply, ngx_uint_t failure);
+static void ngx_http_webhook_sentinel_pong(void *data,
+    redisReply *reply, ngx_uint_t failure);
 static void ngx_http_webhook_sentinel_message(ngx_http_webhook_redis_t *link,
     redisReply *reply);
 static ngx_int_t ngx_http_webhook_sentinel_primary(
@@ -133,7 +135,7 @@ static char  *ngx_http_webhook_sentinel_states[] = {
 
 static void *
 ngx_http_webhook_sentinel_init(ngx_cycle_t *cycle,
-    ngx_http_webhook_main_conf_t *wmcf)
+    ngx_http_webhook_redis_conf_t *rcf)
 {
     ngx_http_webhook_sentinel_t  *sn;
 
@@ -142,14 +144,14 @@ ngx_http_webhook_sentinel_init(ngx_cycle_t *cycle,
         return NULL;
     }
 
-    sn->wmcf = wmcf;
+    sn->rcf = rcf;
     sn->log = cycle->log;
-    sn->addrs = wmcf->sentinels->elts;
-    sn->naddrs = wmcf->sentinels->nelts;
+    sn->addrs = rcf->sentinels->elts;
+    sn->naddrs = rcf->sentinels->nelts;
 
     /* what a sentinel names is checked before anything is written */
 
-    if (ngx_http_webhook_primary_init(&sn->primary, cycle, wmcf,
+    if (ngx_http_webhook_primary_init(&sn->primary, cycle, rcf,
                                       &ngx_http_webhook_sentinel_primary_h)
         != NGX_OK)
     {
@@ -161,13 +163,13 @@ ngx_http_webhook_sentinel_init(ngx_cycle_t *cycle,
 
     /* until a sentinel names the primary: its name */
 
-    sn->primary.rd->addr_text = wmcf->sentinel_name;
+    sn->primary.rd->addr_text = rcf->sentinel_name;
 
     sn->link_setup.role = "redis sentinel";
-    sn->link_setup.user = wmcf->sentinel_user;
-    sn->link_setup.password = wmcf->sentinel_password;
+    sn->link_setup.user = rcf->sentinel_user;
+    sn->link_setup.password = rcf->sentinel_password;
 
-    sn->link = ngx_http_webhook_redis_create(cycle, wmcf, &sn->link_setup,
+    sn->link = ngx_http_webhook_redis_create(cycle, rcf, &sn->link_setup,
                       &ngx_http_webhook_sentinel_link_h, sn);
     if (sn->link == NULL) {
         return NULL;
@@ -275,8 +277,8 @@ ngx_http_webhook_sentinel_ask(ngx_http_webhook_redis_t *link)
     argvlen[0] = sizeof("SENTINEL") - 1;
     argv[1] = "get-master-addr-by-name";
     argvlen[1] = sizeof("get-master-addr-by-name") - 1;
-    argv[2] = (char *) sn->wmcf->sentinel_name.data;
-    argvlen[2] = sn->wmcf->sentinel_name.len;
+    argv[2] = (char *) sn->rcf->sentinel_name.data;
+    argvlen[2] = sn->rcf->sentinel_name.len;
 
     if (ngx_http_webhook_redis_command(link, NULL, 0, 3, argv, argvlen,
                                        ngx_http_webhook_sentinel_address, sn)
@@ -306,7 +308,7 @@ ngx_http_webhook_sentinel_ask(ngx_http_webhook_redis_t *link)
 
     /* the question's timer */
 
-    ngx_add_timer(&sn->timer, sn->wmcf->connect_timeout);
+    ngx_add_timer(&sn->timer, sn->rcf->connect_timeout);
 }
 
 
@@ -326,12 +328,15 @@ ngx_http_webhook_sentinel_link_lost(ngx_http_webhook_redis_t *link)
 /* the answer of SENTINEL get-master-addr-by-name: [ip, port] or nil */
 
 static void
-ngx_http_webhook_sentinel_address(void *data, redisReply *reply)
+ngx_http_webhook_sentinel_address(void *data, redisReply *reply,
+    ngx_uint_t failure)
 {
     ngx_http_webhook_sentinel_t  *sn = data;
 
     u_char     buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
     ngx_str_t  text;
+
+    (void) failure;              /* the reply says all */
 
     if (reply == NULL) {
         /* the link was lost: link_lost() goes on */
@@ -354,7 +359,7 @@ ngx_http_webhook_sentinel_address(void *data, redisReply *reply)
     {
         ngx_log_error(NGX_LOG_ERR, sn->log, 0,
                       "webhook: redis sentinel %V knows no master \"%V\"",
-                      &sn->addrs[sn->current].name, &sn->wmcf->sentinel_name);
+                      &sn->addrs[sn->current].name, &sn->rcf->sentinel_name);
         ngx_http_webhook_sentinel_failed(sn, "unexpected reply");
         return;
     }
@@ -385,9 +390,12 @@ ngx_http_webhook_sentinel_address(void *data, redisReply *reply)
 /* ["subscribe", "+switch-master", 1] */
 
 static void
-ngx_http_webhook_sentinel_subscribed(void *data, redisReply *reply)
+ngx_http_webhook_sentinel_subscribed(void *data, redisReply *reply,
+    ngx_uint_t failure)
 {
     ngx_http_webhook_sentinel_t  *sn = data;
+
+    (void) failure;              /* the reply says all */
 
     if (reply && reply->type == REDIS_REPLY_ERROR) {
         ngx_http_webhook_sentinel_failed(sn, "SUBSCRIBE refused");
@@ -398,9 +406,12 @@ ngx_http_webhook_sentinel_subscribed(void *data, redisReply *reply)
 /* ["pong", ""], subscribed */
 
 static void
-ngx_http_webhook_sentinel_pong(void *data, redisReply *reply)
+ngx_http_webhook_sentinel_pong(void *data, redisReply *reply,
+    ngx_uint_t failure)
 {
     ngx_http_webhook_sentinel_t  *sn = data;
+
+    (void) failure;              /* the reply says all */
 
     if (reply && reply->type != REDIS_REPLY_ERROR) {
         sn->pings = 0;
@@ -449,7 +460,7 @@ ngx_http_webhook_sentinel_message(ngx_http_webhook_redis_t *link,
         }
     }
 
-    name = &sn->wmcf->sentinel_name;
+    name = &sn->rcf->sentinel_name;
 
     if ((size_t) (field[1] - field[0] - 1) != name->len
         || ngx_strncmp(field[0], name->data, name->len) != 0)
@@ -542,7 +553,7 @@ ngx_http_webhook_sentinel_primary(ngx_http_webhook_sentinel_t *sn,
 
     ngx_log_error(NGX_LOG_NOTICE, sn->log, 0,
                   "webhook: redis sentinel %V: the primary of \"%V\" is %V",
-                  &sn->addrs[sn->current].name, &sn->wmcf->sentinel_name,
+                  &sn->addrs[sn->current].name, &sn->rcf->sentinel_name,
                   &rd->addr_text);
 
     /* what was in flight on the old primary has an unknown outcome */

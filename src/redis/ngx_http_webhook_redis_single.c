@@ -22,7 +22,7 @@
 
 
 static void *ngx_http_webhook_single_init(ngx_cycle_t *cycle,
-    ngx_http_webhook_main_conf_t *wmcf);
+    ngx_http_webhook_redis_conf_t *rcf);
 static void ngx_http_webhook_single_exit(void *data);
 static void ngx_http_webhook_single_addresses(void *data,
     ngx_str_t *primary, ngx_str_t *sentinel);
@@ -52,7 +52,7 @@ static ngx_http_webhook_redis_handler_t  ngx_http_webhook_single_handler = {
 
 static void *
 ngx_http_webhook_single_init(ngx_cycle_t *cycle,
-    ngx_http_webhook_main_conf_t *wmcf)
+    ngx_http_webhook_redis_conf_t *rcf)
 {
     ngx_http_webhook_primary_t  *p;
 
@@ -61,20 +61,20 @@ ngx_http_webhook_single_init(ngx_cycle_t *cycle,
         return NULL;
     }
 
-    if (ngx_http_webhook_primary_init(p, cycle, wmcf,
+    if (ngx_http_webhook_primary_init(p, cycle, rcf,
                                       &ngx_http_webhook_single_handler)
         != NGX_OK)
     {
         return NULL;
     }
 
-    ngx_http_webhook_redis_address(p->rd, wmcf->sockaddr, wmcf->socklen,
-                                   &wmcf->host, &wmcf->addr_text);
+    ngx_http_webhook_redis_address(p->rd, rcf->sockaddr, rcf->socklen,
+                                   &rcf->host, &rcf->addr_text);
 
-    if (wmcf->resolver) {
-        p->rd->resolver = wmcf->resolver;
-        p->rd->resolve = wmcf->host_name;
-        p->rd->port = (in_port_t) wmcf->port;
+    if (rcf->resolver) {
+        p->rd->resolver = rcf->resolver;
+        p->rd->resolve = rcf->host_name;
+        p->rd->port = (in_port_t) rcf->port;
         p->follow = "reconnecting";
     }
 
@@ -109,17 +109,17 @@ ngx_http_webhook_single_addresses(void *data, ngx_str_t *primary,
 
 ngx_int_t
 ngx_http_webhook_primary_init(ngx_http_webhook_primary_t *p,
-    ngx_cycle_t *cycle, ngx_http_webhook_main_conf_t *wmcf,
+    ngx_cycle_t *cycle, ngx_http_webhook_redis_conf_t *rcf,
     ngx_http_webhook_redis_handler_t *handler)
 {
     p->setup.role = "redis";
-    p->setup.user = wmcf->user;
-    p->setup.password = wmcf->password;
-    p->setup.db = wmcf->db;
+    p->setup.user = rcf->user;
+    p->setup.password = rcf->password;
+    p->setup.db = rcf->db;
     p->setup.scripts = 1;
-    p->setup.wait = wmcf->wait_replicas ? 1 : 0;
+    p->setup.wait = rcf->wait_replicas ? 1 : 0;
 
-    p->rd = ngx_http_webhook_redis_create(cycle, wmcf, &p->setup, handler, p);
+    p->rd = ngx_http_webhook_redis_create(cycle, rcf, &p->setup, handler, p);
     if (p->rd == NULL) {
         return NGX_ERROR;
     }

@@ -43,24 +43,24 @@ ngx_conf_bitmask_t  ngx_http_webhook_redis_ssl_protocols[] = {
 
 char *
 ngx_http_webhook_redis_ssl_conf(ngx_conf_t *cf,
-    ngx_http_webhook_main_conf_t *wmcf)
+    ngx_http_webhook_redis_conf_t *rcf)
 {
     u_char              *p;
     ngx_ssl_t           *ssl;
     ngx_pool_cleanup_t  *cln;
 
-    ngx_conf_init_value(wmcf->ssl, 0);
-    ngx_conf_init_value(wmcf->ssl_verify, 1);
-    if (wmcf->ssl_protocols == 0) {
-        wmcf->ssl_protocols = NGX_CONF_BITMASK_SET
+    ngx_conf_init_value(rcf->ssl, 0);
+    ngx_conf_init_value(rcf->ssl_verify, 1);
+    if (rcf->ssl_protocols == 0) {
+        rcf->ssl_protocols = NGX_CONF_BITMASK_SET
                               |NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3;
     }
 
-    if (!wmcf->ssl) {
+    if (!rcf->ssl) {
         return NGX_CONF_OK;
     }
 
-    if (wmcf->ssl_verify && wmcf->ssl_trusted_certificate.len == 0) {
+    if (rcf->ssl_verify && rcf->ssl_trusted_certificate.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"webhook_redis_ssl_verify\" is on and needs "
                            "\"webhook_redis_ssl_trusted_certificate\" (the "
@@ -69,15 +69,15 @@ ngx_http_webhook_redis_ssl_conf(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    if (wmcf->ssl_certificate.len && wmcf->ssl_certificate_key.len == 0) {
+    if (rcf->ssl_certificate.len && rcf->ssl_certificate_key.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "no \"webhook_redis_ssl_certificate_key\" for "
                            "\"webhook_redis_ssl_certificate\" \"%V\"",
-                           &wmcf->ssl_certificate);
+                           &rcf->ssl_certificate);
         return NGX_CONF_ERROR;
     }
 
-    if (wmcf->ssl_certificate_key.len && wmcf->ssl_certificate.len == 0) {
+    if (rcf->ssl_certificate_key.len && rcf->ssl_certificate.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"webhook_redis_ssl_certificate_key\" needs "
                            "\"webhook_redis_ssl_certificate\"");
@@ -86,24 +86,24 @@ ngx_http_webhook_redis_ssl_conf(ngx_conf_t *cf,
 
     /* the name for SNI and the certificate: as written in webhook_redis */
 
-    if (wmcf->ssl_name.len == 0) {
-        wmcf->ssl_name = wmcf->host_name;
+    if (rcf->ssl_name.len == 0) {
+        rcf->ssl_name = rcf->host_name;
     }
 
-    if (wmcf->ssl_name.len && wmcf->ssl_name.data[0] == '[') {
+    if (rcf->ssl_name.len && rcf->ssl_name.data[0] == '[') {
         /* [::1]: the address in the certificate has no brackets */
-        wmcf->ssl_name.data++;
-        wmcf->ssl_name.len -= 2;
+        rcf->ssl_name.data++;
+        rcf->ssl_name.len -= 2;
     }
 
-    p = ngx_pnalloc(cf->pool, wmcf->ssl_name.len + 1);
+    p = ngx_pnalloc(cf->pool, rcf->ssl_name.len + 1);
     if (p == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    ngx_memcpy(p, wmcf->ssl_name.data, wmcf->ssl_name.len);
-    p[wmcf->ssl_name.len] = '\0';
-    wmcf->ssl_name.data = p;
+    ngx_memcpy(p, rcf->ssl_name.data, rcf->ssl_name.len);
+    p[rcf->ssl_name.len] = '\0';
+    rcf->ssl_name.data = p;
 
     ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
     if (ssl == NULL) {
@@ -112,7 +112,7 @@ ngx_http_webhook_redis_ssl_conf(ngx_conf_t *cf,
 
     ssl->log = cf->log;
 
-    if (ngx_ssl_create(ssl, wmcf->ssl_protocols, NULL) != NGX_OK) {
+    if (ngx_ssl_create(ssl, rcf->ssl_protocols, NULL) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -125,13 +125,13 @@ ngx_http_webhook_redis_ssl_conf(ngx_conf_t *cf,
     cln->handler = ngx_ssl_cleanup_ctx;
     cln->data = ssl;
 
-    if ((wmcf->ssl_certificate.len
-         && ngx_ssl_certificate(cf, ssl, &wmcf->ssl_certificate,
-                                &wmcf->ssl_certificate_key, NULL)
+    if ((rcf->ssl_certificate.len
+         && ngx_ssl_certificate(cf, ssl, &rcf->ssl_certificate,
+                                &rcf->ssl_certificate_key, NULL)
             != NGX_OK)
-        || (wmcf->ssl_trusted_certificate.len
+        || (rcf->ssl_trusted_certificate.len
             && ngx_ssl_trusted_certificate(cf, ssl,
-                                           &wmcf->ssl_trusted_certificate,
+                                           &rcf->ssl_trusted_certificate,
                                            NGX_HTTP_WEBHOOK_SSL_DEPTH)
                != NGX_OK))
     {
@@ -147,7 +147,7 @@ ngx_http_webhook_redis_ssl_conf(ngx_conf_t *cf,
         return NGX_CONF_OK;
     }
 
-    wmcf->ssl_ctx = ssl;
+    rcf->ssl_ctx = ssl;
 
     return NGX_CONF_OK;
 }
@@ -161,12 +161,12 @@ ngx_http_webhook_redis_ssl_init(ngx_http_webhook_redis_t *rd)
     ngx_int_t                      rc;
     ngx_str_t                     *name;
     ngx_connection_t              *c;
-    ngx_http_webhook_main_conf_t  *wmcf;
+    ngx_http_webhook_redis_conf_t  *rcf;
 
     c = rd->connection;
-    wmcf = rd->wmcf;
+    rcf = rd->rcf;
 
-    if (ngx_ssl_create_connection(wmcf->ssl_ctx, c,
+    if (ngx_ssl_create_connection(rcf->ssl_ctx, c,
                                   NGX_SSL_BUFFER|NGX_SSL_CLIENT)
         != NGX_OK)
     {
@@ -177,7 +177,7 @@ ngx_http_webhook_redis_ssl_init(ngx_http_webhook_redis_t *rd)
      * without webhook_redis_ssl_name: the host of the connection's address
      * (a sentinel's, the primary it named, a Cluster node's)
      */
-    name = wmcf->ssl_name.len ? &wmcf->ssl_name : &rd->host;
+    name = rcf->ssl_name.len ? &rcf->ssl_name : &rd->host;
 
     /* no SNI for an address (RFC 6066) */
 
@@ -223,7 +223,7 @@ ngx_http_webhook_redis_ssl_handshaked(ngx_connection_t *c)
         return;
     }
 
-    if (rd->wmcf->ssl_verify
+    if (rd->rcf->ssl_verify
         && ngx_http_webhook_redis_ssl_verify(rd, c) != NGX_OK)
     {
         ngx_http_webhook_redis_close(rd, 0);
@@ -251,7 +251,7 @@ ngx_http_webhook_redis_ssl_verify(ngx_http_webhook_redis_t *rd,
         return NGX_ERROR;
     }
 
-    name = rd->wmcf->ssl_name.len ? &rd->wmcf->ssl_name : &rd->host;
+    name = rd->rcf->ssl_name.len ? &rd->rcf->ssl_name : &rd->host;
 
     if (ngx_http_webhook_redis_ssl_check_name(c, name) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,

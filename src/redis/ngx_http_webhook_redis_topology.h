@@ -33,7 +33,7 @@ typedef struct {
 
     /* at a worker's start: the topology's data, its connections started */
     void                      *(*init)(ngx_cycle_t *cycle,
-                                   ngx_http_webhook_main_conf_t *wmcf);
+                                   ngx_http_webhook_redis_conf_t *rcf);
     void                       (*exit)(void *data);
 
     /*
@@ -74,7 +74,7 @@ typedef struct {
 
 /* ngx_http_webhook_redis_single.c */
 ngx_int_t ngx_http_webhook_primary_init(ngx_http_webhook_primary_t *p,
-    ngx_cycle_t *cycle, ngx_http_webhook_main_conf_t *wmcf,
+    ngx_cycle_t *cycle, ngx_http_webhook_redis_conf_t *rcf,
     ngx_http_webhook_redis_handler_t *handler);
 ngx_int_t ngx_http_webhook_primary_error(ngx_http_webhook_redis_t *rd,
     ngx_http_webhook_cmd_t *cmd, redisReply *reply);

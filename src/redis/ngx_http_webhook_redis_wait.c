@@ -35,12 +35,12 @@ ngx_http_webhook_redis_waited(ngx_http_webhook_redis_t *rd,
     ngx_uint_t                     n, gen;
     ngx_queue_t                   *q;
     ngx_http_webhook_cmd_t        *cmd;
-    ngx_http_webhook_main_conf_t  *wmcf;
+    ngx_http_webhook_redis_conf_t  *rcf;
 
     static const char  *role[] = { "ROLE" };
     static size_t       role_len[] = { sizeof("ROLE") - 1 };
 
-    wmcf = rd->wmcf;
+    rcf = rd->rcf;
 
     if (reply->type == REDIS_REPLY_INTEGER) {
         acked = (ngx_int_t) reply->integer;
@@ -63,11 +63,11 @@ ngx_http_webhook_redis_waited(ngx_http_webhook_redis_t *rd,
         n++;
     }
 
-    if (acked >= 0 && acked < wmcf->wait_replicas) {
+    if (acked >= 0 && acked < rcf->wait_replicas) {
         ngx_log_error(NGX_LOG_WARN, rd->log, 0,
                       "webhook: redis WAIT %i %M: %i replicas acknowledged, "
                       "%ui writes answered as not replicated",
-                      wmcf->wait_replicas, wmcf->wait_timeout, acked, n);
+                      rcf->wait_replicas, rcf->wait_timeout, acked, n);
 
         /* how many replicas there are, for the log */
         (void) ngx_http_webhook_redis_step(rd,
@@ -89,7 +89,7 @@ ngx_http_webhook_redis_waited(ngx_http_webhook_redis_t *rd,
         ngx_queue_remove(q);
         cmd = ngx_queue_data(q, ngx_http_webhook_cmd_t, queue);
 
-        if (acked >= wmcf->wait_replicas) {
+        if (acked >= rcf->wait_replicas) {
             ngx_http_webhook_redis_call(rd, cmd, cmd->reply, 0);
 
         } else {
@@ -120,13 +120,13 @@ ngx_http_webhook_redis_role(ngx_http_webhook_redis_t *rd, redisReply *reply)
 
     replicas = (ngx_int_t) reply->element[2]->elements;
 
-    if (replicas < rd->wmcf->wait_replicas && replicas != rd->replicas) {
+    if (replicas < rd->rcf->wait_replicas && replicas != rd->replicas) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "webhook: redis at %V has %i connected replicas, "
                       "webhook_redis_wait asks for %i: no write is "
                       "acknowledged until enough replicas are back",
                       &rd->addr_text, replicas,
-                      rd->wmcf->wait_replicas);
+                      rd->rcf->wait_replicas);
     }
 
     rd->replicas = replicas;

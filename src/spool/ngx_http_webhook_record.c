@@ -27,8 +27,8 @@ static ngx_int_t ngx_http_webhook_hex(u_char c);
 size_t
 ngx_http_webhook_record_len(ngx_http_webhook_record_t *rec)
 {
-    return NGX_HTTP_WEBHOOK_REC_HEADER + 16 + rec->list.len + rec->seen.len
-           + rec->id.len + rec->envelope.len;
+    return NGX_HTTP_WEBHOOK_REC_HEADER + 16 + rec->item.list.len
+           + rec->item.seen.len + rec->item.id.len + rec->item.envelope.len;
 }
 
 
@@ -45,13 +45,13 @@ ngx_http_webhook_record_write(u_char *p, ngx_http_webhook_record_t *rec)
     p = ngx_http_webhook_put32(p, rec->flags);
     p = ngx_http_webhook_put64(p, rec->seq);
     p = ngx_http_webhook_put64(p, rec->spooled_at);
-    p = ngx_http_webhook_put32(p, rec->ttl);
-    p = ngx_http_webhook_put32(p, rec->max_depth);
+    p = ngx_http_webhook_put32(p, rec->item.ttl);
+    p = ngx_http_webhook_put32(p, rec->item.max_depth);
 
-    p = ngx_http_webhook_put_str(p, &rec->list);
-    p = ngx_http_webhook_put_str(p, &rec->seen);
-    p = ngx_http_webhook_put_str(p, &rec->id);
-    last = ngx_http_webhook_put_str(p, &rec->envelope);
+    p = ngx_http_webhook_put_str(p, &rec->item.list);
+    p = ngx_http_webhook_put_str(p, &rec->item.seen);
+    p = ngx_http_webhook_put_str(p, &rec->item.id);
+    last = ngx_http_webhook_put_str(p, &rec->item.envelope);
 
     (void) ngx_http_webhook_put32(start + 4,
                                   ngx_http_webhook_crc32(start + 8,
@@ -133,18 +133,18 @@ ngx_http_webhook_record_read(u_char *p, size_t len,
     rec->flags = ngx_http_webhook_get32(p + 12);
     rec->seq = ngx_http_webhook_get64(p + 16);
     rec->spooled_at = ngx_http_webhook_get64(p + 24);
-    rec->ttl = ngx_http_webhook_get32(p + 32);
-    rec->max_depth = ngx_http_webhook_get32(p + 36);
+    rec->item.ttl = ngx_http_webhook_get32(p + 32);
+    rec->item.max_depth = ngx_http_webhook_get32(p + 36);
 
     q = p + NGX_HTTP_WEBHOOK_REC_HEADER;
     last = p + n;
 
-    if (ngx_http_webhook_get_str(&q, last, &rec->list) != NGX_OK
-        || ngx_http_webhook_get_str(&q, last, &rec->seen) != NGX_OK
-        || ngx_http_webhook_get_str(&q, last, &rec->id) != NGX_OK
-        || ngx_http_webhook_get_str(&q, last, &rec->envelope) != NGX_OK
+    if (ngx_http_webhook_get_str(&q, last, &rec->item.list) != NGX_OK
+        || ngx_http_webhook_get_str(&q, last, &rec->item.seen) != NGX_OK
+        || ngx_http_webhook_get_str(&q, last, &rec->item.id) != NGX_OK
+        || ngx_http_webhook_get_str(&q, last, &rec->item.envelope) != NGX_OK
         || q != last
-        || rec->list.len == 0 || rec->envelope.len == 0)
+        || rec->item.list.len == 0 || rec->item.envelope.len == 0)
     {
         return NGX_HTTP_WEBHOOK_REC_BAD;
     }

@@ -14,6 +14,8 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
+#include "core/ngx_http_webhook_core.h"
+
 
 /*
  * A record, all integers little-endian:
@@ -47,12 +49,7 @@ typedef struct {
     uint32_t                      flags;
     uint64_t                      seq;
     uint64_t                      spooled_at;  /* unix msec */
-    uint32_t                      ttl;
-    uint32_t                      max_depth;
-    ngx_str_t                     list;
-    ngx_str_t                     seen;
-    ngx_str_t                     id;
-    ngx_str_t                     envelope;
+    ngx_http_webhook_item_t       item;
 } ngx_http_webhook_record_t;
 
 

@@ -24,31 +24,24 @@
 
 
 typedef struct {
-    ngx_http_webhook_main_conf_t  *wmcf;
+    ngx_http_webhook_spool_conf_t *scf;
     ngx_http_webhook_writer_t     *writers;     /* one per queue */
     ngx_log_t                     *log;
     ngx_uint_t                     full;        /* logged, until room */
 } ngx_http_webhook_spool_t;
 
 
-static ngx_int_t ngx_http_webhook_spool_append(ngx_http_request_t *r,
-    ngx_http_webhook_ctx_t *ctx, ngx_http_webhook_writer_t *w);
-static ngx_int_t ngx_http_webhook_spool_room(ngx_http_request_t *r,
-    size_t len);
+static ngx_int_t ngx_http_webhook_spool_append(ngx_http_webhook_writer_t *w,
+    ngx_http_webhook_item_t *items, ngx_uint_t n,
+    ngx_http_webhook_spool_wait_t *wait, ngx_log_t *log);
+static ngx_int_t ngx_http_webhook_spool_room(size_t len, ngx_log_t *log);
 static ngx_int_t ngx_http_webhook_spool_grow(ngx_http_webhook_spool_buf_t *b,
     size_t len, ngx_log_t *log);
 static ngx_int_t ngx_http_webhook_spool_post(ngx_http_webhook_writer_t *w);
-static void ngx_http_webhook_spool_cut(ngx_http_webhook_writer_t *w,
-    ngx_http_webhook_ctx_t *ctx);
-static void ngx_http_webhook_spool_fail(ngx_http_webhook_writer_t *w,
-    ngx_http_webhook_spool_buf_t *b);
+static void ngx_http_webhook_spool_cut(ngx_http_webhook_spool_wait_t *wait);
+static void ngx_http_webhook_spool_fail(ngx_http_webhook_spool_buf_t *b);
 static void ngx_http_webhook_spool_shrink(ngx_http_webhook_spool_buf_t *b);
 static void ngx_http_webhook_spool_written(ngx_event_t *ev);
-static void ngx_http_webhook_spool_answer(ngx_http_webhook_ctx_t *ctx,
-    ngx_uint_t ok);
-static ngx_int_t ngx_http_webhook_spool_body(ngx_http_request_t *r,
-    ngx_http_webhook_ctx_t *ctx);
-static void ngx_http_webhook_spool_timeout(ngx_event_t *ev);
 static void ngx_http_webhook_spool_seal_later(ngx_http_webhook_writer_t *w);
 static void ngx_http_webhook_spool_seal(ngx_event_t *ev);
 
@@ -56,17 +49,12 @@ static void ngx_http_webhook_spool_seal(ngx_event_t *ev);
 static ngx_http_webhook_spool_t  *ngx_http_webhook_spool_worker;
 
 
+/* the spool runs in this worker (configured, and its zone is there) */
+
 ngx_uint_t
-ngx_http_webhook_spool_on(ngx_http_request_t *r)
+ngx_http_webhook_spool_ready(void)
 {
-    ngx_http_webhook_loc_conf_t   *wlcf;
-    ngx_http_webhook_main_conf_t  *wmcf;
-
-    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
-    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
-
-    return wmcf->spool_path && wlcf->spool && wmcf->stats
-           && ngx_http_webhook_spool_worker;
+    return ngx_http_webhook_spool_worker != NULL;
 }
 
 
@@ -76,208 +64,167 @@ ngx_http_webhook_spool_on(ngx_http_request_t *r)
  */
 
 ngx_uint_t
-ngx_http_webhook_spool_holds(ngx_http_request_t *r)
+ngx_http_webhook_spool_holds(ngx_uint_t queue)
 {
-    ngx_http_webhook_loc_conf_t   *wlcf;
-    ngx_http_webhook_main_conf_t  *wmcf;
-    ngx_http_webhook_counters_t   *cnt;
+    ngx_http_webhook_queues_t    *qs;
+    ngx_http_webhook_counters_t  *cnt;
 
-    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
-    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+    qs = ngx_http_webhook_spool_worker->scf->queues;
+    cnt = ngx_http_webhook_counters(qs, queue);
 
-    cnt = wmcf->counters[wlcf->queue_index];
-
-    return wmcf->stats->spool_recovering
+    return qs->stats->spool_recovering
            || (cnt && (ngx_atomic_int_t) cnt->spool_pending > 0);
 }
 
 
 /*
- * The request's events go to the spool: NGX_DONE while they are written,
- * or the answer when they cannot be (the spool is full).
+ * The items of queue i go to the spool, in one write and sync with what
+ * comes meanwhile (group commit).  NGX_OK: wait->handler is called once
+ * they are on disk (NGX_OK) or could not be kept (NGX_ERROR), unless the
+ * caller cancels first.  Else the answer now: NGX_DECLINED (max_size),
+ * NGX_HTTP_WEBHOOK_SPOOL_TOO_LARGE (an item is more than a record may
+ * hold), NGX_BUSY (the thread pool takes no task), NGX_ERROR.
  */
 
 ngx_int_t
-ngx_http_webhook_spool(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx,
-    char *why)
+ngx_http_webhook_spool_write(ngx_uint_t queue, ngx_http_webhook_item_t *items,
+    ngx_uint_t n, const char *why, ngx_http_webhook_spool_wait_t *wait,
+    ngx_log_t *log)
 {
-    ngx_int_t                      rc;
-    ngx_http_webhook_writer_t     *w;
-    ngx_http_webhook_loc_conf_t   *wlcf;
+    ngx_int_t                   rc;
+    ngx_http_webhook_writer_t  *w;
 
-    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
+    w = &ngx_http_webhook_spool_worker->writers[queue];
 
-    w = &ngx_http_webhook_spool_worker->writers[wlcf->queue_index];
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "webhook spool: \"%V\" takes %ui events: %s",
+                   &w->queue, n, why);
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "webhook spool: %s", why);
-
-    ctx->spool_why = why;
-
-    if (ctx->spool_answer.len == 0
-        && ngx_http_webhook_spool_body(r, ctx) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_webhook_spool_append(r, ctx, w);
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       NGX_HTTP_WEBHOOK_RESULT_UNAVAILABLE,
-                                       "unavailable",
-                                       "the queue is unavailable and the "
-                                       "spool is full, retry later");
-    }
-
-    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
-        return ngx_http_webhook_refuse(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                       NGX_HTTP_WEBHOOK_RESULT_TOO_LARGE,
-                                       "too_large",
-                                       "the queue is unavailable and the "
-                                       "event is larger than the spool "
-                                       "keeps, retry later");
-    }
+    rc = ngx_http_webhook_spool_append(w, items, n, wait, log);
 
     if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return rc;
     }
-
-    ctx->spooling = 1;
-    ctx->spool_buf = w->pending;
-    ngx_queue_insert_tail(&w->pending->waiting, &ctx->spool_link);
-
-    if (ctx->timer.timer_set) {
-        ngx_del_timer(&ctx->timer);
-    }
-
-    /* not cancelable: a graceful shutdown waits for the answer */
-
-    ctx->timer.handler = ngx_http_webhook_spool_timeout;
-    ctx->timer.data = ctx;
-    ctx->timer.log = r->connection->log;
-
-    ngx_add_timer(&ctx->timer, NGX_HTTP_WEBHOOK_SPOOL_TIMEOUT);
-
-    if (w->task->event.active) {
-        return NGX_DONE;        /* the next write takes it */
-    }
-
-    /* no write in flight: the pending records are this request's only */
-
-    if (ngx_http_webhook_spool_post(w) != NGX_OK) {
-        ngx_del_timer(&ctx->timer);
-        ngx_http_webhook_spool_cut(w, ctx);
-
-        return ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       NGX_HTTP_WEBHOOK_RESULT_UNAVAILABLE,
-                                       "unavailable",
-                                       "the queue is unavailable and the "
-                                       "spool is busy, retry later");
-    }
-
-    return NGX_DONE;
-}
-
-
-/*
- * The records of the request's events, from the script's arguments
- * (see ngx_http_webhook_prepare()), each with the next sequence number.
- */
-
-static ngx_int_t
-ngx_http_webhook_spool_append(ngx_http_request_t *r,
-    ngx_http_webhook_ctx_t *ctx, ngx_http_webhook_writer_t *w)
-{
-    u_char                        *p;
-    size_t                         len;
-    ngx_uint_t                     i, n, k, s;
-    ngx_time_t                    *tp;
-    ngx_http_webhook_record_t     *rec;
-    ngx_http_webhook_loc_conf_t   *wlcf;
-    ngx_http_webhook_main_conf_t  *wmcf;
-
-    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
-    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
-
-    n = ctx->nevents;
-
-    rec = ngx_pcalloc(r->pool, n * sizeof(ngx_http_webhook_record_t));
-    if (rec == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    tp = ngx_timeofday();
-    len = 0;
-
-    for (i = 0; i < n; i++) {
-        k = ctx->argv0 + NGX_HTTP_WEBHOOK_SCRIPT_ARGS
-            + NGX_HTTP_WEBHOOK_EVENT_ARGS * i;
-
-        s = ngx_atoi((u_char *) ctx->argv[k], ctx->argvlen[k]);
-
-        rec[i].spooled_at = (uint64_t) tp->sec * 1000 + tp->msec;
-        rec[i].ttl = (s >= ctx->seen_env) ? NGX_HTTP_WEBHOOK_SPOOL_SEEN_TTL
-                                          : (uint32_t) wlcf->dedupe;
-        rec[i].max_depth = wlcf->max_depth;
-        rec[i].list.data = (u_char *) ctx->argv[NGX_HTTP_WEBHOOK_CMD_ARGS + i];
-        rec[i].list.len = ctx->argvlen[NGX_HTTP_WEBHOOK_CMD_ARGS + i];
-        rec[i].seen.data = (u_char *)
-                           ctx->argv[NGX_HTTP_WEBHOOK_CMD_ARGS + n + s - 1];
-        rec[i].seen.len = ctx->argvlen[NGX_HTTP_WEBHOOK_CMD_ARGS + n + s - 1];
-        rec[i].id.data = (u_char *) ctx->argv[k + 1];
-        rec[i].id.len = ctx->argvlen[k + 1];
-        rec[i].envelope.data = (u_char *) ctx->argv[k + 2];
-        rec[i].envelope.len = ctx->argvlen[k + 2];
-
-        if (ngx_http_webhook_record_len(&rec[i])
-            > NGX_HTTP_WEBHOOK_REC_MAX)
-        {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "webhook: an event of %uz bytes is more than the "
-                          "spool keeps (%d bytes a record): refused",
-                          ngx_http_webhook_record_len(&rec[i]),
-                          NGX_HTTP_WEBHOOK_REC_MAX);
-            return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
-        }
-
-        len += ngx_http_webhook_record_len(&rec[i]);
-    }
-
-    if (ngx_http_webhook_spool_room(r, len) != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    if (ngx_http_webhook_spool_grow(w->pending, len, r->connection->log)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    /* the numbers are taken in the order of the file: the drain merges */
-
-    p = w->pending->data + w->pending->len;
-
-    for (i = 0; i < n; i++) {
-        rec[i].seq = ngx_atomic_fetch_add(&wmcf->stats->spool_seq, 1);
-        p = ngx_http_webhook_record_write(p, &rec[i]);
-    }
-
-    ctx->spool_off = w->pending->len;
-    ctx->spool_len = len;
-
-    w->pending->len += len;
-    w->pending->events += n;
-
-    (void) ngx_atomic_fetch_add(&wmcf->stats->spool_queued, len);
 
     if (w->counters
         && ngx_atomic_fetch_add(&w->counters->spool_pending, n) == 0)
     {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_WARN, log, 0,
                       "webhook: queue \"%V\" starts spooling: %s",
-                      &w->queue, ctx->spool_why);
+                      &w->queue, why);
     }
+
+    wait->queue = queue;
+    wait->buf = w->pending;
+    wait->waiting = 1;
+    ngx_queue_insert_tail(&w->pending->waiting, &wait->link);
+
+    if (w->task->event.active) {
+        return NGX_OK;          /* the next write takes them */
+    }
+
+    /* no write in flight: the pending records are these only */
+
+    if (ngx_http_webhook_spool_post(w) != NGX_OK) {
+        ngx_http_webhook_spool_cut(wait);
+        return NGX_BUSY;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The caller gives up waiting (its timer, or the request went away): its
+ * records are taken back if no write has them yet (1); else the write
+ * goes on and they will be on disk (0).  The handler is not called.
+ */
+
+ngx_uint_t
+ngx_http_webhook_spool_cancel(ngx_http_webhook_spool_wait_t *wait)
+{
+    ngx_http_webhook_writer_t  *w;
+
+    if (!wait->waiting) {
+        return 0;
+    }
+
+    w = &ngx_http_webhook_spool_worker->writers[wait->queue];
+
+    if (wait->buf == w->pending) {
+        ngx_http_webhook_spool_cut(wait);
+        return 1;
+    }
+
+    ngx_queue_remove(&wait->link);
+    wait->waiting = 0;
+
+    return 0;
+}
+
+
+/* the records of the items, each with the next sequence number */
+
+static ngx_int_t
+ngx_http_webhook_spool_append(ngx_http_webhook_writer_t *w,
+    ngx_http_webhook_item_t *items, ngx_uint_t n,
+    ngx_http_webhook_spool_wait_t *wait, ngx_log_t *log)
+{
+    u_char                     *p;
+    size_t                      len, one;
+    ngx_uint_t                  i;
+    ngx_time_t                 *tp;
+    ngx_http_webhook_stats_t   *stats;
+    ngx_http_webhook_record_t   rec;
+
+    stats = ngx_http_webhook_spool_worker->scf->queues->stats;
+    len = 0;
+
+    for (i = 0; i < n; i++) {
+        rec.item = items[i];
+        one = ngx_http_webhook_record_len(&rec);
+
+        if (one > NGX_HTTP_WEBHOOK_REC_MAX) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "webhook: an event of %uz bytes is more than the "
+                          "spool keeps (%d bytes a record): refused",
+                          one, NGX_HTTP_WEBHOOK_REC_MAX);
+            return NGX_HTTP_WEBHOOK_SPOOL_TOO_LARGE;
+        }
+
+        len += one;
+    }
+
+    if (ngx_http_webhook_spool_room(len, log) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_webhook_spool_grow(w->pending, len, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* the numbers are taken in the order of the file: the drain merges */
+
+    tp = ngx_timeofday();
+    p = w->pending->data + w->pending->len;
+
+    for (i = 0; i < n; i++) {
+        rec.flags = 0;
+        rec.seq = ngx_atomic_fetch_add(&stats->spool_seq, 1);
+        rec.spooled_at = (uint64_t) tp->sec * 1000 + tp->msec;
+        rec.item = items[i];
+
+        p = ngx_http_webhook_record_write(p, &rec);
+    }
+
+    wait->off = w->pending->len;
+    wait->len = len;
+    wait->nevents = n;
+
+    w->pending->len += len;
+    w->pending->events += n;
+
+    (void) ngx_atomic_fetch_add(&stats->spool_queued, len);
 
     return NGX_OK;
 }
@@ -289,14 +236,16 @@ ngx_http_webhook_spool_append(ngx_http_request_t *r,
  */
 
 static ngx_int_t
-ngx_http_webhook_spool_room(ngx_http_request_t *r, size_t len)
+ngx_http_webhook_spool_room(size_t len, ngx_log_t *log)
 {
-    ngx_http_webhook_main_conf_t  *wmcf;
+    ngx_http_webhook_stats_t       *stats;
+    ngx_http_webhook_spool_conf_t  *scf;
 
-    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+    scf = ngx_http_webhook_spool_worker->scf;
+    stats = scf->queues->stats;
 
-    if ((off_t) (wmcf->stats->spool_bytes + wmcf->stats->spool_queued + len)
-        <= wmcf->spool_max_size)
+    if ((off_t) (stats->spool_bytes + stats->spool_queued + len)
+        <= scf->max_size)
     {
         ngx_http_webhook_spool_worker->full = 0;
         return NGX_OK;
@@ -305,11 +254,11 @@ ngx_http_webhook_spool_room(ngx_http_request_t *r, size_t len)
     if (!ngx_http_webhook_spool_worker->full) {
         ngx_http_webhook_spool_worker->full = 1;
 
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, log, 0,
                       "webhook: the spool \"%V\" is full (%O of max_size "
                       "%O bytes): events are refused with 503 until it "
-                      "drains", &wmcf->spool_path->name,
-                      (off_t) wmcf->stats->spool_bytes, wmcf->spool_max_size);
+                      "drains", &scf->path->name,
+                      (off_t) stats->spool_bytes, scf->max_size);
     }
 
     return NGX_DECLINED;
@@ -372,8 +321,8 @@ ngx_http_webhook_spool_post(ngx_http_webhook_writer_t *w)
 
         /* the queue's name fits: ngx_http_webhook_spool_check() */
 
-        p = ngx_sprintf(w->name, "%V/", &ngx_http_webhook_spool_worker->wmcf
-                                          ->spool_path->name);
+        p = ngx_sprintf(w->name, "%V/",
+                        &ngx_http_webhook_spool_worker->scf->path->name);
         p = ngx_http_webhook_spool_escape(p, &w->queue);
         (void) ngx_sprintf(p, ".%016xL.%P.seg%Z",
                            ngx_http_webhook_record_seq(b->data), ngx_pid);
@@ -385,7 +334,7 @@ ngx_http_webhook_spool_post(ngx_http_webhook_writer_t *w)
 
     w->task->event.complete = 0;
 
-    if (ngx_thread_task_post(ngx_http_webhook_spool_worker->wmcf->spool_pool,
+    if (ngx_thread_task_post(ngx_http_webhook_spool_worker->scf->pool,
                              w->task)
         != NGX_OK)
     {
@@ -398,20 +347,24 @@ ngx_http_webhook_spool_post(ngx_http_webhook_writer_t *w)
 }
 
 
-/* back in the event loop: the waiting requests get their answers */
+/* back in the event loop: the waiting callers are told */
 
 static void
 ngx_http_webhook_spool_written(ngx_event_t *ev)
 {
     ngx_http_webhook_writer_t *w = ev->data;
 
-    ngx_queue_t                   *q;
-    ngx_http_webhook_ctx_t        *ctx;
-    ngx_http_webhook_spool_buf_t  *b;
-    ngx_http_webhook_stats_t      *stats;
+    ngx_queue_t                    *q;
+    ngx_http_webhook_stats_t       *stats;
+    ngx_http_webhook_spool_buf_t   *b;
+    ngx_http_webhook_spool_wait_t  *wait;
 
     b = w->flight;
-    stats = ngx_http_webhook_spool_worker->wmcf->stats;
+    stats = ngx_http_webhook_spool_worker->scf->queues->stats;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, w->log, 0,
+                   "webhook spool: \"%V\" wrote %ui events%s", &w->queue,
+                   b->events, w->failed ? ", failed" : "");
 
     (void) ngx_atomic_fetch_add(&stats->spool_queued,
                                 - (ngx_atomic_int_t) b->len);
@@ -439,10 +392,10 @@ ngx_http_webhook_spool_written(ngx_event_t *ev)
         q = ngx_queue_head(&b->waiting);
         ngx_queue_remove(q);
 
-        ctx = ngx_queue_data(q, ngx_http_webhook_ctx_t, spool_link);
-        ctx->spooling = 0;
+        wait = ngx_queue_data(q, ngx_http_webhook_spool_wait_t, link);
+        wait->waiting = 0;
 
-        ngx_http_webhook_spool_answer(ctx, w->failed == NULL);
+        wait->handler(wait, w->failed ? NGX_ERROR : NGX_OK);
     }
 
     ngx_http_webhook_spool_shrink(b);
@@ -456,7 +409,7 @@ ngx_http_webhook_spool_written(ngx_event_t *ev)
         ngx_log_error(NGX_LOG_ALERT, w->log, 0,
                       "webhook: the spool's write could not be posted");
 
-        ngx_http_webhook_spool_fail(w, w->pending);
+        ngx_http_webhook_spool_fail(w->pending);
     }
 }
 
@@ -481,198 +434,67 @@ ngx_http_webhook_spool_shrink(ngx_http_webhook_spool_buf_t *b)
 
 
 /*
- * A request's records leave the pending buffer before they are written
- * (its wait timed out, or the write could not be posted): they will not be
- * on disk, as its answer says.
+ * A caller's records leave the pending buffer before they are written
+ * (its wait ended, or the write could not be posted): they will not be on
+ * disk, as its answer says.
  */
 
 static void
-ngx_http_webhook_spool_cut(ngx_http_webhook_writer_t *w,
-    ngx_http_webhook_ctx_t *ctx)
+ngx_http_webhook_spool_cut(ngx_http_webhook_spool_wait_t *wait)
 {
-    size_t                         end;
-    ngx_queue_t                   *q;
-    ngx_http_webhook_ctx_t        *next;
-    ngx_http_webhook_spool_buf_t  *b;
+    size_t                          end;
+    ngx_queue_t                    *q;
+    ngx_http_webhook_writer_t      *w;
+    ngx_http_webhook_spool_buf_t   *b;
+    ngx_http_webhook_spool_wait_t  *next;
 
-    b = ctx->spool_buf;
-    end = ctx->spool_off + ctx->spool_len;
+    w = &ngx_http_webhook_spool_worker->writers[wait->queue];
+    b = wait->buf;
+    end = wait->off + wait->len;
 
-    ngx_memmove(b->data + ctx->spool_off, b->data + end, b->len - end);
+    ngx_memmove(b->data + wait->off, b->data + end, b->len - end);
 
-    b->len -= ctx->spool_len;
-    b->events -= ctx->nevents;
+    b->len -= wait->len;
+    b->events -= wait->nevents;
 
-    for (q = ngx_queue_next(&ctx->spool_link);
+    for (q = ngx_queue_next(&wait->link);
          q != ngx_queue_sentinel(&b->waiting);
          q = ngx_queue_next(q))
     {
-        next = ngx_queue_data(q, ngx_http_webhook_ctx_t, spool_link);
-        next->spool_off -= ctx->spool_len;
+        next = ngx_queue_data(q, ngx_http_webhook_spool_wait_t, link);
+        next->off -= wait->len;
     }
 
-    ngx_queue_remove(&ctx->spool_link);
-    ctx->spooling = 0;
+    ngx_queue_remove(&wait->link);
+    wait->waiting = 0;
 
     (void) ngx_atomic_fetch_add(
-                      &ngx_http_webhook_spool_worker->wmcf->stats->spool_queued,
-                      - (ngx_atomic_int_t) ctx->spool_len);
+               &ngx_http_webhook_spool_worker->scf->queues->stats->spool_queued,
+               - (ngx_atomic_int_t) wait->len);
 
     if (w->counters) {
         (void) ngx_atomic_fetch_add(&w->counters->spool_pending,
-                                    - (ngx_atomic_int_t) ctx->nevents);
+                                    - (ngx_atomic_int_t) wait->nevents);
     }
 }
 
 
-/* the pending records cannot be written: every waiting request is refused */
+/* the pending records cannot be written: every waiting caller is told */
 
 static void
-ngx_http_webhook_spool_fail(ngx_http_webhook_writer_t *w,
-    ngx_http_webhook_spool_buf_t *b)
+ngx_http_webhook_spool_fail(ngx_http_webhook_spool_buf_t *b)
 {
-    ngx_http_webhook_ctx_t  *ctx;
+    ngx_http_webhook_spool_wait_t  *wait;
 
     while (!ngx_queue_empty(&b->waiting)) {
-        ctx = ngx_queue_data(ngx_queue_head(&b->waiting),
-                             ngx_http_webhook_ctx_t, spool_link);
+        wait = ngx_queue_data(ngx_queue_head(&b->waiting),
+                              ngx_http_webhook_spool_wait_t, link);
 
-        ngx_http_webhook_spool_cut(w, ctx);
-        ngx_http_webhook_spool_answer(ctx, 0);
+        ngx_http_webhook_spool_cut(wait);
+        wait->handler(wait, NGX_ERROR);
     }
 
     ngx_http_webhook_spool_shrink(b);
-}
-
-
-static void
-ngx_http_webhook_spool_answer(ngx_http_webhook_ctx_t *ctx, ngx_uint_t ok)
-{
-    ngx_int_t            rc;
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
-    c = r->connection;
-
-    if (ctx->timer.timer_set) {
-        ngx_del_timer(&ctx->timer);
-    }
-
-    if (ok) {
-        rc = ngx_http_webhook_send_json(r, NGX_HTTP_OK,
-                                        NGX_HTTP_WEBHOOK_RESULT_SPOOLED,
-                                        ctx->spool_answer.data,
-                                        ctx->spool_answer.len);
-    } else {
-        rc = ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                     NGX_HTTP_WEBHOOK_RESULT_UNAVAILABLE,
-                                     "unavailable",
-                                     "the queue is unavailable and the "
-                                     "spool could not keep the event, "
-                                     "retry later");
-    }
-
-    ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(c);
-}
-
-
-/* {"status":"spooled","id":...,"priority":...}, or a batch's ids */
-
-static ngx_int_t
-ngx_http_webhook_spool_body(ngx_http_request_t *r, ngx_http_webhook_ctx_t *ctx)
-{
-    u_char      *p, *last;
-    size_t       len;
-    ngx_uint_t   i;
-
-    len = sizeof("{\"status\":\"spooled\",\"spooled\":,\"ids\":[]}")
-          + NGX_INT_T_LEN + sizeof(",\"priority\":\"medium\"");
-
-    for (i = 0; i < ctx->nevents; i++) {
-        len += ctx->ids[i].len + 3;
-    }
-
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (!ctx->batch) {
-        last = ngx_sprintf(p, "{\"status\":\"spooled\",\"id\":\"%V\","
-                           "\"priority\":\"%V\"}", &ctx->ids[0],
-                           &ngx_http_webhook_priorities[ctx->priorities[0]]);
-
-    } else {
-        last = ngx_sprintf(p, "{\"status\":\"spooled\",\"spooled\":%ui,"
-                           "\"ids\":[", ctx->nevents);
-
-        for (i = 0; i < ctx->nevents; i++) {
-            last = ngx_sprintf(last, "%s\"%V\"", i ? "," : "", &ctx->ids[i]);
-        }
-
-        last = ngx_cpymem(last, "]}", 2);
-    }
-
-    ctx->spool_answer.data = p;
-    ctx->spool_answer.len = last - p;
-
-    return NGX_OK;
-}
-
-
-/*
- * The write did not end in time (a stalled disk): a 503.  Records not
- * written yet are taken back; a write already in flight goes on, and its
- * events may still be delivered (the docs say so: at least once).
- */
-
-static void
-ngx_http_webhook_spool_timeout(ngx_event_t *ev)
-{
-    ngx_http_webhook_ctx_t  *ctx = ev->data;
-
-    ngx_connection_t             *c;
-    ngx_http_request_t           *r;
-    ngx_http_webhook_writer_t    *w;
-    ngx_http_webhook_loc_conf_t  *wlcf;
-
-    r = ctx->request;
-    c = r->connection;
-
-    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
-    w = &ngx_http_webhook_spool_worker->writers[wlcf->queue_index];
-
-    ngx_log_error(NGX_LOG_ERR, c->log, NGX_ETIMEDOUT,
-                  "webhook: the spool did not sync the event in time%s",
-                  ctx->spool_buf == w->flight
-                  ? " (its write goes on: it may still be delivered)" : "");
-
-    if (ctx->spooling && ctx->spool_buf == w->pending) {
-        ngx_http_webhook_spool_cut(w, ctx);
-
-    } else {
-        ngx_http_webhook_spool_cancel(ctx);
-    }
-
-    ngx_http_finalize_request(r,
-        ngx_http_webhook_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                NGX_HTTP_WEBHOOK_RESULT_UNAVAILABLE, "unavailable",
-                                "the queue is unavailable and the spool did "
-                                "not answer in time, retry later"));
-
-    ngx_http_run_posted_requests(c);
-}
-
-
-void
-ngx_http_webhook_spool_cancel(ngx_http_webhook_ctx_t *ctx)
-{
-    if (ctx->spooling) {
-        ngx_queue_remove(&ctx->spool_link);
-        ctx->spooling = 0;
-    }
 }
 
 
@@ -723,14 +545,14 @@ ngx_http_webhook_spool_seal(ngx_event_t *ev)
 
 ngx_int_t
 ngx_http_webhook_spool_init_process(ngx_cycle_t *cycle,
-    ngx_http_webhook_main_conf_t *wmcf)
+    ngx_http_webhook_spool_conf_t *scf)
 {
     ngx_str_t                  *queue;
     ngx_uint_t                  i;
     ngx_http_webhook_spool_t   *sp;
     ngx_http_webhook_writer_t  *w;
 
-    if (wmcf->spool_path == NULL || wmcf->stats == NULL) {
+    if (scf->path == NULL || scf->queues->stats == NULL) {
         return NGX_OK;
     }
 
@@ -739,21 +561,21 @@ ngx_http_webhook_spool_init_process(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
-    sp->wmcf = wmcf;
+    sp->scf = scf;
     sp->log = cycle->log;
-    sp->writers = ngx_pcalloc(cycle->pool, (wmcf->queues.nelts + 1)
+    sp->writers = ngx_pcalloc(cycle->pool, (scf->queues->names.nelts + 1)
                                            * sizeof(ngx_http_webhook_writer_t));
     if (sp->writers == NULL) {
         return NGX_ERROR;
     }
 
-    queue = wmcf->queues.elts;
+    queue = scf->queues->names.elts;
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
+    for (i = 0; i < scf->queues->names.nelts; i++) {
         w = &sp->writers[i];
 
         w->queue = queue[i];
-        w->counters = wmcf->counters[i];
+        w->counters = scf->queues->counters[i];
         w->fd = NGX_INVALID_FILE;
         w->log = cycle->log;
         w->pending = &w->bufs[0];
@@ -767,7 +589,7 @@ ngx_http_webhook_spool_init_process(ngx_cycle_t *cycle,
         }
 
         w->task->ctx = w;
-        w->task->handler = ngx_http_webhook_spool_write;
+        w->task->handler = ngx_http_webhook_segment_write;
         w->task->event.handler = ngx_http_webhook_spool_written;
         w->task->event.data = w;
         w->task->event.log = cycle->log;
@@ -780,7 +602,7 @@ ngx_http_webhook_spool_init_process(ngx_cycle_t *cycle,
 
     ngx_http_webhook_spool_worker = sp;
 
-    return ngx_http_webhook_drain_init(cycle, wmcf);
+    return ngx_http_webhook_drain_init(cycle, scf);
 }
 
 
@@ -798,7 +620,7 @@ ngx_http_webhook_spool_exit_process(void)
 
     ngx_http_webhook_drain_exit();
 
-    for (i = 0; i < sp->wmcf->queues.nelts; i++) {
+    for (i = 0; i < sp->scf->queues->names.nelts; i++) {
         w = &sp->writers[i];
 
         if (w->seal.timer_set) {

@@ -14,11 +14,26 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
-#include <ngx_http.h>
 
-#include "ngx_http_webhook_module.h"
+#include "core/ngx_http_webhook_core.h"
+#include "stats/ngx_http_webhook_stats.h"
+#include "redis/ngx_http_webhook_redis.h"
 #include "ngx_http_webhook_record.h"
-#include "receive/ngx_http_webhook_receive.h"
+
+
+/*
+ * webhook_spool (ngx_http_webhook_spool_conf.c), and what the spool needs
+ * besides: the queues (their counters, its sequence numbers in their
+ * zone) and Redis (the drainer's script and timeout).
+ */
+
+typedef struct {
+    ngx_path_t                     *path;      /* NULL: no spool */
+    off_t                           max_size;
+    void                           *pool;      /* ngx_thread_pool_t */
+    ngx_http_webhook_queues_t      *queues;
+    ngx_http_webhook_redis_conf_t  *redis;
+} ngx_http_webhook_spool_conf_t;
 
 
 /* a segment is closed at this size, and a new one started */
@@ -42,42 +57,66 @@
 
 
 /* ngx_http_webhook_spool_conf.c */
-char *ngx_http_webhook_spool_directive(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
+char *ngx_http_webhook_spool_parse(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_webhook_spool_conf_t *scf, ngx_flag_t *on);
 ngx_int_t ngx_http_webhook_spool_check(ngx_conf_t *cf,
-    ngx_http_webhook_main_conf_t *wmcf);
+    ngx_http_webhook_spool_conf_t *scf);
 void ngx_http_webhook_spool_check_body(ngx_conf_t *cf,
-    ngx_http_webhook_main_conf_t *wmcf, ngx_http_webhook_loc_conf_t *wlcf);
-ngx_int_t ngx_http_webhook_spool_recover(ngx_http_webhook_main_conf_t *wmcf,
-    ngx_log_t *log);
-ngx_http_webhook_counters_t *ngx_http_webhook_spool_counters(
-    ngx_http_webhook_main_conf_t *wmcf, ngx_str_t *queue);
+    ngx_http_webhook_spool_conf_t *scf, off_t body);
+/* the queues' zone was made (nginx started): data is the spool's conf */
+ngx_int_t ngx_http_webhook_spool_recover(void *data, ngx_log_t *log);
+
+/* ngx_http_webhook_spool_write() and its caller's handler */
+#define NGX_HTTP_WEBHOOK_SPOOL_TOO_LARGE  (-10)
+
+typedef struct ngx_http_webhook_spool_wait_s  ngx_http_webhook_spool_wait_t;
+
+typedef void (*ngx_http_webhook_spool_done_pt)(
+    ngx_http_webhook_spool_wait_t *wait, ngx_int_t rc);
+
+
+/* a caller waiting for its items' write and sync: its own memory */
+
+struct ngx_http_webhook_spool_wait_s {
+    ngx_http_webhook_spool_done_pt  handler;
+    void                           *data;
+
+    ngx_queue_t                     link;      /* in its buffer's waiting */
+    void                           *buf;       /* the writer's buffer */
+    size_t                          off;       /* its records in it */
+    size_t                          len;
+    ngx_uint_t                      nevents;
+    ngx_uint_t                      queue;
+    unsigned                        waiting:1;
+};
+
 
 #if (NGX_THREADS)
 
 /* ngx_http_webhook_spool.c */
-ngx_uint_t ngx_http_webhook_spool_on(ngx_http_request_t *r);
-ngx_uint_t ngx_http_webhook_spool_holds(ngx_http_request_t *r);
-ngx_int_t ngx_http_webhook_spool(ngx_http_request_t *r,
-    ngx_http_webhook_ctx_t *ctx, char *why);
-void ngx_http_webhook_spool_cancel(ngx_http_webhook_ctx_t *ctx);
+ngx_uint_t ngx_http_webhook_spool_ready(void);
+ngx_uint_t ngx_http_webhook_spool_holds(ngx_uint_t queue);
+ngx_int_t ngx_http_webhook_spool_write(ngx_uint_t queue,
+    ngx_http_webhook_item_t *items, ngx_uint_t n, const char *why,
+    ngx_http_webhook_spool_wait_t *wait, ngx_log_t *log);
+ngx_uint_t ngx_http_webhook_spool_cancel(ngx_http_webhook_spool_wait_t *wait);
 ngx_int_t ngx_http_webhook_spool_init_process(ngx_cycle_t *cycle,
-    ngx_http_webhook_main_conf_t *wmcf);
+    ngx_http_webhook_spool_conf_t *scf);
 void ngx_http_webhook_spool_exit_process(void);
 
 /* ngx_http_webhook_spool_drain.c */
 ngx_int_t ngx_http_webhook_drain_init(ngx_cycle_t *cycle,
-    ngx_http_webhook_main_conf_t *wmcf);
+    ngx_http_webhook_spool_conf_t *scf);
 void ngx_http_webhook_drain_exit(void);
 
 #else
 
-/* without threads nginx -t refuses webhook_spool: never on */
-#define ngx_http_webhook_spool_on(r)               0
-#define ngx_http_webhook_spool_holds(r)            0
-#define ngx_http_webhook_spool(r, ctx, why)                                  \
-    NGX_HTTP_INTERNAL_SERVER_ERROR
-#define ngx_http_webhook_spool_cancel(ctx)
+/* without threads nginx -t refuses webhook_spool: never ready */
+#define ngx_http_webhook_spool_ready()             0
+#define ngx_http_webhook_spool_holds(queue)        0
+#define ngx_http_webhook_spool_write(q, items, n, why, wait, log)            \
+    NGX_ERROR
+#define ngx_http_webhook_spool_cancel(wait)        0
 #define ngx_http_webhook_spool_init_process(c, m)  NGX_OK
 #define ngx_http_webhook_spool_exit_process()
 

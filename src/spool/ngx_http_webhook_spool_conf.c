@@ -19,10 +19,10 @@
 
 
 #if (NGX_THREADS)
-static char *ngx_http_webhook_spool_path(ngx_conf_t *cf, ngx_str_t *value,
-    ngx_uint_t n);
+static char *ngx_http_webhook_spool_path(ngx_conf_t *cf,
+    ngx_http_webhook_spool_conf_t *scf, ngx_str_t *value, ngx_uint_t n);
 #endif
-static void ngx_http_webhook_spool_scan(ngx_http_webhook_main_conf_t *wmcf,
+static void ngx_http_webhook_spool_scan(ngx_http_webhook_spool_conf_t *scf,
     ngx_dir_t *dir, ngx_log_t *log);
 
 
@@ -32,21 +32,19 @@ static void ngx_http_webhook_spool_scan(ngx_http_webhook_main_conf_t *wmcf,
  */
 
 char *
-ngx_http_webhook_spool_directive(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
+ngx_http_webhook_spool_parse(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_webhook_spool_conf_t *scf, ngx_flag_t *on)
 {
-    ngx_http_webhook_loc_conf_t *wlcf = conf;
-
     ngx_str_t  *value;
 
     value = cf->args->elts;
 
     if (ngx_strcmp(value[1].data, "off") == 0 && cf->args->nelts == 2) {
-        if (wlcf->spool != NGX_CONF_UNSET) {
+        if (*on != NGX_CONF_UNSET) {
             return "is duplicate";
         }
 
-        wlcf->spool = 0;
+        *on = 0;
         return NGX_CONF_OK;
     }
 
@@ -59,7 +57,7 @@ ngx_http_webhook_spool_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
 #if (NGX_THREADS)
 
-    return ngx_http_webhook_spool_path(cf, value, cf->args->nelts);
+    return ngx_http_webhook_spool_path(cf, scf, value, cf->args->nelts);
 
 #else
 
@@ -78,56 +76,54 @@ ngx_http_webhook_spool_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 /* the path, its max_size and the thread pool of its writes and syncs */
 
 static char *
-ngx_http_webhook_spool_path(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
+ngx_http_webhook_spool_path(ngx_conf_t *cf, ngx_http_webhook_spool_conf_t *scf,
+    ngx_str_t *value, ngx_uint_t n)
 {
-    ngx_str_t                      name;
-    ngx_uint_t                     i;
-    ngx_http_webhook_main_conf_t  *wmcf;
+    ngx_str_t   name;
+    ngx_uint_t  i;
 
-    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_webhook_module);
-
-    if (wmcf->spool_path) {
+    if (scf->path) {
         return "is duplicate";
     }
 
-    wmcf->spool_path = ngx_pcalloc(cf->pool, sizeof(ngx_path_t));
-    if (wmcf->spool_path == NULL) {
+    scf->path = ngx_pcalloc(cf->pool, sizeof(ngx_path_t));
+    if (scf->path == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    wmcf->spool_path->name = value[1];
+    scf->path->name = value[1];
 
-    while (wmcf->spool_path->name.len > 1
-           && wmcf->spool_path->name.data[wmcf->spool_path->name.len - 1]
+    while (scf->path->name.len > 1
+           && scf->path->name.data[scf->path->name.len - 1]
               == '/')
     {
-        wmcf->spool_path->name.len--;
+        scf->path->name.len--;
     }
 
-    if (wmcf->spool_path->name.len == 0) {
+    if (scf->path->name.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"webhook_spool\" needs a directory, or off");
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_conf_full_name(cf->cycle, &wmcf->spool_path->name, 0) != NGX_OK) {
+    if (ngx_conf_full_name(cf->cycle, &scf->path->name, 0) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
     /* <path>/<a file name of at most 255 bytes> */
 
-    if (wmcf->spool_path->name.len + 1 + 255 >= NGX_MAX_PATH) {
+    if (scf->path->name.len + 1 + 255 >= NGX_MAX_PATH) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "the spool's path is too long (%uz bytes, at most "
-                           "%d)", wmcf->spool_path->name.len,
+                           "%d)", scf->path->name.len,
                            NGX_MAX_PATH - 1 - 255 - 1);
         return NGX_CONF_ERROR;
     }
 
-    wmcf->spool_path->conf_file = cf->conf_file->file.name.data;
-    wmcf->spool_path->line = cf->conf_file->line;
+    scf->path->conf_file = cf->conf_file->file.name.data;
+    scf->path->line = cf->conf_file->line;
 
-    wmcf->spool_max_size = 1024 * 1024 * 1024;
+    scf->max_size = 1024 * 1024 * 1024;
     ngx_str_set(&name, "default");
 
     for (i = 2; i < n; i++) {
@@ -136,8 +132,8 @@ ngx_http_webhook_spool_path(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
             value[i].data += 9;
             value[i].len -= 9;
 
-            wmcf->spool_max_size = ngx_parse_offset(&value[i]);
-            if (wmcf->spool_max_size <= 0) {
+            scf->max_size = ngx_parse_offset(&value[i]);
+            if (scf->max_size <= 0) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid max_size \"%V\"", &value[i]);
                 return NGX_CONF_ERROR;
@@ -157,14 +153,14 @@ ngx_http_webhook_spool_path(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_add_path(cf, &wmcf->spool_path) != NGX_OK) {
+    if (ngx_add_path(cf, &scf->path) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
     /* "default" is made by nginx when no thread_pool directive names it */
 
-    wmcf->spool_pool = ngx_thread_pool_add(cf, &name);
-    if (wmcf->spool_pool == NULL) {
+    scf->pool = ngx_thread_pool_add(cf, &name);
+    if (scf->pool == NULL) {
         return NGX_CONF_ERROR;
     }
 
@@ -179,19 +175,19 @@ ngx_http_webhook_spool_path(ngx_conf_t *cf, ngx_str_t *value, ngx_uint_t n)
 
 ngx_int_t
 ngx_http_webhook_spool_check(ngx_conf_t *cf,
-    ngx_http_webhook_main_conf_t *wmcf)
+    ngx_http_webhook_spool_conf_t *scf)
 {
     u_char      name[NGX_HTTP_WEBHOOK_SPOOL_NAME];
     ngx_str_t  *queue;
     ngx_uint_t  i;
 
-    if (wmcf->spool_path == NULL) {
+    if (scf->path == NULL) {
         return NGX_OK;
     }
 
-    queue = wmcf->queues.elts;
+    queue = scf->queues->names.elts;
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
+    for (i = 0; i < scf->queues->names.nelts; i++) {
         if (ngx_http_webhook_spool_escape(name, &queue[i]) - name
             > 255 - (ngx_int_t) sizeof(".0123456789abcdef.4294967295.seg"))
         {
@@ -214,21 +210,13 @@ ngx_http_webhook_spool_check(ngx_conf_t *cf,
 
 void
 ngx_http_webhook_spool_check_body(ngx_conf_t *cf,
-    ngx_http_webhook_main_conf_t *wmcf, ngx_http_webhook_loc_conf_t *wlcf)
+    ngx_http_webhook_spool_conf_t *scf, off_t body)
 {
-    off_t                      max, body;
-    ngx_http_core_loc_conf_t  *clcf;
+    off_t  max;
 
-    if (wmcf->spool_path == NULL || !wlcf->spool) {
-        return;
-    }
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-    body = clcf->client_max_body_size;
     max = NGX_HTTP_WEBHOOK_SPOOL_EVENT_MAX;
 
-    if (body == 0 || body > max) {
+    if (scf->path && (body == 0 || body > max)) {
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                            "client_max_body_size %O%s of a receive location "
                            "is more than the spool can keep: the spool keeps "
@@ -250,28 +238,29 @@ ngx_http_webhook_spool_check_body(ngx_conf_t *cf,
  */
 
 ngx_int_t
-ngx_http_webhook_spool_recover(ngx_http_webhook_main_conf_t *wmcf,
-    ngx_log_t *log)
+ngx_http_webhook_spool_recover(void *data, ngx_log_t *log)
 {
+    ngx_http_webhook_spool_conf_t *scf = data;
+
     ngx_dir_t  dir;
 
-    wmcf->stats->spool_seq = ngx_http_webhook_now_usec();
+    scf->queues->stats->spool_seq = ngx_http_webhook_now_usec();
 
-    if (wmcf->spool_path == NULL) {
+    if (scf->path == NULL) {
         return NGX_OK;
     }
 
-    if (ngx_open_dir(&wmcf->spool_path->name, &dir) == NGX_ERROR) {
+    if (ngx_open_dir(&scf->path->name, &dir) == NGX_ERROR) {
         if (ngx_errno != NGX_ENOENT) {
             ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
                           "webhook: " ngx_open_dir_n " \"%V\" failed",
-                          &wmcf->spool_path->name);
+                          &scf->path->name);
         }
 
         return NGX_OK;
     }
 
-    ngx_http_webhook_spool_scan(wmcf, &dir, log);
+    ngx_http_webhook_spool_scan(scf, &dir, log);
 
     (void) ngx_close_dir(&dir);
 
@@ -280,7 +269,7 @@ ngx_http_webhook_spool_recover(ngx_http_webhook_main_conf_t *wmcf,
 
 
 static void
-ngx_http_webhook_spool_scan(ngx_http_webhook_main_conf_t *wmcf,
+ngx_http_webhook_spool_scan(ngx_http_webhook_spool_conf_t *scf,
     ngx_dir_t *dir, ngx_log_t *log)
 {
     u_char                        path[NGX_MAX_PATH], qname[NGX_MAX_PATH];
@@ -291,7 +280,7 @@ ngx_http_webhook_spool_scan(ngx_http_webhook_main_conf_t *wmcf,
     ngx_http_webhook_stats_t      *stats;
     ngx_http_webhook_counters_t   *cnt;
 
-    stats = wmcf->stats;
+    stats = scf->queues->stats;
     segments = 0;
 
     for ( ;; ) {
@@ -312,7 +301,7 @@ ngx_http_webhook_spool_scan(ngx_http_webhook_main_conf_t *wmcf,
         }
 
         ngx_snprintf(path, sizeof(path), "%V/%s%Z",
-                     &wmcf->spool_path->name, ngx_de_name(dir));
+                     &scf->path->name, ngx_de_name(dir));
 
         if (ngx_file_info(path, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)) {
             continue;
@@ -328,7 +317,7 @@ ngx_http_webhook_spool_scan(ngx_http_webhook_main_conf_t *wmcf,
 
         stats->spool_bytes += ngx_file_size(&fi);
 
-        cnt = ngx_http_webhook_spool_counters(wmcf, &queue);
+        cnt = ngx_http_webhook_counters_of(scf->queues, &queue);
         if (cnt) {
             cnt->spool_bytes += ngx_file_size(&fi);
         }
@@ -340,28 +329,7 @@ ngx_http_webhook_spool_scan(ngx_http_webhook_main_conf_t *wmcf,
         ngx_log_error(NGX_LOG_NOTICE, log, 0,
                       "webhook: the spool \"%V\" holds %ui segments "
                       "(%O bytes): they are drained first",
-                      &wmcf->spool_path->name, segments,
+                      &scf->path->name, segments,
                       (off_t) stats->spool_bytes);
     }
-}
-
-
-ngx_http_webhook_counters_t *
-ngx_http_webhook_spool_counters(ngx_http_webhook_main_conf_t *wmcf,
-    ngx_str_t *queue)
-{
-    ngx_str_t   *q;
-    ngx_uint_t   i;
-
-    q = wmcf->queues.elts;
-
-    for (i = 0; i < wmcf->queues.nelts; i++) {
-        if (q[i].len == queue->len
-            && ngx_strncmp(q[i].data, queue->data, queue->len) == 0)
-        {
-            return wmcf->counters[i];
-        }
-    }
-
-    return NULL;
 }

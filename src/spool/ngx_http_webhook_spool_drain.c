@@ -31,7 +31,8 @@
 static void ngx_http_webhook_drain_look(ngx_event_t *ev);
 static void ngx_http_webhook_drain_read_done(ngx_event_t *ev);
 static void ngx_http_webhook_drain_send(ngx_http_webhook_drain_t *d);
-static void ngx_http_webhook_drain_reply(void *data, redisReply *reply);
+static void ngx_http_webhook_drain_reply(void *data,
+    redisReply *reply, ngx_uint_t failure);
 static void ngx_http_webhook_drain_acked(ngx_http_webhook_drain_t *d,
     redisReply *reply);
 static void ngx_http_webhook_drain_refused(ngx_http_webhook_drain_t *d,
@@ -46,7 +47,7 @@ static ngx_http_webhook_drain_t  *ngx_http_webhook_drain;
 
 ngx_int_t
 ngx_http_webhook_drain_init(ngx_cycle_t *cycle,
-    ngx_http_webhook_main_conf_t *wmcf)
+    ngx_http_webhook_spool_conf_t *scf)
 {
     ngx_http_webhook_drain_t  *d;
 
@@ -55,29 +56,23 @@ ngx_http_webhook_drain_init(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
-    d->wmcf = wmcf;
+    d->scf = scf;
     d->log = cycle->log;
     d->lock = NGX_INVALID_FILE;
 
     (void) ngx_snprintf(d->lock_name, sizeof(d->lock_name), "%V/drain.lock%Z",
-                        &wmcf->spool_path->name);
+                        &scf->path->name);
 
-    d->argv = ngx_alloc((NGX_HTTP_WEBHOOK_CMD_ARGS
-                         + 2 * NGX_HTTP_WEBHOOK_DRAIN_BATCH
-                         + NGX_HTTP_WEBHOOK_SCRIPT_ARGS
-                         + NGX_HTTP_WEBHOOK_EVENT_ARGS
-                           * NGX_HTTP_WEBHOOK_DRAIN_BATCH)
+    d->argv = ngx_alloc(NGX_HTTP_WEBHOOK_ENQUEUE_ARGC(
+                            NGX_HTTP_WEBHOOK_DRAIN_BATCH)
                         * (sizeof(char *) + sizeof(size_t)), cycle->log);
     if (d->argv == NULL) {
         ngx_free(d);
         return NGX_ERROR;
     }
 
-    d->argvlen = (size_t *) (d->argv + NGX_HTTP_WEBHOOK_CMD_ARGS
-                             + 2 * NGX_HTTP_WEBHOOK_DRAIN_BATCH
-                             + NGX_HTTP_WEBHOOK_SCRIPT_ARGS
-                             + NGX_HTTP_WEBHOOK_EVENT_ARGS
-                               * NGX_HTTP_WEBHOOK_DRAIN_BATCH);
+    d->argvlen = (size_t *) (d->argv + NGX_HTTP_WEBHOOK_ENQUEUE_ARGC(
+                                           NGX_HTTP_WEBHOOK_DRAIN_BATCH));
 
     d->task = ngx_thread_task_alloc(cycle->pool, 0);
     if (d->task == NULL) {
@@ -166,7 +161,7 @@ ngx_http_webhook_drain_look(ngx_event_t *ev)
     d->state = NGX_HTTP_WEBHOOK_DRAIN_READING;
     d->task->event.complete = 0;
 
-    if (ngx_thread_task_post(d->wmcf->spool_pool, d->task) != NGX_OK) {
+    if (ngx_thread_task_post(d->scf->pool, d->task) != NGX_OK) {
         d->state = NGX_HTTP_WEBHOOK_DRAIN_IDLE;
         ngx_http_webhook_drain_wait(d, NGX_HTTP_WEBHOOK_DRAIN_POLL);
     }
@@ -207,7 +202,7 @@ ngx_http_webhook_drain_read_done(ngx_event_t *ev)
     }
 
     if (d->n) {
-        cnt = ngx_http_webhook_spool_counters(d->wmcf, &d->queue);
+        cnt = ngx_http_webhook_counters_of(d->scf->queues, &d->queue);
         if (cnt) {
             cnt->spool_oldest = d->recs[0].spooled_at;
         }
@@ -223,15 +218,15 @@ ngx_http_webhook_drain_read_done(ngx_event_t *ev)
 
     /* every segment read to its end, every record acknowledged */
 
-    if (d->wmcf->stats->spool_recovering) {
-        d->wmcf->stats->spool_recovering = 0;
+    if (d->scf->queues->stats->spool_recovering) {
+        d->scf->queues->stats->spool_recovering = 0;
 
         ngx_log_error(NGX_LOG_NOTICE, d->log, 0,
                       "webhook: the spool found at start is drained");
     }
 
-    for (i = 0; i < d->wmcf->queues.nelts; i++) {
-        cnt = d->wmcf->counters[i];
+    for (i = 0; i < d->scf->queues->names.nelts; i++) {
+        cnt = d->scf->queues->counters[i];
 
         if (cnt && cnt->spool_oldest) {
             cnt->spool_oldest = 0;
@@ -239,7 +234,7 @@ ngx_http_webhook_drain_read_done(ngx_event_t *ev)
             ngx_log_error(NGX_LOG_NOTICE, d->log, 0,
                           "webhook: the spool of queue \"%V\" is empty, "
                           "%uA events drained in all",
-                          &((ngx_str_t *) d->wmcf->queues.elts)[i],
+                          &((ngx_str_t *) d->scf->queues->names.elts)[i],
                           cnt->drained);
         }
     }
@@ -249,16 +244,16 @@ ngx_http_webhook_drain_read_done(ngx_event_t *ev)
 
 
 /*
- * EVALSHA of the enqueue script, every seen key kept as long as the
- * spool's oldest event in the batch is old, and an hour more.
+ * The batch's items through the enqueue script (its one encoder), every
+ * seen key kept as long as the spool's oldest event in the batch is old,
+ * and an hour more.
  */
 
 static void
 ngx_http_webhook_drain_send(ngx_http_webhook_drain_t *d)
 {
-    u_char                     *p;
     uint64_t                    now, oldest, ttl;
-    ngx_uint_t                  i, n, k, slot;
+    ngx_uint_t                  i, n, slot;
     ngx_http_webhook_record_t  *rec;
 
     n = d->n;
@@ -269,64 +264,26 @@ ngx_http_webhook_drain_send(ngx_http_webhook_drain_t *d)
     for (i = 0; i < n; i++) {
         rec = &d->recs[i];
         oldest = ngx_min(oldest, rec->spooled_at);
-        ttl = ngx_max(ttl, rec->ttl);
-
-        d->argv[NGX_HTTP_WEBHOOK_CMD_ARGS + i] = (char *) rec->list.data;
-        d->argvlen[NGX_HTTP_WEBHOOK_CMD_ARGS + i] = rec->list.len;
-        d->argv[NGX_HTTP_WEBHOOK_CMD_ARGS + n + i] = (char *) rec->seen.data;
-        d->argvlen[NGX_HTTP_WEBHOOK_CMD_ARGS + n + i] = rec->seen.len;
+        ttl = ngx_max(ttl, rec->item.ttl);
     }
 
     ttl = ngx_max(ttl,
                   (now - oldest) / 1000 + NGX_HTTP_WEBHOOK_SPOOL_DRAIN_TTL);
 
-    p = d->nums;
-
-    d->argv[2] = (char *) p;
-    p = ngx_sprintf(p, "%ui", 2 * n);
-    d->argvlen[2] = p - (u_char *) d->argv[2];
-
-    k = NGX_HTTP_WEBHOOK_CMD_ARGS + 2 * n;
-
-    d->argv[k] = (char *) p;                                /* ttl */
-    p = ngx_sprintf(p, "%uL", ttl);
-    d->argvlen[k] = p - (u_char *) d->argv[k];
-    d->argv[k + 1] = (char *) p;                            /* max depth */
-    p = ngx_sprintf(p, "%uD", d->recs[0].max_depth);
-    d->argvlen[k + 1] = p - (u_char *) d->argv[k + 1];
-    d->argv[k + 2] = (char *) p;
-    p = ngx_sprintf(p, "%ui", n);
-    d->argvlen[k + 2] = p - (u_char *) d->argv[k + 2];
-    d->argv[k + 3] = d->argv[k];                            /* ttl of all */
-    d->argvlen[k + 3] = d->argvlen[k];
-    d->argv[k + 4] = "1";                                   /* from key 1 */
-    d->argvlen[k + 4] = 1;
-
-    k += NGX_HTTP_WEBHOOK_SCRIPT_ARGS;
-
     for (i = 0; i < n; i++) {
-        rec = &d->recs[i];
-
-        d->argv[k] = (char *) p;
-        p = ngx_sprintf(p, "%ui", rec->seen.len ? i + 1 : 0);
-        d->argvlen[k] = p - (u_char *) d->argv[k];
-        d->argv[k + 1] = (char *) rec->id.data;
-        d->argvlen[k + 1] = rec->id.len;
-        d->argv[k + 2] = (char *) rec->envelope.data;
-        d->argvlen[k + 2] = rec->envelope.len;
-
-        k += NGX_HTTP_WEBHOOK_EVENT_ARGS;
+        d->items[i] = d->recs[i].item;
+        d->items[i].ttl = (uint32_t) ttl;
     }
 
-    d->argc = k;
+    d->argc = ngx_http_webhook_enqueue_args(d->items, n, d->argv, d->argvlen,
+                                            d->nums);
 
     /* the records carry their list key: the slot is that key's */
 
-    slot = ngx_http_webhook_keyslot(
-                             (u_char *) d->argv[NGX_HTTP_WEBHOOK_CMD_ARGS],
-                             d->argvlen[NGX_HTTP_WEBHOOK_CMD_ARGS]);
+    slot = ngx_http_webhook_keyslot(d->items[0].list.data,
+                                    d->items[0].list.len);
 
-    d->cmd = ngx_http_webhook_redis_eval(&d->wmcf->enqueue, slot, d->argc,
+    d->cmd = ngx_http_webhook_redis_eval(&d->scf->redis->enqueue, slot, d->argc,
                                          d->argv, d->argvlen,
                                          ngx_http_webhook_drain_reply, d);
     if (d->cmd == NULL) {
@@ -340,12 +297,13 @@ ngx_http_webhook_drain_send(ngx_http_webhook_drain_t *d)
         ngx_del_timer(&d->timer);
     }
 
-    ngx_add_timer(&d->timer, d->wmcf->timeout);
+    ngx_add_timer(&d->timer, d->scf->redis->timeout);
 }
 
 
 static void
-ngx_http_webhook_drain_reply(void *data, redisReply *reply)
+ngx_http_webhook_drain_reply(void *data, redisReply *reply,
+    ngx_uint_t failure)
 {
     ngx_http_webhook_drain_t *d = data;
 
@@ -362,6 +320,16 @@ ngx_http_webhook_drain_reply(void *data, redisReply *reply)
     }
 
     if (reply == NULL) {
+
+        /* applied, maybe: the batch goes again (dedupe drops a repeat) */
+
+        if (failure == NGX_HTTP_WEBHOOK_REDIS_REPLICAS) {
+            ngx_log_error(NGX_LOG_WARN, d->log, 0,
+                          "webhook: the replicas did not acknowledge the "
+                          "spool's drain of %ui events of queue \"%V\" in "
+                          "time: it goes again", d->n, &d->queue);
+        }
+
         ngx_http_webhook_drain_wait(d, NGX_HTTP_WEBHOOK_DRAIN_POLL);
         return;
     }
@@ -479,7 +447,7 @@ ngx_http_webhook_drain_refused(ngx_http_webhook_drain_t *d,
     ngx_log_error(NGX_LOG_ERR, d->log, 0,
                   "webhook: redis refused the spooled event \"%V\" of queue "
                   "\"%V\" %ui times (%V): it is quarantined",
-                  &d->recs[0].id, &d->queue, d->tries,
+                  &d->recs[0].item.id, &d->queue, d->tries,
                   ngx_http_webhook_log_text(&text, buf, sizeof(buf), err.data,
                                             err.len));
 

@@ -14,7 +14,6 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
-#include <ngx_http.h>
 
 #include "ngx_http_webhook_spool.h"
 
@@ -79,7 +78,7 @@ typedef struct {
 
 typedef struct {
     ngx_http_webhook_drain_state_e  state;
-    ngx_http_webhook_main_conf_t   *wmcf;
+    ngx_http_webhook_spool_conf_t   *scf;
     ngx_log_t                      *log;
     ngx_event_t                     timer;
     ngx_thread_task_t              *task;
@@ -105,9 +104,9 @@ typedef struct {
     int                             argc;
     const char                    **argv;
     size_t                         *argvlen;
-    u_char                          nums[5 * NGX_INT_T_LEN
-                                         + NGX_HTTP_WEBHOOK_DRAIN_BATCH
-                                           * NGX_INT_T_LEN];
+    ngx_http_webhook_item_t         items[NGX_HTTP_WEBHOOK_DRAIN_BATCH];
+    u_char                          nums[NGX_HTTP_WEBHOOK_ENQUEUE_NUMS(
+                                             NGX_HTTP_WEBHOOK_DRAIN_BATCH)];
 
     ngx_uint_t                      single;     /* one record a batch */
     uint64_t                        tried_seq;

@@ -98,7 +98,7 @@ ngx_http_webhook_drain_read(void *data, ngx_log_t *log)
      * before a later one was numbered is in a segment of this listing
      */
 
-    limit = d->wmcf->stats->spool_seq;
+    limit = d->scf->queues->stats->spool_seq;
 
     ngx_http_webhook_drain_list(d, log);
 
@@ -147,7 +147,7 @@ ngx_http_webhook_drain_list(ngx_http_webhook_drain_t *d, ngx_log_t *log)
     ngx_uint_t                   i, n, known, added;
     ngx_http_webhook_segment_t  *s;
 
-    path = &d->wmcf->spool_path->name;
+    path = &d->scf->path->name;
 
     if (ngx_open_dir(path, &dir) == NGX_ERROR) {
         ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
@@ -244,7 +244,7 @@ ngx_http_webhook_drain_add(ngx_http_webhook_drain_t *d, u_char *name,
     }
 
     s = ngx_calloc(sizeof(ngx_http_webhook_segment_t)
-                   + d->wmcf->spool_path->name.len + 1 + len + 1
+                   + d->scf->path->name.len + 1 + len + 1
                    + queue->len, d->log);
     if (s == NULL) {
         return NGX_ERROR;
@@ -253,7 +253,7 @@ ngx_http_webhook_drain_add(ngx_http_webhook_drain_t *d, u_char *name,
     p = (u_char *) &s[1];
 
     s->name = p;
-    p = ngx_sprintf(p, "%V/%*s%Z", &d->wmcf->spool_path->name, len, name);
+    p = ngx_sprintf(p, "%V/%*s%Z", &d->scf->path->name, len, name);
 
     s->queue.data = p;
     s->queue.len = queue->len;
@@ -312,7 +312,7 @@ ngx_http_webhook_drain_find(ngx_http_webhook_drain_t *d, ngx_str_t *queue,
 
         if (rc == 0) {
             rc = (s->seq == seq) ? ngx_strcmp(s->name
-                                              + d->wmcf->spool_path->name.len
+                                              + d->scf->path->name.len
                                               + 1, name)
                                  : (s->seq < seq ? -1 : 1);
         }
@@ -363,9 +363,10 @@ ngx_http_webhook_drain_remove(ngx_http_webhook_drain_t *d)
 
         removed++;
 
-        (void) ngx_atomic_fetch_add(&d->wmcf->stats->spool_bytes, -s->end);
+        (void) ngx_atomic_fetch_add(&d->scf->queues->stats->spool_bytes,
+                                    -s->end);
 
-        cnt = ngx_http_webhook_spool_counters(d->wmcf, &s->queue);
+        cnt = ngx_http_webhook_counters_of(d->scf->queues, &s->queue);
         if (cnt) {
             (void) ngx_atomic_fetch_add(&cnt->spool_bytes, -s->end);
         }
@@ -379,7 +380,7 @@ ngx_http_webhook_drain_remove(ngx_http_webhook_drain_t *d)
         return;
     }
 
-    dir = open((char *) d->wmcf->spool_path->name.data,
+    dir = open((char *) d->scf->path->name.data,
                O_RDONLY|O_DIRECTORY|O_CLOEXEC);
     if (dir != -1) {
         (void) fsync(dir);
@@ -415,7 +416,7 @@ ngx_http_webhook_drain_quarantine(ngx_http_webhook_drain_t *d)
     }
 
     p = ngx_snprintf(name, sizeof(name) - 16, "%V/",
-                     &d->wmcf->spool_path->name);
+                     &d->scf->path->name);
     p = ngx_http_webhook_spool_escape(p, &s->queue);
     last = ngx_sprintf(p, ".quarantine%Z");
 
@@ -442,7 +443,7 @@ ngx_http_webhook_drain_quarantine(ngx_http_webhook_drain_t *d)
     fd = open((char *) name, O_WRONLY|O_CREAT|O_APPEND|O_CLOEXEC, 0600);
     if (fd != -1) {
         p = ngx_snprintf(line, sizeof(line), "%uL %V %V\n", rec.seq,
-                         &rec.id, &d->poison);
+                         &rec.item.id, &d->poison);
         (void) write(fd, line, p - line);
         (void) close(fd);
     }
@@ -1007,7 +1008,7 @@ ngx_http_webhook_drain_keep(ngx_http_webhook_drain_t *d,
     ngx_fd_t   fd;
 
     last = ngx_snprintf(name, sizeof(name) - 16, "%V/",
-                        &d->wmcf->spool_path->name);
+                        &d->scf->path->name);
     last = ngx_http_webhook_spool_escape(last, &s->queue);
     (void) ngx_sprintf(last, ".corrupt%Z");
 
@@ -1055,7 +1056,7 @@ ngx_http_webhook_drain_bad_end(ngx_http_webhook_drain_t *d,
 
     s->bad = 0;
 
-    cnt = ngx_http_webhook_spool_counters(d->wmcf, &s->queue);
+    cnt = ngx_http_webhook_counters_of(d->scf->queues, &s->queue);
     if (cnt) {
         (void) ngx_atomic_fetch_add(&cnt->corrupt_bytes, s->bad_len);
     }
@@ -1133,7 +1134,7 @@ ngx_http_webhook_drain_done(ngx_http_webhook_drain_t *d, ngx_str_t *queue,
     ngx_atomic_int_t              v;
     ngx_http_webhook_counters_t  *cnt;
 
-    cnt = ngx_http_webhook_spool_counters(d->wmcf, queue);
+    cnt = ngx_http_webhook_counters_of(d->scf->queues, queue);
     if (cnt == NULL) {
         return;
     }

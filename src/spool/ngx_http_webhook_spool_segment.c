@@ -27,7 +27,7 @@ static ngx_fd_t ngx_http_webhook_spool_open_locked(
 /* in a thread of the pool: the only place the segment is written */
 
 void
-ngx_http_webhook_spool_write(void *data, ngx_log_t *log)
+ngx_http_webhook_segment_write(void *data, ngx_log_t *log)
 {
     ngx_http_webhook_writer_t *w = data;
 

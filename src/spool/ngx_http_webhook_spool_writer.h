@@ -14,7 +14,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_http_webhook_module.h"
+#include "ngx_http_webhook_spool.h"
 
 
 #if (NGX_THREADS)
@@ -27,7 +27,7 @@ typedef struct {
     size_t                         len;
     size_t                         size;
     ngx_uint_t                     events;
-    ngx_queue_t                    waiting;     /* of ngx_http_webhook_ctx_t */
+    ngx_queue_t                    waiting;     /* of ..._spool_wait_t */
 } ngx_http_webhook_spool_buf_t;
 
 
@@ -52,7 +52,7 @@ typedef struct {
 } ngx_http_webhook_writer_t;
 
 
-void ngx_http_webhook_spool_write(void *data, ngx_log_t *log);
+void ngx_http_webhook_segment_write(void *data, ngx_log_t *log);
 
 #endif /* NGX_THREADS */
 

@@ -11,21 +11,15 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
-#include <ngx_http.h>
 
-#include "receive/ngx_http_webhook_auth.h"
 #include "ngx_http_webhook_stats.h"
-#include "spool/ngx_http_webhook_spool.h"
 
 
-static ngx_http_webhook_counters_t *ngx_http_webhook_counters(
-    ngx_http_request_t *r);
-static ngx_uint_t ngx_http_webhook_replay(ngx_http_request_t *r);
 static ngx_int_t ngx_http_webhook_stats_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_uint_t ngx_http_webhook_stats_valid(
     ngx_http_webhook_stats_t *stats);
-static void ngx_http_webhook_stats_assign(ngx_http_webhook_main_conf_t *wmcf,
+static void ngx_http_webhook_stats_assign(ngx_http_webhook_queues_t *qs,
     ngx_log_t *log);
 static ngx_http_webhook_counters_t *ngx_http_webhook_stats_find(
     ngx_http_webhook_stats_t *stats, ngx_str_t *name);
@@ -44,8 +38,7 @@ uint64_t  ngx_http_webhook_buckets[NGX_HTTP_WEBHOOK_NBUCKETS] = {
 
 
 ngx_int_t
-ngx_http_webhook_stats_zone(ngx_conf_t *cf,
-    ngx_http_webhook_main_conf_t *wmcf)
+ngx_http_webhook_stats_zone(ngx_conf_t *cf, ngx_http_webhook_queues_t *qs)
 {
     ngx_shm_zone_t  *shm_zone;
 
@@ -59,7 +52,7 @@ ngx_http_webhook_stats_zone(ngx_conf_t *cf,
     }
 
     shm_zone->init = ngx_http_webhook_stats_init_zone;
-    shm_zone->data = wmcf;
+    shm_zone->data = qs;
 
     return NGX_OK;
 }
@@ -77,12 +70,12 @@ ngx_http_webhook_stats_zone(ngx_conf_t *cf,
 static ngx_int_t
 ngx_http_webhook_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
-    ngx_uint_t                     fresh;
-    ngx_slab_pool_t               *shpool;
-    ngx_http_webhook_stats_t      *stats;
-    ngx_http_webhook_main_conf_t  *wmcf;
+    ngx_uint_t                  fresh;
+    ngx_slab_pool_t            *shpool;
+    ngx_http_webhook_stats_t   *stats;
+    ngx_http_webhook_queues_t  *qs;
 
-    wmcf = shm_zone->data;
+    qs = shm_zone->data;
     fresh = 0;
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
@@ -120,13 +113,13 @@ ngx_http_webhook_stats_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     shm_zone->data = stats;
 
-    wmcf->stats = stats;
-    wmcf->generation = stats->generation + 1;
+    qs->stats = stats;
+    qs->generation = stats->generation + 1;
 
-    ngx_http_webhook_stats_assign(wmcf, shm_zone->shm.log);
+    ngx_http_webhook_stats_assign(qs, shm_zone->shm.log);
 
-    if (fresh) {
-        return ngx_http_webhook_spool_recover(wmcf, shm_zone->shm.log);
+    if (fresh && qs->zone_made) {
+        return qs->zone_made(qs->zone_made_data, shm_zone->shm.log);
     }
 
     return NGX_OK;
@@ -143,36 +136,36 @@ ngx_http_webhook_stats_valid(ngx_http_webhook_stats_t *stats)
 
 
 static void
-ngx_http_webhook_stats_assign(ngx_http_webhook_main_conf_t *wmcf,
+ngx_http_webhook_stats_assign(ngx_http_webhook_queues_t *qs,
     ngx_log_t *log)
 {
     ngx_str_t                    *queue;
     ngx_uint_t                    i;
     ngx_http_webhook_counters_t  *slot;
 
-    queue = wmcf->queues.elts;
+    queue = qs->names.elts;
 
     /* first the queues that have a slot: they keep their counters */
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
-        slot = ngx_http_webhook_stats_find(wmcf->stats, &queue[i]);
+    for (i = 0; i < qs->names.nelts; i++) {
+        slot = ngx_http_webhook_stats_find(qs->stats, &queue[i]);
 
         if (slot) {
-            slot->generation = wmcf->generation;
+            slot->generation = qs->generation;
         }
 
-        wmcf->counters[i] = slot;
+        qs->counters[i] = slot;
     }
 
     /* then the new ones, starting at 0 */
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
+    for (i = 0; i < qs->names.nelts; i++) {
 
-        if (wmcf->counters[i]) {
+        if (qs->counters[i]) {
             continue;
         }
 
-        slot = ngx_http_webhook_stats_free_slot(wmcf->stats);
+        slot = ngx_http_webhook_stats_free_slot(qs->stats);
 
         if (slot == NULL) {
             ngx_log_error(NGX_LOG_ERR, log, 0,
@@ -182,9 +175,9 @@ ngx_http_webhook_stats_assign(ngx_http_webhook_main_conf_t *wmcf,
             continue;
         }
 
-        ngx_http_webhook_stats_take(slot, &queue[i], wmcf->generation);
+        ngx_http_webhook_stats_take(slot, &queue[i], qs->generation);
 
-        wmcf->counters[i] = slot;
+        qs->counters[i] = slot;
     }
 }
 
@@ -259,119 +252,51 @@ ngx_http_webhook_stats_take(ngx_http_webhook_counters_t *slot,
  * workers start next.  From now on its slots are those of the running one.
  */
 
-ngx_int_t
-ngx_http_webhook_stats_commit(ngx_cycle_t *cycle)
+/* the configuration is the running one now (init_module) */
+
+void
+ngx_http_webhook_stats_commit(ngx_http_webhook_queues_t *qs)
 {
-    ngx_http_webhook_main_conf_t  *wmcf;
-
-    wmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_webhook_module);
-
-    if (wmcf && wmcf->stats) {
-        wmcf->stats->generation = wmcf->generation;
+    if (qs->stats) {
+        qs->stats->generation = qs->generation;
     }
-
-    return NGX_OK;
 }
 
 
-void
-ngx_http_webhook_count_result(ngx_http_request_t *r, ngx_uint_t result)
+ngx_http_webhook_counters_t *
+ngx_http_webhook_counters(ngx_http_webhook_queues_t *qs, ngx_uint_t i)
 {
-    ngx_http_webhook_counters_t  *cnt;
-    ngx_http_webhook_loc_conf_t  *wlcf;
+    return qs->stats ? qs->counters[i] : NULL;
+}
 
-    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
-    cnt = ngx_http_webhook_counters(r);
 
-    if (cnt && wlcf->receive && result < NGX_HTTP_WEBHOOK_NRESULTS) {
-        (void) ngx_atomic_fetch_add(&cnt->requests[result], 1);
+ngx_http_webhook_counters_t *
+ngx_http_webhook_counters_of(ngx_http_webhook_queues_t *qs, ngx_str_t *queue)
+{
+    ngx_str_t   *q;
+    ngx_uint_t   i;
 
-        if (ngx_http_webhook_replay(r)) {
-            (void) ngx_atomic_fetch_add(&cnt->replays[result], 1);
+    q = qs->names.elts;
+
+    for (i = 0; i < qs->names.nelts; i++) {
+        if (q[i].len == queue->len
+            && ngx_strncmp(q[i].data, queue->data, queue->len) == 0)
+        {
+            return ngx_http_webhook_counters(qs, i);
         }
     }
-}
 
-
-/*
- * A reconciler's replay of an event Odoo recorded as not acknowledged
- * carries "X-Webhook-Replay" (any value but empty or "0"): counted apart,
- * whatever the answer, so that the status shows what the replays got
- */
-
-static ngx_uint_t
-ngx_http_webhook_replay(ngx_http_request_t *r)
-{
-    ngx_table_elt_t  *h;
-
-    static ngx_str_t  name = ngx_string("X-Webhook-Replay");
-
-    h = ngx_http_webhook_find_header(r, &name);
-
-    return h && h->value.len
-           && !(h->value.len == 1 && h->value.data[0] == '0');
+    return NULL;
 }
 
 
 void
-ngx_http_webhook_count_events(ngx_http_request_t *r, ngx_uint_t priority,
-    ngx_uint_t n)
+ngx_http_webhook_queues_duration(ngx_http_webhook_queues_t *qs, uint64_t usec)
 {
-    ngx_http_webhook_counters_t  *cnt;
+    ngx_uint_t                 i;
+    ngx_http_webhook_stats_t  *stats;
 
-    cnt = ngx_http_webhook_counters(r);
-
-    if (cnt) {
-        (void) ngx_atomic_fetch_add(&cnt->events[priority], n);
-    }
-}
-
-
-/* events queued with fields taken as absent ("warnings" in the envelope) */
-
-void
-ngx_http_webhook_count_warnings(ngx_http_request_t *r, ngx_uint_t n)
-{
-    ngx_http_webhook_counters_t  *cnt;
-
-    cnt = ngx_http_webhook_counters(r);
-
-    if (cnt) {
-        (void) ngx_atomic_fetch_add(&cnt->warnings, n);
-    }
-}
-
-
-/* the counters of the request's queue; NULL: none (no zone, or no room) */
-
-static ngx_http_webhook_counters_t *
-ngx_http_webhook_counters(ngx_http_request_t *r)
-{
-    ngx_http_webhook_loc_conf_t   *wlcf;
-    ngx_http_webhook_main_conf_t  *wmcf;
-
-    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_webhook_module);
-    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
-
-    if (wmcf->stats == NULL) {
-        return NULL;
-    }
-
-    return wmcf->counters[wlcf->queue_index];
-}
-
-
-void
-ngx_http_webhook_count_duration(ngx_http_request_t *r, uint64_t usec)
-{
-    ngx_uint_t                     i;
-    ngx_http_webhook_stats_t      *stats;
-    ngx_http_webhook_main_conf_t  *wmcf;
-
-    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
-
-    stats = wmcf->stats;
+    stats = qs->stats;
     if (stats == NULL) {
         return;
     }
@@ -389,20 +314,9 @@ ngx_http_webhook_count_duration(ngx_http_request_t *r, uint64_t usec)
 
 
 void
-ngx_http_webhook_count_reconnect(ngx_http_webhook_main_conf_t *wmcf)
+ngx_http_webhook_count_reconnect(ngx_http_webhook_queues_t *qs)
 {
-    if (wmcf->stats) {
-        (void) ngx_atomic_fetch_add(&wmcf->stats->reconnects, 1);
+    if (qs->stats) {
+        (void) ngx_atomic_fetch_add(&qs->stats->reconnects, 1);
     }
-}
-
-
-uint64_t
-ngx_http_webhook_now_usec(void)
-{
-    struct timeval  tv;
-
-    ngx_gettimeofday(&tv);
-
-    return (uint64_t) tv.tv_sec * 1000000 + tv.tv_usec;
 }

@@ -1,6 +1,10 @@
 
 /*
  * Copyright (C) The ngx_http_webhook_module authors
+ *
+ * The counters in shared memory: one zone for the machine, a slot of
+ * counters per queue (found by the queue's name, so that they outlive
+ * reloads), and the configuration's queues that use them.
  */
 
 
@@ -10,9 +14,12 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
-#include <ngx_http.h>
 
-#include "ngx_http_webhook_module.h"
+#include "core/ngx_http_webhook_core.h"
+
+
+typedef struct ngx_http_webhook_stats_s     ngx_http_webhook_stats_t;
+typedef struct ngx_http_webhook_counters_s  ngx_http_webhook_counters_t;
 
 
 #define NGX_HTTP_WEBHOOK_NBUCKETS    12
@@ -70,20 +77,44 @@ struct ngx_http_webhook_stats_s {
 };
 
 
+typedef ngx_int_t (*ngx_http_webhook_zone_made_pt)(void *data,
+    ngx_log_t *log);
+
+
+/*
+ * The queues of a configuration (webhook_queue of each receive location),
+ * each with its Cluster slot and its counters.  zone_made is called when
+ * the zone is made anew (nginx started, not reloaded): the spool finds
+ * what it left on disk then.
+ */
+
+typedef struct {
+    ngx_array_t                    names;        /* of ngx_str_t */
+    ngx_uint_t                     slots[NGX_HTTP_WEBHOOK_MAX_QUEUES];
+    ngx_http_webhook_stats_t      *stats;        /* NULL: no zone yet */
+    ngx_uint_t                     generation;   /* of this configuration */
+    ngx_http_webhook_counters_t   *counters[NGX_HTTP_WEBHOOK_MAX_QUEUES];
+    ngx_http_webhook_zone_made_pt  zone_made;
+    void                          *zone_made_data;
+} ngx_http_webhook_queues_t;
+
+
 extern uint64_t  ngx_http_webhook_buckets[NGX_HTTP_WEBHOOK_NBUCKETS];
 
 
 ngx_int_t ngx_http_webhook_stats_zone(ngx_conf_t *cf,
-    ngx_http_webhook_main_conf_t *wmcf);
-ngx_int_t ngx_http_webhook_stats_commit(ngx_cycle_t *cycle);
+    ngx_http_webhook_queues_t *qs);
+void ngx_http_webhook_stats_commit(ngx_http_webhook_queues_t *qs);
 
-void ngx_http_webhook_count_result(ngx_http_request_t *r, ngx_uint_t result);
-void ngx_http_webhook_count_events(ngx_http_request_t *r,
-    ngx_uint_t priority, ngx_uint_t n);
-void ngx_http_webhook_count_warnings(ngx_http_request_t *r, ngx_uint_t n);
-void ngx_http_webhook_count_duration(ngx_http_request_t *r, uint64_t usec);
-void ngx_http_webhook_count_reconnect(ngx_http_webhook_main_conf_t *wmcf);
-uint64_t ngx_http_webhook_now_usec(void);
+/* the counters of queue i, of a queue by name; NULL: none (no room) */
+ngx_http_webhook_counters_t *ngx_http_webhook_counters(
+    ngx_http_webhook_queues_t *qs, ngx_uint_t i);
+ngx_http_webhook_counters_t *ngx_http_webhook_counters_of(
+    ngx_http_webhook_queues_t *qs, ngx_str_t *queue);
+
+void ngx_http_webhook_queues_duration(ngx_http_webhook_queues_t *qs,
+    uint64_t usec);
+void ngx_http_webhook_count_reconnect(ngx_http_webhook_queues_t *qs);
 
 
 #endif /* _NGX_HTTP_WEBHOOK_STATS_H_INCLUDED_ */

@@ -12,7 +12,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_webhook_module.h"
+#include "receive/ngx_http_webhook_receive.h"
 #include "core/ngx_http_webhook_core.h"
 #include "redis/ngx_http_webhook_redis.h"
 #include "stats/ngx_http_webhook_stats.h"
@@ -57,7 +57,8 @@ static ngx_int_t ngx_http_webhook_status_query(ngx_http_request_t *r,
     ngx_http_webhook_status_ctx_t *ctx);
 static ngx_int_t ngx_http_webhook_status_call(ngx_http_request_t *r,
     ngx_http_webhook_status_call_t *call);
-static void ngx_http_webhook_status_reply(void *data, redisReply *reply);
+static void ngx_http_webhook_status_reply(void *data,
+    redisReply *reply, ngx_uint_t failure);
 static void ngx_http_webhook_status_read(ngx_http_webhook_status_call_t *call,
     redisReply *reply);
 static void ngx_http_webhook_status_cancel(
@@ -133,7 +134,7 @@ ngx_http_webhook_status_query(ngx_http_request_t *r,
 
     wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
 
-    nq = wmcf->queues.nelts;
+    nq = wmcf->queues.names.nelts;
     cluster = ngx_http_webhook_cluster_on();
 
     ctx->ncalls = cluster ? nq : 1;
@@ -174,7 +175,7 @@ ngx_http_webhook_status_query(ngx_http_request_t *r,
     ctx->timer.data = ctx;
     ctx->timer.log = r->connection->log;
 
-    ngx_add_timer(&ctx->timer, wmcf->timeout);
+    ngx_add_timer(&ctx->timer, wmcf->redis.timeout);
 
     return NGX_OK;
 }
@@ -193,7 +194,7 @@ ngx_http_webhook_status_call(ngx_http_request_t *r,
 
     wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
 
-    slot = call->n ? wmcf->queue_slot[call->first]
+    slot = call->n ? wmcf->queues.slots[call->first]
                    : NGX_HTTP_WEBHOOK_ANY_SLOT;
 
     if (!ngx_http_webhook_redis_up(slot)) {
@@ -219,7 +220,7 @@ ngx_http_webhook_status_call(ngx_http_request_t *r,
     argv[2] = (char *) p;
     argvlen[2] = ngx_sprintf(p, "%ui", nkeys) - p;
 
-    queue = (ngx_str_t *) wmcf->queues.elts + call->first;
+    queue = (ngx_str_t *) wmcf->queues.names.elts + call->first;
     k = 3;
 
     for (i = 0; i < call->n; i++) {
@@ -269,7 +270,7 @@ ngx_http_webhook_status_call(ngx_http_request_t *r,
         argvlen[k] = queue[i].len;
     }
 
-    call->cmd = ngx_http_webhook_redis_eval(&wmcf->status, slot, k, argv,
+    call->cmd = ngx_http_webhook_redis_eval(&wmcf->redis.status, slot, k, argv,
                                             argvlen,
                                             ngx_http_webhook_status_reply,
                                             call);
@@ -279,11 +280,14 @@ ngx_http_webhook_status_call(ngx_http_request_t *r,
 
 
 static void
-ngx_http_webhook_status_reply(void *data, redisReply *reply)
+ngx_http_webhook_status_reply(void *data, redisReply *reply,
+    ngx_uint_t failure)
 {
     ngx_http_webhook_status_call_t *call = data;
 
     ngx_http_webhook_status_ctx_t  *ctx;
+
+    (void) failure;             /* a read: no reply is no depth */
 
     ctx = call->ctx;
     call->cmd = NULL;
@@ -367,7 +371,7 @@ ngx_http_webhook_status_read(ngx_http_webhook_status_call_t *call,
     nq = ((ngx_http_webhook_main_conf_t *)
              ngx_http_get_module_main_conf(ctx->request,
                                            ngx_http_webhook_module))
-         ->queues.nelts;
+         ->queues.names.nelts;
 
     n = call->n * (NGX_HTTP_WEBHOOK_NPRIO + 1);
 
@@ -379,8 +383,9 @@ ngx_http_webhook_status_read(ngx_http_webhook_status_call_t *call,
     }
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != n * NGX_HTTP_WEBHOOK_STATUS_FIELDS
-                              + call->n * (NGX_HTTP_WEBHOOK_INFLIGHT_FIELDS + 1))
+        || reply->elements
+           != n * NGX_HTTP_WEBHOOK_STATUS_FIELDS
+              + call->n * (NGX_HTTP_WEBHOOK_INFLIGHT_FIELDS + 1))
     {
         return;
     }
@@ -496,7 +501,7 @@ ngx_http_webhook_status_send(ngx_http_request_t *r,
 
     depths = NULL;
 
-    for (i = 0; ctx->known && i < wmcf->queues.nelts; i++) {
+    for (i = 0; ctx->known && i < wmcf->queues.names.nelts; i++) {
         if (ctx->known[i]) {
             depths = ctx->depths;
         }
@@ -511,13 +516,13 @@ ngx_http_webhook_status_send(ngx_http_request_t *r,
     /* a bound that depends on the number of queues, not on the traffic */
 
     /* the addresses are escaped: up to 6 bytes each (\u00XX) */
-    len = 8192 + (wmcf->addr_text.len + NGX_SOCKADDR_STRLEN * 2) * 6
+    len = 8192 + (wmcf->redis.addr_text.len + NGX_SOCKADDR_STRLEN * 2) * 6
           + NGX_HTTP_WEBHOOK_STATUS_SPOOL_ALL
           + NGX_HTTP_WEBHOOK_STATUS_CLUSTER_ALL
           + ngx_http_webhook_status_reconcile_len(wmcf, ctx->reconcile);
-    queue = wmcf->queues.elts;
+    queue = wmcf->queues.names.elts;
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
+    for (i = 0; i < wmcf->queues.names.nelts; i++) {
         len += 6400 + 42 * 2 * queue[i].len
                + NGX_HTTP_WEBHOOK_STATUS_SPOOL(queue[i].len)
                + NGX_HTTP_WEBHOOK_STATUS_CLUSTER
@@ -578,8 +583,8 @@ ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
     ngx_http_webhook_depth_t     *d;
     ngx_http_webhook_counters_t  *cnt;
 
-    stats = wmcf->stats;
-    queue = wmcf->queues.elts;
+    stats = wmcf->queues.stats;
+    queue = wmcf->queues.names.elts;
 
     ngx_memzero(requests, sizeof(requests));
     ngx_memzero(events, sizeof(events));
@@ -587,7 +592,7 @@ ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
     p = ngx_sprintf(p, "{\"version\":\"" NGX_HTTP_WEBHOOK_VERSION "\","
                     "\"redis\":{\"up\":%s,\"address\":\"",
                     up ? "true" : "false");
-    primary = wmcf->addr_text;
+    primary = wmcf->redis.addr_text;
     ngx_http_webhook_redis_addresses(&primary, &sentinel);
 
     p = ngx_http_webhook_json_escape(p, primary.data, primary.len);
@@ -601,13 +606,13 @@ ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
     p = ngx_http_webhook_status_cluster_json(p);
     p = ngx_sprintf(p, "},\"queues\":{");
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
-        cnt = wmcf->counters[i];
+    for (i = 0; i < wmcf->queues.names.nelts; i++) {
+        cnt = wmcf->queues.counters[i];
 
         p = ngx_sprintf(p, "%s\"", i ? "," : "");
         p = ngx_http_webhook_json_escape(p, queue[i].data, queue[i].len);
         p = ngx_sprintf(p, "\":{");
-        p = ngx_http_webhook_status_cluster_queue(p, wmcf->queue_slot[i]);
+        p = ngx_http_webhook_status_cluster_queue(p, wmcf->queues.slots[i]);
 
         for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
             p = ngx_sprintf(p, "%s\"%V\":{", prio ? "," : "",
@@ -637,7 +642,7 @@ ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
         }
 
         if (depths && known[i]) {
-            d = &depths[wmcf->queues.nelts * NGX_HTTP_WEBHOOK_NPRIO + i];
+            d = &depths[wmcf->queues.names.nelts * NGX_HTTP_WEBHOOK_NPRIO + i];
             p = ngx_sprintf(p, ",\"rejected\":%i", d->depth);
 
         } else {

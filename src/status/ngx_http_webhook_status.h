@@ -15,7 +15,7 @@
 #include <ngx_http.h>
 #include <hiredis/hiredis.h>
 
-#include "ngx_http_webhook_module.h"
+#include "receive/ngx_http_webhook_receive.h"
 
 
 #define ngx_http_webhook_family(p, name, type, help)                         \
@@ -69,6 +69,7 @@ typedef struct {
 
 
 /* ngx_http_webhook_status.c */
+ngx_int_t ngx_http_webhook_status_handler(ngx_http_request_t *r);
 u_char *ngx_http_webhook_label(u_char *p, ngx_str_t *value);
 u_char *ngx_http_webhook_seconds(u_char *p, uint64_t usec);
 

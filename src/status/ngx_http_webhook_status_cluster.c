@@ -11,7 +11,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_http_webhook_module.h"
+#include "receive/ngx_http_webhook_receive.h"
 #include "core/ngx_http_webhook_core.h"
 #include "redis/ngx_http_webhook_redis.h"
 #include "ngx_http_webhook_status.h"

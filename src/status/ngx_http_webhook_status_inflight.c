@@ -100,7 +100,7 @@ ngx_http_webhook_status_inflight_text(u_char *p,
     ngx_http_webhook_inflight_t         *in;
     ngx_http_webhook_inflight_family_t  *f;
 
-    queue = wmcf->queues.elts;
+    queue = wmcf->queues.names.elts;
 
     for (k = 0; k < sizeof(ngx_http_webhook_inflight_families)
                     / sizeof(ngx_http_webhook_inflight_family_t); k++)
@@ -108,7 +108,7 @@ ngx_http_webhook_status_inflight_text(u_char *p,
         f = &ngx_http_webhook_inflight_families[k];
         p = ngx_sprintf(p, "%s# TYPE %s %s\n", f->help, f->name, f->type);
 
-        for (i = 0; i < wmcf->queues.nelts; i++) {
+        for (i = 0; i < wmcf->queues.names.nelts; i++) {
             if (!known[i]) {
                 continue;
             }

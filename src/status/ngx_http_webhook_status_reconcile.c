@@ -179,10 +179,10 @@ ngx_http_webhook_status_reconcile_len(ngx_http_webhook_main_conf_t *wmcf,
     ngx_uint_t                      i, k;
     ngx_http_webhook_reconciler_t  *rc;
 
-    queue = wmcf->queues.elts;
+    queue = wmcf->queues.names.elts;
     len = 4096;
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
+    for (i = 0; i < wmcf->queues.names.nelts; i++) {
 
         /* "replays" and nginx_webhook_replays_total, each result */
         len += NGX_HTTP_WEBHOOK_NRESULTS * (64 + 2 * queue[i].len);
@@ -210,7 +210,7 @@ ngx_http_webhook_status_reconcile_json(u_char *p,
     ngx_uint_t                    k;
     ngx_http_webhook_counters_t  *cnt;
 
-    cnt = wmcf->counters[i];
+    cnt = wmcf->queues.counters[i];
 
     if (cnt == NULL) {
         p = ngx_sprintf(p, ",\"replays\":null");
@@ -334,14 +334,14 @@ ngx_http_webhook_status_reconcile_text(u_char *p,
     ngx_uint_t                      i, k;
     ngx_http_webhook_rec_family_t  *f;
 
-    queue = wmcf->queues.elts;
+    queue = wmcf->queues.names.elts;
 
     p = ngx_http_webhook_family(p, "nginx_webhook_replays_total", "counter",
                                 "Requests marked X-Webhook-Replay (a "
                                 "reconciler's), by result.");
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
-        if (wmcf->counters[i] == NULL) {
+    for (i = 0; i < wmcf->queues.names.nelts; i++) {
+        if (wmcf->queues.counters[i] == NULL) {
             continue;
         }
 
@@ -350,7 +350,7 @@ ngx_http_webhook_status_reconcile_text(u_char *p,
             p = ngx_http_webhook_label(p, &queue[i]);
             p = ngx_sprintf(p, ",result=\"%V\"} %uA\n",
                             &ngx_http_webhook_results[k],
-                            wmcf->counters[i]->replays[k]);
+                            wmcf->queues.counters[i]->replays[k]);
         }
     }
 
@@ -373,9 +373,9 @@ ngx_http_webhook_reconciler_series(u_char *p,
     ngx_uint_t                      i, k;
     ngx_http_webhook_reconciler_t  *rc;
 
-    queue = wmcf->queues.elts;
+    queue = wmcf->queues.names.elts;
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
+    for (i = 0; i < wmcf->queues.names.nelts; i++) {
         for (k = 0; k < recs[i].nelts; k++) {
             rc = &recs[i].elts[k];
 

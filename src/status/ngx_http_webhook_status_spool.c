@@ -30,20 +30,20 @@ ngx_http_webhook_status_spool_json(u_char *p,
 {
     ngx_http_webhook_stats_t  *stats;
 
-    stats = wmcf->stats;
+    stats = wmcf->queues.stats;
 
-    if (wmcf->spool_path == NULL) {
+    if (wmcf->spool.path == NULL) {
         return ngx_sprintf(p, "\"spool\":null,");
     }
 
     p = ngx_sprintf(p, "\"spool\":{\"path\":\"");
-    p = ngx_http_webhook_json_escape(p, wmcf->spool_path->name.data,
-                                     wmcf->spool_path->name.len);
+    p = ngx_http_webhook_json_escape(p, wmcf->spool.path->name.data,
+                                     wmcf->spool.path->name.len);
 
     return ngx_sprintf(p, "\",\"bytes\":%A,\"max_size\":%O,"
                        "\"recovering\":%s},",
                        (ngx_atomic_int_t) stats->spool_bytes,
-                       wmcf->spool_max_size,
+                       wmcf->spool.max_size,
                        stats->spool_recovering ? "true" : "false");
 }
 
@@ -56,9 +56,9 @@ ngx_http_webhook_status_spool_queue(u_char *p,
 {
     ngx_http_webhook_counters_t  *cnt;
 
-    cnt = wmcf->counters[i];
+    cnt = wmcf->queues.counters[i];
 
-    if (wmcf->spool_path == NULL || cnt == NULL) {
+    if (wmcf->spool.path == NULL || cnt == NULL) {
         return ngx_sprintf(p, ",\"spool\":null");
     }
 
@@ -83,27 +83,27 @@ ngx_http_webhook_status_spool_text(u_char *p,
     ngx_uint_t                    i;
     ngx_http_webhook_counters_t  *cnt;
 
-    if (wmcf->spool_path == NULL) {
+    if (wmcf->spool.path == NULL) {
         return p;
     }
 
-    queue = wmcf->queues.elts;
+    queue = wmcf->queues.names.elts;
 
     p = ngx_http_webhook_family(p, "nginx_webhook_spool_size_bytes", "gauge",
                                 "Bytes in the spool's segments.");
     p = ngx_sprintf(p, "nginx_webhook_spool_size_bytes %A\n",
-                    (ngx_atomic_int_t) wmcf->stats->spool_bytes);
+                    (ngx_atomic_int_t) wmcf->queues.stats->spool_bytes);
 
     p = ngx_http_webhook_family(p, "nginx_webhook_spool_max_size_bytes",
                                 "gauge", "The spool's max_size.");
     p = ngx_sprintf(p, "nginx_webhook_spool_max_size_bytes %O\n",
-                    wmcf->spool_max_size);
+                    wmcf->spool.max_size);
 
     p = ngx_http_webhook_family(p, "nginx_webhook_spool_events", "gauge",
                                 "Events in the spool, not yet in Redis.");
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
-        if ((cnt = wmcf->counters[i])) {
+    for (i = 0; i < wmcf->queues.names.nelts; i++) {
+        if ((cnt = wmcf->queues.counters[i])) {
             p = ngx_http_webhook_spool_series(p, "nginx_webhook_spool_events",
                                               &queue[i]);
             p = ngx_sprintf(p, "%A\n", (ngx_atomic_int_t) cnt->spool_pending);
@@ -113,8 +113,8 @@ ngx_http_webhook_status_spool_text(u_char *p,
     p = ngx_http_webhook_family(p, "nginx_webhook_spool_bytes", "gauge",
                                 "Bytes of a queue's spool segments.");
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
-        if ((cnt = wmcf->counters[i])) {
+    for (i = 0; i < wmcf->queues.names.nelts; i++) {
+        if ((cnt = wmcf->queues.counters[i])) {
             p = ngx_http_webhook_spool_series(p, "nginx_webhook_spool_bytes",
                                               &queue[i]);
             p = ngx_sprintf(p, "%A\n", (ngx_atomic_int_t) cnt->spool_bytes);
@@ -127,8 +127,8 @@ ngx_http_webhook_status_spool_text(u_char *p,
                                 "Age of the oldest event in the spool, "
                                 "0 when it is empty.");
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
-        if ((cnt = wmcf->counters[i])) {
+    for (i = 0; i < wmcf->queues.names.nelts; i++) {
+        if ((cnt = wmcf->queues.counters[i])) {
             p = ngx_http_webhook_spool_series(p,
                               "nginx_webhook_spool_oldest_event_age_seconds",
                               &queue[i]);
@@ -140,8 +140,8 @@ ngx_http_webhook_status_spool_text(u_char *p,
     p = ngx_http_webhook_family(p, "nginx_webhook_spooled_events_total",
                                 "counter", "Events written to the spool.");
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
-        if ((cnt = wmcf->counters[i])) {
+    for (i = 0; i < wmcf->queues.names.nelts; i++) {
+        if ((cnt = wmcf->queues.counters[i])) {
             p = ngx_http_webhook_spool_series(p,
                                           "nginx_webhook_spooled_events_total",
                                           &queue[i]);
@@ -153,8 +153,8 @@ ngx_http_webhook_status_spool_text(u_char *p,
                                 "counter",
                                 "Events moved from the spool into Redis.");
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
-        if ((cnt = wmcf->counters[i])) {
+    for (i = 0; i < wmcf->queues.names.nelts; i++) {
+        if ((cnt = wmcf->queues.counters[i])) {
             p = ngx_http_webhook_spool_series(p,
                                           "nginx_webhook_drained_events_total",
                                           &queue[i]);
@@ -167,8 +167,8 @@ ngx_http_webhook_status_spool_text(u_char *p,
                                 "Spooled events Redis refused for good, set "
                                 "aside in <queue>.quarantine.");
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
-        if ((cnt = wmcf->counters[i])) {
+    for (i = 0; i < wmcf->queues.names.nelts; i++) {
+        if ((cnt = wmcf->queues.counters[i])) {
             p = ngx_http_webhook_spool_series(p,
                                       "nginx_webhook_quarantined_events_total",
                                       &queue[i]);
@@ -182,8 +182,8 @@ ngx_http_webhook_status_spool_text(u_char *p,
                                 "record, passed over and set aside in "
                                 "<queue>.corrupt.");
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
-        if ((cnt = wmcf->counters[i])) {
+    for (i = 0; i < wmcf->queues.names.nelts; i++) {
+        if ((cnt = wmcf->queues.counters[i])) {
             p = ngx_http_webhook_spool_series(p,
                                     "nginx_webhook_spool_corrupt_bytes_total",
                                     &queue[i]);

@@ -11,7 +11,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_http_webhook_module.h"
+#include "receive/ngx_http_webhook_receive.h"
 #include "core/ngx_http_webhook_core.h"
 #include "redis/ngx_http_webhook_redis.h"
 #include "stats/ngx_http_webhook_stats.h"
@@ -43,8 +43,8 @@ ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
     ngx_http_webhook_stats_t  *stats;
     ngx_http_webhook_depth_t  *d;
 
-    stats = wmcf->stats;
-    queue = wmcf->queues.elts;
+    stats = wmcf->queues.stats;
+    queue = wmcf->queues.names.elts;
 
     p = ngx_http_webhook_family(p, "nginx_webhook_info", "gauge",
                                 "Version of the nginx webhook module.");
@@ -85,12 +85,12 @@ ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
                                     "Bodies answered 400 kept in the "
                                     "rejected list.");
 
-        for (i = 0; i < wmcf->queues.nelts; i++) {
+        for (i = 0; i < wmcf->queues.names.nelts; i++) {
             if (!known[i]) {
                 continue;
             }
 
-            d = &depths[wmcf->queues.nelts * NGX_HTTP_WEBHOOK_NPRIO + i];
+            d = &depths[wmcf->queues.names.nelts * NGX_HTTP_WEBHOOK_NPRIO + i];
             p = ngx_sprintf(p, "nginx_webhook_rejected_depth{queue=");
             p = ngx_http_webhook_label(p, &queue[i]);
             p = ngx_sprintf(p, "} %i\n", d->depth);
@@ -116,22 +116,22 @@ ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
                                 "Events queued with fields of the wrong "
                                 "type, taken as absent.");
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
-        if (wmcf->counters[i] == NULL) {
+    for (i = 0; i < wmcf->queues.names.nelts; i++) {
+        if (wmcf->queues.counters[i] == NULL) {
             continue;
         }
 
         p = ngx_sprintf(p, "nginx_webhook_warnings_total{queue=");
         p = ngx_http_webhook_label(p, &queue[i]);
-        p = ngx_sprintf(p, "} %uA\n", wmcf->counters[i]->warnings);
+        p = ngx_sprintf(p, "} %uA\n", wmcf->queues.counters[i]->warnings);
     }
 
     p = ngx_http_webhook_family(p, "nginx_webhook_requests_total", "counter",
                                 "Answers of the receive locations, "
                                 "by result.");
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
-        if (wmcf->counters[i] == NULL) {
+    for (i = 0; i < wmcf->queues.names.nelts; i++) {
+        if (wmcf->queues.counters[i] == NULL) {
             continue;
         }
 
@@ -139,15 +139,15 @@ ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
             p = ngx_http_webhook_series(p, "nginx_webhook_requests_total",
                                         &queue[i], "result",
                                         &ngx_http_webhook_results[k]);
-            p = ngx_sprintf(p, "%uA\n", wmcf->counters[i]->requests[k]);
+            p = ngx_sprintf(p, "%uA\n", wmcf->queues.counters[i]->requests[k]);
         }
     }
 
     p = ngx_http_webhook_family(p, "nginx_webhook_events_total", "counter",
                                 "Events enqueued, by priority.");
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
-        if (wmcf->counters[i] == NULL) {
+    for (i = 0; i < wmcf->queues.names.nelts; i++) {
+        if (wmcf->queues.counters[i] == NULL) {
             continue;
         }
 
@@ -155,7 +155,7 @@ ngx_http_webhook_status_text(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
             p = ngx_http_webhook_series(p, "nginx_webhook_events_total",
                                         &queue[i], "priority",
                                         &ngx_http_webhook_priorities[prio]);
-            p = ngx_sprintf(p, "%uA\n", wmcf->counters[i]->events[prio]);
+            p = ngx_sprintf(p, "%uA\n", wmcf->queues.counters[i]->events[prio]);
         }
     }
 
@@ -198,9 +198,9 @@ ngx_http_webhook_prio_series(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
     ngx_uint_t                 i, prio;
     ngx_http_webhook_depth_t  *d;
 
-    queue = wmcf->queues.elts;
+    queue = wmcf->queues.names.elts;
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
+    for (i = 0; i < wmcf->queues.names.nelts; i++) {
         if (!known[i]) {
             continue;
         }
