@@ -41,7 +41,7 @@ static ngx_int_t ngx_http_webhook_add_queue(ngx_conf_t *cf,
 
 static char *ngx_http_webhook_set_handler(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_webhook_spool_directive(ngx_conf_t *cf,
+static char *ngx_http_webhook_spool(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_webhook_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_webhook_init_process(ngx_cycle_t *cycle);
@@ -281,7 +281,7 @@ static ngx_command_t  ngx_http_webhook_commands[] = {
 
     { ngx_string("webhook_spool"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
-      ngx_http_webhook_spool_directive,
+      ngx_http_webhook_spool,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -894,7 +894,7 @@ ngx_http_webhook_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 /* webhook_spool: a path at the http level, "off" at any level */
 
 static char *
-ngx_http_webhook_spool_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+ngx_http_webhook_spool(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
     ngx_http_webhook_loc_conf_t *wlcf = conf;

@@ -40,9 +40,18 @@ static void ngx_http_webhook_drain_refused(ngx_http_webhook_drain_t *d,
 static void ngx_http_webhook_drain_timeout(ngx_http_webhook_drain_t *d);
 static void ngx_http_webhook_drain_wait(ngx_http_webhook_drain_t *d,
     ngx_msec_t ms);
+static void ngx_http_webhook_drain_state(ngx_http_webhook_drain_t *d,
+    ngx_http_webhook_drain_state_e state);
 
 
 static ngx_http_webhook_drain_t  *ngx_http_webhook_drain;
+
+#if (NGX_DEBUG)
+/* the states by name, for the debug log */
+static char  *ngx_http_webhook_drain_states[] = {
+    "IDLE", "READING", "SENDING"
+};
+#endif
 
 
 ngx_int_t
@@ -158,11 +167,11 @@ ngx_http_webhook_drain_look(ngx_event_t *ev)
         return;
     }
 
-    d->state = NGX_HTTP_WEBHOOK_DRAIN_READING;
+    ngx_http_webhook_drain_state(d, NGX_HTTP_WEBHOOK_DRAIN_READING);
     d->task->event.complete = 0;
 
     if (ngx_thread_task_post(d->scf->pool, d->task) != NGX_OK) {
-        d->state = NGX_HTTP_WEBHOOK_DRAIN_IDLE;
+        ngx_http_webhook_drain_state(d, NGX_HTTP_WEBHOOK_DRAIN_IDLE);
         ngx_http_webhook_drain_wait(d, NGX_HTTP_WEBHOOK_DRAIN_POLL);
     }
 }
@@ -171,7 +180,7 @@ ngx_http_webhook_drain_look(ngx_event_t *ev)
 static void
 ngx_http_webhook_drain_wait(ngx_http_webhook_drain_t *d, ngx_msec_t ms)
 {
-    d->state = NGX_HTTP_WEBHOOK_DRAIN_IDLE;
+    ngx_http_webhook_drain_state(d, NGX_HTTP_WEBHOOK_DRAIN_IDLE);
 
     if (d->timer.timer_set) {
         ngx_del_timer(&d->timer);
@@ -194,7 +203,7 @@ ngx_http_webhook_drain_read_done(ngx_event_t *ev)
         return;
     }
 
-    d->state = NGX_HTTP_WEBHOOK_DRAIN_IDLE;
+    ngx_http_webhook_drain_state(d, NGX_HTTP_WEBHOOK_DRAIN_IDLE);
 
     if (!d->held) {
         ngx_http_webhook_drain_wait(d, NGX_HTTP_WEBHOOK_DRAIN_POLL);
@@ -291,7 +300,7 @@ ngx_http_webhook_drain_send(ngx_http_webhook_drain_t *d)
         return;
     }
 
-    d->state = NGX_HTTP_WEBHOOK_DRAIN_SENDING;
+    ngx_http_webhook_drain_state(d, NGX_HTTP_WEBHOOK_DRAIN_SENDING);
 
     if (d->timer.timer_set) {
         ngx_del_timer(&d->timer);
@@ -313,7 +322,7 @@ ngx_http_webhook_drain_reply(void *data, redisReply *reply,
         ngx_del_timer(&d->timer);
     }
 
-    d->state = NGX_HTTP_WEBHOOK_DRAIN_IDLE;
+    ngx_http_webhook_drain_state(d, NGX_HTTP_WEBHOOK_DRAIN_IDLE);
 
     if (d->stopped) {
         return;
@@ -474,6 +483,21 @@ ngx_http_webhook_drain_timeout(ngx_http_webhook_drain_t *d)
     }
 
     ngx_http_webhook_drain_wait(d, NGX_HTTP_WEBHOOK_DRAIN_POLL);
+}
+
+
+/* a change of state, in the debug log */
+
+static void
+ngx_http_webhook_drain_state(ngx_http_webhook_drain_t *d,
+    ngx_http_webhook_drain_state_e state)
+{
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, d->log, 0,
+                   "webhook drain: %s -> %s, %ui records",
+                   ngx_http_webhook_drain_states[d->state],
+                   ngx_http_webhook_drain_states[state], d->n);
+
+    d->state = state;
 }
 
 #endif /* NGX_THREADS */
