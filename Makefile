@@ -23,7 +23,7 @@ NGINX_CONFDIR ?= /etc/nginx
 AVAILABLE   = $(PREFIX)/share/nginx/modules-available/mod-http-webhook.conf
 ENABLED     = $(NGINX_CONFDIR)/modules-enabled/50-mod-http-webhook.conf
 
-SRCS = $(wildcard src/*.c src/*.h) config
+SRCS = $(wildcard src/*.c src/*.h src/*/*.c src/*/*.h) config
 
 .PHONY: all check-nginx install uninstall test unit fuzz run clean deb \
         lintian matrix matrix-test
@@ -81,9 +81,10 @@ uninstall:
 # the pure parts, built outside nginx against its headers
 NGX_INCS = -I $(NGINX_DIR)/src/core -I $(NGINX_DIR)/src/event \
            -I $(NGINX_DIR)/src/os/unix -I $(NGINX_DIR)/objs -I src
-EVENT    = src/ngx_http_webhook_event.c src/ngx_http_webhook_event.h \
-           src/ngx_http_webhook_json.c src/ngx_http_webhook_json.h
-RECORD   = src/ngx_http_webhook_record.c src/ngx_http_webhook_record.h
+EVENT    = src/core/ngx_http_webhook_event.c src/core/ngx_http_webhook_event.h \
+           src/core/ngx_http_webhook_json.c src/core/ngx_http_webhook_json.h \
+           src/core/ngx_http_webhook_text.c src/core/ngx_http_webhook_text.h
+RECORD   = src/spool/ngx_http_webhook_record.c src/spool/ngx_http_webhook_record.h
 UNIT     = $(BUILD)/test_event
 UNIT_REC = $(BUILD)/test_record
 UNIT_SLOT = $(BUILD)/test_keyslot
@@ -98,32 +99,35 @@ PROVE_JOBS ?= 1
 $(UNIT): t/unit/test_event.c t/unit/tap.h $(EVENT) $(NGINX_DIR)/objs/Makefile
 	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
 	    $(NGX_INCS) -o $@ t/unit/test_event.c \
-	    src/ngx_http_webhook_event.c src/ngx_http_webhook_json.c -lcjson
+	    src/core/ngx_http_webhook_event.c src/core/ngx_http_webhook_json.c \
+	    src/core/ngx_http_webhook_text.c -lcjson
 
 $(FUZZER): t/fuzz/fuzz_event.c $(EVENT) $(NGINX_DIR)/objs/Makefile
 	clang -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined \
 	    $(NGX_INCS) -o $@ t/fuzz/fuzz_event.c \
-	    src/ngx_http_webhook_event.c src/ngx_http_webhook_json.c -lcjson
+	    src/core/ngx_http_webhook_event.c src/core/ngx_http_webhook_json.c \
+	    src/core/ngx_http_webhook_text.c -lcjson
 
 $(UNIT_REC): t/unit/test_record.c t/unit/tap.h $(RECORD) $(NGINX_DIR)/objs/Makefile
 	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
 	    $(NGX_INCS) -o $@ t/unit/test_record.c $(RECORD:%.h=) -lz
 
-$(UNIT_SLOT): t/unit/test_keyslot.c t/unit/tap.h src/ngx_http_webhook_keyslot.c \
-	    src/ngx_http_webhook_keyslot.h $(NGINX_DIR)/objs/Makefile
+$(UNIT_SLOT): t/unit/test_keyslot.c t/unit/tap.h src/core/ngx_http_webhook_keyslot.c \
+	    src/core/ngx_http_webhook_keyslot.h $(NGINX_DIR)/objs/Makefile
 	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
-	    $(NGX_INCS) -o $@ t/unit/test_keyslot.c src/ngx_http_webhook_keyslot.c
+	    $(NGX_INCS) -o $@ t/unit/test_keyslot.c src/core/ngx_http_webhook_keyslot.c
 
-$(UNIT_RESP): t/unit/test_resp.c t/unit/tap.h src/ngx_http_webhook_redis_resp.c \
-	    src/ngx_http_webhook_redis_resp.h $(NGINX_DIR)/objs/Makefile
+$(UNIT_RESP): t/unit/test_resp.c t/unit/tap.h src/redis/ngx_http_webhook_redis_resp.c \
+	    src/redis/ngx_http_webhook_redis_resp.h $(NGINX_DIR)/objs/Makefile
 	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
-	    $(NGX_INCS) -o $@ t/unit/test_resp.c src/ngx_http_webhook_redis_resp.c
+	    $(NGX_INCS) -o $@ t/unit/test_resp.c src/redis/ngx_http_webhook_redis_resp.c
 
-$(UNIT_ESC): t/unit/test_escape.c t/unit/tap.h src/ngx_http_webhook_escape.c \
-	    src/ngx_http_webhook_escape.h $(NGINX_DIR)/objs/Makefile
+$(UNIT_ESC): t/unit/test_escape.c t/unit/tap.h src/core/ngx_http_webhook_text.c \
+	    src/core/ngx_http_webhook_text.h $(NGINX_DIR)/objs/Makefile
 	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
-	    $(NGX_INCS) -o $@ t/unit/test_escape.c src/ngx_http_webhook_escape.c
+	    $(NGX_INCS) -o $@ t/unit/test_escape.c src/core/ngx_http_webhook_text.c \
+	    src/core/ngx_http_webhook_json.c
 
 $(FUZZ_REC): t/fuzz/fuzz_record.c $(RECORD) $(NGINX_DIR)/objs/Makefile
 	clang -g -O1 -fsanitize=fuzzer,address,undefined \

@@ -12,13 +12,12 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_webhook_module.h"
-#include "ngx_http_webhook_auth.h"
-#include "ngx_http_webhook_directives.h"
-#include "ngx_http_webhook_event.h"
-#include "ngx_http_webhook_redis.h"
-#include "ngx_http_webhook_spool.h"
-#include "ngx_http_webhook_stats.h"
+#include "receive/ngx_http_webhook_receive.h"
+#include "status/ngx_http_webhook_status.h"
+#include "core/ngx_http_webhook_core.h"
+#include "redis/ngx_http_webhook_redis.h"
+#include "spool/ngx_http_webhook_spool.h"
+#include "stats/ngx_http_webhook_stats.h"
 
 
 static ngx_int_t ngx_http_webhook_preconfiguration(ngx_conf_t *cf);
@@ -40,35 +39,13 @@ static ngx_int_t ngx_http_webhook_add_queue(ngx_conf_t *cf,
 #define NGX_HTTP_WEBHOOK_WAIT_SLACK  100
 
 
+static char *ngx_http_webhook_set_handler(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_webhook_spool(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_webhook_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_webhook_init_process(ngx_cycle_t *cycle);
 static void ngx_http_webhook_exit_process(ngx_cycle_t *cycle);
-
-
-ngx_str_t  ngx_http_webhook_priorities[] = {
-    ngx_string("high"),
-    ngx_string("medium"),
-    ngx_string("low")
-};
-
-
-/* in the order of ngx_http_webhook_result_e */
-
-ngx_str_t  ngx_http_webhook_results[] = {
-    ngx_string("queued"),
-    ngx_string("duplicate"),
-    ngx_string("spooled"),
-    ngx_string("test"),
-    ngx_string("unauthorized"),
-    ngx_string("invalid"),
-    ngx_string("unsupported_media_type"),
-    ngx_string("too_large"),
-    ngx_string("method_not_allowed"),
-    ngx_string("unavailable"),
-    ngx_string("overloaded"),
-    ngx_string("rate_limited"),
-    ngx_string("probe"),
-    ngx_string("error")
-};
 
 
 static ngx_conf_enum_t  ngx_http_webhook_priority_names[] = {
@@ -106,7 +83,7 @@ static ngx_command_t  ngx_http_webhook_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_webhook_main_conf_t, db),
+      offsetof(ngx_http_webhook_main_conf_t, redis.db),
       NULL },
 
     { ngx_string("webhook_redis_password_file"),
@@ -120,14 +97,14 @@ static ngx_command_t  ngx_http_webhook_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_webhook_set_timeout,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_webhook_main_conf_t, connect_timeout),
+      offsetof(ngx_http_webhook_main_conf_t, redis.connect_timeout),
       NULL },
 
     { ngx_string("webhook_redis_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_webhook_set_timeout,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_webhook_main_conf_t, timeout),
+      offsetof(ngx_http_webhook_main_conf_t, redis.timeout),
       NULL },
 
     { ngx_string("webhook_redis_sentinel"),
@@ -164,49 +141,49 @@ static ngx_command_t  ngx_http_webhook_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_webhook_main_conf_t, ssl),
+      offsetof(ngx_http_webhook_main_conf_t, redis.ssl),
       NULL },
 
     { ngx_string("webhook_redis_ssl_verify"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_webhook_main_conf_t, ssl_verify),
+      offsetof(ngx_http_webhook_main_conf_t, redis.ssl_verify),
       NULL },
 
     { ngx_string("webhook_redis_ssl_trusted_certificate"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_webhook_main_conf_t, ssl_trusted_certificate),
+      offsetof(ngx_http_webhook_main_conf_t, redis.ssl_trusted_certificate),
       NULL },
 
     { ngx_string("webhook_redis_ssl_name"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_webhook_main_conf_t, ssl_name),
+      offsetof(ngx_http_webhook_main_conf_t, redis.ssl_name),
       NULL },
 
     { ngx_string("webhook_redis_ssl_certificate"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_webhook_main_conf_t, ssl_certificate),
+      offsetof(ngx_http_webhook_main_conf_t, redis.ssl_certificate),
       NULL },
 
     { ngx_string("webhook_redis_ssl_certificate_key"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_webhook_main_conf_t, ssl_certificate_key),
+      offsetof(ngx_http_webhook_main_conf_t, redis.ssl_certificate_key),
       NULL },
 
     { ngx_string("webhook_redis_ssl_protocols"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_conf_set_bitmask_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_webhook_main_conf_t, ssl_protocols),
+      offsetof(ngx_http_webhook_main_conf_t, redis.ssl_protocols),
       &ngx_http_webhook_redis_ssl_protocols },
 
 #endif
@@ -304,7 +281,7 @@ static ngx_command_t  ngx_http_webhook_commands[] = {
 
     { ngx_string("webhook_spool"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
-      ngx_http_webhook_spool_directive,
+      ngx_http_webhook_spool,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -348,7 +325,7 @@ ngx_module_t  ngx_http_webhook_module = {
     ngx_http_webhook_commands,             /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    ngx_http_webhook_stats_commit,         /* init module */
+    ngx_http_webhook_init_module,          /* init module */
     ngx_http_webhook_init_process,         /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -383,13 +360,13 @@ ngx_http_webhook_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    ngx_http_webhook_scripts(wmcf);
+    ngx_http_webhook_scripts(&wmcf->redis);
 
-    if (ngx_http_webhook_stats_zone(cf, wmcf) != NGX_OK) {
+    if (ngx_http_webhook_stats_zone(cf, &wmcf->queues) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (ngx_http_webhook_spool_check(cf, wmcf) != NGX_OK) {
+    if (ngx_http_webhook_spool_check(cf, &wmcf->spool) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -412,29 +389,29 @@ ngx_http_webhook_create_main_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
-     *     wmcf->addr_text = { 0, NULL };
-     *     wmcf->host = { 0, NULL };
-     *     wmcf->port = 0;
-     *     wmcf->unix_path = { 0, NULL };
-     *     wmcf->user = { 0, NULL };
-     *     wmcf->password = { 0, NULL };
+     *     wmcf->redis.addr_text = { 0, NULL };
+     *     wmcf->redis.host = { 0, NULL };
+     *     wmcf->redis.port = 0;
+     *     wmcf->redis.unix_path = { 0, NULL };
+     *     wmcf->redis.user = { 0, NULL };
+     *     wmcf->redis.password = { 0, NULL };
      *     wmcf->used = 0;
-     *     wmcf->stats = NULL;
+     *     wmcf->queues.stats = NULL;
      */
 
-    wmcf->db = NGX_CONF_UNSET;
-    wmcf->connect_timeout = NGX_CONF_UNSET_MSEC;
-    wmcf->timeout = NGX_CONF_UNSET_MSEC;
-    wmcf->wait_replicas = NGX_CONF_UNSET;
-    wmcf->wait_timeout = NGX_CONF_UNSET_MSEC;
+    wmcf->redis.db = NGX_CONF_UNSET;
+    wmcf->redis.connect_timeout = NGX_CONF_UNSET_MSEC;
+    wmcf->redis.timeout = NGX_CONF_UNSET_MSEC;
+    wmcf->redis.wait_replicas = NGX_CONF_UNSET;
+    wmcf->redis.wait_timeout = NGX_CONF_UNSET_MSEC;
 
 #if (NGX_SSL)
-    wmcf->ssl = NGX_CONF_UNSET;
-    wmcf->ssl_verify = NGX_CONF_UNSET;
-    wmcf->ssl_protocols = 0;
+    wmcf->redis.ssl = NGX_CONF_UNSET;
+    wmcf->redis.ssl_verify = NGX_CONF_UNSET;
+    wmcf->redis.ssl_protocols = 0;
 #endif
 
-    if (ngx_array_init(&wmcf->queues, cf->pool, 4, sizeof(ngx_str_t))
+    if (ngx_array_init(&wmcf->queues.names, cf->pool, 4, sizeof(ngx_str_t))
         != NGX_OK)
     {
         return NULL;
@@ -447,6 +424,17 @@ ngx_http_webhook_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    /* each part's view of the others it needs */
+
+    wmcf->redis.queues = &wmcf->queues;
+    wmcf->spool.queues = &wmcf->queues;
+    wmcf->spool.redis = &wmcf->redis;
+
+    /* a new zone: nginx started, the spool recovers what it left */
+
+    wmcf->queues.zone_made = ngx_http_webhook_spool_recover;
+    wmcf->queues.zone_made_data = &wmcf->spool;
+
     return wmcf;
 }
 
@@ -456,17 +444,17 @@ ngx_http_webhook_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_webhook_main_conf_t  *wmcf = conf;
 
-    ngx_conf_init_value(wmcf->db, 0);
-    ngx_conf_init_msec_value(wmcf->connect_timeout, 1000);
-    ngx_conf_init_msec_value(wmcf->timeout, 2000);
+    ngx_conf_init_value(wmcf->redis.db, 0);
+    ngx_conf_init_msec_value(wmcf->redis.connect_timeout, 1000);
+    ngx_conf_init_msec_value(wmcf->redis.timeout, 2000);
 
-    if (wmcf->db < 0) {
+    if (wmcf->redis.db < 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"webhook_redis_db\" must not be negative");
         return NGX_CONF_ERROR;
     }
 
-    if (wmcf->sentinels && wmcf->addr_text.len) {
+    if (wmcf->redis.sentinels && wmcf->redis.addr_text.len) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"webhook_redis\" and \"webhook_redis_sentinel\" "
                            "are exclusive: with Sentinel, the sentinels name "
@@ -474,44 +462,44 @@ ngx_http_webhook_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_webhook_cluster_conf(cf, wmcf) != NGX_CONF_OK) {
+    if (ngx_http_webhook_cluster_conf(cf, &wmcf->redis) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
-    if (wmcf->sentinels) {
+    if (wmcf->redis.sentinels) {
         /* until a sentinel names the primary */
-        wmcf->addr_text = wmcf->sentinel_name;
+        wmcf->redis.addr_text = wmcf->redis.sentinel_name;
     }
 
     if (ngx_http_webhook_redis_resolver(cf, wmcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
-    ngx_conf_init_value(wmcf->wait_replicas, 0);
-    ngx_conf_init_msec_value(wmcf->wait_timeout,
-                             ngx_min(500, wmcf->timeout / 4));
+    ngx_conf_init_value(wmcf->redis.wait_replicas, 0);
+    ngx_conf_init_msec_value(wmcf->redis.wait_timeout,
+                             ngx_min(500, wmcf->redis.timeout / 4));
 
     /*
      * a write sent while a WAIT blocks the connection waits for it, then
      * for its own WAIT: both must answer before the request times out
      */
 
-    if (wmcf->wait_replicas
-        && 2 * (wmcf->wait_timeout + NGX_HTTP_WEBHOOK_WAIT_SLACK)
-           >= wmcf->timeout)
+    if (wmcf->redis.wait_replicas
+        && 2 * (wmcf->redis.wait_timeout + NGX_HTTP_WEBHOOK_WAIT_SLACK)
+           >= wmcf->redis.timeout)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"webhook_redis_wait\": the timeout (%M ms) "
                            "must be below half of webhook_redis_timeout "
                            "(%M ms) minus %d ms (Redis's own timer "
                            "granularity): a write may wait for the WAIT "
-                           "before its own", wmcf->wait_timeout,
-                           wmcf->timeout, NGX_HTTP_WEBHOOK_WAIT_SLACK);
+                           "before its own", wmcf->redis.wait_timeout,
+                           wmcf->redis.timeout, NGX_HTTP_WEBHOOK_WAIT_SLACK);
         return NGX_CONF_ERROR;
     }
 
 #if (NGX_SSL)
-    if (ngx_http_webhook_redis_ssl_conf(cf, wmcf) != NGX_CONF_OK) {
+    if (ngx_http_webhook_redis_ssl_conf(cf, &wmcf->redis) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 #endif
@@ -635,7 +623,7 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_webhook_module);
 
-    if (wmcf->addr_text.len == 0) {
+    if (wmcf->redis.addr_text.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%s\" requires \"webhook_redis\" (or "
                            "\"webhook_redis_sentinel\") in the http block",
@@ -689,24 +677,28 @@ ngx_http_webhook_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
      */
 
     if (conf->batch_max * NGX_HTTP_WEBHOOK_EVENT_USEC / 1000
-        > wmcf->timeout / 4)
+        > wmcf->redis.timeout / 4)
     {
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                            "\"webhook_batch_max %ui\": such a batch may take "
                            "Redis about %ui ms, more than a quarter of "
                            "webhook_redis_timeout (%M ms)", conf->batch_max,
                            conf->batch_max * NGX_HTTP_WEBHOOK_EVENT_USEC
-                           / 1000, wmcf->timeout);
+                           / 1000, wmcf->redis.timeout);
     }
 
     /* the largest reply of the enqueue script: one element an event */
-    wmcf->batch_max = ngx_max(wmcf->batch_max, conf->batch_max);
+    wmcf->redis.batch_max = ngx_max(wmcf->redis.batch_max, conf->batch_max);
 
     if (ngx_http_webhook_add_queue(cf, wmcf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
-    ngx_http_webhook_spool_check_body(cf, wmcf, conf);
+    if (conf->spool) {
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+        ngx_http_webhook_spool_check_body(cf, &wmcf->spool,
+                                          clcf->client_max_body_size);
+    }
 
     return NGX_CONF_OK;
 }
@@ -729,7 +721,7 @@ ngx_http_webhook_redis_resolver(ngx_conf_t *cf,
     u_char                     buf[16];
 #endif
 
-    host = &wmcf->host_name;
+    host = &wmcf->redis.host_name;
 
     if (host->len == 0 || host->data[0] == '['
         || ngx_inet_addr(host->data, host->len) != INADDR_NONE
@@ -749,8 +741,8 @@ ngx_http_webhook_redis_resolver(ngx_conf_t *cf,
         return NGX_OK;
     }
 
-    wmcf->resolver = clcf->resolver;
-    wmcf->resolver_timeout = clcf->resolver_timeout == NGX_CONF_UNSET_MSEC
+    wmcf->redis.resolver = clcf->resolver;
+    wmcf->redis.resolver_timeout = clcf->resolver_timeout == NGX_CONF_UNSET_MSEC
                              ? 30000 : clcf->resolver_timeout;
 
     return NGX_OK;
@@ -764,15 +756,16 @@ ngx_http_webhook_add_queue(ngx_conf_t *cf, ngx_http_webhook_main_conf_t *wmcf,
     ngx_str_t   *queue;
     ngx_uint_t   i;
 
-    if (ngx_http_webhook_queue_slot(cf, wmcf, &wlcf->queue, &wlcf->slot)
+    if (ngx_http_webhook_queue_slot(cf, &wmcf->redis, &wlcf->queue,
+                                    &wlcf->slot)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    queue = wmcf->queues.elts;
+    queue = wmcf->queues.names.elts;
 
-    for (i = 0; i < wmcf->queues.nelts; i++) {
+    for (i = 0; i < wmcf->queues.names.nelts; i++) {
         if (queue[i].len == wlcf->queue.len
             && ngx_strncmp(queue[i].data, wlcf->queue.data, queue[i].len)
                == 0)
@@ -784,7 +777,7 @@ ngx_http_webhook_add_queue(ngx_conf_t *cf, ngx_http_webhook_main_conf_t *wmcf,
 
     /* the counters of each queue have a slot in the stats zone */
 
-    if (wmcf->queues.nelts == NGX_HTTP_WEBHOOK_MAX_QUEUES) {
+    if (wmcf->queues.names.nelts == NGX_HTTP_WEBHOOK_MAX_QUEUES) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"webhook_queue\": more than %d queues in one "
                            "configuration, \"%V\" is one too many",
@@ -800,14 +793,31 @@ ngx_http_webhook_add_queue(ngx_conf_t *cf, ngx_http_webhook_main_conf_t *wmcf,
         return NGX_ERROR;
     }
 
-    queue = ngx_array_push(&wmcf->queues);
+    queue = ngx_array_push(&wmcf->queues.names);
     if (queue == NULL) {
         return NGX_ERROR;
     }
 
     *queue = wlcf->queue;
-    wlcf->queue_index = wmcf->queues.nelts - 1;
-    wmcf->queue_slot[wlcf->queue_index] = wlcf->slot;
+    wlcf->queue_index = wmcf->queues.names.nelts - 1;
+    wmcf->queues.slots[wlcf->queue_index] = wlcf->slot;
+
+    return NGX_OK;
+}
+
+
+/* the configuration loaded is the running one: its counters' generation */
+
+static ngx_int_t
+ngx_http_webhook_init_module(ngx_cycle_t *cycle)
+{
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    wmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_webhook_module);
+
+    if (wmcf) {
+        ngx_http_webhook_stats_commit(&wmcf->queues);
+    }
 
     return NGX_OK;
 }
@@ -832,11 +842,11 @@ ngx_http_webhook_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    if (ngx_http_webhook_redis_init(cycle, wmcf) != NGX_OK) {
+    if (ngx_http_webhook_redis_init(cycle, &wmcf->redis) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    return ngx_http_webhook_spool_init_process(cycle, wmcf);
+    return ngx_http_webhook_spool_init_process(cycle, &wmcf->spool);
 }
 
 
@@ -845,4 +855,53 @@ ngx_http_webhook_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_webhook_spool_exit_process();
     ngx_http_webhook_redis_exit(cycle);
+}
+
+
+/* webhook_receive; and webhook_status;: the content handler */
+
+static char *
+ngx_http_webhook_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_webhook_loc_conf_t  *wlcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (wlcf->receive != NGX_CONF_UNSET || wlcf->status != NGX_CONF_UNSET) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": the location already has a webhook "
+                           "handler", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (cmd->offset == offsetof(ngx_http_webhook_loc_conf_t, receive)) {
+        clcf->handler = ngx_http_webhook_receive_handler;
+        wlcf->receive = 1;
+        wlcf->status = 0;
+
+    } else {
+        clcf->handler = ngx_http_webhook_status_handler;
+        wlcf->status = 1;
+        wlcf->receive = 0;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* webhook_spool: a path at the http level, "off" at any level */
+
+static char *
+ngx_http_webhook_spool(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_webhook_loc_conf_t *wlcf = conf;
+
+    ngx_http_webhook_main_conf_t  *wmcf;
+
+    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_webhook_module);
+
+    return ngx_http_webhook_spool_parse(cf, cmd, &wmcf->spool, &wlcf->spool);
 }

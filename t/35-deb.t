@@ -50,7 +50,7 @@ chomp $version;
 my (undef, $arch) = run('dpkg', '--print-architecture');
 chomp $arch;
 my $deb = "$repo/${pkg}_${version}_$arch.deb";
-my @sources = (glob("$repo/src/*"), "$repo/config",
+my @sources = (glob("$repo/src/*"), glob("$repo/src/*/*"), "$repo/config",
                map { "$repo/debian/$_" } qw(control rules changelog copyright
                                           docs examples source/format));
 my $newest = 0;

@@ -47,7 +47,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "ngx_http_webhook_event.h"
+#include "core/ngx_http_webhook_event.h"
 
 
 #define FUZZ_BATCH_MAX  64           /* webhook_batch_max of the harness */

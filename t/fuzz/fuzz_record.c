@@ -21,7 +21,7 @@
 #include <ngx_core.h>
 #include <stdio.h>
 
-#include "ngx_http_webhook_record.h"
+#include "spool/ngx_http_webhook_record.h"
 
 
 #define fuzz_check(cond, what)                                               \

@@ -1,7 +1,7 @@
 package WebhookSpool;
 
 # Spool files written by the tests themselves, byte for byte as the module
-# writes them (src/ngx_http_webhook_record.h): segments as a crash, an old
+# writes them (src/spool/ngx_http_webhook_record.h): segments as a crash, an old
 # nginx or a damaged disk leaves them, for the drainer to find at start.
 #
 #   record(seq => N, id => ID, envelope => TEXT, queue => Q, priority => P)

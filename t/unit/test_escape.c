@@ -9,7 +9,7 @@
 #include <ngx_core.h>
 #include <stdio.h>
 
-#include "ngx_http_webhook_escape.h"
+#include "core/ngx_http_webhook_text.h"
 
 
 #include "tap.h"

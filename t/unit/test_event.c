@@ -11,7 +11,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "ngx_http_webhook_event.h"
+#include "core/ngx_http_webhook_event.h"
 
 
 #include "tap.h"

@@ -10,7 +10,7 @@
 #include <ngx_core.h>
 #include <stdio.h>
 
-#include "ngx_http_webhook_keyslot.h"
+#include "core/ngx_http_webhook_keyslot.h"
 
 
 #include "tap.h"

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <zlib.h>
 
-#include "ngx_http_webhook_record.h"
+#include "spool/ngx_http_webhook_record.h"
 
 
 #include "tap.h"
@@ -29,12 +29,12 @@ sample(ngx_http_webhook_record_t *rec)
     memset(rec, 0, sizeof(*rec));
     rec->seq = 0x0102030405060708ULL;
     rec->spooled_at = 1764633600123ULL;
-    rec->ttl = 3600;
-    rec->max_depth = 7;
-    ngx_str_set(&rec->list, "{webhook}:queue:high");
-    ngx_str_set(&rec->seen, "{webhook}:seen:id::e1");
-    ngx_str_set(&rec->id, "0123456789abcdef0123456789abcdef");
-    ngx_str_set(&rec->envelope, "{\"id\":\"x\",\"payload\":{}}");
+    rec->item.ttl = 3600;
+    rec->item.max_depth = 7;
+    ngx_str_set(&rec->item.list, "{webhook}:queue:high");
+    ngx_str_set(&rec->item.seen, "{webhook}:seen:id::e1");
+    ngx_str_set(&rec->item.id, "0123456789abcdef0123456789abcdef");
+    ngx_str_set(&rec->item.envelope, "{\"id\":\"x\",\"payload\":{}}");
 }
 
 
@@ -57,11 +57,11 @@ test_round_trip(void)
     rc = ngx_http_webhook_record_read(buf, len, &got, &used);
     ok(rc == NGX_HTTP_WEBHOOK_REC_OK && used == len, "read back whole");
     ok(got.seq == rec.seq && got.spooled_at == rec.spooled_at
-       && got.ttl == 3600 && got.max_depth == 7, "its numbers");
-    ok(str_is(&got.list, "{webhook}:queue:high")
-       && str_is(&got.seen, "{webhook}:seen:id::e1")
-       && str_is(&got.id, "0123456789abcdef0123456789abcdef")
-       && str_is(&got.envelope, "{\"id\":\"x\",\"payload\":{}}"),
+       && got.item.ttl == 3600 && got.item.max_depth == 7, "its numbers");
+    ok(str_is(&got.item.list, "{webhook}:queue:high")
+       && str_is(&got.item.seen, "{webhook}:seen:id::e1")
+       && str_is(&got.item.id, "0123456789abcdef0123456789abcdef")
+       && str_is(&got.item.envelope, "{\"id\":\"x\",\"payload\":{}}"),
        "its strings");
     ok(ngx_http_webhook_crc32((u_char *) "123456789", 9) == 0xcbf43926,
        "CRC-32 of \"123456789\" is the standard check value");

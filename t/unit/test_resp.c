@@ -12,7 +12,7 @@
 #include <ngx_core.h>
 #include <stdio.h>
 
-#include "ngx_http_webhook_redis_resp.h"
+#include "redis/ngx_http_webhook_redis_resp.h"
 
 
 #include "tap.h"
