@@ -45,7 +45,7 @@ our @EXPORT = qw(
     write_file read_file append_file
     http_request chunked_request raw_request
     samples_dir sample_text sample_json json_encode json_decode
-    receive_location wait_until
+    receive_location wait_until cannot_run skip_or_fail under_ci
     is_json_error is_queued is_batch_answer json_scalar dump_res
 );
 
@@ -88,6 +88,34 @@ sub require_module {
     return abs_path($m) if -f $m;
     Test::More::BAIL_OUT("webhook module not found at $m "
         . "(build it first, or set WEBHOOK_MODULE)");
+}
+
+# ---------------------------------------------------------------- skips
+# Two kinds of skip.  A test that does not apply to the nginx under test
+# (the package test under an ASan wrapper, a --with-debug check against a
+# build without it) skips with plan skip_all, in CI too.  A test that
+# could apply but lacks something this machine should have (root, a tool,
+# a package, the shared folder) calls these: outside CI it skips, saying
+# why; with CI=true it fails, saying why, so that CI never passes by
+# skipping what it was meant to prove.
+
+sub under_ci { ($ENV{CI} // '') eq 'true' }
+
+# cannot_run(WHY): instead of plan skip_all => WHY, at the top of a test
+sub cannot_run {
+    my ($why) = @_;
+    Test::More::plan(skip_all => $why) unless under_ci();
+    Test::More::plan(tests => 1);
+    Test::More::fail("CI=true, and this test cannot run: $why");
+    exit 1;
+}
+
+# skip_or_fail(WHY, COUNT): instead of skip WHY, COUNT in a SKIP block
+sub skip_or_fail {
+    my ($why, $count) = @_;
+    Test::More::fail("CI=true, and this part cannot run: $why") if under_ci();
+    no warnings 'exiting';
+    Test::More::skip($why, $count);
 }
 
 sub samples_dir {
