@@ -101,20 +101,9 @@ Test::More->builder->current_test($inside);
 
 # ---------------------------------------------------------------- clear
 # the machine as Debian installed it: no earlier package, nothing of make
-# install, and no configuration that uses the module (the example's
-# conf.d/webhook.conf), all of it in the throwaway root only
-if (installed()) {
-    my $out;
-    ($rc, $out) = run('apt-get', 'purge', '-y', '-q', $pkg);
-    is($rc, 0, 'the throwaway root: an earlier install purged') or diag $out;
-}
-($rc, my $out) = run('make', '-C', $repo, '--no-print-directory', 'uninstall');
-is($rc, 0, 'the throwaway root: make uninstall first') or diag $out;
-(undef, $out) = run('grep', '-rlsE', '^[[:space:]]*webhook_', '/etc/nginx');
-for my $conf (grep { length } split /\n/, $out) {
-    note "the throwaway root: $conf uses the module, set aside";
-    rename($conf, "$conf.set-aside") or die "rename $conf: $!";
-}
+# install or of the example, all of it in the throwaway root only
+clear_throwaway_root();
+my $out;
 
 my $so = '/usr/lib/nginx/modules/ngx_http_webhook_module.so';
 my $avail = '/usr/share/nginx/modules-available/mod-http-webhook.conf';

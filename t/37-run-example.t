@@ -46,6 +46,9 @@ if (!$inside) {
 }
 
 # ---------------------------------------------------------------- helpers
+# the machine as Debian installed it, whether or not the example, the
+# package or a make install is on the machine this root copies
+clear_throwaway_root();
 my $snapshot = '/tmp/before.snapshot';
 my ($rc, $out) = run("$repo/scripts/host-snapshot", 'save', $snapshot);
 is($rc, 0, 'the throwaway root\'s /etc/nginx and modules saved') or diag $out;
@@ -67,7 +70,7 @@ sub printed_curl {
     return run('sh', '-c', $cmd);
 }
 
-sub nginx_t { run('/usr/sbin/nginx', '-t') }
+sub system_nginx_t { run('/usr/sbin/nginx', '-t') }
 
 # ---------------------------------------------------------------- first run
 $out = example('scripts/run-example');
@@ -77,29 +80,30 @@ like($answer, qr/"status":"queued"/, 'the printed curl queues an event')
     or diag $answer;
 ($rc, my $len) = run('redis-cli', '-h', '127.0.0.1', 'LLEN', '{webhook}:queue:high');
 is($len + 0, 1, 'into Redis') or diag $len;
+# (the example's Redis: Debian's service in this root, its data cleared)
 
 # ---------------------------------------------------------------- again
 $out = example('run again');
 ($crc, $answer) = printed_curl($out);
 like($answer, qr/"status":"queued"/, 'its curl queues a new event') or diag $answer;
-($rc, $out) = nginx_t();
+($rc, $out) = system_nginx_t();
 is($rc, 0, 'nginx -t passes') or diag $out;
 
 # ---------------------------------------------------------------- repair
 # what t/35 once did on the machine: the module gone, its configuration
 # left, nginx -t failing
 ($rc, $out) = run('make', '-C', $repo, '--no-print-directory', 'uninstall');
-($rc, $out) = nginx_t();
+($rc, $out) = system_nginx_t();
 isnt($rc, 0, 'with the module uninstalled under the example, nginx -t fails');
 $out = example('run again after that');
-($rc, $out) = nginx_t();
+($rc, $out) = system_nginx_t();
 is($rc, 0, 'nginx -t passes again') or diag $out;
 ($crc, $answer) = printed_curl($out = example('and once more'));
 like($answer, qr/"status":"queued"/, 'and the example queues events') or diag $answer;
 
 # ---------------------------------------------------------------- remove
 $out = example('scripts/run-example --remove', '--remove');
-($rc, $out) = nginx_t();
+($rc, $out) = system_nginx_t();
 is($rc, 0, 'nginx -t passes without the example') or diag $out;
 run('/usr/sbin/nginx', '-s', 'quit');
 wait_until(sub { !-s '/run/nginx.pid' }, timeout => 10);

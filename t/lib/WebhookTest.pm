@@ -46,6 +46,7 @@ our @EXPORT = qw(
     http_request chunked_request raw_request
     samples_dir sample_text sample_json json_encode json_decode
     receive_location wait_until cannot_run skip_or_fail under_ci
+    clear_throwaway_root
     is_json_error is_queued is_batch_answer json_scalar dump_res
 );
 
@@ -116,6 +117,43 @@ sub skip_or_fail {
     Test::More::fail("CI=true, and this part cannot run: $why") if under_ci();
     no warnings 'exiting';
     Test::More::skip($why, $count);
+}
+
+# ---------------------------------------------------------------- throwaway
+# clear_throwaway_root(): in a throwaway root only (t/lib/throwaway-root
+# sets WEBHOOK_THROWAWAY_ROOT), takes away what the project may have put
+# on the machine it is a copy of, so that a test there starts from
+# Debian's nginx as installed: the package (purged), what make install
+# wrote (make uninstall), what scripts/run-example wrote (its token file,
+# spool, Redis data) and any configuration file that uses webhook_*
+# directives (set aside).  One Test::More check; notes what it took away.
+sub clear_throwaway_root {
+    die "clear_throwaway_root outside a throwaway root\n"
+        unless $ENV{WEBHOOK_THROWAWAY_ROOT};
+    my $pkg = 'libnginx-mod-http-webhook';
+    my @bad;
+    my ($rc, $out) = run_cmd(['dpkg-query', '-W', '-f', '${Status}', $pkg]);
+    if ($rc == 0 && $out =~ /install ok installed/) {
+        local $ENV{DEBIAN_FRONTEND} = 'noninteractive';
+        ($rc, $out) = run_cmd(['apt-get', 'purge', '-y', '-q', $pkg], timeout => 300);
+        push @bad, "apt-get purge: $out" if $rc;
+        Test::More::note("the throwaway root: $pkg purged");
+    }
+    ($rc, $out) = run_cmd(['make', '-C', $REPO, '--no-print-directory', 'uninstall']);
+    push @bad, "make uninstall: $out" if $rc;
+    (undef, $out) = run_cmd(['grep', '-rlsE', '^[[:space:]]*webhook_', '/etc/nginx']);
+    for my $conf (grep { length } split /\n/, $out) {
+        rename($conf, "$conf.set-aside") or push @bad, "rename $conf: $!";
+        Test::More::note("the throwaway root: $conf uses the module, set aside");
+    }
+    for my $f ('/etc/nginx/webhook.tokens', glob('/var/lib/redis/*')) {
+        next unless -e $f;
+        File::Path::remove_tree($f);
+        Test::More::note("the throwaway root: $f removed");
+    }
+    File::Path::remove_tree('/var/lib/nginx/webhook-spool');
+    Test::More::ok(!@bad, 'the throwaway root: nothing of the project left')
+        or Test::More::diag(join "\n", @bad);
 }
 
 sub samples_dir {
