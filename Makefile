@@ -156,7 +156,7 @@ fuzz: $(FUZZER) $(FUZZ_REC)
 	    -print_final_stats=1 $(BUILD)/corpus-record
 
 test: $(MODULE) $(UNIT) $(UNIT_REC) $(UNIT_SLOT) $(UNIT_RESP) $(UNIT_ESC)
-	prove -j$(PROVE_JOBS) -I t/lib t/
+	prove --timer -j$(PROVE_JOBS) -I t/lib t/
 
 run: $(MODULE)
 	scripts/run-example

@@ -5,12 +5,11 @@
 use strict;
 use warnings;
 use FindBin;
+use lib "$FindBin::Bin/lib";
+use WebhookTest qw(cannot_run);
 
 my $bin = $ENV{WEBHOOK_UNIT_RECORD} || "$FindBin::Bin/../build/test_record";
 
-if (!-x $bin) {
-    print "1..0 # SKIP $bin is not built (run make test)\n";
-    exit 0;
-}
+cannot_run("$bin is not built (run make test)") unless -x $bin;
 
 exec $bin or die "cannot run $bin: $!";

@@ -57,7 +57,7 @@ subtest 'a requirepass with spaces' => sub {
 };
 
 SKIP: {
-    skip 'needs root: the workers then run as another user', 1 if $> != 0;
+    skip_or_fail('needs root: the workers then run as another user', 1) if $> != 0;
 
     subtest 'a unix socket only root can reach' => sub {
         my $dir = WebhookTest::make_dir('sock');

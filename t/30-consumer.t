@@ -24,7 +24,7 @@ my $PYTHON = $ENV{CONSUMER_PYTHON} || '/usr/bin/python3';
 my $DIR = "$FindBin::Bin/../docker/consumer";
 my $CONSUMER = "$DIR/webhook_consumer.py";
 
-plan skip_all => "$PYTHON cannot import redis (install python3-redis)"
+cannot_run("$PYTHON cannot import redis (install python3-redis)")
     unless system($PYTHON, '-c', 'import redis') == 0;
 
 require_module();

@@ -17,7 +17,7 @@ use WebhookTest;
 my $module = require_module();
 my $repo = "$FindBin::Bin/..";
 
-plan skip_all => 'curl and openssl are needed'
+cannot_run('curl and openssl are needed')
     unless system('command -v curl >/dev/null && command -v openssl >/dev/null') == 0;
 
 # every snippet is known here, so a new one cannot go untested

@@ -22,7 +22,7 @@ my $nginx_src = $ENV{NGINX_SRC} || '/usr/share/nginx/src';
 
 plan skip_all => "NGINX_BIN=$nginx is a wrapper: this test runs in the plain suite only"
     unless (read_file($nginx) // '') =~ /\A\x7fELF/;
-plan skip_all => "no nginx source at $nginx_src" unless -f "$nginx_src/src/core/nginx.h";
+cannot_run("no nginx source at $nginx_src") unless -f "$nginx_src/src/core/nginx.h";
 
 # ---------------------------------------------------------------- the files
 # what the Dockerfile copies exists, and the lines it rewrites in the
@@ -70,7 +70,7 @@ like($dockerfile, qr/install .*libhiredis1\.1\.0/,
 
 SKIP: {
     my $json = `/usr/bin/python3 -c 'import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))' $repo/docker/compose.yaml 2>&1`;
-    skip "no YAML parser (python3-yaml): $json", 8 if $json =~ /ModuleNotFoundError/;
+    skip_or_fail("no YAML parser (python3-yaml): $json", 8) if $json =~ /ModuleNotFoundError/;
     my $c = json_decode($json);
     ok(ref $c eq 'HASH', 'docker/compose.yaml is YAML') or diag $json;
     my $s = $c->{services} || {};

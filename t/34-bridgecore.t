@@ -29,10 +29,10 @@ my $CONSUMER = "$FindBin::Bin/../docker/consumer/webhook_consumer.py";
 my $STANDIN = "$FindBin::Bin/lib/bridgecore_standin.py";
 
 sub imports { system("$PYTHON -c 'import $_[0]' >/dev/null 2>&1") == 0 }
-plan skip_all => "$PYTHON cannot import redis (install python3-redis)"
+cannot_run("$PYTHON cannot import redis (install python3-redis)")
     unless imports('redis');
-plan skip_all => "$PYTHON cannot import fastapi and uvicorn (install "
-    . 'python3-fastapi python3-uvicorn)' unless imports('fastapi, uvicorn');
+cannot_run("$PYTHON cannot import fastapi and uvicorn (install "
+    . 'python3-fastapi python3-uvicorn)') unless imports('fastapi, uvicorn');
 
 require_module();
 

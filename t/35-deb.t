@@ -5,11 +5,20 @@
 # configuration, nginx loads it through the package's load line and queues
 # an event; apt-get remove keeps the link as .removed (Debian's design),
 # apt-get purge leaves nothing of the package behind.
-# Changes the system: runs as root with apt only, in the plain suite only
-# (against /usr/sbin/nginx, not under ASan, valgrind or the matrix).
-# Runs `make uninstall` first: make install writes the same paths, owned
-# by no package.  Uses the .deb in the project root when it is newer than
-# the sources, or builds it (make deb).
+#
+# Never on the machine itself: the .deb is built here (make deb, in the
+# project root, when older than the sources), then the test runs again in
+# a throwaway root (t/lib/throwaway-root: this machine's / under an overlay
+# whose writes vanish, in mount and PID namespaces of its own).  This
+# machine is bookworm with the nginx the package is built for (its
+# nginx-abi), so its own root is the right one, and it costs no mirror;
+# the container test's trixie image has another nginx, whose ABI the
+# package refuses.  There, the root is first cleared of what the project
+# may have put on the machine (an installed package, what `make install`
+# and scripts/run-example wrote), so the test passes whether or not they
+# are there, and the machine's nginx, packages and files stay as they are.
+# Root and apt only, in the plain suite only (against /usr/sbin/nginx, not
+# under ASan, valgrind or the matrix).
 
 use strict;
 use warnings;
@@ -23,16 +32,19 @@ use WebhookTest;
 my $repo = abs_path("$FindBin::Bin/..");
 my $pkg = 'libnginx-mod-http-webhook';
 my $system_nginx = '/usr/sbin/nginx';
+my $throwaway = "$FindBin::Bin/lib/throwaway-root";
+# inside the throwaway root: the number of tests run before it
+my $inside = $ENV{WEBHOOK_DEB_INSIDE};
 
-plan skip_all => 'not root: installing a package needs root' if $> != 0;
-for my $tool (qw(apt-get dpkg dpkg-buildpackage dpkg-parsechangelog)) {
-    plan skip_all => "no $tool: not a Debian system with apt"
-        unless grep { -x "$_/$tool" } split /:/, $ENV{PATH};
-}
 plan skip_all => "NGINX_BIN=$ENV{NGINX_BIN}: the package is for Debian's "
     . "nginx, this test runs in the plain suite only"
     if $ENV{NGINX_BIN} && abs_path($ENV{NGINX_BIN}) ne $system_nginx;
-plan skip_all => "no $system_nginx (Debian's nginx)" unless -x $system_nginx;
+cannot_run('not root: installing a package needs root') if $> != 0;
+for my $tool (qw(apt-get dpkg dpkg-buildpackage dpkg-parsechangelog unshare)) {
+    cannot_run("no $tool: not a Debian system with apt and util-linux")
+        unless grep { -x "$_/$tool" } split /:/, $ENV{PATH};
+}
+cannot_run("no $system_nginx (Debian's nginx)") unless -x $system_nginx;
 
 sub run { WebhookTest::run_cmd([@_], timeout => 600) }
 
@@ -43,51 +55,65 @@ sub installed {
 
 local $ENV{DEBIAN_FRONTEND} = 'noninteractive';
 
-# ---------------------------------------------------------------- the .deb
 my ($rc, $version) = run('dpkg-parsechangelog', '-l', "$repo/debian/changelog",
                          '-S', 'Version');
 chomp $version;
 my (undef, $arch) = run('dpkg', '--print-architecture');
 chomp $arch;
 my $deb = "$repo/${pkg}_${version}_$arch.deb";
-my @sources = (glob("$repo/src/*"), glob("$repo/src/*/*"), "$repo/config",
-               map { "$repo/debian/$_" } qw(control rules changelog copyright
-                                          docs examples source/format));
-my $newest = 0;
-for (@sources) { my $m = (stat $_)[9] // 0; $newest = $m if $m > $newest }
-if (-f $deb && (stat $deb)[9] >= $newest) {
-    pass("$deb is newer than the sources");
-} else {
-    my $out;
-    ($rc, $out) = run('make', '-C', $repo, '--no-print-directory', 'deb');
-    is($rc, 0, 'make deb') or diag $out;
-}
-ok(-f $deb, "make deb made ${pkg}_${version}_$arch.deb in the project root")
-    or BAIL_OUT('no package to test');
 
-my (undef, $depends) = run('dpkg-deb', '-f', $deb, 'Depends');
-(undef, my $abi) = run('sh', '-c', "dpkg-query -W -f '\${Provides}' nginx");
-my ($nginx_abi) = $abi =~ /(nginx-abi-[\w.~+-]+)/;
-like($depends, qr/(^|, )\Q$nginx_abi\E(,|$)/m,
-     "it depends on the ABI of the installed nginx ($nginx_abi)")
-    or diag "Depends: $depends; nginx Provides: $abi";
-like($depends, qr/libhiredis/, 'and on the hiredis library');
+# ---------------------------------------------------------------- the .deb
+if (!$inside) {
+    my ($ok, $why) = run($throwaway, '--check');
+    cannot_run("no throwaway root here: $why") if $ok != 0;
 
-# ---------------------------------------------------------------- install
-# a package left installed by an earlier run, then what make install wrote
-if (installed()) {
-    my $out;
-    ($rc, $out) = run('apt-get', 'purge', '-y', '-q', $pkg);
-    is($rc, 0, 'an earlier install purged') or diag $out;
+    my @sources = (glob("$repo/src/*"), glob("$repo/src/*/*"),
+                   "$repo/config",
+                   map { "$repo/debian/$_" } qw(control rules changelog copyright
+                                              docs examples source/format));
+    my $newest = 0;
+    for (@sources) { my $m = (stat $_)[9] // 0; $newest = $m if $m > $newest }
+    if (-f $deb && (stat $deb)[9] >= $newest) {
+        pass("$deb is newer than the sources");
+    } else {
+        my $out;
+        ($rc, $out) = run('make', '-C', $repo, '--no-print-directory', 'deb');
+        is($rc, 0, 'make deb') or diag $out;
+    }
+    ok(-f $deb, "make deb made ${pkg}_${version}_$arch.deb in the project root")
+        or BAIL_OUT('no package to test');
+
+    my (undef, $depends) = run('dpkg-deb', '-f', $deb, 'Depends');
+    (undef, my $abi) = run('sh', '-c', "dpkg-query -W -f '\${Provides}' nginx");
+    my ($nginx_abi) = $abi =~ /(nginx-abi-[\w.~+-]+)/;
+    like($depends, qr/(^|, )\Q$nginx_abi\E(,|$)/m,
+         "it depends on the ABI of the installed nginx ($nginx_abi)")
+        or diag "Depends: $depends; nginx Provides: $abi";
+    like($depends, qr/libhiredis/, 'and on the hiredis library');
+
+    # the rest in the throwaway root, numbered on (this process's TAP ends
+    # here: exec runs no END block, so no plan is printed twice)
+    $ENV{WEBHOOK_DEB_INSIDE} = Test::More->builder->current_test;
+    exec($throwaway, '--bind', $repo, '--', $^X, "$FindBin::Bin/35-deb.t")
+        or BAIL_OUT("exec $throwaway: $!");
 }
-($rc, my $out) = run('make', '-C', $repo, '--no-print-directory', 'uninstall');
-is($rc, 0, 'make uninstall first') or diag $out;
+
+Test::More->builder->current_test($inside);
+
+# ---------------------------------------------------------------- clear
+# the machine as Debian installed it: no earlier package, nothing of make
+# install or of the example, all of it in the throwaway root only
+clear_throwaway_root();
+my $out;
 
 my $so = '/usr/lib/nginx/modules/ngx_http_webhook_module.so';
 my $avail = '/usr/share/nginx/modules-available/mod-http-webhook.conf';
 my $link = '/etc/nginx/modules-enabled/50-mod-http-webhook.conf';
 ok(!-e $so && !-e $avail && !-l $link, 'nothing of the module is installed');
+($rc, $out) = run($system_nginx, '-t');
+is($rc, 0, 'nginx -t passes without it') or diag $out;
 
+# ---------------------------------------------------------------- install
 ($rc, $out) = run('apt-get', 'install', '-y', '-q', '--no-install-recommends',
                   $deb);
 is($rc, 0, "apt-get install $deb") or diag $out;

@@ -134,7 +134,7 @@ subtest 'LOADING (DEBUG RELOAD of a slowly loaded dataset)' => sub {
     my $slow = $redis->cli('CONFIG', 'SET', 'key-load-delay', '100') // 'error';
     $redis->cli('CONFIG', 'SET', 'loading-process-events-interval-bytes', '1024');
     SKIP: {
-        skip "this redis-server has no key-load-delay ($slow): LOADING cannot be held", 5
+        skip_or_fail("this redis-server has no key-load-delay ($slow): LOADING cannot be held", 5)
             unless $slow eq 'OK';
         my $pid = fork;
         die "fork: $!" unless defined $pid;

@@ -28,7 +28,7 @@ my %H = ('Content-Type' => 'application/json', Authorization => "Bearer $TOKEN")
 my $n = 0;
 sub body { json_encode({ event_id => 'dns-' . ++$n, model => 'res.partner', record_id => 1, event => 'write' }) }
 
-plan skip_all => '127.0.0.2 is not a loopback address here'
+cannot_run('127.0.0.2 is not a loopback address here')
     unless IO::Socket::INET->new(LocalAddr => '127.0.0.2', LocalPort => 0, Proto => 'udp');
 
 # ------------------------------------------------------------ DNS

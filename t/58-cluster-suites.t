@@ -85,7 +85,7 @@ for my $n (@P) {
 like($prom, qr/^# TYPE nginx_webhook_redis_node_up gauge$/m, '# TYPE nginx_webhook_redis_node_up gauge')
     or diag join "\n", grep { /node_up/ } split /\n/, $prom;
 SKIP: {
-    skip 'no promtool', 1 unless grep { -x "$_/promtool" } split /:/, $ENV{PATH} // '';
+    skip_or_fail('no promtool', 1) unless grep { -x "$_/promtool" } split /:/, $ENV{PATH} // '';
     my $f = File::Temp->new;
     print {$f} $prom;
     close $f;

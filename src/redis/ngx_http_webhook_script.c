@@ -91,7 +91,7 @@ static char  ngx_http_webhook_enqueue_lua[] =
  *       then ARGV[1] hashes <queue>:reconcilers
  * Returns for each pair: LLEN of the queue, the received_at of its
  * oldest envelope ("" when empty), LLEN of the dead list; then for each
- * queue named in ARGV[2..] (status_inflight.c): the events in the
+ * queue named in ARGV[2..] (status_snapshot.c): the events in the
  * processing lists of the consumers registered in <queue>:consumers (a
  * name scored with the Redis time it took its oldest event, 0 when idle),
  * the oldest one's age in ms by Redis's clock, and <queue>:reclaimed;

@@ -2,9 +2,11 @@
 /*
  * Copyright (C) The ngx_http_webhook_module authors
  *
- * The status location: queue depths, dead letters and the age of the
- * oldest event, read live from Redis in one round trip (a script), and
- * the shared-memory counters; in JSON or in Prometheus text.
+ * The status location's handler: the status script sent to Redis once for
+ * all the queues (with Cluster, once a queue, on its slot's primary),
+ * under webhook_redis_timeout; each reply read into the snapshot; once
+ * all are in (or the timer fires, or none could be sent), the snapshot
+ * completed from shared memory and written in JSON or Prometheus text.
  */
 
 
@@ -12,17 +14,10 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "receive/ngx_http_webhook_receive.h"
 #include "core/ngx_http_webhook_core.h"
 #include "redis/ngx_http_webhook_redis.h"
-#include "stats/ngx_http_webhook_stats.h"
 #include "ngx_http_webhook_status.h"
-
-
-/* per queue and priority: LLEN queue, received_at of the oldest, LLEN dead */
-#define NGX_HTTP_WEBHOOK_STATUS_FIELDS  3
-
-
+#include "ngx_http_webhook_status_snapshot.h"
 
 
 typedef struct ngx_http_webhook_status_ctx_s  ngx_http_webhook_status_ctx_t;
@@ -40,14 +35,11 @@ typedef struct {
 
 struct ngx_http_webhook_status_ctx_s {
     ngx_http_request_t             *request;
+    ngx_http_webhook_snapshot_t    *snapshot;
     ngx_http_webhook_status_call_t *calls;
     ngx_uint_t                      ncalls;
     ngx_uint_t                      pending;
     ngx_uint_t                      failed;   /* calls not answered */
-    ngx_http_webhook_depth_t       *depths;
-    ngx_http_webhook_inflight_t    *inflight; /* per queue */
-    ngx_uint_t                     *known;    /* per queue */
-    ngx_http_webhook_reconcilers_t *reconcile;  /* per queue */
     ngx_event_t                     timer;
     ngx_uint_t                      prometheus;
 };
@@ -57,10 +49,10 @@ static ngx_int_t ngx_http_webhook_status_query(ngx_http_request_t *r,
     ngx_http_webhook_status_ctx_t *ctx);
 static ngx_int_t ngx_http_webhook_status_call(ngx_http_request_t *r,
     ngx_http_webhook_status_call_t *call);
+static u_char *ngx_http_webhook_status_key(ngx_pool_t *pool, size_t *len,
+    ngx_str_t *queue, char *kind, ngx_str_t *prio);
 static void ngx_http_webhook_status_reply(void *data,
     redisReply *reply, ngx_uint_t failure);
-static void ngx_http_webhook_status_read(ngx_http_webhook_status_call_t *call,
-    redisReply *reply);
 static void ngx_http_webhook_status_cancel(
     ngx_http_webhook_status_ctx_t *ctx);
 static void ngx_http_webhook_status_timeout(ngx_event_t *ev);
@@ -69,10 +61,6 @@ static void ngx_http_webhook_status_done(ngx_http_webhook_status_ctx_t *ctx);
 static ngx_int_t ngx_http_webhook_status_send(ngx_http_request_t *r,
     ngx_http_webhook_status_ctx_t *ctx, ngx_uint_t up);
 static ngx_uint_t ngx_http_webhook_status_wants_text(ngx_http_request_t *r);
-static u_char *ngx_http_webhook_status_json(u_char *p,
-    ngx_http_webhook_main_conf_t *wmcf, ngx_uint_t up,
-    ngx_http_webhook_depth_t *depths, ngx_http_webhook_inflight_t *inflight,
-    ngx_uint_t *known, ngx_http_webhook_reconcilers_t *reconcile);
 
 
 ngx_int_t
@@ -81,6 +69,7 @@ ngx_http_webhook_status_handler(ngx_http_request_t *r)
     ngx_int_t                       rc;
     ngx_http_cleanup_t             *cln;
     ngx_http_webhook_status_ctx_t  *ctx;
+    ngx_http_webhook_main_conf_t   *wmcf;
 
     if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -91,6 +80,8 @@ ngx_http_webhook_status_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_webhook_status_ctx_t));
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -98,6 +89,11 @@ ngx_http_webhook_status_handler(ngx_http_request_t *r)
 
     ctx->request = r;
     ctx->prometheus = ngx_http_webhook_status_wants_text(r);
+
+    ctx->snapshot = ngx_http_webhook_snapshot_create(r->pool, wmcf);
+    if (ctx->snapshot == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     cln = ngx_http_cleanup_add(r, 0);
     if (cln == NULL) {
@@ -107,7 +103,13 @@ ngx_http_webhook_status_handler(ngx_http_request_t *r)
     cln->handler = ngx_http_webhook_status_cleanup;
     cln->data = ctx;
 
-    if (ngx_http_webhook_status_query(r, ctx) != NGX_OK) {
+    rc = ngx_http_webhook_status_query(r, ctx);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
         /* Redis is down: an answer all the same, that says so */
         return ngx_http_webhook_status_send(r, ctx, ctx->ncalls == 0
                    && ngx_http_webhook_redis_up(NGX_HTTP_WEBHOOK_ANY_SLOT));
@@ -140,20 +142,12 @@ ngx_http_webhook_status_query(ngx_http_request_t *r,
     ctx->ncalls = cluster ? nq : 1;
     ctx->failed = ctx->ncalls;
 
-    ctx->calls = ngx_pcalloc(r->pool, ctx->ncalls
-                                  * sizeof(ngx_http_webhook_status_call_t));
-    ctx->depths = ngx_palloc(r->pool, (nq * (NGX_HTTP_WEBHOOK_NPRIO + 1) + 1)
-                                      * sizeof(ngx_http_webhook_depth_t));
-    ctx->known = ngx_pcalloc(r->pool, (nq + 1) * sizeof(ngx_uint_t));
-    ctx->inflight = ngx_pcalloc(r->pool,
-                                (nq + 1) * sizeof(ngx_http_webhook_inflight_t));
-    ctx->reconcile = ngx_pcalloc(r->pool, (nq + 1)
-                                 * sizeof(ngx_http_webhook_reconcilers_t));
-
-    if (ctx->calls == NULL || ctx->depths == NULL || ctx->known == NULL
-        || ctx->inflight == NULL || ctx->reconcile == NULL)
-    {
-        return NGX_ERROR;
+    if (ctx->ncalls) {
+        ctx->calls = ngx_pcalloc(r->pool, ctx->ncalls
+                                 * sizeof(ngx_http_webhook_status_call_t));
+        if (ctx->calls == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     for (i = 0; i < ctx->ncalls; i++) {
@@ -166,6 +160,10 @@ ngx_http_webhook_status_query(ngx_http_request_t *r,
             ctx->pending++;
         }
     }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "webhook status: %ui queues, %ui of %ui calls sent",
+                   nq, ctx->pending, ctx->ncalls);
 
     if (ctx->pending == 0) {
         return NGX_DECLINED;
@@ -181,11 +179,18 @@ ngx_http_webhook_status_query(ngx_http_request_t *r,
 }
 
 
+/*
+ * EVALSHA <sha> <numkeys>, then the keys: the queue and dead list of each
+ * priority of each queue, each queue's rejected list twice (the script
+ * reads pairs), each queue's reconcilers; then ARGV: the number of
+ * reconcilers' keys, and the queues (their consumers' events in flight)
+ */
+
 static ngx_int_t
 ngx_http_webhook_status_call(ngx_http_request_t *r,
     ngx_http_webhook_status_call_t *call)
 {
-    u_char                        *p;
+    u_char                        *nums;
     size_t                        *argvlen;
     ngx_str_t                     *queue;
     ngx_uint_t                     i, k, prio, nkeys, slot;
@@ -201,69 +206,62 @@ ngx_http_webhook_status_call(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    /*
-     * EVALSHA <sha> <numkeys> then queue and dead list of each priority,
-     * then each queue's rejected list, twice (the script reads pairs),
-     * then each queue's reconcilers; ARGV: the number of those, then the
-     * queues (their consumers' events in flight)
-     */
-
-    nkeys = call->n * (NGX_HTTP_WEBHOOK_NPRIO + 1) * 2 + call->n;
+    nkeys = call->n * ((NGX_HTTP_WEBHOOK_NPRIO + 1) * 2 + 1);
 
     argv = ngx_palloc(r->pool, (4 + nkeys + call->n) * sizeof(char *));
     argvlen = ngx_palloc(r->pool, (4 + nkeys + call->n) * sizeof(size_t));
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    if (argv == NULL || argvlen == NULL || p == NULL) {
+    nums = ngx_pnalloc(r->pool, 2 * NGX_INT_T_LEN);
+    if (argv == NULL || argvlen == NULL || nums == NULL) {
         return NGX_ERROR;
     }
 
-    argv[2] = (char *) p;
-    argvlen[2] = ngx_sprintf(p, "%ui", nkeys) - p;
+    argv[2] = (char *) nums;
+    argvlen[2] = ngx_sprintf(nums, "%ui", nkeys) - nums;
 
     queue = (ngx_str_t *) wmcf->queues.names.elts + call->first;
     k = 3;
 
     for (i = 0; i < call->n; i++) {
         for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
-
-            p = ngx_pnalloc(r->pool, 2 * (queue[i].len
-                                          + sizeof(":queue:medium")));
-            if (p == NULL) {
+            argv[k] = (char *) ngx_http_webhook_status_key(r->pool,
+                                  &argvlen[k], &queue[i], ":queue:",
+                                  &ngx_http_webhook_priorities[prio]);
+            argv[k + 1] = (char *) ngx_http_webhook_status_key(r->pool,
+                                  &argvlen[k + 1], &queue[i], ":dead:",
+                                  &ngx_http_webhook_priorities[prio]);
+            if (argv[k] == NULL || argv[k + 1] == NULL) {
                 return NGX_ERROR;
             }
 
-            argv[k] = (char *) p;
-            p = ngx_sprintf(p, "%V:queue:%V", &queue[i],
-                            &ngx_http_webhook_priorities[prio]);
-            argvlen[k] = p - (u_char *) argv[k];
-            k++;
-
-            argv[k] = (char *) p;
-            p = ngx_sprintf(p, "%V:dead:%V", &queue[i],
-                            &ngx_http_webhook_priorities[prio]);
-            argvlen[k] = p - (u_char *) argv[k];
-            k++;
+            k += 2;
         }
     }
 
-    for (i = 0; i < call->n; i++) {
-        p = ngx_pnalloc(r->pool, queue[i].len + sizeof(":rejected"));
-        if (p == NULL) {
+    for (i = 0; i < call->n; i++, k += 2) {
+        argv[k] = (char *) ngx_http_webhook_status_key(r->pool, &argvlen[k],
+                                                       &queue[i],
+                                                       ":rejected", NULL);
+        if (argv[k] == NULL) {
             return NGX_ERROR;
         }
 
-        argv[k] = (char *) p;
-        argvlen[k] = ngx_sprintf(p, "%V:rejected", &queue[i]) - p;
         argv[k + 1] = argv[k];
         argvlen[k + 1] = argvlen[k];
-        k += 2;
     }
 
-    k = ngx_http_webhook_status_reconcile_args(r, call->n, queue, argv,
-                                               argvlen, k);
-    if (k == 0) {
-        return NGX_ERROR;
+    for (i = 0; i < call->n; i++, k++) {
+        argv[k] = (char *) ngx_http_webhook_status_key(r->pool, &argvlen[k],
+                                                       &queue[i],
+                                                       ":reconcilers", NULL);
+        if (argv[k] == NULL) {
+            return NGX_ERROR;
+        }
     }
+
+    argv[k] = (char *) nums + NGX_INT_T_LEN;
+    argvlen[k] = ngx_sprintf(nums + NGX_INT_T_LEN, "%ui", call->n)
+                 - (nums + NGX_INT_T_LEN);
+    k++;
 
     for (i = 0; i < call->n; i++, k++) {
         argv[k] = (char *) queue[i].data;
@@ -275,7 +273,39 @@ ngx_http_webhook_status_call(ngx_http_request_t *r,
                                             ngx_http_webhook_status_reply,
                                             call);
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "webhook status: the status script for %ui queues from "
+                   "#%ui: %s", call->n, call->first,
+                   call->cmd ? "sent" : "not sent");
+
     return call->cmd ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* <queue><kind><prio>, as "orders:queue:high", in the pool */
+
+static u_char *
+ngx_http_webhook_status_key(ngx_pool_t *pool, size_t *len, ngx_str_t *queue,
+    char *kind, ngx_str_t *prio)
+{
+    u_char     *p;
+    size_t      size;
+    ngx_str_t   none = ngx_null_string;
+
+    if (prio == NULL) {
+        prio = &none;
+    }
+
+    size = queue->len + ngx_strlen(kind) + prio->len;
+
+    p = ngx_pnalloc(pool, size);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    *len = ngx_snprintf(p, size, "%V%s%V", queue, kind, prio) - p;
+
+    return p;
 }
 
 
@@ -285,14 +315,37 @@ ngx_http_webhook_status_reply(void *data, redisReply *reply,
 {
     ngx_http_webhook_status_call_t *call = data;
 
+    u_char                          buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
+    ngx_str_t                       text;
+    ngx_log_t                      *log;
+    ngx_http_request_t             *r;
     ngx_http_webhook_status_ctx_t  *ctx;
 
     (void) failure;             /* a read: no reply is no depth */
 
     ctx = call->ctx;
+    r = ctx->request;
+    log = r->connection->log;
     call->cmd = NULL;
 
-    ngx_http_webhook_status_read(call, reply);
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "webhook: redis refused the status query: %V",
+                      ngx_http_webhook_log_text(&text, buf, sizeof(buf),
+                                                reply->str, reply->len));
+    }
+
+    if (ngx_http_webhook_snapshot_read(ctx->snapshot, r->pool, call->first,
+                                       call->n, reply, log)
+        == NGX_OK)
+    {
+        ctx->failed--;
+    }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "webhook status: the reply for %ui queues from #%ui, "
+                   "%ui calls unanswered, %ui pending",
+                   call->n, call->first, ctx->failed, ctx->pending - 1);
 
     if (--ctx->pending) {
         return;
@@ -313,6 +366,10 @@ ngx_http_webhook_status_timeout(ngx_event_t *ev)
 
     ngx_log_error(NGX_LOG_ERR, ev->log, NGX_ETIMEDOUT,
                   "webhook: redis did not answer the status query in time");
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "webhook status: timed out, %ui of %ui calls unanswered",
+                   ctx->pending, ctx->ncalls);
 
     ngx_http_webhook_status_cancel(ctx);
 
@@ -349,100 +406,9 @@ ngx_http_webhook_status_cancel(ngx_http_webhook_status_ctx_t *ctx)
 }
 
 
-/*
- * A call's answer: the depths by queue and priority, then each queue's
- * rejected list, into the places of its queues
- */
-
-static void
-ngx_http_webhook_status_read(ngx_http_webhook_status_call_t *call,
-    redisReply *reply)
-{
-    u_char                          buf[NGX_HTTP_WEBHOOK_LOG_TEXT];
-    int64_t                         oldest, now;
-    ngx_str_t                       text;
-    ngx_uint_t                      i, n, q, nq;
-    redisReply                    **e;
-    ngx_time_t                     *tp;
-    ngx_http_webhook_depth_t       *d;
-    ngx_http_webhook_status_ctx_t  *ctx;
-
-    ctx = call->ctx;
-    nq = ((ngx_http_webhook_main_conf_t *)
-             ngx_http_get_module_main_conf(ctx->request,
-                                           ngx_http_webhook_module))
-         ->queues.names.nelts;
-
-    n = call->n * (NGX_HTTP_WEBHOOK_NPRIO + 1);
-
-    if (reply && reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
-                      "webhook: redis refused the status query: %V",
-                      ngx_http_webhook_log_text(&text, buf, sizeof(buf),
-                                                reply->str, reply->len));
-    }
-
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements
-           != n * NGX_HTTP_WEBHOOK_STATUS_FIELDS
-              + call->n * (NGX_HTTP_WEBHOOK_INFLIGHT_FIELDS + 1))
-    {
-        return;
-    }
-
-    ctx->failed--;
-
-    e = reply->element;
-    tp = ngx_timeofday();
-    now = (int64_t) tp->sec * 1000 + tp->msec;
-
-    for (i = 0; i < n; i++, e += NGX_HTTP_WEBHOOK_STATUS_FIELDS) {
-
-        if (i < call->n * NGX_HTTP_WEBHOOK_NPRIO) {
-            d = &ctx->depths[call->first * NGX_HTTP_WEBHOOK_NPRIO + i];
-
-        } else {
-            q = i - call->n * NGX_HTTP_WEBHOOK_NPRIO;
-            d = &ctx->depths[nq * NGX_HTTP_WEBHOOK_NPRIO + call->first + q];
-        }
-
-        d->depth = e[0]->integer;
-        d->dead = e[2]->integer;
-        d->age_ms = 0;
-
-        if (e[1]->type == REDIS_REPLY_STRING) {
-            oldest = ngx_http_webhook_time_parse((u_char *) e[1]->str,
-                                                 e[1]->len);
-            if (oldest >= 0 && now > oldest) {
-                d->age_ms = now - oldest;
-            }
-        }
-    }
-
-    ngx_http_webhook_status_inflight_read(&ctx->inflight[call->first], e,
-                                          call->n);
-
-    e += call->n * NGX_HTTP_WEBHOOK_INFLIGHT_FIELDS;
-
-    for (i = 0; i < call->n; i++) {
-        ctx->known[call->first + i] = 1;
-
-        if (ngx_http_webhook_status_reconcile_read(ctx->request->pool,
-                &ctx->reconcile[call->first + i], *e++)
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
-                          "webhook: the reconcilers of a queue could not "
-                          "be read from the status query");
-        }
-    }
-}
-
-
 static void
 ngx_http_webhook_status_done(ngx_http_webhook_status_ctx_t *ctx)
 {
-    ngx_uint_t           up;
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
@@ -451,9 +417,8 @@ ngx_http_webhook_status_done(ngx_http_webhook_status_ctx_t *ctx)
 
     /* up: every queue's node answered */
 
-    up = (ctx->failed == 0);
-
-    ngx_http_finalize_request(r, ngx_http_webhook_status_send(r, ctx, up));
+    ngx_http_finalize_request(r, ngx_http_webhook_status_send(r, ctx,
+                                                          ctx->failed == 0));
     ngx_http_run_posted_requests(c);
 }
 
@@ -486,65 +451,55 @@ static ngx_int_t
 ngx_http_webhook_status_send(ngx_http_request_t *r,
     ngx_http_webhook_status_ctx_t *ctx, ngx_uint_t up)
 {
-    size_t                         len;
     ngx_int_t                      rc;
     ngx_buf_t                     *b;
-    ngx_str_t                     *queue;
     ngx_uint_t                     i;
     ngx_chain_t                    out;
-    ngx_http_webhook_depth_t      *depths;
+    ngx_http_webhook_snapshot_t   *snap;
     ngx_http_webhook_main_conf_t  *wmcf;
 
     wmcf = ngx_http_get_module_main_conf(r, ngx_http_webhook_module);
+    snap = ctx->snapshot;
 
-    /* the depths when a queue's are known */
+    snap->up = up;
 
-    depths = NULL;
+    /*
+     * The depths' Prometheus families: when a queue's were read, when
+     * every call was answered, or when none was to be made (Cluster, no
+     * queue) and Redis is up
+     */
 
-    for (i = 0; ctx->known && i < wmcf->queues.names.nelts; i++) {
-        if (ctx->known[i]) {
-            depths = ctx->depths;
+    snap->depths = (ctx->ncalls && ctx->failed == 0)
+                   || (ctx->ncalls == 0 && up);
+
+    for (i = 0; i < snap->nqueues; i++) {
+        if (snap->queues[i].read) {
+            snap->depths = 1;
         }
     }
 
-    /* every call answered, or none to make (Cluster, no queue) and up */
-
-    if ((ctx->ncalls && ctx->failed == 0) || (ctx->ncalls == 0 && up)) {
-        depths = ctx->depths;
+    if (ngx_http_webhook_snapshot_fill(snap, r->pool, wmcf) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* a bound that depends on the number of queues, not on the traffic */
-
-    /* the addresses are escaped: up to 6 bytes each (\u00XX) */
-    len = 8192 + (wmcf->redis.addr_text.len + NGX_SOCKADDR_STRLEN * 2) * 6
-          + NGX_HTTP_WEBHOOK_STATUS_SPOOL_ALL
-          + NGX_HTTP_WEBHOOK_STATUS_CLUSTER_ALL
-          + ngx_http_webhook_status_reconcile_len(wmcf, ctx->reconcile);
-    queue = wmcf->queues.names.elts;
-
-    for (i = 0; i < wmcf->queues.names.nelts; i++) {
-        len += 6400 + 42 * 2 * queue[i].len
-               + NGX_HTTP_WEBHOOK_STATUS_SPOOL(queue[i].len)
-               + NGX_HTTP_WEBHOOK_STATUS_CLUSTER
-               + NGX_HTTP_WEBHOOK_STATUS_INFLIGHT(queue[i].len);
-    }
-
-    b = ngx_create_temp_buf(r->pool, len);
+    b = ngx_http_webhook_out_answer(r, ctx->prometheus
+                                       ? ngx_http_webhook_status_text
+                                       : ngx_http_webhook_status_json,
+                                    snap);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "webhook status: the answer in %s, %uz bytes, redis up: "
+                   "%ui", ctx->prometheus ? "Prometheus text" : "JSON",
+                   (size_t) (b->last - b->pos), up);
+
     if (ctx->prometheus) {
-        b->last = ngx_http_webhook_status_text(b->last, wmcf, up, depths,
-                                               ctx->inflight, ctx->known,
-                                               ctx->reconcile);
         ngx_str_set(&r->headers_out.content_type,
                     "text/plain; version=0.0.4; charset=utf-8");
 
     } else {
-        b->last = ngx_http_webhook_status_json(b->last, wmcf, up, depths,
-                                               ctx->inflight, ctx->known,
-                                               ctx->reconcile);
         ngx_str_set(&r->headers_out.content_type, "application/json");
     }
 
@@ -566,184 +521,4 @@ ngx_http_webhook_status_send(ngx_http_request_t *r,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
-}
-
-
-static u_char *
-ngx_http_webhook_status_json(u_char *p, ngx_http_webhook_main_conf_t *wmcf,
-    ngx_uint_t up, ngx_http_webhook_depth_t *depths,
-    ngx_http_webhook_inflight_t *inflight, ngx_uint_t *known,
-    ngx_http_webhook_reconcilers_t *reconcile)
-{
-    ngx_str_t                    *queue, primary, sentinel;
-    ngx_uint_t                    i, k, prio;
-    ngx_atomic_uint_t             requests[NGX_HTTP_WEBHOOK_NRESULTS];
-    ngx_atomic_uint_t             events[NGX_HTTP_WEBHOOK_NPRIO];
-    ngx_http_webhook_stats_t     *stats;
-    ngx_http_webhook_depth_t     *d;
-    ngx_http_webhook_counters_t  *cnt;
-
-    stats = wmcf->queues.stats;
-    queue = wmcf->queues.names.elts;
-
-    ngx_memzero(requests, sizeof(requests));
-    ngx_memzero(events, sizeof(events));
-
-    p = ngx_sprintf(p, "{\"version\":\"" NGX_HTTP_WEBHOOK_VERSION "\","
-                    "\"redis\":{\"up\":%s,\"address\":\"",
-                    up ? "true" : "false");
-    primary = wmcf->redis.addr_text;
-    ngx_http_webhook_redis_addresses(&primary, &sentinel);
-
-    p = ngx_http_webhook_json_escape(p, primary.data, primary.len);
-
-    if (sentinel.len) {
-        p = ngx_sprintf(p, "\",\"sentinel\":\"");
-        p = ngx_http_webhook_json_escape(p, sentinel.data, sentinel.len);
-    }
-
-    p = ngx_sprintf(p, "\",\"reconnects\":%uA", stats->reconnects);
-    p = ngx_http_webhook_status_cluster_json(p);
-    p = ngx_sprintf(p, "},\"queues\":{");
-
-    for (i = 0; i < wmcf->queues.names.nelts; i++) {
-        cnt = wmcf->queues.counters[i];
-
-        p = ngx_sprintf(p, "%s\"", i ? "," : "");
-        p = ngx_http_webhook_json_escape(p, queue[i].data, queue[i].len);
-        p = ngx_sprintf(p, "\":{");
-        p = ngx_http_webhook_status_cluster_queue(p, wmcf->queues.slots[i]);
-
-        for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
-            p = ngx_sprintf(p, "%s\"%V\":{", prio ? "," : "",
-                            &ngx_http_webhook_priorities[prio]);
-
-            if (depths && known[i]) {
-                d = &depths[i * NGX_HTTP_WEBHOOK_NPRIO + prio];
-                p = ngx_sprintf(p, "\"depth\":%i,\"dead\":%i,"
-                                "\"oldest_age_seconds\":",
-                                d->depth, d->dead);
-                p = ngx_http_webhook_seconds(p, (uint64_t) d->age_ms * 1000);
-
-            } else {
-                p = ngx_sprintf(p, "\"depth\":null,\"dead\":null,"
-                                "\"oldest_age_seconds\":null");
-            }
-
-            /* no counters: the zone had no room for them (stats.c) */
-
-            if (cnt == NULL) {
-                p = ngx_sprintf(p, ",\"events\":null}");
-                continue;
-            }
-
-            p = ngx_sprintf(p, ",\"events\":%uA}", cnt->events[prio]);
-            events[prio] += cnt->events[prio];
-        }
-
-        if (depths && known[i]) {
-            d = &depths[wmcf->queues.names.nelts * NGX_HTTP_WEBHOOK_NPRIO + i];
-            p = ngx_sprintf(p, ",\"rejected\":%i", d->depth);
-
-        } else {
-            p = ngx_sprintf(p, ",\"rejected\":null");
-        }
-
-        p = ngx_http_webhook_status_inflight_json(p, depths && known[i]
-                                                     ? &inflight[i] : NULL);
-
-        p = ngx_http_webhook_status_spool_queue(p, wmcf, i);
-        p = ngx_http_webhook_status_reconcile_json(p, wmcf, reconcile, i);
-
-        if (cnt == NULL) {
-            p = ngx_sprintf(p, ",\"requests\":null}");
-            continue;
-        }
-
-        p = ngx_sprintf(p, ",\"warnings\":%uA,\"requests\":{",
-                        cnt->warnings);
-
-        for (k = 0; k < NGX_HTTP_WEBHOOK_NRESULTS; k++) {
-            p = ngx_sprintf(p, "%s\"%V\":%uA", k ? "," : "",
-                            &ngx_http_webhook_results[k], cnt->requests[k]);
-            requests[k] += cnt->requests[k];
-        }
-
-        p = ngx_sprintf(p, "}}");
-    }
-
-    p = ngx_sprintf(p, "},");
-    p = ngx_http_webhook_status_spool_json(p, wmcf);
-    p = ngx_sprintf(p, "\"requests\":{");
-
-    for (k = 0; k < NGX_HTTP_WEBHOOK_NRESULTS; k++) {
-        p = ngx_sprintf(p, "%s\"%V\":%uA", k ? "," : "",
-                        &ngx_http_webhook_results[k], requests[k]);
-    }
-
-    p = ngx_sprintf(p, "},\"events\":{");
-
-    for (prio = 0; prio < NGX_HTTP_WEBHOOK_NPRIO; prio++) {
-        p = ngx_sprintf(p, "%s\"%V\":%uA", prio ? "," : "",
-                        &ngx_http_webhook_priorities[prio], events[prio]);
-    }
-
-    return ngx_sprintf(p, "}}\n");
-}
-
-
-/* a label value, quoted, with \, " and newline escaped */
-
-u_char *
-ngx_http_webhook_label(u_char *p, ngx_str_t *value)
-{
-    size_t   i;
-    u_char   c;
-
-    *p++ = '"';
-
-    for (i = 0; i < value->len; i++) {
-        c = value->data[i];
-
-        if (c == '\\' || c == '"') {
-            *p++ = '\\';
-            *p++ = c;
-
-        } else if (c == LF) {
-            *p++ = '\\';
-            *p++ = 'n';
-
-        } else {
-            *p++ = c;
-        }
-    }
-
-    *p++ = '"';
-
-    return p;
-}
-
-
-/* microseconds as seconds, no trailing zeros: "3.2", "0.0005", "1" */
-
-u_char *
-ngx_http_webhook_seconds(u_char *p, uint64_t usec)
-{
-    uint64_t  frac;
-
-    p = ngx_sprintf(p, "%uL", usec / 1000000);
-
-    frac = usec % 1000000;
-
-    if (frac == 0) {
-        return p;
-    }
-
-    p = ngx_sprintf(p, ".%06uL", frac);
-
-    while (p[-1] == '0') {
-        p--;
-    }
-
-    return p;
 }

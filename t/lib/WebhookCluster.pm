@@ -86,7 +86,7 @@ sub cluster_support {
 sub skip_without_cluster {
     WebhookTest::require_module();
     my $why = $ENV{WEBHOOK_CLUSTER_DRYRUN} ? undef : cluster_support();
-    Test::More::plan(skip_all => $why) if $why;
+    WebhookTest::cannot_run($why) if $why;
 }
 
 # cluster_nginx(cluster => $c, queues => [tags], token => T, timeout =>

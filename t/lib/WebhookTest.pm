@@ -45,7 +45,8 @@ our @EXPORT = qw(
     write_file read_file append_file
     http_request chunked_request raw_request
     samples_dir sample_text sample_json json_encode json_decode
-    receive_location wait_until
+    receive_location wait_until cannot_run skip_or_fail under_ci
+    clear_throwaway_root
     is_json_error is_queued is_batch_answer json_scalar dump_res
 );
 
@@ -88,6 +89,71 @@ sub require_module {
     return abs_path($m) if -f $m;
     Test::More::BAIL_OUT("webhook module not found at $m "
         . "(build it first, or set WEBHOOK_MODULE)");
+}
+
+# ---------------------------------------------------------------- skips
+# Two kinds of skip.  A test that does not apply to the nginx under test
+# (the package test under an ASan wrapper, a --with-debug check against a
+# build without it) skips with plan skip_all, in CI too.  A test that
+# could apply but lacks something this machine should have (root, a tool,
+# a package, the shared folder) calls these: outside CI it skips, saying
+# why; with CI=true it fails, saying why, so that CI never passes by
+# skipping what it was meant to prove.
+
+sub under_ci { ($ENV{CI} // '') eq 'true' }
+
+# cannot_run(WHY): instead of plan skip_all => WHY, at the top of a test
+sub cannot_run {
+    my ($why) = @_;
+    Test::More::plan(skip_all => $why) unless under_ci();
+    Test::More::plan(tests => 1);
+    Test::More::fail("CI=true, and this test cannot run: $why");
+    exit 1;
+}
+
+# skip_or_fail(WHY, COUNT): instead of skip WHY, COUNT in a SKIP block
+sub skip_or_fail {
+    my ($why, $count) = @_;
+    Test::More::fail("CI=true, and this part cannot run: $why") if under_ci();
+    no warnings 'exiting';
+    Test::More::skip($why, $count);
+}
+
+# ---------------------------------------------------------------- throwaway
+# clear_throwaway_root(): in a throwaway root only (t/lib/throwaway-root
+# sets WEBHOOK_THROWAWAY_ROOT), takes away what the project may have put
+# on the machine it is a copy of, so that a test there starts from
+# Debian's nginx as installed: the package (purged), what make install
+# wrote (make uninstall), what scripts/run-example wrote (its token file,
+# spool, Redis data) and any configuration file that uses webhook_*
+# directives (set aside).  One Test::More check; notes what it took away.
+sub clear_throwaway_root {
+    die "clear_throwaway_root outside a throwaway root\n"
+        unless $ENV{WEBHOOK_THROWAWAY_ROOT};
+    my $pkg = 'libnginx-mod-http-webhook';
+    my @bad;
+    my ($rc, $out) = run_cmd(['dpkg-query', '-W', '-f', '${Status}', $pkg]);
+    if ($rc == 0 && $out =~ /install ok installed/) {
+        local $ENV{DEBIAN_FRONTEND} = 'noninteractive';
+        ($rc, $out) = run_cmd(['apt-get', 'purge', '-y', '-q', $pkg], timeout => 300);
+        push @bad, "apt-get purge: $out" if $rc;
+        Test::More::note("the throwaway root: $pkg purged");
+    }
+    ($rc, $out) = run_cmd(['make', '-C', $REPO, '--no-print-directory', 'uninstall']);
+    push @bad, "make uninstall: $out" if $rc;
+    (undef, $out) = run_cmd(['grep', '-rlsE', '^[[:space:]]*webhook_', '/etc/nginx']);
+    for my $conf (grep { length } split /\n/, $out) {
+        rename($conf, "$conf.set-aside") or push @bad, "rename $conf: $!";
+        Test::More::note("the throwaway root: $conf uses the module, set aside");
+    }
+    for my $f ('/etc/nginx/webhook.tokens', glob('/var/lib/redis/*')) {
+        next unless -e $f;
+        File::Path::remove_tree($f);
+        Test::More::note("the throwaway root: $f removed");
+    }
+    File::Path::remove_tree('/var/lib/nginx/webhook-spool');
+    Test::More::ok(!@bad, 'the throwaway root: nothing of the project left')
+        or Test::More::diag(join "\n", @bad);
 }
 
 sub samples_dir {
