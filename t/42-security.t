@@ -244,6 +244,9 @@ subtest 'token files: only names and digests in memory, once per file' => sub {
             . "webhook_redis_password_file %%PREFIX%%/redis.pass;\n"
             . "server {\n    listen 127.0.0.1:%%PORT%%;\n$locs}\n");
     my %digest = map { $_ => Digest::SHA::sha1($_) } $named, $named2, $unnamed;
+    my $master = in_memory($n->pid, $RPASS);
+    is($master ? $master->{$RPASS} : 1, 1,
+        'the master: the Redis password once, the file it was read from zeroed');
     for my $p (['the master', $n->pid], ['a worker', ($n->workers)[0]]) {
         my $found = in_memory($p->[1], $named, $named2, $unnamed, values %digest);
         if (!$found) {

@@ -14,6 +14,10 @@
 #include "ngx_http_webhook_core.h"
 
 
+static ngx_int_t ngx_http_webhook_secret_copy(ngx_pool_t *pool,
+    ngx_str_t *s);
+
+
 /* like ngx_conf_set_enum_slot(), with a message that names the choices */
 
 char *
@@ -202,6 +206,7 @@ ngx_http_webhook_read_secret(ngx_conf_t *cf, ngx_str_t *directive,
     }
 
     if (line.len == 0) {
+        ngx_explicit_memzero(text.data, text.len);
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": \"%V\" is empty",
                            directive, file);
         return NGX_CONF_ERROR;
@@ -209,8 +214,10 @@ ngx_http_webhook_read_secret(ngx_conf_t *cf, ngx_str_t *directive,
 
     space = ngx_strlchr(line.data, line.data + line.len, ' ');
 
+    user->len = 0;
+    password->len = 0;
+
     if (space == NULL) {
-        user->len = 0;
         *password = line;
 
     } else {
@@ -225,22 +232,49 @@ ngx_http_webhook_read_secret(ngx_conf_t *cf, ngx_str_t *directive,
         password->len = line.data + line.len - space;
     }
 
+    /*
+     * the user and the password, null-terminated, are all that is kept:
+     * the file's text is zeroed
+     */
+
+    rv = NGX_CONF_OK;
+
     if (password->len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%V\": \"%V\" holds no password",
                            directive, file);
-        return NGX_CONF_ERROR;
+        rv = NGX_CONF_ERROR;
+
+    } else if (ngx_http_webhook_secret_copy(cf->pool, user) != NGX_OK
+               || ngx_http_webhook_secret_copy(cf->pool, password) != NGX_OK)
+    {
+        rv = NGX_CONF_ERROR;
     }
 
-    /* hiredis takes C strings for the handshake: terminate them */
+    ngx_explicit_memzero(text.data, text.len);
 
-    user->data = (u_char *) ngx_pstrdup(cf->pool, user);
-    password->data = (u_char *) ngx_pstrdup(cf->pool, password);
-    if (user->data == NULL || password->data == NULL) {
-        return NGX_CONF_ERROR;
+    return rv;
+}
+
+
+static ngx_int_t
+ngx_http_webhook_secret_copy(ngx_pool_t *pool, ngx_str_t *s)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(pool, s->len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
     }
 
-    return NGX_CONF_OK;
+    if (s->len) {
+        ngx_memcpy(p, s->data, s->len);
+    }
+
+    p[s->len] = '\0';
+    s->data = p;
+
+    return NGX_OK;
 }
 
 
