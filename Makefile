@@ -89,7 +89,7 @@ UNIT     = $(BUILD)/test_event
 UNIT_REC = $(BUILD)/test_record
 UNIT_SLOT = $(BUILD)/test_keyslot
 UNIT_RESP = $(BUILD)/test_resp
-UNIT_ESC = $(BUILD)/test_escape
+UNIT_TEXT = $(BUILD)/test_text
 FUZZER   = $(BUILD)/fuzz_event
 FUZZ_REC = $(BUILD)/fuzz_record
 FUZZ_SECONDS ?= 30
@@ -123,10 +123,10 @@ $(UNIT_RESP): t/unit/test_resp.c t/unit/tap.h src/redis/ngx_http_webhook_redis_r
 	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
 	    $(NGX_INCS) -o $@ t/unit/test_resp.c src/redis/ngx_http_webhook_redis_resp.c
 
-$(UNIT_ESC): t/unit/test_escape.c t/unit/tap.h src/core/ngx_http_webhook_text.c \
+$(UNIT_TEXT): t/unit/test_text.c t/unit/tap.h src/core/ngx_http_webhook_text.c \
 	    src/core/ngx_http_webhook_text.h $(NGINX_DIR)/objs/Makefile
 	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
-	    $(NGX_INCS) -o $@ t/unit/test_escape.c src/core/ngx_http_webhook_text.c \
+	    $(NGX_INCS) -o $@ t/unit/test_text.c src/core/ngx_http_webhook_text.c \
 	    src/core/ngx_http_webhook_json.c
 
 $(FUZZ_REC): t/fuzz/fuzz_record.c $(RECORD) $(NGINX_DIR)/objs/Makefile
@@ -134,12 +134,12 @@ $(FUZZ_REC): t/fuzz/fuzz_record.c $(RECORD) $(NGINX_DIR)/objs/Makefile
 	    -fno-sanitize-recover=undefined \
 	    $(NGX_INCS) -o $@ t/fuzz/fuzz_record.c $(RECORD:%.h=)
 
-unit: $(UNIT) $(UNIT_REC) $(UNIT_SLOT) $(UNIT_RESP) $(UNIT_ESC)
+unit: $(UNIT) $(UNIT_REC) $(UNIT_SLOT) $(UNIT_RESP) $(UNIT_TEXT)
 	$(UNIT)
 	$(UNIT_REC)
 	$(UNIT_SLOT)
 	$(UNIT_RESP)
-	$(UNIT_ESC)
+	$(UNIT_TEXT)
 
 # the body parser gets two thirds of FUZZ_SECONDS, the journal reader
 # (records from t/fuzz/records, written by t/unit/test_record) the rest
@@ -155,7 +155,7 @@ fuzz: $(FUZZER) $(FUZZ_REC)
 	    -max_len=8192 -timeout=10 -rss_limit_mb=1024 \
 	    -print_final_stats=1 $(BUILD)/corpus-record
 
-test: $(MODULE) $(UNIT) $(UNIT_REC) $(UNIT_SLOT) $(UNIT_RESP) $(UNIT_ESC)
+test: $(MODULE) $(UNIT) $(UNIT_REC) $(UNIT_SLOT) $(UNIT_RESP) $(UNIT_TEXT)
 	prove --timer -j$(PROVE_JOBS) -I t/lib t/
 
 run: $(MODULE)

@@ -5,7 +5,7 @@ The pure functions are tested alone (with bridgecore.py's mapping, rate
 limit and HTTP answers, against a small http.server); the Redis scenarios
 start a private
 redis-server (REDIS_SERVER, default redis-server) on a free loopback port and
-are skipped when there is none.  t/30-consumer.t runs this file; by hand:
+are skipped when there is none.  t/consumer-basic.t runs this file; by hand:
 
     /usr/bin/python3 docker/consumer/test_webhook_consumer.py -v
 """
@@ -816,7 +816,7 @@ class BridgeCoreForwarderTest(unittest.TestCase):
                 self.forwarder(**kw)
 
     def test_cli_settings(self):
-        # the defaults, whatever t/30-consumer.t's environment says
+        # the defaults, whatever t/consumer-basic.t's environment says
         ours = ("REDIS_URL", "WEBHOOK_QUEUE", "CONSUMER_NAME",
                 "WEBHOOK_HANDLER", "MAX_ATTEMPTS", "BACKOFF_BASE",
                 "BACKOFF_MAX", "BLOCK_TIMEOUT", "LEASE_TTL", "LOG_LEVEL")

@@ -1,6 +1,6 @@
 package WebhookCluster;
 
-# A private Redis Cluster for the Cluster tests (t/55-* onwards), on top of
+# A private Redis Cluster for the Cluster tests (t/cluster-*), on top of
 # WebhookTest.  Perl core modules only.
 #
 #   start_cluster(primaries => 3, replicas => 1, node_timeout => 2000,
@@ -470,7 +470,7 @@ sub describe {
 # WEBHOOK_TEST_CLUSTER is set: a 3+3 cluster behind the interface of one
 # WebhookTest::Redis (port, addr, cli, lrange, llen, keys, take, flushall,
 # stop, start, restart, sleep_in_background, log), so that a test written
-# for one Redis (t/02-receive.t, t/10-status.t) runs against a cluster.
+# for one Redis (t/receive-basic.t, t/status-basic.t) runs against a cluster.
 # port() is the first node's: WebhookTest::Nginx replaces a
 # "webhook_redis 127.0.0.1:<that port>;" line by webhook_redis_cluster
 # with every node.  A key command goes to the key's owner (redis-cli -c).

@@ -1,6 +1,6 @@
 package WebhookLoad;
 
-# Load and fault helpers for the fault tests (t/40-* ... t/45-*), on top of
+# Load and fault helpers for the fault tests (t/*-fault-*.t), on top of
 # WebhookTest.  Perl core modules only.
 #
 #   load_scale()          1, or less under valgrind (WEBHOOK_LOAD_SCALE wins)

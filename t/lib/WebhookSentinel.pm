@@ -1,6 +1,6 @@
 package WebhookSentinel;
 
-# Redis sentinels for the Sentinel tests (t/49-*, t/62-*), on top of
+# Redis sentinels for the Sentinel tests (t/redis-sentinel*.t), on top of
 # WebhookTest: each a `redis-server --sentinel` on a loopback port, in its
 # own directory, killed when the test ends.  Perl core modules only.
 #

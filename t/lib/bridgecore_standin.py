@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A stand-in for BridgeCore's webhook receiver, for t/34-bridgecore.t:
+"""A stand-in for BridgeCore's webhook receiver, for t/consumer-bridgecore.t:
 FastAPI on uvicorn (Debian: python3-fastapi, python3-uvicorn).
 
     bridgecore_standin.py --port P [--token T]

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A stand-in for Odoo's external API, serving the auto-webhook addon's
 `webhook.event` and `webhook.subscriber` records, for the reconciler's
-tests (t/61-reconcile.t, t/62-reconcile-faults.t, scripts/reconcile-100k).
+tests (t/reconcile-basic.t, t/reconcile-faults.t, scripts/reconcile-100k).
 Standard library only; the records live in an SQLite file, so that a
 stand-in killed and started again on the same file serves the same data.
 

@@ -26,7 +26,7 @@ my @RESULTS = qw(queued duplicate spooled test unauthorized invalid unsupported_
 my @LE = qw(0.0005 0.001 0.0025 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 +Inf);
 my $PROM_CT = 'text/plain; version=0.0.4; charset=utf-8';
 my $Q = '{webhook}';
-# WEBHOOK_TEST_CLUSTER (t/58-cluster-suites.t): the same suite against a
+# WEBHOOK_TEST_CLUSTER (t/cluster-suites.t): the same suite against a
 # Redis Cluster; where the status differs by design, the checks say so
 my $CLUSTER = $ENV{WEBHOOK_TEST_CLUSTER} ? 1 : 0;
 
@@ -180,7 +180,7 @@ sub check_shape {
     push @why, "version " . json_scalar($j->{version}) unless ($j->{version} // '') eq $VERSION && !is_json_number($j->{version});
     my $rd = $j->{redis};
     if ($ENV{WEBHOOK_TEST_CLUSTER}) {
-        # against a cluster (t/58-cluster-suites.t): "cluster" with its nodes;
+        # against a cluster (t/cluster-suites.t): "cluster" with its nodes;
         # "address" is no single node's
         push @why, 'redis keys ' . $keys->($rd) unless $keys->($rd) =~ /^(address,)?cluster,reconnects,up\z/;
         push @why, 'redis.cluster.nodes is not a list of nodes'

@@ -94,7 +94,7 @@ if (!$inside) {
     # the rest in the throwaway root, numbered on (this process's TAP ends
     # here: exec runs no END block, so no plan is printed twice)
     $ENV{WEBHOOK_DEB_INSIDE} = Test::More->builder->current_test;
-    exec($throwaway, '--bind', $repo, '--', $^X, "$FindBin::Bin/35-deb.t")
+    exec($throwaway, '--bind', $repo, '--', $^X, "$FindBin::Bin/package-deb.t")
         or BAIL_OUT("exec $throwaway: $!");
 }
 

@@ -41,7 +41,7 @@ if (!$inside) {
     ($rc, $why) = run('make', '-C', $repo, '-q', 'build/nginx/objs/ngx_http_webhook_module.so');
     cannot_run('the module in build/ is not up to date: run make first') if $rc != 0;
     $ENV{WEBHOOK_EXAMPLE_INSIDE} = 1;
-    exec($throwaway, '--net', '--bind', $repo, '--', $^X, "$FindBin::Bin/37-run-example.t")
+    exec($throwaway, '--net', '--bind', $repo, '--', $^X, "$FindBin::Bin/package-run-example.t")
         or BAIL_OUT("exec $throwaway: $!");
 }
 

@@ -6,7 +6,7 @@ use strict;
 use warnings;
 use FindBin;
 
-my $bin = $ENV{WEBHOOK_UNIT_ESCAPE} || "$FindBin::Bin/../build/test_escape";
+my $bin = $ENV{WEBHOOK_UNIT_TEXTAPE} || "$FindBin::Bin/../build/test_text";
 
 if (!-x $bin) {
     print "1..0 # SKIP $bin is not built (run make test)\n";

@@ -23,7 +23,7 @@ my $strace = -x '/usr/bin/strace' ? '/usr/bin/strace' : undef;
 if (!$strace || $> != 0) {
     plan skip_all => 'needs strace and root (fault injection into nginx\'s fdatasync)'
         unless $ENV{CI};
-    BAIL_OUT('CI: strace and root are needed for t/60-spool-stall.t');
+    BAIL_OUT('CI: strace and root are needed for t/spool-stall.t');
 }
 
 my $TOKEN = 'tok-spool-stall-60aa';

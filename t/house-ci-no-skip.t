@@ -67,12 +67,12 @@ isnt($rc, 0, 'CONTAINER_TEST=0 with CI=true is refused');
 like($res, qr/cannot be left out in CI/, 'saying why') or diag $res;
 
 # ---------------------------------------------------------------- tests
-both('a test whose binary is not built (t/00-unit.t)',
-    { WEBHOOK_UNIT => "$tmp/not-built" }, $^X, "$FindBin::Bin/00-unit.t");
+both('a test whose binary is not built (t/core-unit-event.t)',
+    { WEBHOOK_UNIT => "$tmp/not-built" }, $^X, "$FindBin::Bin/core-unit-event.t");
 
-both('a test without its interpreter (t/30-consumer.t)',
+both('a test without its interpreter (t/consumer-basic.t)',
     { CONSUMER_PYTHON => "$tmp/no-python" }, $^X, "-I$FindBin::Bin/lib",
-    "$FindBin::Bin/30-consumer.t");
+    "$FindBin::Bin/consumer-basic.t");
 
 # a part of a test (SKIP blocks)
 write_file("$tmp/part.t", <<'T');
@@ -88,7 +88,7 @@ both('a part of a test without its tool', {}, $^X, "-I$FindBin::Bin/lib",
 # what does not apply to the nginx under test is skipped in CI too
 write_file("$tmp/wrapper", "#!/bin/sh\nexec /usr/sbin/nginx \"\$@\"\n", 0755);
 ($rc, $res) = run(1, { NGINX_BIN => "$tmp/wrapper" }, $^X,
-                  "-I$FindBin::Bin/lib", "$FindBin::Bin/35-deb.t");
+                  "-I$FindBin::Bin/lib", "$FindBin::Bin/package-deb.t");
 is($rc, 0, 'the package test under a wrapper nginx: skipped with CI=true too')
     or diag $res;
 like($res, qr/^1\.\.0 # SKIP .*plain suite only/m, 'as not applying') or diag $res;

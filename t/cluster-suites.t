@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 # The receive and status suites against a Redis Cluster (issue 15): runs
-# t/02-receive.t and t/10-status.t with WEBHOOK_TEST_CLUSTER=1, so that
+# t/receive-basic.t and t/status-basic.t with WEBHOOK_TEST_CLUSTER=1, so that
 # their start_redis() starts a 3+3 cluster (WebhookCluster::AsRedis: the
 # suite's reads and writes go to each key's owner, "Redis down" stops
 # every node) and their nginx.conf gets webhook_redis_cluster with every
@@ -33,7 +33,7 @@ use WebhookCluster;
 skip_without_cluster();
 
 # WEBHOOK_CLUSTER_SUITES: the suites to run (default both; "" none)
-my @suites = split ' ', $ENV{WEBHOOK_CLUSTER_SUITES} // '02-receive.t 10-status.t';
+my @suites = split ' ', $ENV{WEBHOOK_CLUSTER_SUITES} // 'receive-basic.t status-basic.t';
 for my $suite (@suites) {
     my $t0 = time;
     my ($rc, $out) = do {
