@@ -93,8 +93,10 @@ UNIT_TEXT = $(BUILD)/test_text
 FUZZER   = $(BUILD)/fuzz_event
 FUZZ_REC = $(BUILD)/fuzz_record
 FUZZ_SECONDS ?= 30
-# prove -j of make test (every test takes loopback ports of its own)
+# prove -j of make test (every test takes loopback ports of its own), and
+# the tests it runs (default every one)
 PROVE_JOBS ?= 1
+TESTS ?= t/
 
 $(UNIT): t/unit/test_event.c t/unit/tap.h $(EVENT) $(NGINX_DIR)/objs/Makefile
 	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
@@ -156,7 +158,7 @@ fuzz: $(FUZZER) $(FUZZ_REC)
 	    -print_final_stats=1 $(BUILD)/corpus-record
 
 test: $(MODULE) $(UNIT) $(UNIT_REC) $(UNIT_SLOT) $(UNIT_RESP) $(UNIT_TEXT)
-	prove --timer -j$(PROVE_JOBS) -I t/lib t/
+	prove --timer -j$(PROVE_JOBS) -I t/lib $(TESTS)
 
 run: $(MODULE)
 	scripts/run-example
