@@ -46,6 +46,7 @@ our @EXPORT = qw(
     http_request chunked_request raw_request
     samples_dir sample_text sample_json json_encode json_decode
     receive_location wait_until cannot_run skip_or_fail under_ci
+    nginx_built_with hiredis_refuses_newlines
     clear_throwaway_root
     is_json_error is_queued is_batch_answer json_scalar dump_res
 );
@@ -117,6 +118,29 @@ sub skip_or_fail {
     Test::More::fail("CI=true, and this part cannot run: $why") if under_ci();
     no warnings 'exiting';
     Test::More::skip($why, $count);
+}
+
+# nginx_built_with(OPTION): whether the nginx under test was configured
+# with OPTION (e.g. '--with-http_v2_module', '--with-debug'), from nginx -V.
+sub nginx_built_with {
+    my ($option) = @_;
+    my (undef, $v) = run_cmd([$NGINX, '-V']);
+    return ($v // '') =~ /(?:^|\s)\Q$option\E(?:\s|=|$)/m;
+}
+
+# hiredis_refuses_newlines(): whether the hiredis the module is linked
+# against refuses a status or error reply with a CR or LF in it as a
+# protocol error (hiredis 1.x does, "Bad simple string value"; 0.14 passes
+# the line on).  Found in the library ldd resolves for the module.
+sub hiredis_refuses_newlines {
+    my (undef, $ldd) = run_cmd(['ldd', module_path()]);
+    my ($lib) = ($ldd // '') =~ /libhiredis\S*\s+=>\s+(\S+)/;
+    die "hiredis_refuses_newlines: no libhiredis in ldd of " . module_path() . "\n"
+        unless $lib;
+    open my $fh, '<:raw', $lib or die "$lib: $!\n";
+    local $/;
+    my $bytes = <$fh>;
+    return index($bytes, 'Bad simple string value') >= 0;
 }
 
 # ---------------------------------------------------------------- throwaway
