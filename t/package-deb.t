@@ -3,7 +3,7 @@
 # Debian's nginx, its maintainer scripts (dh_nginx's) enable the module in
 # /etc/nginx/modules-enabled, `nginx -t` passes with the system's
 # configuration, nginx loads it through the package's load line and queues
-# an event; apt-get remove keeps the link as .removed (Debian's design),
+# an event; the README it ships finds the docs/ pages it links to; apt-get remove keeps the link as .removed (Debian's design),
 # apt-get purge leaves nothing of the package behind.
 #
 # Never on the machine itself: the .deb is built here (make deb, in the
@@ -68,7 +68,8 @@ if (!$inside) {
     cannot_run("no throwaway root here: $why") if $ok != 0;
 
     my @sources = (glob("$repo/src/*"), glob("$repo/src/*/*"),
-                   "$repo/config",
+                   "$repo/config", "$repo/README.md", glob("$repo/docs/*"),
+                   glob("$repo/conf.d/*"),
                    map { "$repo/debian/$_" } qw(control rules changelog copyright
                                               docs examples source/format));
     my $newest = 0;
@@ -125,6 +126,14 @@ ok((grep { $_ eq $so } @files), 'the package has the .so in /usr/lib/nginx/modul
 is(read_file($avail), "load_module modules/ngx_http_webhook_module.so;\n",
    'and the load line in modules-available (dh_nginx\'s)');
 is(readlink($link), $avail, 'its postinst enabled it in modules-enabled');
+
+# the README it ships links to docs/: every page it names is there
+my $doc = "/usr/share/doc/$pkg";
+my @links = read_file("$doc/README.md") =~ /\]\((docs\/[^)#]+)/g;
+ok(@links, "$doc/README.md links to docs/");
+my @missing = grep { !-f "$doc/$_" } @links;
+ok(!@missing, "every docs/ page the README links to is in $doc, as it is")
+    or diag "missing: @missing";
 
 ($rc, $out) = run($system_nginx, '-t');
 is($rc, 0, 'nginx -t with the system configuration, module loaded') or diag $out;
