@@ -23,10 +23,10 @@ use WebhookTest;
 use WebhookConsumer;
 
 sub imports { system(consumer_python() . " -c 'import $_[0]' >/dev/null 2>&1") == 0 }
-plan skip_all => consumer_python() . ' cannot import redis (install python3-redis)'
+cannot_run(consumer_python() . ' cannot import redis (install python3-redis)')
     unless imports('redis');
-plan skip_all => consumer_python() . ' cannot import fastapi and uvicorn (install '
-    . 'python3-fastapi python3-uvicorn)' unless imports('fastapi, uvicorn');
+cannot_run(consumer_python() . ' cannot import fastapi and uvicorn (install '
+    . 'python3-fastapi python3-uvicorn)') unless imports('fastapi, uvicorn');
 
 my $Q = '{webhook}';
 my $bc = WebhookConsumer::Standin->new;

@@ -23,7 +23,7 @@ use Time::HiRes qw(time sleep);
 use WebhookTest;
 use WebhookConsumer;
 
-plan skip_all => consumer_python() . ' cannot import redis (install python3-redis)'
+cannot_run(consumer_python() . ' cannot import redis (install python3-redis)')
     unless system(consumer_python(), '-c', 'import redis') == 0;
 
 my $Q = '{webhook}';

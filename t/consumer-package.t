@@ -23,7 +23,7 @@ use WebhookTest;
 my $PYTHON = $ENV{CONSUMER_PYTHON} || '/usr/bin/python3';
 my $DIR = "$FindBin::Bin/../docker/consumer";
 
-plan skip_all => "$PYTHON cannot import redis and venv (install python3-redis python3-venv)"
+cannot_run("$PYTHON cannot import redis and venv (install python3-redis python3-venv)")
     unless system($PYTHON, '-c', 'import redis, venv, ensurepip') == 0;
 
 my $tmp = tempdir('consumer-pkg-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{WEBHOOK_KEEP});

@@ -21,7 +21,7 @@ use Time::HiRes qw(time sleep);
 use WebhookTest;
 use WebhookConsumer;
 
-plan skip_all => consumer_python() . ' cannot import redis (install python3-redis)'
+cannot_run(consumer_python() . ' cannot import redis (install python3-redis)')
     unless system(consumer_python(), '-c', 'import redis') == 0;
 require_module();
 
@@ -143,7 +143,7 @@ sub left {
 # ================================================ the alert
 
 SKIP: {
-    skip 'promtool is not installed', 1 unless system('command -v promtool >/dev/null') == 0;
+    skip_or_fail('promtool is not installed', 1) unless have_promtool();
     my $dir = tempdir('alert-XXXXXX', TMPDIR => 1, CLEANUP => 1);
     my $summary = 'A consumer of {webhook} holds an event for more than 5 minutes';
     my $description = 'An event taken by a consumer is neither done nor failed: no live '

@@ -85,6 +85,35 @@ T
 both('a part of a test without its tool', {}, $^X, "-I$FindBin::Bin/lib",
      "$tmp/part.t");
 
+write_file("$tmp/subtest.t", <<'T');
+use Test::More;
+use WebhookTest;
+subtest 'a part' => sub {
+    return if cannot_run_subtest('no such tool');
+    fail('not reached');
+};
+pass('after the subtest');
+done_testing();
+T
+both('a subtest without its tool', {}, $^X, "-I$FindBin::Bin/lib",
+     "$tmp/subtest.t");
+
+# and every test of t/ uses these for what a machine may lack (a tool, a
+# Python module, root), never Test::More's own skips, which pass in CI
+my @bare;
+for my $t (sort glob "$FindBin::Bin/*.t") {
+    next if $t =~ m{/house-ci-no-skip\.t$};
+    my $text = read_file($t);
+    while ($text =~ /(?:plan\s+skip_all\s*=>|\bskip\s*\(?\s*['"])([^;]*);/g) {
+        my $stmt = $1;
+        push @bare, ($t =~ s{.*/}{}r) . ": $stmt"
+            if $stmt =~ /not installed|cannot import|\(install |needs? (?:root|strace)|\bno (?:curl|promtool|openssl|podman)\b/i;
+    }
+}
+ok(!@bare, 'no test of t/ skips for want of a tool, a module or root but '
+   . 'through cannot_run, cannot_run_subtest or skip_or_fail')
+    or diag join "\n", @bare;
+
 # what does not apply to the nginx under test is skipped in CI too
 write_file("$tmp/wrapper", "#!/bin/sh\nexec /usr/sbin/nginx \"\$@\"\n", 0755);
 ($rc, $res) = run(1, { NGINX_BIN => "$tmp/wrapper" }, $^X,

@@ -42,7 +42,7 @@ like($ng->access_log('webhook.log'), qr/result=queued priority=high event_id=482
      'the audit log line names result, priority and event id');
 
 SKIP: {
-    skip_or_fail('promtool is not installed', 2) unless system('command -v promtool >/dev/null') == 0;
+    skip_or_fail('promtool is not installed', 2) unless have_promtool();
     my $dir = tempdir(CLEANUP => 1);
     system('cp', "$repo/conf.d/prometheus.yml", "$repo/conf.d/webhook-alerts.yml", $dir);
     my $out = `promtool check config $dir/prometheus.yml 2>&1`;

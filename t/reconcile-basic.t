@@ -32,7 +32,7 @@ use WebhookTest;
 use WebhookOdoo;
 
 my $why = reconcile_skip_reason();
-plan skip_all => $why if $why;
+cannot_run($why) if $why;
 require_module();
 
 my $Q = $WebhookOdoo::QUEUE;

@@ -16,7 +16,7 @@ use WebhookTest;
 use WebhookOdoo;
 
 my $why = reconcile_skip_reason();
-plan skip_all => $why if $why;
+cannot_run($why) if $why;
 require_module();
 
 for my $api (qw(xmlrpc json2)) {

@@ -70,7 +70,7 @@ subtest "a hostile sentinel's reply is bounded like Redis's" => sub {
 };
 
 SKIP: {
-    skip 'openssl is not installed', 1
+    skip_or_fail('openssl is not installed', 1)
         unless (WebhookTest::run_cmd(['openssl', 'version'], timeout => 10))[0] == 0;
 
     subtest 'with webhook_redis_ssl, the sentinels over TLS too' => sub {

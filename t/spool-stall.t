@@ -20,11 +20,8 @@ use WebhookLoad;
 require_module();
 
 my $strace = -x '/usr/bin/strace' ? '/usr/bin/strace' : undef;
-if (!$strace || $> != 0) {
-    plan skip_all => 'needs strace and root (fault injection into nginx\'s fdatasync)'
-        unless $ENV{CI};
-    BAIL_OUT('CI: strace and root are needed for t/spool-stall.t');
-}
+cannot_run('needs strace and root (fault injection into nginx\'s fdatasync)')
+    if !$strace || $> != 0;
 
 my $TOKEN = 'tok-spool-stall-60aa';
 my %H = ('Content-Type' => 'application/json', Authorization => "Bearer $TOKEN");

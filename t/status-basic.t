@@ -308,21 +308,6 @@ sub expected_label_sets {
     return [sort map { my $q = $_; map { join ',', sort("$key=$_", "queue=$q") } @$values } @$queues];
 }
 
-# promtool_ok($body, $name): `promtool check metrics` prints nothing, exits 0
-sub promtool_ok {
-    my ($body, $name) = @_;
-    my $tmp = File::Temp->new(TMPDIR => 1, SUFFIX => '.prom');
-    binmode $tmp;
-    print {$tmp} $body;
-    close $tmp;
-    my $file = $tmp->filename;
-    my $out = `promtool check metrics < '$file' 2>&1`;
-    my $rc = $? >> 8;
-    my $ok = is($rc, 0, "$name: promtool check metrics exits 0");
-    $ok &= is($out, '', "$name: promtool check metrics prints nothing");
-    diag "body:\n$body" unless $ok;
-}
-
 # check_prom($p, $j, [queues], $name, up => 1): the exposition agrees with
 # the JSON status taken just before (no traffic in between)
 sub check_prom {

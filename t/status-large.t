@@ -96,19 +96,6 @@ for my $i (0 .. $NQ - 1) {
     } 0 .. $NREC - 1);
 }
 
-sub promtool_ok {
-    my ($body, $name) = @_;
-    SKIP: {
-        skip 'promtool is not installed', 1 unless system('command -v promtool >/dev/null') == 0;
-        my $tmp = File::Temp->new(TMPDIR => 1, SUFFIX => '.prom');
-        binmode $tmp;
-        print {$tmp} $body;
-        close $tmp;
-        my $out = `promtool check metrics < '$tmp' 2>&1`;
-        ok($? == 0 && $out eq '', "$name: promtool check metrics accepts the text") or diag $out;
-    }
-}
-
 # GET: 200, the whole body, a Content-Length that says so
 sub answer {
     my ($query, $name) = @_;

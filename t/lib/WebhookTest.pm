@@ -46,7 +46,8 @@ our @EXPORT = qw(
     http_request chunked_request raw_request
     samples_dir sample_text sample_json json_encode json_decode
     receive_location wait_until cannot_run skip_or_fail under_ci
-    nginx_built_with hiredis_refuses_newlines
+    nginx_built_with hiredis_refuses_newlines have_promtool promtool_ok
+    cannot_run_subtest
     clear_throwaway_root
     is_json_error is_queued is_batch_answer json_scalar dump_res
 );
@@ -112,6 +113,17 @@ sub cannot_run {
     exit 1;
 }
 
+# cannot_run_subtest(WHY): instead of plan skip_all => WHY at the top of
+# a subtest: outside CI it skips the subtest; with CI=true it fails one
+# check and returns true, for the caller to return:
+#   return if $why && cannot_run_subtest($why);
+sub cannot_run_subtest {
+    my ($why) = @_;
+    Test::More::plan(skip_all => $why) unless under_ci();
+    Test::More::fail("CI=true, and this part cannot run: $why");
+    return 1;
+}
+
 # skip_or_fail(WHY, COUNT): instead of skip WHY, COUNT in a SKIP block
 sub skip_or_fail {
     my ($why, $count) = @_;
@@ -141,6 +153,30 @@ sub hiredis_refuses_newlines {
     local $/;
     my $bytes = <$fh>;
     return index($bytes, 'Bad simple string value') >= 0;
+}
+
+# have_promtool(): whether Prometheus's promtool is on PATH
+sub have_promtool {
+    return scalar grep { -x "$_/promtool" } split /:/, $ENV{PATH} // '';
+}
+
+# promtool_ok(TEXT, NAME): one check that `promtool check metrics` takes
+# the exposition TEXT, exiting 0 and printing nothing; without promtool
+# it skips, or fails under CI=true.
+sub promtool_ok {
+    my ($body, $name) = @_;
+    SKIP: {
+        skip_or_fail('promtool is not installed', 1) unless have_promtool();
+        my $tmp = File::Temp->new(TMPDIR => 1, SUFFIX => '.prom');
+        binmode $tmp;
+        print {$tmp} $body;
+        close $tmp;
+        my ($rc, $out) = run_cmd(['sh', '-c', 'exec promtool check metrics < "$1"',
+                                  'sh', $tmp->filename]);
+        Test::More::ok($rc == 0 && $out eq '',
+            "$name: promtool check metrics exits 0 and prints nothing")
+            or Test::More::diag("promtool: $out\nthe text:\n$body");
+    }
 }
 
 # ---------------------------------------------------------------- throwaway
