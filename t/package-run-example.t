@@ -90,7 +90,7 @@ like($answer, qr/"status":"queued"/, 'its curl queues a new event') or diag $ans
 is($rc, 0, 'nginx -t passes') or diag $out;
 
 # ---------------------------------------------------------------- repair
-# what t/35 once did on the machine: the module gone, its configuration
+# what t/35-deb.t (now t/package-deb.t) once did on the machine: the module gone, its configuration
 # left, nginx -t failing
 ($rc, $out) = run('make', '-C', $repo, '--no-print-directory', 'uninstall');
 ($rc, $out) = system_nginx_t();

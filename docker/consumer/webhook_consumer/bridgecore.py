@@ -1,7 +1,7 @@
 """A ready handler for the consumer: forwards each envelope to
 BridgeCore's `POST /api/v1/webhooks/receive`, in the shape of its
 `WebhookReceivePayload`, so that BridgeCore runs unchanged behind
-ngx_http_webhook_module.  Standard library only (urllib).
+ngx_http_webhook_module.  Standard library only (http.client).
 
     webhook-consumer run \\
         --forward-url http://bridgecore:8000/api/v1/webhooks/receive \\
