@@ -9,7 +9,8 @@
 #     takes over when the first stops;
 #   - Redis down during a pass: the module spools the replays, the
 #     reconciler keeps what it could not record until Redis is back;
-#   - Odoo down, then back; nginx down, then back; nginx answering 401 (a
+#   - Odoo down, then back; Odoo trickling its answers (each call ends at
+#     --timeout, for the whole of it); nginx down, then back; nginx answering 401 (a
 #     wrong token), then the right token: the error and the events waiting
 #     in the status, nothing skipped;
 #   - one event the module still refuses (413): the others are replayed,
@@ -138,6 +139,24 @@ subtest 'Odoo down, then back' => sub {
     ok(wait_until(sub { my $x = rec($t); !$x->{failing} && ($x->{replayed} // 0) == 10 }, timeout => 60),
         'Odoo back: the events replayed, the reconciler not failing') or diag $r->log_text;
     exactly_once($t, \@ids, 'Odoo down and back');
+    is($r->stop, 0, 'it kept running (SIGTERM: exit 0)');
+};
+
+subtest 'Odoo trickling its answers: each call ends at --timeout' => sub {
+    # a proxy in front of Odoo that sends a byte every 0.4 s: each read
+    # within a socket timeout of 2 s, the answer never whole within it
+    my $t = WebhookOdoo::setup();
+    my @ids = lost_events($t, 5, 600);
+    $t->{odoo}->control(trickle => 0.4);
+    my $r = spawn_reconcile(reconcile_args($t, '--timeout', '2s'));
+    ok(wait_until(sub { rec($t)->{failing} }, timeout => 60),
+        'the status shows the reconciler failing, not a pass held by the trickle') or diag $r->log_text;
+    like(rec($t)->{error} // '', qr/Odoo unreachable .*no answer to the whole request within 2s/,
+        'with the error: ' . (rec($t)->{error} // ''));
+    $t->{odoo}->control(trickle => 0);
+    ok(wait_until(sub { my $x = rec($t); !$x->{failing} && ($x->{replayed} // 0) == 5 }, timeout => 60),
+        'Odoo at full speed again: the events replayed') or diag $r->log_text;
+    exactly_once($t, \@ids, 'Odoo trickling, then not');
     is($r->stop, 0, 'it kept running (SIGTERM: exit 0)');
 };
 

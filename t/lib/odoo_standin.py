@@ -66,6 +66,9 @@ Control, for the tests (JSON in, JSON out):
                        sent with the response code only for 200/201/204,
                        else failed              -> {"sent": {id: code}}
                    {"delay": seconds}  before each API answer (a slow Odoo)
+                   {"trickle": seconds}  each API answer sent a byte at a
+                       time, that many seconds apart (a proxy that
+                       trickles; 0: at once)
                    {"generate": {"count", "subscriber_id", "unack_every",
                      "first_id"}}  a day of events, as the addon leaves them
                        (every unack_every-th one not acknowledged, in turn
@@ -211,6 +214,7 @@ class Store:
         self.writes = 0
         self.refused = 0
         self.delay = 0.0
+        self.trickle = 0.0
 
     # ---- users
 
@@ -707,11 +711,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def send(self, status, body, ctype="application/json; charset=utf-8"):
         if not isinstance(body, bytes):
             body = body.encode()
+        if getattr(self, "trickling", 0):
+            return self.send_trickling(status, body, ctype)
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def send_trickling(self, status, body, ctype):
+        raw = ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+               "Connection: close\r\n\r\n"
+               % (status, self.responses.get(status, ("",))[0], ctype,
+                  len(body))).encode() + body
+        self.close_connection = True
+        try:
+            for i in range(len(raw)):
+                self.wfile.write(raw[i:i + 1])
+                self.wfile.flush()
+                time.sleep(self.trickling)
+        except OSError:
+            pass                        # the client gave up
 
     def do_GET(self):
         if self.path == "/_log":
@@ -736,6 +756,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.control(json.loads(self.body() or b"{}"))
             if self.store.delay and not path.startswith("/_"):
                 time.sleep(self.store.delay)
+            if not path.startswith("/_"):
+                self.trickling = self.store.trickle
             if path.startswith("/xmlrpc/2/"):
                 return self.xmlrpc(path[len("/xmlrpc/2/"):], self.body())
             if path.startswith("/json/2/"):
@@ -897,6 +919,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 g.get("first_id"))
         if "delay" in c:
             store.delay = float(c["delay"])
+        if "trickle" in c:
+            store.trickle = float(c["trickle"])
         if c.get("reset_log"):
             store.calls, store.writes, store.refused = [], 0, 0
         self.send(200, json.dumps(out))

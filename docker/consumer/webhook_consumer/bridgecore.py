@@ -50,12 +50,10 @@ import http.client
 import json
 import logging
 import re
-import socket
-import ssl
-import threading
 import time
 import urllib.parse
 
+from . import exchange
 from .shared import PRIORITIES, Defer, Reject, __version__, backoff_delay
 
 log = logging.getLogger(__name__)
@@ -272,7 +270,6 @@ class Forwarder:
         if timeout <= 0:
             raise ValueError("forward timeout must be more than 0")
         self.url = url
-        self.parts = parts
         self.token = token or None
         self.rate = rate
         limit = parse_rate(rate)
@@ -360,8 +357,7 @@ class Forwarder:
     def _post(self, data, eid):
         """(status, headers, body text) of one POST; ForwardError when
         there is no answer within the timeout, counted for the whole
-        request.  The exchange runs in a thread of its own; past the
-        timeout its socket is shut down, which ends it."""
+        request (exchange.within)."""
         headers = {"Content-Type": "application/json",
                    "Accept": "application/json",
                    "User-Agent": "webhook-consumer/%s" % __version__,
@@ -370,49 +366,24 @@ class Forwarder:
             headers["Authorization"] = "Bearer " + self.token
         if isinstance(eid, str) and eid:
             headers["Idempotency-Key"] = eid
-        p = self.parts
-        path = (p.path or "/") + ("?" + p.query if p.query else "")
-        if p.scheme == "https":
-            conn = http.client.HTTPSConnection(
-                p.hostname, p.port, timeout=self.timeout,
-                context=ssl.create_default_context())
-        else:
-            conn = http.client.HTTPConnection(p.hostname, p.port,
-                                              timeout=self.timeout)
-        box = {}
+        conn = exchange.connection(self.url, self.timeout)
 
-        def exchange():
-            try:
-                conn.request("POST", path, body=data, headers=headers)
-                resp = conn.getresponse()
-                box["answer"] = (resp.status, resp.headers,
-                                 resp.read(65536))
-            except Exception as e:
-                box["error"] = e
+        def post():
+            conn.request("POST", exchange.target(self.url), body=data,
+                         headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.headers, resp.read(65536)
 
-        worker = threading.Thread(target=exchange, daemon=True,
-                                  name="forward %s" % eid)
-        worker.start()
-        worker.join(self.timeout)
-        if worker.is_alive():
-            sock = conn.sock
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            conn.close()
-            raise ForwardError("BridgeCore at %s timed out: no answer to "
-                               "the whole request within %gs"
-                               % (self.url, self.timeout))
-        conn.close()
-        e = box.get("error")
-        if isinstance(e, (OSError, http.client.HTTPException)):
+        try:
+            return exchange.within(self.timeout, conn, post)
+        except TimeoutError as e:
+            raise ForwardError("BridgeCore at %s timed out: %s"
+                               % (self.url, e))
+        except (OSError, http.client.HTTPException) as e:
             raise ForwardError("cannot reach BridgeCore at %s: %s"
                                % (self.url, e))
-        if e is not None:
-            raise e
-        return box["answer"]
+        finally:
+            conn.close()
 
 
 def _unencodable(value):

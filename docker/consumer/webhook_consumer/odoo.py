@@ -4,7 +4,8 @@ execute_kw) and JSON-2 (Odoo 19 and later: POST /json/2/<model>/<method>
 with "Authorization: bearer <API key>" and "X-Odoo-Database").  Both offer
 search_read(model, domain, fields, offset, limit, order) and give the
 records as Odoo's read() does.  Standard library only; every request has a
-timeout; https certificates are verified unless told otherwise.
+timeout for the whole of it (exchange.within); https certificates are
+verified unless told otherwise.
 
 Errors: OdooAuthError (the login or API key refused), OdooAccessError (the
 user may not read the model), OdooError (anything else: Odoo unreachable,
@@ -13,10 +14,10 @@ an error answer); the message never holds the key."""
 import http.client
 import json
 import ssl
-import urllib.error
 import urllib.parse
-import urllib.request
 import xmlrpc.client
+
+from . import exchange
 
 
 class OdooError(Exception):
@@ -57,7 +58,8 @@ def first_line(text, limit=300):
 
 
 class _Transport(xmlrpc.client.SafeTransport):
-    """xmlrpc.client's transport with a timeout and a TLS context."""
+    """xmlrpc.client's transport with a TLS context and a timeout for the
+    whole of each request (exchange.within)."""
 
     def __init__(self, timeout, context, https):
         super().__init__(context=context)
@@ -71,6 +73,12 @@ class _Transport(xmlrpc.client.SafeTransport):
             conn = xmlrpc.client.Transport.make_connection(self, host)
         conn.timeout = self.timeout
         return conn
+
+    def request(self, host, handler, request_body, verbose=False):
+        parent = super()
+        return exchange.within(
+            self.timeout, lambda: self._connection[1],
+            lambda: parent.request(host, handler, request_body, verbose))
 
 
 class _Client:
@@ -166,17 +174,13 @@ class Json2Client(_Client):
                    "User-Agent": "webhook-reconcile"}
         if self.db:
             headers["X-Odoo-Database"] = self.db
-        req = urllib.request.Request(url, json.dumps(body).encode(), headers,
-                                     method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout,
-                                        context=self._ctx) as res:
-                data = res.read()
-        except urllib.error.HTTPError as e:
-            raise self._error(e.code, e.read())
+            status, data = _exchange(url, self.timeout, self._ctx, "POST",
+                                     json.dumps(body).encode(), headers)
         except (OSError, http.client.HTTPException) as e:
-            raise OdooError("Odoo unreachable at %s: %s"
-                            % (self.url, getattr(e, "reason", None) or e))
+            raise OdooError("Odoo unreachable at %s: %s" % (self.url, e))
+        if not 200 <= status < 300:
+            raise self._error(status, data)
         try:
             return json.loads(data)
         except ValueError:
@@ -201,6 +205,21 @@ class Json2Client(_Client):
         return OdooError("Odoo answered HTTP %d: %s" % (status, message))
 
 
+def _exchange(url, timeout, context, method, body, headers):
+    """(status, body) of one request, `timeout` seconds in all."""
+    conn = exchange.connection(url, timeout, context)
+
+    def send():
+        conn.request(method, exchange.target(url), body, headers)
+        res = conn.getresponse()
+        return res.status, res.read()
+
+    try:
+        return exchange.within(timeout, conn, send)
+    finally:
+        conn.close()
+
+
 def redact(url):
     """A URL without user and password."""
     u = urllib.parse.urlsplit(url)
@@ -213,18 +232,16 @@ def redact(url):
 def detect_api(url, timeout=30.0, cafile=None, verify=True):
     """"json2" when Odoo is 19 or later (GET /web/version answers, with
     version_info[0] >= 19), else "xmlrpc"; OdooError when unreachable."""
-    req = urllib.request.Request(url.rstrip("/") + "/web/version",
-                                 headers={"User-Agent": "webhook-reconcile"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout,
-                                    context=ssl_context(url, cafile,
-                                                        verify)) as res:
-            info = json.loads(res.read())
-    except urllib.error.HTTPError:
-        return "xmlrpc"     # Odoo 17/18 have no /web/version
+        status, data = _exchange(url.rstrip("/") + "/web/version", timeout,
+                                 ssl_context(url, cafile, verify), "GET",
+                                 None, {"User-Agent": "webhook-reconcile"})
     except (OSError, http.client.HTTPException) as e:
-        raise OdooError("Odoo unreachable at %s: %s"
-                        % (url, getattr(e, "reason", None) or e))
+        raise OdooError("Odoo unreachable at %s: %s" % (redact(url), e))
+    if status != 200:
+        return "xmlrpc"     # Odoo 17/18 have no /web/version
+    try:
+        info = json.loads(data)
     except ValueError:
         return "xmlrpc"
     version = info.get("version_info") if isinstance(info, dict) else None

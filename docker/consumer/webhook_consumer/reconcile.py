@@ -52,7 +52,7 @@ from dataclasses import dataclass
 
 import redis
 
-from . import odoo
+from . import exchange, odoo
 from .consumer import redact_url
 from .scripts import LEASE_LUA, RELEASE_LUA
 from .shared import __version__, env_value
@@ -288,7 +288,8 @@ def build_parser():
                    "RECONCILE_PAGE (default %(default)s)")
     r.add_argument("--timeout", type=duration,
                    default=e("RECONCILE_TIMEOUT", 30.0, duration),
-                   help="of each request to Odoo and nginx; env "
+                   help="of each request to Odoo and nginx, for the whole "
+                   "of it; env "
                    "RECONCILE_TIMEOUT (default 30s)")
     r.add_argument("--lease-ttl", type=duration,
                    default=e("RECONCILE_LEASE_TTL", 0.0, duration),
@@ -380,34 +381,30 @@ class Receiver:
 
     def __init__(self, url, timeout, cafile=None, verify=True):
         self.url = url
-        u = urllib.parse.urlsplit(url)
-        self.path = (u.path or "/") + ("?" + u.query if u.query else "")
-        self.host, self.port, self.https = u.hostname, u.port, \
-            u.scheme == "https"
+        self.path = exchange.target(url)
         self.timeout = timeout
         self.ctx = odoo.ssl_context(url, cafile, verify)
         self.conn = None
 
-    def _connect(self):
-        if self.https:
-            return http.client.HTTPSConnection(self.host, self.port,
-                                               timeout=self.timeout,
-                                               context=self.ctx)
-        return http.client.HTTPConnection(self.host, self.port,
-                                          timeout=self.timeout)
-
     def post(self, body, headers):
         """(status, parsed JSON answer or None); OSError or
-        http.client.HTTPException when nginx cannot be reached.  A kept
+        http.client.HTTPException when nginx cannot be reached or does not
+        answer the whole request within the timeout (TimeoutError).  A kept
         connection that the server closed is replaced once."""
         for attempt in (1, 2):
             fresh = self.conn is None
             if fresh:
-                self.conn = self._connect()
+                self.conn = exchange.connection(self.url, self.timeout,
+                                                self.ctx)
+            conn = self.conn
+
+            def send():
+                conn.request("POST", self.path, body, headers)
+                res = conn.getresponse()
+                return res, res.read()
+
             try:
-                self.conn.request("POST", self.path, body, headers)
-                res = self.conn.getresponse()
-                data = res.read()
+                res, data = exchange.within(self.timeout, conn, send)
             except (OSError, http.client.HTTPException) as e:
                 self.close()
                 if fresh or attempt == 2 or isinstance(e, socket.timeout):
