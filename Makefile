@@ -92,6 +92,7 @@ UNIT_RESP = $(BUILD)/test_resp
 UNIT_TEXT = $(BUILD)/test_text
 FUZZER   = $(BUILD)/fuzz_event
 FUZZ_REC = $(BUILD)/fuzz_record
+FUZZ_RESP = $(BUILD)/fuzz_resp
 FUZZ_SECONDS ?= 30
 # prove -j of make test (every test takes loopback ports of its own), and
 # the tests it runs (default every one)
@@ -104,7 +105,7 @@ $(UNIT): t/unit/test_event.c t/unit/tap.h $(EVENT) $(NGINX_DIR)/objs/Makefile
 	    src/core/ngx_http_webhook_event.c src/core/ngx_http_webhook_json.c \
 	    src/core/ngx_http_webhook_text.c -lcjson
 
-$(FUZZER): t/fuzz/fuzz_event.c $(EVENT) $(NGINX_DIR)/objs/Makefile
+$(FUZZER): t/fuzz/fuzz_event.c t/fuzz/fuzz.h $(EVENT) $(NGINX_DIR)/objs/Makefile
 	clang -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined \
 	    $(NGX_INCS) -o $@ t/fuzz/fuzz_event.c \
@@ -131,10 +132,17 @@ $(UNIT_TEXT): t/unit/test_text.c t/unit/tap.h src/core/ngx_http_webhook_text.c \
 	    $(NGX_INCS) -o $@ t/unit/test_text.c src/core/ngx_http_webhook_text.c \
 	    src/core/ngx_http_webhook_json.c
 
-$(FUZZ_REC): t/fuzz/fuzz_record.c $(RECORD) $(NGINX_DIR)/objs/Makefile
+$(FUZZ_REC): t/fuzz/fuzz_record.c t/fuzz/fuzz.h $(RECORD) $(NGINX_DIR)/objs/Makefile
 	clang -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined \
 	    $(NGX_INCS) -o $@ t/fuzz/fuzz_record.c $(RECORD:%.h=)
+
+$(FUZZ_RESP): t/fuzz/fuzz_resp.c t/fuzz/fuzz.h src/redis/ngx_http_webhook_redis_resp.c \
+	    src/redis/ngx_http_webhook_redis_resp.h $(NGINX_DIR)/objs/Makefile
+	clang -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined \
+	    $(NGX_INCS) -o $@ t/fuzz/fuzz_resp.c \
+	    src/redis/ngx_http_webhook_redis_resp.c -lhiredis
 
 unit: $(UNIT) $(UNIT_REC) $(UNIT_SLOT) $(UNIT_RESP) $(UNIT_TEXT)
 	$(UNIT)
@@ -143,19 +151,24 @@ unit: $(UNIT) $(UNIT_REC) $(UNIT_SLOT) $(UNIT_RESP) $(UNIT_TEXT)
 	$(UNIT_RESP)
 	$(UNIT_TEXT)
 
-# the body parser gets two thirds of FUZZ_SECONDS, the journal reader
-# (records from t/fuzz/records, written by t/unit/test_record) the rest
-fuzz: $(FUZZER) $(FUZZ_REC)
-	mkdir -p $(BUILD)/corpus $(BUILD)/corpus-record
+# the body parser gets half of FUZZ_SECONDS, the journal reader (records
+# from t/fuzz/records, written by t/unit/test_record) and the bounds of
+# Redis's replies (seeds in t/fuzz/resp) a quarter each
+fuzz: $(FUZZER) $(FUZZ_REC) $(FUZZ_RESP)
+	mkdir -p $(BUILD)/corpus $(BUILD)/corpus-record $(BUILD)/corpus-resp
 	cp t/fuzz/corpus/* t/data/*.json $(BUILD)/corpus/
 	cp t/fuzz/records/* $(BUILD)/corpus-record/
-	$(FUZZER) -max_total_time=$$(( $(FUZZ_SECONDS) * 2 / 3 )) \
+	cp t/fuzz/resp/* $(BUILD)/corpus-resp/
+	$(FUZZER) -max_total_time=$$(( $(FUZZ_SECONDS) / 2 )) \
 	    -max_len=65536 \
 	    -dict=t/fuzz/json.dict -timeout=10 -rss_limit_mb=1024 \
 	    -print_final_stats=1 $(BUILD)/corpus
-	$(FUZZ_REC) -max_total_time=$$(( $(FUZZ_SECONDS) / 3 )) \
+	$(FUZZ_REC) -max_total_time=$$(( $(FUZZ_SECONDS) / 4 )) \
 	    -max_len=8192 -timeout=10 -rss_limit_mb=1024 \
 	    -print_final_stats=1 $(BUILD)/corpus-record
+	$(FUZZ_RESP) -max_total_time=$$(( $(FUZZ_SECONDS) / 4 )) \
+	    -max_len=4096 -timeout=10 -rss_limit_mb=1024 \
+	    -print_final_stats=1 $(BUILD)/corpus-resp
 
 test: $(MODULE) $(UNIT) $(UNIT_REC) $(UNIT_SLOT) $(UNIT_RESP) $(UNIT_TEXT)
 	prove --timer -j$(PROVE_JOBS) -I t/lib $(TESTS)

@@ -21,6 +21,19 @@
 /* a number past every limit, kept from overflowing */
 #define NGX_HTTP_WEBHOOK_RESP_HUGE  ((size_t) 1 << 48)
 
+/*
+ * n more bytes of the reply: checked as they are counted, before an item
+ * they end can end the reply, so that where the reads cut the stream
+ * changes nothing
+ */
+#define ngx_http_webhook_resp_count(s, n)                                    \
+    (s)->bytes += (n);                                                       \
+    if ((s)->bytes > (s)->limits->reply) {                                   \
+        (s)->error = NGX_HTTP_WEBHOOK_RESP_BIG_BYTES;                        \
+        (s)->value = (s)->limits->reply;                                     \
+        return NGX_ERROR;                                                    \
+    }
+
 
 enum {
     sw_type = 0,
@@ -84,7 +97,7 @@ ngx_http_webhook_resp_scan(ngx_http_webhook_resp_scan_t *s, u_char *p,
 
         case sw_type:
             ch = *p++;
-            s->bytes++;
+            ngx_http_webhook_resp_count(s, 1);
 
             s->type = ch;
             s->len = 0;
@@ -121,7 +134,7 @@ ngx_http_webhook_resp_scan(ngx_http_webhook_resp_scan_t *s, u_char *p,
 
             while (p < last) {
                 ch = *p++;
-                s->bytes++;
+                ngx_http_webhook_resp_count(s, 1);
 
                 if (ch == LF && s->cr) {
                     ngx_http_webhook_resp_item(s);
@@ -141,7 +154,7 @@ ngx_http_webhook_resp_scan(ngx_http_webhook_resp_scan_t *s, u_char *p,
 
         case sw_length:
             ch = *p++;
-            s->bytes++;
+            ngx_http_webhook_resp_count(s, 1);
 
             if (++s->len > NGX_INT64_LEN + 2) {
                 s->error = NGX_HTTP_WEBHOOK_RESP_BAD_LENGTH;
@@ -181,21 +194,13 @@ ngx_http_webhook_resp_scan(ngx_http_webhook_resp_scan_t *s, u_char *p,
 
             p += k;
             s->skip -= k;
-            s->bytes += k;
+            ngx_http_webhook_resp_count(s, k);
 
             if (s->skip == 0) {
                 ngx_http_webhook_resp_item(s);
             }
 
             break;
-        }
-
-        /* s->bytes is 0 again when a reply ended */
-
-        if (s->bytes > s->limits->reply) {
-            s->error = NGX_HTTP_WEBHOOK_RESP_BIG_BYTES;
-            s->value = s->limits->reply;
-            return NGX_ERROR;
         }
     }
 

@@ -49,18 +49,10 @@
 
 #include "core/ngx_http_webhook_event.h"
 
+#include "fuzz.h"
+
 
 #define FUZZ_BATCH_MAX  64           /* webhook_batch_max of the harness */
-
-
-#define fuzz_check(cond, what)                                               \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "fuzz_event: broken: %s (line %d)\n", what,      \
-                    __LINE__);                                               \
-            abort();                                                         \
-        }                                                                    \
-    } while (0)
 
 
 typedef struct {

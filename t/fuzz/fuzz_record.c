@@ -23,15 +23,7 @@
 
 #include "spool/ngx_http_webhook_record.h"
 
-
-#define fuzz_check(cond, what)                                               \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "fuzz_record: broken: %s (line %d)\n", what,     \
-                    __LINE__);                                               \
-            abort();                                                         \
-        }                                                                    \
-    } while (0)
+#include "fuzz.h"
 
 
 static void

@@ -216,6 +216,63 @@ test_elements(void)
 }
 
 
+/*
+ * A reply's bytes are counted as they come: where the reads cut the
+ * stream changes nothing (found by t/fuzz/fuzz_resp.c: the bound was
+ * checked once a read's bytes were taken, after the item they ended had
+ * ended the reply and set the count to 0)
+ */
+
+static void
+test_reply_bytes(void)
+{
+    size_t                           step, value, len;
+    ngx_int_t                        rc;
+    const char                      *p;
+    ngx_http_webhook_resp_limits_t   saved;
+
+    saved = limits;
+    limits.reply = 16;
+
+    /* "$10\r\n" (5), 10 bytes, CR LF: 17 bytes, one too many */
+
+    p = "$10\r\n0123456789\r\n";
+    len = strlen(p);
+    rc = NGX_OK;
+
+    for (step = 1; step <= len; step++) {
+        value = 0;
+
+        if (scan(p, len, step, &value) != NGX_HTTP_WEBHOOK_RESP_BIG_BYTES
+            || value != 16)
+        {
+            rc = NGX_ERROR;
+        }
+    }
+
+    ok(rc == NGX_OK, "a reply one byte past the bound, in reads of any size");
+
+    p = "$9\r\n012345678\r\n";
+    ok(passes(p), "a reply of exactly the bound, in reads of any size");
+
+    /* a line past it: the same error however the reads cut it */
+
+    p = "-ERR 0123456789abcdef\r\n";
+    len = strlen(p);
+    rc = NGX_OK;
+
+    for (step = 1; step <= len; step++) {
+        if (scan(p, len, step, NULL) != NGX_HTTP_WEBHOOK_RESP_BIG_BYTES) {
+            rc = NGX_ERROR;
+        }
+    }
+
+    ok(rc == NGX_OK, "a line past the bound, in reads of any size");
+
+    limits = saved;
+}
+
+
 static void
 test_limits(void)
 {
@@ -240,6 +297,7 @@ main(void)
     test_bounds();
     test_line();
     test_elements();
+    test_reply_bytes();
     test_limits();
 
     printf("1..%d\n", tests);
