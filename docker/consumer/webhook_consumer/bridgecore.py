@@ -357,7 +357,7 @@ class Forwarder:
     def _post(self, data, eid):
         """(status, headers, body text) of one POST; ForwardError when
         there is no answer within the timeout, counted for the whole
-        request (exchange.within)."""
+        request (exchange.fetch)."""
         headers = {"Content-Type": "application/json",
                    "Accept": "application/json",
                    "User-Agent": "webhook-consumer/%s" % __version__,
@@ -366,24 +366,15 @@ class Forwarder:
             headers["Authorization"] = "Bearer " + self.token
         if isinstance(eid, str) and eid:
             headers["Idempotency-Key"] = eid
-        conn = exchange.connection(self.url, self.timeout)
-
-        def post():
-            conn.request("POST", exchange.target(self.url), body=data,
-                         headers=headers)
-            resp = conn.getresponse()
-            return resp.status, resp.headers, resp.read(65536)
-
         try:
-            return exchange.within(self.timeout, conn, post)
+            return exchange.fetch(self.url, "POST", data, headers,
+                                  self.timeout, limit=65536)
         except TimeoutError as e:
             raise ForwardError("BridgeCore at %s timed out: %s"
                                % (self.url, e))
         except (OSError, http.client.HTTPException) as e:
             raise ForwardError("cannot reach BridgeCore at %s: %s"
                                % (self.url, e))
-        finally:
-            conn.close()
 
 
 def _unencodable(value):

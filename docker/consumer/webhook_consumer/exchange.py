@@ -71,3 +71,26 @@ def within(timeout, conn, fn):
     if "error" in box:
         raise box["error"]
     return box["result"]
+
+
+def request(conn, method, path, body, headers, timeout, limit=-1):
+    """(status, headers, body) of one request on the http.client
+    connection `conn`, `timeout` seconds in all (within()); at most
+    `limit` bytes of the body are read (-1: all of it)."""
+
+    def send():
+        conn.request(method, path, body, headers)
+        res = conn.getresponse()
+        return res.status, res.headers, res.read(limit)
+
+    return within(timeout, conn, send)
+
+
+def fetch(url, method, body, headers, timeout, context=None, limit=-1):
+    """request() on a connection of its own to `url`, closed after."""
+    conn = connection(url, timeout, context)
+    try:
+        return request(conn, method, target(url), body, headers, timeout,
+                       limit)
+    finally:
+        conn.close()

@@ -175,8 +175,9 @@ class Json2Client(_Client):
         if self.db:
             headers["X-Odoo-Database"] = self.db
         try:
-            status, data = _exchange(url, self.timeout, self._ctx, "POST",
-                                     json.dumps(body).encode(), headers)
+            status, _, data = exchange.fetch(
+                url, "POST", json.dumps(body).encode(), headers,
+                self.timeout, self._ctx)
         except (OSError, http.client.HTTPException) as e:
             raise OdooError("Odoo unreachable at %s: %s" % (self.url, e))
         if not 200 <= status < 300:
@@ -205,21 +206,6 @@ class Json2Client(_Client):
         return OdooError("Odoo answered HTTP %d: %s" % (status, message))
 
 
-def _exchange(url, timeout, context, method, body, headers):
-    """(status, body) of one request, `timeout` seconds in all."""
-    conn = exchange.connection(url, timeout, context)
-
-    def send():
-        conn.request(method, exchange.target(url), body, headers)
-        res = conn.getresponse()
-        return res.status, res.read()
-
-    try:
-        return exchange.within(timeout, conn, send)
-    finally:
-        conn.close()
-
-
 def redact(url):
     """A URL without user and password."""
     u = urllib.parse.urlsplit(url)
@@ -233,9 +219,10 @@ def detect_api(url, timeout=30.0, cafile=None, verify=True):
     """"json2" when Odoo is 19 or later (GET /web/version answers, with
     version_info[0] >= 19), else "xmlrpc"; OdooError when unreachable."""
     try:
-        status, data = _exchange(url.rstrip("/") + "/web/version", timeout,
-                                 ssl_context(url, cafile, verify), "GET",
-                                 None, {"User-Agent": "webhook-reconcile"})
+        status, _, data = exchange.fetch(
+            url.rstrip("/") + "/web/version", "GET", None,
+            {"User-Agent": "webhook-reconcile"}, timeout,
+            ssl_context(url, cafile, verify))
     except (OSError, http.client.HTTPException) as e:
         raise OdooError("Odoo unreachable at %s: %s" % (redact(url), e))
     if status != 200:

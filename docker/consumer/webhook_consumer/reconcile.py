@@ -396,26 +396,21 @@ class Receiver:
             if fresh:
                 self.conn = exchange.connection(self.url, self.timeout,
                                                 self.ctx)
-            conn = self.conn
-
-            def send():
-                conn.request("POST", self.path, body, headers)
-                res = conn.getresponse()
-                return res, res.read()
-
             try:
-                res, data = exchange.within(self.timeout, conn, send)
+                status, head, data = exchange.request(
+                    self.conn, "POST", self.path, body, headers,
+                    self.timeout)
             except (OSError, http.client.HTTPException) as e:
                 self.close()
                 if fresh or attempt == 2 or isinstance(e, socket.timeout):
                     raise
                 continue
-            if res.getheader("Connection", "").lower() == "close":
+            if head.get("Connection", "").lower() == "close":
                 self.close()
             try:
-                return res.status, json.loads(data)
+                return status, json.loads(data)
             except ValueError:
-                return res.status, None
+                return status, None
         raise AssertionError("not reached")
 
     def close(self):
