@@ -21,18 +21,6 @@
 /* a number past every limit, kept from overflowing */
 #define NGX_HTTP_WEBHOOK_RESP_HUGE  ((size_t) 1 << 48)
 
-/*
- * n more bytes of the reply: checked as they are counted, before an item
- * they end can end the reply, so that where the reads cut the stream
- * changes nothing
- */
-#define ngx_http_webhook_resp_count(s, n)                                    \
-    (s)->bytes += (n);                                                       \
-    if ((s)->bytes > (s)->limits->reply) {                                   \
-        (s)->error = NGX_HTTP_WEBHOOK_RESP_BIG_BYTES;                        \
-        (s)->value = (s)->limits->reply;                                     \
-        return NGX_ERROR;                                                    \
-    }
 
 
 enum {
@@ -45,6 +33,8 @@ enum {
 
 static ngx_int_t ngx_http_webhook_resp_length(ngx_http_webhook_resp_scan_t *s);
 static void ngx_http_webhook_resp_item(ngx_http_webhook_resp_scan_t *s);
+static ngx_int_t ngx_http_webhook_resp_count(ngx_http_webhook_resp_scan_t *s,
+    size_t n);
 
 
 /*
@@ -97,7 +87,10 @@ ngx_http_webhook_resp_scan(ngx_http_webhook_resp_scan_t *s, u_char *p,
 
         case sw_type:
             ch = *p++;
-            ngx_http_webhook_resp_count(s, 1);
+
+            if (ngx_http_webhook_resp_count(s, 1) != NGX_OK) {
+                return NGX_ERROR;
+            }
 
             s->type = ch;
             s->len = 0;
@@ -134,7 +127,10 @@ ngx_http_webhook_resp_scan(ngx_http_webhook_resp_scan_t *s, u_char *p,
 
             while (p < last) {
                 ch = *p++;
-                ngx_http_webhook_resp_count(s, 1);
+
+                if (ngx_http_webhook_resp_count(s, 1) != NGX_OK) {
+                    return NGX_ERROR;
+                }
 
                 if (ch == LF && s->cr) {
                     ngx_http_webhook_resp_item(s);
@@ -154,7 +150,10 @@ ngx_http_webhook_resp_scan(ngx_http_webhook_resp_scan_t *s, u_char *p,
 
         case sw_length:
             ch = *p++;
-            ngx_http_webhook_resp_count(s, 1);
+
+            if (ngx_http_webhook_resp_count(s, 1) != NGX_OK) {
+                return NGX_ERROR;
+            }
 
             if (++s->len > NGX_INT64_LEN + 2) {
                 s->error = NGX_HTTP_WEBHOOK_RESP_BAD_LENGTH;
@@ -194,7 +193,10 @@ ngx_http_webhook_resp_scan(ngx_http_webhook_resp_scan_t *s, u_char *p,
 
             p += k;
             s->skip -= k;
-            ngx_http_webhook_resp_count(s, k);
+
+            if (ngx_http_webhook_resp_count(s, k) != NGX_OK) {
+                return NGX_ERROR;
+            }
 
             if (s->skip == 0) {
                 ngx_http_webhook_resp_item(s);
@@ -292,4 +294,25 @@ ngx_http_webhook_resp_item(ngx_http_webhook_resp_scan_t *s)
 
     s->elements = 0;
     s->bytes = 0;
+}
+
+
+/*
+ * n more bytes of the reply, checked as they are counted: before an item
+ * they end can end the reply, so that where the reads cut the stream
+ * changes nothing
+ */
+
+static ngx_int_t
+ngx_http_webhook_resp_count(ngx_http_webhook_resp_scan_t *s, size_t n)
+{
+    s->bytes += n;
+
+    if (s->bytes > s->limits->reply) {
+        s->error = NGX_HTTP_WEBHOOK_RESP_BIG_BYTES;
+        s->value = s->limits->reply;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }

@@ -223,51 +223,48 @@ test_elements(void)
  * ended the reply and set the count to 0)
  */
 
+/* the scan of text, cut into reads of every size, ends in error, value */
+
+static int
+refused(const char *text, ngx_int_t error, size_t value)
+{
+    size_t  step, len, v;
+
+    len = strlen(text);
+
+    for (step = 1; step <= len; step++) {
+        v = value;
+
+        if (scan(text, len, step, &v) != error || v != value) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 static void
 test_reply_bytes(void)
 {
-    size_t                           step, value, len;
-    ngx_int_t                        rc;
-    const char                      *p;
-    ngx_http_webhook_resp_limits_t   saved;
+    ngx_http_webhook_resp_limits_t  saved;
 
     saved = limits;
     limits.reply = 16;
 
     /* "$10\r\n" (5), 10 bytes, CR LF: 17 bytes, one too many */
 
-    p = "$10\r\n0123456789\r\n";
-    len = strlen(p);
-    rc = NGX_OK;
+    ok(refused("$10\r\n0123456789\r\n", NGX_HTTP_WEBHOOK_RESP_BIG_BYTES, 16),
+       "a reply one byte past the bound, in reads of any size");
 
-    for (step = 1; step <= len; step++) {
-        value = 0;
-
-        if (scan(p, len, step, &value) != NGX_HTTP_WEBHOOK_RESP_BIG_BYTES
-            || value != 16)
-        {
-            rc = NGX_ERROR;
-        }
-    }
-
-    ok(rc == NGX_OK, "a reply one byte past the bound, in reads of any size");
-
-    p = "$9\r\n012345678\r\n";
-    ok(passes(p), "a reply of exactly the bound, in reads of any size");
+    ok(passes("$9\r\n012345678\r\n"),
+       "a reply of exactly the bound, in reads of any size");
 
     /* a line past it: the same error however the reads cut it */
 
-    p = "-ERR 0123456789abcdef\r\n";
-    len = strlen(p);
-    rc = NGX_OK;
-
-    for (step = 1; step <= len; step++) {
-        if (scan(p, len, step, NULL) != NGX_HTTP_WEBHOOK_RESP_BIG_BYTES) {
-            rc = NGX_ERROR;
-        }
-    }
-
-    ok(rc == NGX_OK, "a line past the bound, in reads of any size");
+    ok(refused("-ERR 0123456789abcdef\r\n", NGX_HTTP_WEBHOOK_RESP_BIG_BYTES,
+               16),
+       "a line past the bound, in reads of any size");
 
     limits = saved;
 }
