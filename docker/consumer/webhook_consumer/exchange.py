@@ -73,10 +73,12 @@ def within(timeout, conn, fn):
     return box["result"]
 
 
-def request(conn, method, path, body, headers, timeout, limit=-1):
+def request(conn, method, path, body, headers, timeout, limit=None):
     """(status, headers, body) of one request on the http.client
     connection `conn`, `timeout` seconds in all (within()); at most
-    `limit` bytes of the body are read (-1: all of it)."""
+    `limit` bytes of the body are read (None: as long as it is; never
+    "until the connection closes", which on a kept connection waits for
+    the server's keep-alive timeout)."""
 
     def send():
         conn.request(method, path, body, headers)
@@ -86,7 +88,7 @@ def request(conn, method, path, body, headers, timeout, limit=-1):
     return within(timeout, conn, send)
 
 
-def fetch(url, method, body, headers, timeout, context=None, limit=-1):
+def fetch(url, method, body, headers, timeout, context=None, limit=None):
     """request() on a connection of its own to `url`, closed after."""
     conn = connection(url, timeout, context)
     try:
