@@ -498,7 +498,7 @@ class Reconciler:
         it."""
         ttl = int(self.s.lease * 1000)
         if self._lease(keys=[self.k_lease], args=[self.token, ttl]) != 1:
-            raise LeaseLost("reconciler %s is running elsewhere (%s)"
+            raise LeaseLost("reconciler %s runs elsewhere (%s)"
                             % (self.name, self._holder()))
         self._lease_renewed = time.monotonic()
 
